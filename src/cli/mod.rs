@@ -1,0 +1,11 @@
+//! Subcommands of the `drc` binary. Each returns the process exit code.
+
+pub mod check;
+pub mod dump;
+pub mod tail;
+
+/// Prints a definite error for the operator and returns exit code 1.
+pub fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("drc: error: {e}");
+    1
+}

@@ -1,0 +1,254 @@
+//! The configuration of one zone daemon: one TOML file per zone.
+//!
+//! Strict: unknown keys are rejected (`deny_unknown_fields`), so a typo is an error at
+//! start-up, not a silently ignored setting. Relative paths are relative to the
+//! directory of the config file. A complete example: `testenv/zone-a.toml`.
+//!
+//! Secrets: the MySQL password comes from exactly one of `password_env` (an environment
+//! variable), `password_file` (a file, trailing newline ignored) or `password` (inline,
+//! for throw-away test setups only).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A config problem, with the file and the key to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {what}")]
+pub struct ConfigError {
+    pub path: String,
+    pub what: String,
+}
+
+/// Top level of a zone daemon's config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of this zone, tagged on every transaction read here. Short, stable, unique
+    /// across the topology: `zone = "a"`.
+    pub zone: String,
+    /// The zone's own MySQL/MariaDB primary.
+    pub mysql: MysqlConfig,
+    /// How the binlog reader connects as a replica and where it keeps its position.
+    pub reader: ReaderConfig,
+    /// Directory the file was loaded from (relative paths resolve against it).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Connection to a MySQL/MariaDB server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    /// Host name or IP: `host = "127.0.0.1"`.
+    pub host: String,
+    /// TCP port: `port = 3306`.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User; needs REPLICATION SLAVE and REPLICATION CLIENT / BINLOG MONITOR
+    /// (docs/OPERATIONS.md lists the grants): `user = "drc"`.
+    pub user: String,
+    /// Name of an environment variable holding the password: `password_env = "DRC_A_PASSWORD"`.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password: `password_file = "/etc/drc/zone-a.password"`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Inline password, for test setups only: `password = "drc"`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Seconds to wait for a TCP connection: `connect_timeout_secs = 5`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+/// The binlog reader.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Server id this reader presents as a replica; unique among all replicas of the
+    /// server and different from every server's own id: `server_id = 1001`.
+    pub server_id: u32,
+    /// Directory of the reader's sled state (its resume position): `state_dir = "/var/lib/drc/a"`.
+    pub state_dir: PathBuf,
+    /// Where to start when the state directory has no position yet: `"now"` (the
+    /// server's current position), `"beginning"` (oldest binlog still on the server),
+    /// `"gtid:<set or position>"` or `"file:<name>:<offset>"`. Default `"now"`.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Rows per transaction fragment handed downstream: `max_fragment_rows = 10000`.
+    #[serde(default = "default_fragment_rows")]
+    pub max_fragment_rows: usize,
+    /// Approximate row-event bytes per fragment: `max_fragment_bytes = 8388608`.
+    #[serde(default = "default_fragment_bytes")]
+    pub max_fragment_bytes: usize,
+    /// Seconds between the server's heartbeats on an idle stream; no event for three
+    /// periods means a dead connection, which is re-opened: `heartbeat_secs = 1`.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Longest wait between reconnect attempts (backoff doubles from 100 ms):
+    /// `reconnect_max_backoff_secs = 10`.
+    #[serde(default = "default_backoff")]
+    pub reconnect_max_backoff_secs: u64,
+}
+
+fn default_port() -> u16 {
+    3306
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_start() -> String {
+    "now".into()
+}
+fn default_fragment_rows() -> usize {
+    10_000
+}
+fn default_fragment_bytes() -> usize {
+    8 << 20
+}
+fn default_heartbeat() -> u64 {
+    1
+}
+fn default_backoff() -> u64 {
+    10
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |what: String| ConfigError {
+            path: path.display().to_string(),
+            what,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.zone.is_empty() || !self.zone.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("zone = {:?}: use letters, digits, '-' or '_'", self.zone));
+        }
+        let m = &self.mysql;
+        let sources = [m.password_env.is_some(), m.password_file.is_some(), m.password.is_some()];
+        if sources.iter().filter(|x| **x).count() > 1 {
+            return Err("[mysql] set only one of password_env, password_file, password".into());
+        }
+        if self.reader.server_id == 0 {
+            return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());
+        }
+        if self.reader.max_fragment_rows == 0 || self.reader.max_fragment_bytes == 0 {
+            return Err("[reader] max_fragment_rows and max_fragment_bytes must be positive".into());
+        }
+        crate::reader::live::StartSpec::parse(&self.reader.start).map_err(|e| format!("[reader] start: {e}"))?;
+        Ok(())
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.reader.state_dir)
+    }
+}
+
+impl MysqlConfig {
+    /// The password from its configured source; an error says which source failed.
+    pub fn resolve_password(&self, base_dir: &Path) -> Result<Option<String>, String> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("[mysql] password_env: environment variable {var} is not set"));
+        }
+        if let Some(file) = &self.password_file {
+            let p = if file.is_absolute() { file.clone() } else { base_dir.join(file) };
+            return std::fs::read_to_string(&p)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| format!("[mysql] password_file {}: {e}", p.display()));
+        }
+        Ok(self.password.clone())
+    }
+
+    /// mysql_async connection options for this server.
+    pub fn opts(&self, base_dir: &Path) -> Result<mysql_async::Opts, String> {
+        let pass = self.resolve_password(base_dir)?;
+        Ok(mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(pass)
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .into())
+    }
+
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        let mut c: Config = toml::from_str(s).map_err(|e| e.to_string())?;
+        c.base_dir = PathBuf::from("/etc/drc");
+        c.validate()?;
+        Ok(c)
+    }
+
+    const OK: &str = r#"
+zone = "a"
+[mysql]
+host = "127.0.0.1"
+user = "drc"
+password_env = "X"
+[reader]
+server_id = 1001
+state_dir = "state"
+"#;
+
+    #[test]
+    fn minimal_config_and_defaults() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.mysql.port, 3306);
+        assert_eq!(c.reader.start, "now");
+        assert_eq!(c.state_dir(), PathBuf::from("/etc/drc/state"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_conflicts() {
+        let e = parse(&OK.replace("user = \"drc\"", "user = \"drc\"\nusr = 1")).unwrap_err();
+        assert!(e.contains("unknown field `usr`"), "{e}");
+        let e = parse(&OK.replace("password_env = \"X\"", "password_env = \"X\"\npassword = \"y\"")).unwrap_err();
+        assert!(e.contains("only one of"), "{e}");
+        let e = parse(&OK.replace("server_id = 1001", "server_id = 0")).unwrap_err();
+        assert!(e.contains("server_id"), "{e}");
+        let e = parse(&OK.replace("zone = \"a\"", "zone = \"a b\"")).unwrap_err();
+        assert!(e.contains("zone"), "{e}");
+        let e = parse(&OK.replace("state_dir = \"state\"", "state_dir = \"state\"\nstart = \"yesterday\"")).unwrap_err();
+        assert!(e.contains("start"), "{e}");
+    }
+
+    #[test]
+    fn password_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let mut c = parse(OK).unwrap();
+        c.mysql.password_env = None;
+        c.mysql.password_file = Some("pw".into());
+        assert_eq!(c.mysql.resolve_password(dir.path()).unwrap().as_deref(), Some("s3cret"));
+        c.mysql.password_file = None;
+        c.mysql.password_env = Some("DRC_TEST_SURELY_UNSET_VAR".into());
+        assert!(c.mysql.resolve_password(dir.path()).unwrap_err().contains("DRC_TEST_SURELY_UNSET_VAR"));
+    }
+}

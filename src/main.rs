@@ -1,0 +1,74 @@
+//! The `drc` command line. Each subcommand lives in `cli/`; this file only parses
+//! arguments, sets up logging and maps errors to exit codes:
+//! 0 success, 1 definite error (the message says what to fix), 2 usage error,
+//! 3 `drc check` found problems.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "drc", version, about = "Data Replication Center: active-active MySQL/MariaDB replication")]
+struct Args {
+    /// Log format on stderr: text or json. Level via DRC_LOG (e.g. DRC_LOG=debug).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Binlog tools: decode files, tail a server.
+    Binlog {
+        #[command(subcommand)]
+        cmd: BinlogCmd,
+    },
+    /// Check whether the zone's server is ready for drc; prints what to change if not.
+    Check(cli::check::CheckArgs),
+}
+
+#[derive(Subcommand)]
+enum BinlogCmd {
+    /// Decode binlog files offline into JSON lines (schemas/change_event.v1.json).
+    Dump {
+        /// Zone name to tag events with (optional).
+        #[arg(long, default_value = "")]
+        zone: String,
+        /// Binlog or relay-log files, decoded in the order given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Connect to the zone's server as a replica and print committed transactions live.
+    Tail(cli::tail::TailArgs),
+}
+
+fn main() {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let code = match args.cmd {
+        Cmd::Binlog { cmd: BinlogCmd::Dump { zone, files } } => cli::dump::run(&zone, &files),
+        Cmd::Binlog { cmd: BinlogCmd::Tail(t) } => runtime().block_on(cli::tail::run(t)),
+        Cmd::Check(c) => runtime().block_on(cli::check::run(c)),
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}

@@ -1,0 +1,209 @@
+//! `drc check`: is this server ready for drc? One finding per line, each problem with
+//! the exact fix. Problems make the exit code non-zero; warnings do not.
+
+use crate::reader::live::{server_info, Flavor};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::Serialize;
+
+/// Name of drc's own schema (positions, conflict log, loop marker). Binlog filters must
+/// not drop it.
+pub const DRC_SCHEMA: &str = "drc";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[serde(rename = "ok")]
+    Pass,
+    Warn,
+    Problem,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub check: &'static str,
+    /// What was found.
+    pub found: String,
+    /// What to change (empty when OK).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+impl Finding {
+    fn ok(check: &'static str, found: impl Into<String>) -> Self {
+        Finding { level: Level::Pass, check, found: found.into(), fix: String::new() }
+    }
+    fn bad(level: Level, check: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding { level, check, found: found.into(), fix: fix.into() }
+    }
+}
+
+async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
+    let row: Option<(String, String)> = conn.query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'")).await?;
+    Ok(row.map(|r| r.1))
+}
+
+/// Runs every check against a connected server. `replica_server_id` is the id the
+/// reader will present.
+pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<Finding>, mysql_async::Error> {
+    use Level::*;
+    let mut f = Vec::new();
+    let info = server_info(conn).await?;
+    f.push(Finding::ok("server", format!("{} (server_id {})", info.version, info.server_id)));
+    let cnf = "in the server's my.cnf ([mysqld] / [mariadbd] section), then restart it";
+
+    let expect = |name: &'static str, got: Option<String>, want: &str, fix: String| -> Finding {
+        match got {
+            Some(v) if v.eq_ignore_ascii_case(want) => Finding::ok(name, format!("{name}={v}")),
+            Some(v) => Finding::bad(Problem, name, format!("{name}={v}"), fix),
+            None => Finding::bad(Problem, name, format!("{name} does not exist on this server version"), fix),
+        }
+    };
+    let log_bin = var(conn, "log_bin").await?;
+    f.push(expect("log_bin", log_bin, "ON", format!("set log_bin=<basename> {cnf}")));
+    f.push(expect(
+        "binlog_format",
+        var(conn, "binlog_format").await?,
+        "ROW",
+        format!("set binlog_format=ROW {cnf} (SET GLOBAL binlog_format=ROW works until restart)"),
+    ));
+    f.push(expect(
+        "binlog_row_image",
+        var(conn, "binlog_row_image").await?,
+        "FULL",
+        format!("set binlog_row_image=FULL {cnf}"),
+    ));
+    let meta_fix = match info.flavor {
+        Flavor::Mariadb => format!("set binlog_row_metadata=FULL {cnf} (needs MariaDB 10.5 or later)"),
+        Flavor::Mysql => format!("set binlog_row_metadata=FULL {cnf} (needs MySQL 8.0.1 or later)"),
+    };
+    f.push(expect("binlog_row_metadata", var(conn, "binlog_row_metadata").await?, "FULL", meta_fix));
+
+    if info.server_id == 0 {
+        f.push(Finding::bad(Problem, "server_id", "server_id=0", format!("set a unique non-zero server_id {cnf}")));
+    } else if info.server_id == replica_server_id {
+        f.push(Finding::bad(
+            Problem,
+            "server_id",
+            format!("[reader] server_id {replica_server_id} equals the server's own server_id"),
+            "choose a different [reader] server_id in the drc config (unique among all servers and replicas)",
+        ));
+    } else {
+        f.push(Finding::ok("server_id", format!("server_id={} (reader uses {replica_server_id})", info.server_id)));
+    }
+
+    match info.flavor {
+        Flavor::Mysql => {
+            f.push(expect(
+                "gtid_mode",
+                var(conn, "gtid_mode").await?,
+                "ON",
+                format!("set gtid_mode=ON and enforce_gtid_consistency=ON {cnf}"),
+            ));
+            f.push(expect(
+                "enforce_gtid_consistency",
+                var(conn, "enforce_gtid_consistency").await?,
+                "ON",
+                format!("set enforce_gtid_consistency=ON {cnf}"),
+            ));
+        }
+        Flavor::Mariadb => {
+            let d = var(conn, "gtid_domain_id").await?.unwrap_or_default();
+            if d == "0" {
+                f.push(Finding::bad(
+                    Problem,
+                    "gtid_domain_id",
+                    "gtid_domain_id=0 (the default)",
+                    format!("give every zone's server its own non-zero gtid_domain_id {cnf}; zones writing in the same domain break GTID ordering"),
+                ));
+            } else {
+                f.push(Finding::ok("gtid_domain_id", format!("gtid_domain_id={d}")));
+            }
+            if var(conn, "log_bin_compress").await?.as_deref() == Some("ON") {
+                f.push(Finding::bad(Problem, "log_bin_compress", "log_bin_compress=ON", format!("set log_bin_compress=OFF {cnf}")));
+            }
+            if var(conn, "encrypt_binlog").await?.as_deref() == Some("ON") {
+                f.push(Finding::bad(Problem, "encrypt_binlog", "encrypt_binlog=ON", format!("set encrypt_binlog=OFF {cnf}")));
+            }
+        }
+    }
+
+    // Binlog filters that would drop drc's own schema (ANCHORS.md, hurt #1).
+    match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+        Ok(Some(row)) => {
+            let do_db: String = row.get(2).unwrap_or_default();
+            let ignore_db: String = row.get(3).unwrap_or_default();
+            let list = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
+            let (do_db, ignore_db) = (list(&do_db), list(&ignore_db));
+            if !do_db.is_empty() && !do_db.iter().any(|d| d == DRC_SCHEMA) {
+                f.push(Finding::bad(
+                    Problem,
+                    "binlog_filter",
+                    format!("binlog_do_db={} does not include `{DRC_SCHEMA}`", do_db.join(",")),
+                    format!("remove binlog_do_db or add binlog_do_db={DRC_SCHEMA} {cnf}: drc's loop marker must be logged"),
+                ));
+            } else if ignore_db.iter().any(|d| d == DRC_SCHEMA) {
+                f.push(Finding::bad(
+                    Problem,
+                    "binlog_filter",
+                    format!("binlog_ignore_db includes `{DRC_SCHEMA}`"),
+                    format!("remove {DRC_SCHEMA} from binlog_ignore_db {cnf}"),
+                ));
+            } else {
+                f.push(Finding::ok("binlog_filter", "no binlog filter drops the drc schema"));
+            }
+            f.push(Finding::ok("privilege_binlog_monitor", "SHOW MASTER STATUS allowed"));
+        }
+        Ok(None) => f.push(Finding::bad(Problem, "log_bin", "SHOW MASTER STATUS returned nothing", "enable the binlog (log_bin)")),
+        Err(mysql_async::Error::Server(e)) => f.push(Finding::bad(
+            Problem,
+            "privilege_binlog_monitor",
+            format!("SHOW MASTER STATUS refused: {}", e.message),
+            match info.flavor {
+                Flavor::Mariadb => "GRANT BINLOG MONITOR ON *.* TO <drc user>",
+                Flavor::Mysql => "GRANT REPLICATION CLIENT ON *.* TO <drc user>",
+            },
+        )),
+        Err(e) => return Err(e),
+    }
+
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
+    let all = grants.join("\n").to_ascii_uppercase();
+    if all.contains("REPLICATION SLAVE") || all.contains("ALL PRIVILEGES ON *.*") || all.contains("REPLICATION REPLICA") {
+        f.push(Finding::ok("privilege_replication", "REPLICATION SLAVE granted"));
+    } else {
+        f.push(Finding::bad(
+            Problem,
+            "privilege_replication",
+            "the user lacks REPLICATION SLAVE",
+            "GRANT REPLICATION SLAVE ON *.* TO <drc user>",
+        ));
+    }
+
+    // Durability and retention: warnings.
+    if var(conn, "sync_binlog").await?.as_deref() != Some("1") {
+        f.push(Finding::bad(Warn, "sync_binlog", "sync_binlog is not 1", format!("set sync_binlog=1 {cnf} so a crash cannot lose logged commits")));
+    }
+    if var(conn, "innodb_flush_log_at_trx_commit").await?.as_deref() != Some("1") {
+        f.push(Finding::bad(
+            Warn,
+            "innodb_flush_log_at_trx_commit",
+            "innodb_flush_log_at_trx_commit is not 1",
+            format!("set innodb_flush_log_at_trx_commit=1 {cnf}"),
+        ));
+    }
+    let secs: u64 = match var(conn, "binlog_expire_logs_seconds").await? {
+        Some(s) => s.parse().unwrap_or(0),
+        None => var(conn, "expire_logs_days").await?.and_then(|d| d.parse::<f64>().ok()).map_or(0, |d| (d * 86400.0) as u64),
+    };
+    if secs > 0 && secs < 86_400 {
+        f.push(Finding::bad(
+            Warn,
+            "binlog_retention",
+            format!("binlogs expire after {secs} s"),
+            "keep binlogs at least a day (binlog_expire_logs_seconds) so a stopped reader can resume",
+        ));
+    }
+    Ok(f)
+}

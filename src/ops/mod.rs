@@ -1,0 +1,3 @@
+//! Operator tools. Today: [`check`], the server readiness check behind `drc check`.
+
+pub mod check;

@@ -1,0 +1,580 @@
+//! Binlog events → transactions: the grouping state machine shared by the offline
+//! file reader and the live replica stream.
+//!
+//! A group starts at a GTID event (MySQL 33/42, MariaDB 162), an anonymous GTID, or a
+//! `BEGIN`, and ends at XID, `COMMIT`, an XA prepare, or, for a standalone statement
+//! (DDL), right after its query event. Row events in between become [`RowChange`]s.
+//!
+//! # Memory
+//! Changes are handed on in fragments of at most [`Limits::max_rows`] rows or about
+//! [`Limits::max_bytes`] bytes of row events, so a transaction of any size is read
+//! with bounded memory. The last fragment always holds at least one change, so a
+//! consumer can mark "this was the last row" on it.
+//!
+//! # Positions
+//! The checkpoint of the last fragment is the end offset of the group's final event
+//! (for a compressed MySQL transaction: the end of its TRANSACTION_PAYLOAD event) and
+//! the GTID state including the group's GTID. Nothing inside a group is a checkpoint.
+
+use super::rows::decode_rows;
+use super::schema::TableSchema;
+use crate::model::{Change, RowChange, Statement, Transaction, TsSource};
+use crate::position::{Checkpoint, FilePos, Gtid, GtidSet, GtidState, MariaGtid, MariaGtidPos, MysqlGtid};
+use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// MariaDB event type codes (not known to mysql_common).
+pub mod maria {
+    pub const ANNOTATE_ROWS: u8 = 160;
+    pub const BINLOG_CHECKPOINT: u8 = 161;
+    pub const GTID: u8 = 162;
+    pub const GTID_LIST: u8 = 163;
+    pub const START_ENCRYPTION: u8 = 164;
+    pub const QUERY_COMPRESSED: u8 = 165;
+    /// 166..=171: compressed ROWS events (`log_bin_compress=ON`).
+    pub const FIRST_COMPRESSED_ROWS: u8 = 166;
+    pub const LAST_COMPRESSED_ROWS: u8 = 171;
+    /// GTID event flag: the group is one statement without BEGIN/COMMIT (DDL).
+    pub const FL_STANDALONE: u8 = 1;
+    pub const FL_GROUP_COMMIT_ID: u8 = 2;
+}
+
+/// Fragment bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 10_000,
+            max_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Where an event sits and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPos {
+    /// End offset of the event in its binlog file (0 when unknown, e.g. artificial events).
+    pub end: u64,
+    /// When a live reader received the event (None offline).
+    pub arrival: Option<SystemTime>,
+}
+
+/// A problem with the binlog's content. Always definite: re-reading gives the same.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} at offset {offset}: {what}")]
+pub struct DecodeError {
+    pub file: String,
+    pub offset: u64,
+    pub what: String,
+}
+
+struct OpenGroup {
+    gtid: Option<Gtid>,
+    server_id: u32,
+    start_pos: u64,
+    began: bool,
+    standalone: bool,
+    original_commit_us: Option<i64>,
+    payload_end: Option<u64>,
+    fragment: u32,
+    changes: Vec<Change>,
+    bytes: usize,
+    first_ts: u32,
+}
+
+/// The grouping state machine. Feed it events in order with [`Assembler::push`].
+pub struct Assembler {
+    zone: Arc<str>,
+    file: Arc<str>,
+    limits: Limits,
+    tables: HashMap<u64, (Vec<u8>, Arc<TableSchema>)>,
+    gtid_state: Option<GtidState>,
+    open: Option<OpenGroup>,
+    rows_scratch: Vec<RowChange>,
+    /// Counts of groups dropped because the stream ended or restarted inside them.
+    pub incomplete_groups: u64,
+    /// Query text of the last MariaDB annotate / MySQL rows-query event (for errors).
+    last_statement: Option<String>,
+}
+
+impl Assembler {
+    pub fn new(zone: &str, file: &str, limits: Limits, gtid_state: Option<GtidState>) -> Self {
+        Assembler {
+            zone: Arc::from(zone),
+            file: Arc::from(file),
+            limits,
+            tables: HashMap::new(),
+            gtid_state,
+            open: None,
+            rows_scratch: Vec::new(),
+            incomplete_groups: 0,
+            last_statement: None,
+        }
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn gtid_state(&self) -> Option<&GtidState> {
+        self.gtid_state.as_ref()
+    }
+
+    /// True while a group is open (a checkpoint taken now would be mid-transaction).
+    pub fn in_transaction(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Drops a partially read group (the stream broke inside it; it will be read again).
+    pub fn abandon_open_group(&mut self) {
+        if self.open.take().is_some() {
+            self.incomplete_groups += 1;
+        }
+    }
+
+    fn err(&self, offset: u64, what: impl Into<String>) -> DecodeError {
+        DecodeError {
+            file: self.file.to_string(),
+            offset,
+            what: what.into(),
+        }
+    }
+
+    /// Feeds one event. Completed fragments are appended to `out`.
+    pub fn push(&mut self, ev: &Event, at: EventPos, out: &mut Vec<Transaction>) -> Result<(), DecodeError> {
+        let h = ev.header();
+        let raw = h.event_type_raw();
+        let offset = at.end.saturating_sub(h.event_size() as u64);
+        match raw {
+            maria::GTID => return self.maria_gtid(ev, at, out),
+            maria::GTID_LIST => {
+                let pos = parse_maria_gtid_list(ev.data()).map_err(|e| self.err(offset, e))?;
+                if self.gtid_state.is_none() {
+                    self.gtid_state = Some(GtidState::Mariadb(pos));
+                }
+                return Ok(());
+            }
+            maria::ANNOTATE_ROWS => {
+                self.last_statement = Some(String::from_utf8_lossy(ev.data()).into_owned());
+                return Ok(());
+            }
+            maria::BINLOG_CHECKPOINT => return Ok(()),
+            maria::START_ENCRYPTION => {
+                return Err(self.err(offset, "encrypted binlog (START_ENCRYPTION event): drc cannot read encrypted binlogs; set encrypt_binlog=OFF"))
+            }
+            maria::QUERY_COMPRESSED | maria::FIRST_COMPRESSED_ROWS..=maria::LAST_COMPRESSED_ROWS => {
+                return Err(self.err(offset, format!("compressed MariaDB event (type {raw}): set log_bin_compress=OFF on the server")))
+            }
+            _ => {}
+        }
+        let data = match ev.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()), // an event type this version does not know and need not act on
+            Err(e) => return Err(self.err(offset, format!("cannot decode {:?} event: {e}", h.event_type()))),
+        };
+        match data {
+            EventData::GtidEvent(g) => {
+                let gtid = mysql_gtid(&g);
+                let ocs = g.original_commit_timestamp();
+                self.start_group(Some(Gtid::Mysql(gtid)), h.server_id(), offset, h.timestamp(), out);
+                if let Some(open) = &mut self.open {
+                    open.original_commit_us = (ocs > 0).then_some(ocs as i64);
+                }
+            }
+            EventData::AnonymousGtidEvent(_) => {
+                self.start_group(None, h.server_id(), offset, h.timestamp(), out);
+            }
+            EventData::PreviousGtidsEvent(p) => {
+                if self.gtid_state.is_none() {
+                    let mut set = GtidSet::new();
+                    for sid in p.sids() {
+                        let uuid = uuid::Uuid::from_bytes(sid.uuid());
+                        let tag = sid.tag().map(|t| t.to_string()).unwrap_or_default();
+                        for iv in sid.intervals() {
+                            // intervals on the wire are half-open [start, end)
+                            set.add_interval(uuid, &tag, iv.start(), iv.end().saturating_sub(1));
+                        }
+                    }
+                    self.gtid_state = Some(GtidState::Mysql(set));
+                }
+            }
+            EventData::QueryEvent(q) => self.query(&q, h.server_id(), h.timestamp(), offset, at, out)?,
+            EventData::TableMapEvent(t) => self.table_map(ev.data(), t, offset)?,
+            EventData::RowsEvent(r) => {
+                let table_id = r.table_id();
+                let schema = match self.tables.get(&table_id) {
+                    Some((_, s)) => s.clone(),
+                    None => return Err(self.err(offset, format!("rows event for table id {table_id} without a preceding TABLE_MAP"))),
+                };
+                self.rows_scratch.clear();
+                let mut scratch = std::mem::take(&mut self.rows_scratch);
+                if let Err(e) = decode_rows(&r, &schema, at.end, h.timestamp(), &mut scratch) {
+                    let stmt = self.last_statement.as_deref().map(|s| format!(" (statement: {s})")).unwrap_or_default();
+                    return Err(self.err(offset, format!("`{}`.`{}`: {e}{stmt}", schema.db, schema.table)));
+                }
+                if self.open.is_none() {
+                    self.start_group(None, h.server_id(), offset, h.timestamp(), out);
+                }
+                let bytes_each = r.rows_data().len() / scratch.len().max(1) + 1;
+                for row in scratch.drain(..) {
+                    self.add_change(Change::Row(row), bytes_each, out);
+                }
+                self.rows_scratch = scratch;
+            }
+            EventData::XidEvent(x) => self.commit(Some(x.xid), at, h.timestamp(), out),
+            EventData::XaPrepareLogEvent(_) => self.commit(None, at, h.timestamp(), out),
+            EventData::TransactionPayloadEvent(_) => {
+                if let Some(open) = &mut self.open {
+                    open.payload_end = Some(at.end);
+                }
+            }
+            EventData::RotateEvent(r) => self.rotate(&r),
+            EventData::RowsQueryEvent(q) => {
+                self.last_statement = Some(q.query().into_owned());
+            }
+            EventData::IncidentEvent(i) => {
+                return Err(self.err(
+                    offset,
+                    format!(
+                        "INCIDENT event ({:?}: {}): the source server lost changes here; resynchronise the zones before resuming",
+                        i.incident_type(),
+                        i.message()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, r: &RotateEvent<'_>) {
+        let name = r.name();
+        if !name.is_empty() && *self.file != *name {
+            self.file = Arc::from(name.as_ref());
+        }
+    }
+
+    fn table_map(&mut self, raw: &[u8], t: TableMapEvent<'_>, offset: u64) -> Result<(), DecodeError> {
+        let id = t.table_id();
+        if let Some((prev, _)) = self.tables.get(&id) {
+            if prev.as_slice() == raw {
+                return Ok(());
+            }
+        }
+        let schema = TableSchema::from_table_map(t.into_owned()).map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
+        if self.tables.len() > 4096 {
+            self.tables.clear();
+        }
+        self.tables.insert(id, (raw.to_vec(), Arc::new(schema)));
+        Ok(())
+    }
+
+    fn maria_gtid(&mut self, ev: &Event, at: EventPos, out: &mut Vec<Transaction>) -> Result<(), DecodeError> {
+        let h = ev.header();
+        let offset = at.end.saturating_sub(h.event_size() as u64);
+        let d = ev.data();
+        if d.len() < 13 {
+            return Err(self.err(offset, "truncated MariaDB GTID event"));
+        }
+        let seq = u64::from_le_bytes(d[0..8].try_into().unwrap());
+        let domain = u32::from_le_bytes(d[8..12].try_into().unwrap());
+        let flags = d[12];
+        let gtid = MariaGtid {
+            domain,
+            server: h.server_id(),
+            seq,
+        };
+        self.start_group(Some(Gtid::Maria(gtid)), h.server_id(), offset, h.timestamp(), out);
+        if let Some(open) = &mut self.open {
+            open.standalone = flags & maria::FL_STANDALONE != 0;
+            open.began = !open.standalone;
+        }
+        Ok(())
+    }
+
+    fn start_group(&mut self, gtid: Option<Gtid>, server_id: u32, start_pos: u64, ts: u32, _out: &mut [Transaction]) {
+        if self.open.is_some() {
+            // A new group while one is open: the old one was cut off (a relay log after
+            // a reconnect, or a crashed server's tail). Its changes are not committed.
+            tracing::warn!(file = %self.file, offset = start_pos, "dropping an incomplete transaction (no COMMIT before the next one)");
+            self.incomplete_groups += 1;
+        }
+        self.last_statement = None;
+        self.open = Some(OpenGroup {
+            gtid,
+            server_id,
+            start_pos,
+            began: false,
+            standalone: false,
+            original_commit_us: None,
+            payload_end: None,
+            fragment: 0,
+            changes: Vec::new(),
+            bytes: 0,
+            first_ts: ts,
+        });
+    }
+
+    fn query(
+        &mut self,
+        q: &QueryEvent<'_>,
+        server_id: u32,
+        ts: u32,
+        offset: u64,
+        at: EventPos,
+        out: &mut Vec<Transaction>,
+    ) -> Result<(), DecodeError> {
+        let sql = q.query();
+        let word = first_words(&sql);
+        match word.as_str() {
+            "BEGIN" | "XA START" => {
+                match &mut self.open {
+                    Some(open) => open.began = true,
+                    None => {
+                        self.start_group(None, server_id, offset, ts, out);
+                        self.open.as_mut().unwrap().began = true;
+                    }
+                }
+                return Ok(());
+            }
+            "COMMIT" => {
+                self.commit(None, at, ts, out);
+                return Ok(());
+            }
+            "ROLLBACK" => {
+                // Only non-transactional changes can precede a logged ROLLBACK, and
+                // those did happen on the source: hand them on like a commit.
+                if self.open.as_ref().is_some_and(|o| !o.changes.is_empty()) {
+                    tracing::warn!(file = %self.file, offset, "ROLLBACK after non-transactional changes; they are kept, as on the source");
+                }
+                self.commit(None, at, ts, out);
+                return Ok(());
+            }
+            "SAVEPOINT" | "ROLLBACK TO" | "XA END" | "RELEASE SAVEPOINT" => return Ok(()),
+            "XA COMMIT" | "XA ROLLBACK" if self.open.as_ref().is_none_or(|o| !o.began) => {
+                // The data of an XA transaction was handed on at XA PREPARE.
+                self.open = None;
+                if word == "XA ROLLBACK" {
+                    tracing::warn!(file = %self.file, offset, "XA ROLLBACK of a prepared transaction whose changes were already read");
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let stmt = Statement {
+            db: q.schema().into_owned(),
+            sql: sql.into_owned(),
+            pos: at.end,
+            ts,
+        };
+        match &self.open {
+            Some(open) if open.began => {
+                // A statement-based statement inside a transaction: reported, not replicated.
+                self.add_change(Change::Statement(stmt), 0, out);
+            }
+            _ => {
+                if self.open.is_none() {
+                    self.start_group(None, server_id, offset, ts, out);
+                }
+                self.add_change(Change::Statement(stmt), 0, out);
+                if let Some(open) = &mut self.open {
+                    open.standalone = true;
+                }
+                self.commit(None, at, ts, out);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_change(&mut self, change: Change, bytes: usize, out: &mut Vec<Transaction>) {
+        let limits = self.limits;
+        let full = {
+            let open = self.open.as_ref().expect("add_change with an open group");
+            !open.changes.is_empty() && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
+        };
+        if full {
+            let frag = self.fragment(false, None, None, 0, None);
+            out.push(frag);
+        }
+        let open = self.open.as_mut().expect("open group");
+        open.changes.push(change);
+        open.bytes += bytes;
+    }
+
+    /// Builds a fragment from the open group's buffered changes.
+    fn fragment(
+        &mut self,
+        last: bool,
+        xid: Option<u64>,
+        at: Option<EventPos>,
+        commit_header_ts: u32,
+        checkpoint: Option<Checkpoint>,
+    ) -> Transaction {
+        let open = self.open.as_mut().expect("open group");
+        let (commit_ts_us, ts_source) = match open.original_commit_us {
+            Some(us) => (us, TsSource::OriginalCommit),
+            None => {
+                let sec = if last { commit_header_ts } else { open.first_ts } as i64;
+                refine(sec, at.and_then(|a| a.arrival))
+            }
+        };
+        let tx = Transaction {
+            zone: self.zone.clone(),
+            server_id: open.server_id,
+            gtid: open.gtid.clone(),
+            xid,
+            file: self.file.clone(),
+            start_pos: open.start_pos,
+            commit_ts_us,
+            ts_source,
+            fragment: open.fragment,
+            last,
+            ddl: open.standalone,
+            changes: std::mem::take(&mut open.changes),
+            checkpoint,
+        };
+        open.fragment += 1;
+        open.bytes = 0;
+        tx
+    }
+
+    fn commit(&mut self, xid: Option<u64>, at: EventPos, ts: u32, out: &mut Vec<Transaction>) {
+        let Some(open) = &self.open else {
+            return; // e.g. a COMMIT right after we started mid-stream
+        };
+        let end = open.payload_end.unwrap_or(at.end);
+        if let (Some(state), Some(g)) = (&mut self.gtid_state, &open.gtid) {
+            state.add(g);
+        } else if let Some(g) = &open.gtid {
+            self.gtid_state = Some(match g {
+                Gtid::Mysql(m) => {
+                    let mut s = GtidSet::new();
+                    s.add(m);
+                    GtidState::Mysql(s)
+                }
+                Gtid::Maria(m) => {
+                    let mut p = MariaGtidPos::new();
+                    p.update(*m);
+                    GtidState::Mariadb(p)
+                }
+            });
+        }
+        let checkpoint = Checkpoint {
+            file: FilePos::new(self.file.to_string(), end),
+            gtid: self.gtid_state.clone(),
+        };
+        let frag = self.fragment(true, xid, Some(at), ts, Some(checkpoint));
+        self.open = None;
+        // A group with no changes (e.g. only tables the server filtered) still moves the
+        // checkpoint; consumers treat an empty last fragment as "advance only".
+        out.push(frag);
+    }
+}
+
+/// Commit time from a header second and, when live, the arrival clock: the arrival time
+/// is used when it falls inside the header's second (the reader is caught up), which
+/// gives sub-second precision; otherwise the header second stands.
+fn refine(header_sec: i64, arrival: Option<SystemTime>) -> (i64, TsSource) {
+    let base = header_sec * 1_000_000;
+    if let Some(a) = arrival.and_then(|a| a.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        let us = a.as_micros() as i64;
+        if us >= base && us < base + 1_000_000 {
+            return (us, TsSource::ArrivalRefined);
+        }
+    }
+    (base, TsSource::HeaderSeconds)
+}
+
+fn mysql_gtid(g: &GtidEvent) -> MysqlGtid {
+    MysqlGtid {
+        uuid: uuid::Uuid::from_bytes(g.sid()),
+        tag: g.tag().map(|t| t.to_string()).unwrap_or_default(),
+        gno: g.gno(),
+    }
+}
+
+/// First one or two keywords of a statement, upper-cased (`XA START`, `ROLLBACK TO`).
+fn first_words(sql: &str) -> String {
+    let mut it = sql.split_ascii_whitespace();
+    let w1 = it.next().unwrap_or("").trim_end_matches(';').to_ascii_uppercase();
+    match w1.as_str() {
+        "XA" | "ROLLBACK" | "RELEASE" => match it.next() {
+            Some(w2) if w1 != "ROLLBACK" || w2.eq_ignore_ascii_case("TO") => {
+                format!("{w1} {}", w2.to_ascii_uppercase())
+            }
+            _ => w1,
+        },
+        _ => w1,
+    }
+}
+
+/// Parses a MariaDB GTID_LIST event body: count (low 28 bits) then (domain, server, seq).
+pub fn parse_maria_gtid_list(d: &[u8]) -> Result<MariaGtidPos, String> {
+    if d.len() < 4 {
+        return Err("truncated GTID_LIST event".into());
+    }
+    let count = (u32::from_le_bytes(d[0..4].try_into().unwrap()) & 0x0fff_ffff) as usize;
+    let need = 4 + count * 16;
+    if d.len() < need {
+        return Err(format!("GTID_LIST event says {count} entries but has {} bytes", d.len()));
+    }
+    let mut pos = MariaGtidPos::new();
+    for i in 0..count {
+        let e = &d[4 + i * 16..4 + (i + 1) * 16];
+        pos.update(MariaGtid {
+            domain: u32::from_le_bytes(e[0..4].try_into().unwrap()),
+            server: u32::from_le_bytes(e[4..8].try_into().unwrap()),
+            seq: u64::from_le_bytes(e[8..16].try_into().unwrap()),
+        });
+    }
+    Ok(pos)
+}
+
+/// True for event types that carry no data and may arrive with `log_pos` 0.
+pub fn is_artificial(ev: &Event) -> bool {
+    ev.header().log_pos() == 0 || ev.header().event_type_raw() == EventType::HEARTBEAT_EVENT as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_keywords() {
+        assert_eq!(first_words("BEGIN"), "BEGIN");
+        assert_eq!(first_words("xa start 'x'"), "XA START");
+        assert_eq!(first_words("ROLLBACK TO SAVEPOINT a"), "ROLLBACK TO");
+        assert_eq!(first_words("ROLLBACK"), "ROLLBACK");
+        assert_eq!(first_words("COMMIT;"), "COMMIT");
+        assert_eq!(first_words("  create table t (a int)"), "CREATE");
+    }
+
+    #[test]
+    fn arrival_refines_only_inside_the_second() {
+        let t = |us: u64| Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(us));
+        assert_eq!(refine(100, t(100_250_000)), (100_250_000, TsSource::ArrivalRefined));
+        assert_eq!(refine(100, t(101_000_000)), (100_000_000, TsSource::HeaderSeconds));
+        assert_eq!(refine(100, t(99_000_000)), (100_000_000, TsSource::HeaderSeconds));
+        assert_eq!(refine(100, None), (100_000_000, TsSource::HeaderSeconds));
+    }
+
+    #[test]
+    fn gtid_list_body() {
+        let mut d = vec![2, 0, 0, 0];
+        for (dom, srv, seq) in [(0u32, 1u32, 5u64), (1, 2, 9)] {
+            d.extend_from_slice(&dom.to_le_bytes());
+            d.extend_from_slice(&srv.to_le_bytes());
+            d.extend_from_slice(&seq.to_le_bytes());
+        }
+        assert_eq!(parse_maria_gtid_list(&d).unwrap().to_string(), "0-1-5,1-2-9");
+        assert!(parse_maria_gtid_list(&d[..20]).is_err());
+    }
+}

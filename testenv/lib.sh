@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# Shared settings for the testenv scripts. Sourced, never run.
+#
+# Everything the test servers write lives under $DRC_TESTENV_DIR (default
+# testenv/.run inside the checkout), so a checkout can be wiped with one rm.
+
+TESTENV_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$TESTENV_HOME/.." && pwd)"
+RUN_DIR="${DRC_TESTENV_DIR:-$TESTENV_HOME/.run}"
+ZONES="a b"
+
+# zone -> port / server_id / gtid_domain_id / auto_increment_offset
+zone_port()   { case "$1" in a) echo 33061 ;; b) echo 33062 ;; c) echo 33063 ;; *) echo "unknown zone $1" >&2; return 1 ;; esac; }
+zone_sid()    { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
+zone_domain() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
+zone_offset() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; esac; }
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+
+# apt-get install the named packages when the given command is missing.
+ensure_pkg() {
+  local cmd="$1"; shift
+  if command -v "$cmd" >/dev/null 2>&1; then return 0; fi
+  log "installing $* (for $cmd)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; then
+    apt-get update >/dev/null 2>&1 || true
+    apt-get install -y --no-install-recommends "$@" >/dev/null
+  fi
+  command -v "$cmd" >/dev/null 2>&1 || { log "could not install $*"; return 1; }
+}
+
+mariadb_bin() {
+  for b in mariadbd mysqld; do
+    for d in /usr/sbin /usr/libexec /usr/bin; do
+      [ -x "$d/$b" ] && { echo "$d/$b"; return 0; }
+    done
+  done
+  return 1
+}
+
+zone_dir()    { echo "$RUN_DIR/mariadb-$1"; }
+zone_sock()   { echo "$(zone_dir "$1")/mysqld.sock"; }
+zone_pidfile(){ echo "$(zone_dir "$1")/mysqld.pid"; }
+
+zone_alive() {
+  local pidf; pidf="$(zone_pidfile "$1")"
+  [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null
+}
+
+zone_sql() { # zone_sql ZONE SQL... (as root over the socket)
+  local z="$1"; shift
+  mariadb --no-defaults -uroot --socket="$(zone_sock "$z")" -N -B -e "$*"
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# testenv/up.sh [ZONE...] — install (apt-get) and start the local test servers.
+#
+# Starts one MariaDB per zone as a plain local process on 127.0.0.1:
+#   zone a: 127.0.0.1:33061  server_id=1  gtid_domain_id=1  auto_increment_offset=1
+#   zone b: 127.0.0.1:33062  server_id=2  gtid_domain_id=2  auto_increment_offset=2
+# with ROW binlogs, FULL row image, FULL row metadata, auto_increment_increment=2.
+# Users: drc/drc (replication + apply, least privilege) and drc_test/drc_test (ALL, tests).
+# Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
+# (default testenv/.run). Stop with testenv/down.sh.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+zones="${*:-$ZONES}"
+ensure_pkg mariadb mariadb-server mariadb-client
+MARIADBD="$(mariadb_bin)" || { log "mariadbd not found after install"; exit 1; }
+mkdir -p "$RUN_DIR/secrets"
+printf 'drc' > "$RUN_DIR/secrets/drc.password"
+
+start_zone() {
+  local z="$1" dir port sid dom off
+  dir="$(zone_dir "$z")"; port="$(zone_port "$z")"; sid="$(zone_sid "$z")"
+  dom="$(zone_domain "$z")"; off="$(zone_offset "$z")"
+  if zone_alive "$z" && mariadb-admin --no-defaults -uroot --socket="$(zone_sock "$z")" ping >/dev/null 2>&1; then
+    log "zone $z already running on 127.0.0.1:$port"; return 0
+  fi
+  mkdir -p "$dir/data" "$dir/binlog"
+  cat > "$dir/my.cnf" <<CNF
+[mariadbd]
+user = root
+datadir = $dir/data
+socket = $dir/mysqld.sock
+pid-file = $dir/mysqld.pid
+log-error = $dir/error.log
+port = $port
+bind-address = 127.0.0.1
+skip-name-resolve
+server_id = $sid
+gtid_domain_id = $dom
+log_bin = $dir/binlog/zone-$z-bin
+binlog_format = ROW
+binlog_row_image = FULL
+binlog_row_metadata = FULL
+log_slave_updates = ON
+auto_increment_increment = 2
+auto_increment_offset = $off
+character_set_server = utf8mb4
+collation_server = utf8mb4_general_ci
+default_time_zone = '+00:00'
+max_allowed_packet = 256M
+max_binlog_size = 256M
+binlog_cache_size = 1M
+innodb_buffer_pool_size = 256M
+innodb_log_file_size = 256M
+# Test servers trade durability for speed; production needs 1 and 1 (drc check warns).
+innodb_flush_log_at_trx_commit = 2
+sync_binlog = 0
+CNF
+  if [ ! -d "$dir/data/mysql" ]; then
+    log "initialising zone $z data directory"
+    mariadb-install-db --no-defaults --user=root --datadir="$dir/data" \
+      --auth-root-authentication-method=socket >"$dir/install.log" 2>&1 \
+      || { cat "$dir/install.log" >&2; exit 1; }
+  fi
+  log "starting zone $z (MariaDB on 127.0.0.1:$port)"
+  setsid "$MARIADBD" --defaults-file="$dir/my.cnf" >/dev/null 2>&1 < /dev/null &
+  for _ in $(seq 1 120); do
+    if mariadb-admin --no-defaults -uroot --socket="$dir/mysqld.sock" ping >/dev/null 2>&1; then break; fi
+    sleep 0.5
+  done
+  mariadb-admin --no-defaults -uroot --socket="$dir/mysqld.sock" ping >/dev/null 2>&1 \
+    || { log "zone $z did not start; tail of $dir/error.log:"; tail -20 "$dir/error.log" >&2; exit 1; }
+  zone_sql "$z" "
+    CREATE USER IF NOT EXISTS 'drc'@'127.0.0.1' IDENTIFIED BY 'drc';
+    CREATE USER IF NOT EXISTS 'drc'@'localhost' IDENTIFIED BY 'drc';
+    GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    CREATE USER IF NOT EXISTS 'drc_test'@'127.0.0.1' IDENTIFIED BY 'drc_test';
+    CREATE USER IF NOT EXISTS 'drc_test'@'localhost' IDENTIFIED BY 'drc_test';
+    GRANT ALL PRIVILEGES ON *.* TO 'drc_test'@'127.0.0.1', 'drc_test'@'localhost' WITH GRANT OPTION;
+    CREATE DATABASE IF NOT EXISTS shop;"
+}
+
+for z in $zones; do start_zone "$z"; done
+log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
