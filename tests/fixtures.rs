@@ -206,9 +206,9 @@ fn agrees_with_mariadb_binlog_on_every_fixture_row() {
             compared_rows += 1;
         }
     }
-    // The fixture README lists 11 files with `### ` lines (34 rows in all).
+    // The fixture README lists 10 files with `### ` lines (34 rows in all).
     eprintln!("compared {compared_rows} rows in {files} files");
-    assert!(files >= 11, "only {files} fixture files had reference rows");
+    assert!(files >= 10, "only {files} fixture files had reference rows");
     assert!(compared_rows >= 34, "only {compared_rows} rows compared");
 }
 
