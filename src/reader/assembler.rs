@@ -124,6 +124,13 @@ impl Assembler {
         &self.file
     }
 
+    /// Sets the current binlog file name (from a rotate event the caller parsed).
+    pub fn set_file(&mut self, name: &str) {
+        if !name.is_empty() && *self.file != *name {
+            self.file = Arc::from(name);
+        }
+    }
+
     pub fn gtid_state(&self) -> Option<&GtidState> {
         self.gtid_state.as_ref()
     }

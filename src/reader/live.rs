@@ -194,7 +194,14 @@ pub struct LiveReader {
     skip: Option<(GroupKey, u32)>,
     /// Reconnects so far (for logs and metrics).
     pub reconnects: u64,
+    /// The server writes event checksums (`binlog_checksum` is not NONE).
+    checksums: bool,
+    /// A FORMAT_DESCRIPTION event has arrived on the current connection.
+    seen_fde: bool,
 }
+
+const FDE: u8 = mysql_common::binlog::consts::EventType::FORMAT_DESCRIPTION_EVENT as u8;
+const ROTATE: u8 = mysql_common::binlog::consts::EventType::ROTATE_EVENT as u8;
 
 impl LiveReader {
     /// Connects once to learn about the server and resolve the start position.
@@ -224,6 +231,8 @@ impl LiveReader {
             handed_on: None,
             skip: None,
             reconnects: 0,
+            checksums: true,
+            seen_fde: false,
         })
     }
 
@@ -251,6 +260,9 @@ impl LiveReader {
                 ),
             });
         }
+        let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(m)?;
+        self.checksums = !checksum.unwrap_or_default().eq_ignore_ascii_case("NONE");
+        self.seen_fde = false;
         let period_ns = self.settings.heartbeat.as_nanos().max(1_000_000);
         conn.query_drop(format!("SET @master_heartbeat_period = {period_ns}")).await.map_err(m)?;
         let sid = self.settings.replica_server_id;
@@ -340,6 +352,19 @@ impl LiveReader {
                     continue;
                 }
             };
+            let raw_type = ev.header().event_type_raw();
+            if raw_type == FDE {
+                self.seen_fde = true;
+            } else if raw_type == ROTATE && !self.seen_fde {
+                // The rotate that opens a stream comes before the format description, so
+                // mysql_common cannot know whether it carries a checksum; strip it here.
+                let d = ev.data();
+                let end = if self.checksums { d.len().saturating_sub(4) } else { d.len() };
+                if end > 8 {
+                    self.asm.set_file(&String::from_utf8_lossy(&d[8..end]));
+                }
+                continue;
+            }
             let at = EventPos {
                 end: ev.header().log_pos() as u64,
                 arrival: Some(SystemTime::now()),

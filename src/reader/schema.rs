@@ -28,6 +28,15 @@ pub struct ColumnInfo {
 }
 
 impl ColumnInfo {
+    /// Declared byte length of a CHAR/BINARY column (`MYSQL_TYPE_STRING`).
+    pub fn fixed_len(&self) -> Option<usize> {
+        if self.ty != ColumnType::MYSQL_TYPE_STRING || self.meta.len() < 2 {
+            return None;
+        }
+        let (b0, b1) = (self.meta[0] as usize, self.meta[1] as usize);
+        Some(if b0 & 0x30 != 0x30 { b1 | (((b0 & 0x30) ^ 0x30) << 4) } else { b1 })
+    }
+
     /// Fractional-second digits of TIME2/DATETIME2/TIMESTAMP2 columns.
     pub fn fsp(&self) -> u8 {
         match self.ty {

@@ -46,6 +46,18 @@ fn convert_plain(col: &ColumnInfo, v: MyValue) -> Result<Value, String> {
     let unexpected = |v: &MyValue| format!("unexpected value {v:?} for column type {:?}", col.ty);
     Ok(match (col.ty, v) {
         (_, MyValue::NULL) => Value::Null,
+        // mysql_common 0.37 does not sign-extend 3-byte integers: map the 24-bit pattern
+        // back to its value for the column's signedness.
+        (T::MYSQL_TYPE_INT24, MyValue::Int(i)) => {
+            let bits = i & 0xff_ffff;
+            if col.unsigned {
+                Value::UInt(bits as u64)
+            } else if bits & 0x80_0000 != 0 {
+                Value::Int(bits - 0x100_0000)
+            } else {
+                Value::Int(bits)
+            }
+        }
         (T::MYSQL_TYPE_TINY | T::MYSQL_TYPE_SHORT | T::MYSQL_TYPE_INT24 | T::MYSQL_TYPE_LONG | T::MYSQL_TYPE_LONGLONG, v) => {
             match v {
                 MyValue::Int(i) if col.unsigned && i >= 0 => Value::UInt(i as u64),
@@ -111,7 +123,14 @@ fn convert_plain(col: &ColumnInfo, v: MyValue) -> Result<Value, String> {
         }
         (T::MYSQL_TYPE_GEOMETRY | T::MYSQL_TYPE_VECTOR, MyValue::Bytes(b)) => Value::Bytes(b),
         (T::MYSQL_TYPE_STRING | T::MYSQL_TYPE_VARCHAR | T::MYSQL_TYPE_VAR_STRING | T::MYSQL_TYPE_BLOB
-        | T::MYSQL_TYPE_TINY_BLOB | T::MYSQL_TYPE_MEDIUM_BLOB | T::MYSQL_TYPE_LONG_BLOB, MyValue::Bytes(b)) => {
+        | T::MYSQL_TYPE_TINY_BLOB | T::MYSQL_TYPE_MEDIUM_BLOB | T::MYSQL_TYPE_LONG_BLOB, MyValue::Bytes(mut b)) => {
+            // The server strips BINARY(n)'s trailing 0x00 padding from row events;
+            // the stored value has it.
+            if let (Some(63), Some(n)) = (col.collation, col.fixed_len()) {
+                if b.len() < n {
+                    b.resize(n, 0);
+                }
+            }
             decode_text(col.collation, b)
         }
         (T::MYSQL_TYPE_JSON, MyValue::Bytes(b)) => Value::Json(utf8(b)?),
@@ -171,6 +190,32 @@ pub fn decode_text(collation: Option<u16>, b: Vec<u8>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn col(ty: mysql_common::constants::ColumnType, unsigned: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: "c".into(),
+            ty,
+            meta: vec![],
+            unsigned,
+            collation: None,
+            enum_labels: None,
+            set_labels: None,
+        }
+    }
+
+    #[test]
+    fn mediumint_sign() {
+        let signed = col(T::MYSQL_TYPE_INT24, false);
+        let unsigned = col(T::MYSQL_TYPE_INT24, true);
+        let v = |i: i64| BinlogValue::Value(MyValue::Int(i));
+        assert_eq!(convert(&signed, v(8388608)).unwrap(), Value::Int(-8388608));
+        assert_eq!(convert(&signed, v(-8388608)).unwrap(), Value::Int(-8388608));
+        assert_eq!(convert(&signed, v(16777215)).unwrap(), Value::Int(-1));
+        assert_eq!(convert(&signed, v(-1)).unwrap(), Value::Int(-1));
+        assert_eq!(convert(&signed, v(8388607)).unwrap(), Value::Int(8388607));
+        assert_eq!(convert(&unsigned, v(16777215)).unwrap(), Value::UInt(16777215));
+        assert_eq!(convert(&unsigned, v(-1)).unwrap(), Value::UInt(16777215));
+    }
 
     #[test]
     fn text_by_charset() {

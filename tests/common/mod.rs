@@ -1,0 +1,108 @@
+//! Helpers shared by the live tests: connections to the testenv zones, temporary
+//! configs, and the `drc` binary. The servers come from `testenv/up.sh` (the README's
+//! test command starts them); a test that finds no server fails and says so.
+#![allow(dead_code)]
+
+use mysql_async::prelude::Queryable;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const ZONE_A: u16 = 33061;
+pub const ZONE_B: u16 = 33062;
+pub const ZONE_C: u16 = 33063;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn drc_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drc"))
+}
+
+/// Admin connection options (user drc_test) for the zone on `port`.
+pub fn opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("drc_test"))
+        .pass(Some("drc_test"))
+        .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00'"])
+        .into()
+}
+
+pub async fn conn(port: u16) -> mysql_async::Conn {
+    match mysql_async::Conn::new(opts(port)).await {
+        Ok(c) => c,
+        Err(e) => panic!("no test server on 127.0.0.1:{port} ({e}); start it with testenv/up.sh"),
+    }
+}
+
+/// Runs SQL statements in order on a fresh connection.
+pub async fn exec(port: u16, sqls: &[&str]) {
+    let mut c = conn(port).await;
+    for s in sqls {
+        c.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    c.disconnect().await.ok();
+}
+
+/// Writes a zone config for a reader of the server on `port` into `dir`.
+pub fn write_config(dir: &Path, zone: &str, port: u16, reader_server_id: u32, start: &str) -> PathBuf {
+    let path = dir.join(format!("zone-{zone}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"zone = "{zone}"
+[mysql]
+host = "127.0.0.1"
+port = {port}
+user = "drc"
+password = "drc"
+[reader]
+server_id = {reader_server_id}
+state_dir = "state-{zone}"
+start = "{start}"
+heartbeat_secs = 1
+reconnect_max_backoff_secs = 1
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts a testenv zone (idempotent), e.g. the private zone c.
+pub fn testenv_up(zone: &str) {
+    let st = std::process::Command::new("bash")
+        .arg(repo().join("testenv/up.sh"))
+        .arg(zone)
+        .status()
+        .expect("run testenv/up.sh");
+    assert!(st.success(), "testenv/up.sh {zone} failed");
+}
+
+pub fn testenv_down(zone: &str) {
+    let st = std::process::Command::new("bash")
+        .arg(repo().join("testenv/down.sh"))
+        .arg(zone)
+        .status()
+        .expect("run testenv/down.sh");
+    assert!(st.success(), "testenv/down.sh {zone} failed");
+}
+
+/// Polls `f` every 100 ms until it is true or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
