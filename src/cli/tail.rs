@@ -96,6 +96,7 @@ fn open_output(path: &PathBuf, saved: Option<&Saved>, reset: bool) -> Result<(Fi
 }
 
 async fn tail(a: TailArgs) -> Result<(), Error> {
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     let cfg = Config::load(&a.config)?;
     let cfg_err = |what: String| Error::Config(drc::config::ConfigError { path: a.config.display().to_string(), what });
     let spec = StartSpec::parse(a.from.as_deref().unwrap_or(&cfg.reader.start)).map_err(|e| cfg_err(format!("--from: {e}")))?;
@@ -120,7 +121,14 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
         heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
         max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
     };
-    let mut reader = LiveReader::start(settings, saved.as_ref().map(|s| s.checkpoint.clone()), &spec).await?;
+    let start = LiveReader::start(settings, saved.as_ref().map(|s| s.checkpoint.clone()), &spec);
+    let mut reader = tokio::select! {
+        r = start => r?,
+        _ = &mut shutdown => {
+            tracing::info!("stopping on signal before the reader started");
+            return Ok(());
+        }
+    };
     let info = reader.server_info().clone();
     if let Some(s) = &saved {
         if s.source_server_id != info.server_id || s.source_uuid != info.server_uuid {
@@ -133,10 +141,24 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
             });
         }
     }
+    if saved.is_none() {
+        // Pin the start position before anything is written: a restart before the first
+        // transaction then resumes from the same place instead of a new "now".
+        store.save(&Saved {
+            checkpoint: reader.resume_point().clone(),
+            source_server_id: info.server_id,
+            source_uuid: info.server_uuid.clone(),
+            output_len: match &sink {
+                Sink::File { len, .. } => Some(*len),
+                Sink::Stdout(_) => None,
+            },
+            saved_at_ms: chrono::Utc::now().timestamp_millis(),
+        })?;
+        store.flush()?;
+    }
     let mut done: u64 = 0;
     let mut last_flush = Instant::now();
     let mut dirty = false;
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let batch = tokio::select! {
             b = reader.next() => b?,
@@ -182,6 +204,7 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
         }
     }
     make_durable(&mut sink, &store)?;
+    tracing::info!(resume_from = %reader.resume_point(), transactions = done, "tail stopped; position saved");
     Ok(())
 }
 
@@ -195,10 +218,16 @@ fn make_durable(sink: &mut Sink, store: &CheckpointStore) -> Result<(), Error> {
     store.flush()
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Installs the SIGTERM/SIGINT handlers now (so a signal during start-up is not lost)
+/// and returns a future that completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

@@ -204,22 +204,22 @@ const FDE: u8 = mysql_common::binlog::consts::EventType::FORMAT_DESCRIPTION_EVEN
 const ROTATE: u8 = mysql_common::binlog::consts::EventType::ROTATE_EVENT as u8;
 
 impl LiveReader {
-    /// Connects once to learn about the server and resolve the start position.
+    /// Connects to learn about the server and resolve the start position, retrying
+    /// transient errors (a server that is restarting) with backoff.
     pub async fn start(settings: LiveSettings, saved: Option<Checkpoint>, spec: &StartSpec) -> Result<LiveReader, Error> {
         let addr = settings.addr.clone();
-        let mut conn = Conn::new(settings.opts.clone())
-            .await
-            .map_err(|e| Error::from_mysql(&addr, "the start position", e))?;
-        let info = server_info(&mut conn)
-            .await
-            .map_err(|e| Error::from_mysql(&addr, "the start position", e))?;
-        let resume = match saved {
-            Some(c) => c,
-            None => resolve_start(&mut conn, &info, spec)
-                .await
-                .map_err(|e| Error::from_mysql(&addr, "the start position", e))?,
+        let mut backoff = Duration::from_millis(100);
+        let (info, resume) = loop {
+            match Self::probe(&settings, saved.as_ref(), spec).await {
+                Ok(r) => break r,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the source; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(settings.max_backoff);
+                }
+                Err(e) => return Err(e),
+            }
         };
-        let _ = conn.disconnect().await;
         tracing::info!(server = %addr, version = %info.version, server_id = info.server_id, from = %resume, "binlog reader starting");
         let asm = Assembler::new(&settings.zone, &resume.file.file, settings.limits, resume.gtid.clone());
         Ok(LiveReader {
@@ -234,6 +234,22 @@ impl LiveReader {
             checksums: true,
             seen_fde: false,
         })
+    }
+
+    async fn probe(
+        settings: &LiveSettings,
+        saved: Option<&Checkpoint>,
+        spec: &StartSpec,
+    ) -> Result<(ServerInfo, Checkpoint), Error> {
+        let m = |e| Error::from_mysql(&settings.addr, "the start position", e);
+        let mut conn = Conn::new(settings.opts.clone()).await.map_err(m)?;
+        let info = server_info(&mut conn).await.map_err(m)?;
+        let resume = match saved {
+            Some(c) => c.clone(),
+            None => resolve_start(&mut conn, &info, spec).await.map_err(m)?,
+        };
+        let _ = conn.disconnect().await;
+        Ok((info, resume))
     }
 
     pub fn server_info(&self) -> &ServerInfo {
