@@ -114,7 +114,9 @@ impl fmt::Display for GtidState {
 /// Where a reader resumes: the point right after the last transaction it handed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// File and offset of the end of the last complete transaction.
+    /// File and offset of the end of the last complete transaction. The file name is
+    /// empty when only the GTID state is known (a reader started from a GTID); a
+    /// GTID-mode resume does not need it.
     pub file: FilePos,
     /// GTID state including that transaction, when the server logs GTIDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,10 +125,10 @@ pub struct Checkpoint {
 
 impl fmt::Display for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(g) = &self.gtid {
-            write!(f, " gtid={g}")?;
+        match (&self.gtid, self.file.file.is_empty()) {
+            (Some(g), true) => write!(f, "gtid={g}"),
+            (Some(g), false) => write!(f, "{} gtid={g}", self.file),
+            (None, _) => write!(f, "{}", self.file),
         }
-        Ok(())
     }
 }
