@@ -128,21 +128,38 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.zone.is_empty() || !self.zone.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("zone = {:?}: use letters, digits, '-' or '_'", self.zone));
+        if self.zone.is_empty()
+            || !self
+                .zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "zone = {:?}: use letters, digits, '-' or '_'",
+                self.zone
+            ));
         }
         let m = &self.mysql;
-        let sources = [m.password_env.is_some(), m.password_file.is_some(), m.password.is_some()];
+        let sources = [
+            m.password_env.is_some(),
+            m.password_file.is_some(),
+            m.password.is_some(),
+        ];
         if sources.iter().filter(|x| **x).count() > 1 {
             return Err("[mysql] set only one of password_env, password_file, password".into());
         }
         if self.reader.server_id == 0 {
-            return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());
+            return Err(
+                "[reader] server_id must not be 0 (the server refuses replicas with id 0)".into(),
+            );
         }
         if self.reader.max_fragment_rows == 0 || self.reader.max_fragment_bytes == 0 {
-            return Err("[reader] max_fragment_rows and max_fragment_bytes must be positive".into());
+            return Err(
+                "[reader] max_fragment_rows and max_fragment_bytes must be positive".into(),
+            );
         }
-        crate::reader::live::StartSpec::parse(&self.reader.start).map_err(|e| format!("[reader] start: {e}"))?;
+        crate::reader::live::StartSpec::parse(&self.reader.start)
+            .map_err(|e| format!("[reader] start: {e}"))?;
         Ok(())
     }
 
@@ -164,12 +181,16 @@ impl MysqlConfig {
     /// The password from its configured source; an error says which source failed.
     pub fn resolve_password(&self, base_dir: &Path) -> Result<Option<String>, String> {
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("[mysql] password_env: environment variable {var} is not set"));
+            return std::env::var(var).map(Some).map_err(|_| {
+                format!("[mysql] password_env: environment variable {var} is not set")
+            });
         }
         if let Some(file) = &self.password_file {
-            let p = if file.is_absolute() { file.clone() } else { base_dir.join(file) };
+            let p = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
             return std::fs::read_to_string(&p)
                 .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
                 .map_err(|e| format!("[mysql] password_file {}: {e}", p.display()));
@@ -229,13 +250,21 @@ state_dir = "state"
     fn rejects_unknown_keys_and_conflicts() {
         let e = parse(&OK.replace("user = \"drc\"", "user = \"drc\"\nusr = 1")).unwrap_err();
         assert!(e.contains("unknown field `usr`"), "{e}");
-        let e = parse(&OK.replace("password_env = \"X\"", "password_env = \"X\"\npassword = \"y\"")).unwrap_err();
+        let e = parse(&OK.replace(
+            "password_env = \"X\"",
+            "password_env = \"X\"\npassword = \"y\"",
+        ))
+        .unwrap_err();
         assert!(e.contains("only one of"), "{e}");
         let e = parse(&OK.replace("server_id = 1001", "server_id = 0")).unwrap_err();
         assert!(e.contains("server_id"), "{e}");
         let e = parse(&OK.replace("zone = \"a\"", "zone = \"a b\"")).unwrap_err();
         assert!(e.contains("zone"), "{e}");
-        let e = parse(&OK.replace("state_dir = \"state\"", "state_dir = \"state\"\nstart = \"yesterday\"")).unwrap_err();
+        let e = parse(&OK.replace(
+            "state_dir = \"state\"",
+            "state_dir = \"state\"\nstart = \"yesterday\"",
+        ))
+        .unwrap_err();
         assert!(e.contains("start"), "{e}");
     }
 
@@ -246,9 +275,16 @@ state_dir = "state"
         let mut c = parse(OK).unwrap();
         c.mysql.password_env = None;
         c.mysql.password_file = Some("pw".into());
-        assert_eq!(c.mysql.resolve_password(dir.path()).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(
+            c.mysql.resolve_password(dir.path()).unwrap().as_deref(),
+            Some("s3cret")
+        );
         c.mysql.password_file = None;
         c.mysql.password_env = Some("DRC_TEST_SURELY_UNSET_VAR".into());
-        assert!(c.mysql.resolve_password(dir.path()).unwrap_err().contains("DRC_TEST_SURELY_UNSET_VAR"));
+        assert!(c
+            .mysql
+            .resolve_password(dir.path())
+            .unwrap_err()
+            .contains("DRC_TEST_SURELY_UNSET_VAR"));
     }
 }

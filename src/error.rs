@@ -17,7 +17,11 @@ pub enum Error {
     Decode(#[from] DecodeError),
     /// The binlog the reader needs is gone from the server.
     #[error("{addr}: the binlog needed to resume from {wanted} is no longer on the server ({server_msg}). drc will not skip ahead: re-seed the peer zones from a consistent copy and restart with a new position (--from now), or restore the purged binlogs")]
-    Purged { addr: String, wanted: String, server_msg: String },
+    Purged {
+        addr: String,
+        wanted: String,
+        server_msg: String,
+    },
     /// The server is not set up the way drc needs.
     #[error("{addr}: {what}")]
     Server { addr: String, what: String },
@@ -47,10 +51,15 @@ impl Error {
                 server_msg: s.message.clone(),
             },
             // access denied, unknown database, missing privilege: fix the setup
-            E::Server(s) if [1044, 1045, 1142, 1227, 1049, 1698].contains(&s.code) => Error::Server {
-                addr: addr.into(),
-                what: format!("{} (error {}); check the user and grants in docs/OPERATIONS.md", s.message, s.code),
-            },
+            E::Server(s) if [1044, 1045, 1142, 1227, 1049, 1698].contains(&s.code) => {
+                Error::Server {
+                    addr: addr.into(),
+                    what: format!(
+                        "{} (error {}); check the user and grants in docs/OPERATIONS.md",
+                        s.message, s.code
+                    ),
+                }
+            }
             E::Server(s) => Error::Transient {
                 addr: addr.into(),
                 what: format!("server error {}: {}", s.code, s.message),

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "drc", version, about = "Data Replication Center: active-active MySQL/MariaDB replication")]
+#[command(
+    name = "drc",
+    version,
+    about = "Data Replication Center: active-active MySQL/MariaDB replication"
+)]
 struct Args {
     /// Log format on stderr: text or json. Level via DRC_LOG (e.g. DRC_LOG=debug).
     #[arg(long, global = true, default_value = "text")]
@@ -48,8 +52,12 @@ fn main() {
     let args = Args::parse();
     init_logging(&args.log_format);
     let code = match args.cmd {
-        Cmd::Binlog { cmd: BinlogCmd::Dump { zone, files } } => cli::dump::run(&zone, &files),
-        Cmd::Binlog { cmd: BinlogCmd::Tail(t) } => runtime().block_on(cli::tail::run(t)),
+        Cmd::Binlog {
+            cmd: BinlogCmd::Dump { zone, files },
+        } => cli::dump::run(&zone, &files),
+        Cmd::Binlog {
+            cmd: BinlogCmd::Tail(t),
+        } => runtime().block_on(cli::tail::run(t)),
         Cmd::Check(c) => runtime().block_on(cli::check::run(c)),
     };
     std::process::exit(code);
@@ -64,8 +72,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {

@@ -37,13 +37,26 @@ pub enum Value {
     /// `[-]HH:MM:SS[.ffffff]`, hours may exceed 24 (up to 838).
     Time(String),
     /// Seconds and microseconds since the Unix epoch (a TIMESTAMP is stored in UTC).
-    Timestamp { secs: i64, micros: u32, fsp: u8 },
+    Timestamp {
+        secs: i64,
+        micros: u32,
+        fsp: u8,
+    },
     /// BIT(width).
-    Bit { value: u64, width: u16 },
+    Bit {
+        value: u64,
+        width: u16,
+    },
     /// ENUM: 1-based index, and the label when the table map carries labels.
-    Enum { index: u16, label: Option<String> },
+    Enum {
+        index: u16,
+        label: Option<String>,
+    },
     /// SET: bit mask, and the comma-joined labels when the table map carries them.
-    Set { mask: u64, labels: Option<String> },
+    Set {
+        mask: u64,
+        labels: Option<String>,
+    },
     /// Character data decoded from the column's character set.
     Text(String),
     /// Binary data (BINARY/VARBINARY/BLOB, GEOMETRY, VECTOR, or text in an unknown charset).
@@ -85,12 +98,16 @@ impl Serialize for Value {
             // f32 -> shortest text -> f64, so 1.1f32 prints as 1.1 (and re-reads as the same f32).
             Value::Float(v) => s.serialize_f64(v.to_string().parse::<f64>().unwrap_or(*v as f64)),
             Value::Double(v) => s.serialize_f64(*v),
-            Value::Decimal(t) | Value::Date(t) | Value::DateTime(t) | Value::Time(t) | Value::Text(t) => {
-                s.serialize_str(t)
-            }
+            Value::Decimal(t)
+            | Value::Date(t)
+            | Value::DateTime(t)
+            | Value::Time(t)
+            | Value::Text(t) => s.serialize_str(t),
             Value::Json(t) => s.serialize_str(t),
             Value::Year(y) => s.serialize_u16(*y),
-            Value::Timestamp { secs, micros, fsp } => s.serialize_str(&Value::timestamp_text(*secs, *micros, *fsp)),
+            Value::Timestamp { secs, micros, fsp } => {
+                s.serialize_str(&Value::timestamp_text(*secs, *micros, *fsp))
+            }
             Value::Bit { value, .. } => s.serialize_u64(*value),
             Value::Enum { index, label } => match label {
                 Some(l) => s.serialize_str(l),
@@ -102,7 +119,10 @@ impl Serialize for Value {
             },
             Value::Bytes(b) => {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(b))?;
+                m.serialize_entry(
+                    "base64",
+                    &base64::engine::general_purpose::STANDARD.encode(b),
+                )?;
                 m.end()
             }
             Value::JsonDiff(d) => {
@@ -143,7 +163,10 @@ impl RowImage {
     }
 
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.columns.iter().position(|c| &**c == column).map(|i| &self.values[i])
+        self.columns
+            .iter()
+            .position(|c| &**c == column)
+            .map(|i| &self.values[i])
     }
 }
 
@@ -234,6 +257,9 @@ pub enum TsSource {
 
 impl Transaction {
     pub fn row_count(&self) -> usize {
-        self.changes.iter().filter(|c| matches!(c, Change::Row(_))).count()
+        self.changes
+            .iter()
+            .filter(|c| matches!(c, Change::Row(_)))
+            .count()
     }
 }

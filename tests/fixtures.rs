@@ -18,8 +18,14 @@ use std::process::Command;
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("DRC_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
-    assert!(dir.is_dir(), "fixture directory {} is missing (set DRC_FIXTURES)", dir.display());
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs")
+        });
+    assert!(
+        dir.is_dir(),
+        "fixture directory {} is missing (set DRC_FIXTURES)",
+        dir.display()
+    );
     dir
 }
 
@@ -46,7 +52,9 @@ fn reference_rows(path: &Path) -> Vec<RefRow> {
     let mut rows: Vec<RefRow> = Vec::new();
     let mut into_after = true;
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("### ") else { continue };
+        let Some(rest) = line.strip_prefix("### ") else {
+            continue;
+        };
         let start = |op, t: &str| RefRow {
             op,
             table: t.to_string(),
@@ -115,7 +123,9 @@ fn unquote(s: &str) -> Option<Vec<u8>> {
 }
 
 fn digits(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_digit() || *c == '-').collect()
+    s.chars()
+        .filter(|c| c.is_ascii_digit() || *c == '-')
+        .collect()
 }
 
 fn bits(s: &str) -> Option<u64> {
@@ -134,14 +144,21 @@ fn agrees(ours: &Value, theirs: &str) -> bool {
     }
     let ints = || -> Vec<i128> {
         let (a, b) = theirs.split_once(" (").unwrap_or((theirs, ""));
-        [a, b.trim_end_matches(')')].iter().filter_map(|x| x.parse().ok()).collect()
+        [a, b.trim_end_matches(')')]
+            .iter()
+            .filter_map(|x| x.parse().ok())
+            .collect()
     };
     match ours {
         Value::Null => false,
         Value::Int(i) => ints().contains(&(*i as i128)),
         Value::UInt(u) => ints().contains(&(*u as i128)),
-        Value::Float(f) => theirs.parse::<f64>().is_ok_and(|t| (t - *f as f64).abs() <= 1e-5 * t.abs().max(1.0)),
-        Value::Double(d) => theirs.parse::<f64>().is_ok_and(|t| (t - d).abs() <= 1e-9 * t.abs().max(1.0)),
+        Value::Float(f) => theirs
+            .parse::<f64>()
+            .is_ok_and(|t| (t - *f as f64).abs() <= 1e-5 * t.abs().max(1.0)),
+        Value::Double(d) => theirs
+            .parse::<f64>()
+            .is_ok_and(|t| (t - d).abs() <= 1e-9 * t.abs().max(1.0)),
         Value::Decimal(d) => theirs == d,
         Value::Year(y) => theirs.parse::<u16>() == Ok(*y),
         Value::Date(t) | Value::DateTime(t) | Value::Time(t) => digits(theirs) == digits(t),
@@ -161,15 +178,35 @@ fn agrees(ours: &Value, theirs: &str) -> bool {
     }
 }
 
-fn compare_image(file: &str, row: usize, what: &str, ours: Option<&drc::model::RowImage>, theirs: &[(usize, String)]) {
+fn compare_image(
+    file: &str,
+    row: usize,
+    what: &str,
+    ours: Option<&drc::model::RowImage>,
+    theirs: &[(usize, String)],
+) {
     let Some(img) = ours else {
-        assert!(theirs.is_empty(), "{file} row {row}: reference has a {what} image, drc none");
+        assert!(
+            theirs.is_empty(),
+            "{file} row {row}: reference has a {what} image, drc none"
+        );
         return;
     };
-    assert_eq!(img.values.len(), theirs.len(), "{file} row {row} {what}: column count");
+    assert_eq!(
+        img.values.len(),
+        theirs.len(),
+        "{file} row {row} {what}: column count"
+    );
     for (i, (v, (n, t))) in img.values.iter().zip(theirs).enumerate() {
-        assert_eq!(img.position(i) + 1, *n, "{file} row {row} {what}: column position");
-        assert!(agrees(v, t), "{file} row {row} {what} @{n}: drc {v:?} vs mariadb-binlog {t}");
+        assert_eq!(
+            img.position(i) + 1,
+            *n,
+            "{file} row {row} {what}: column position"
+        );
+        assert!(
+            agrees(v, t),
+            "{file} row {row} {what} @{n}: drc {v:?} vs mariadb-binlog {t}"
+        );
     }
 }
 
@@ -197,10 +234,18 @@ fn agrees_with_mariadb_binlog_on_every_fixture_row() {
             continue; // checked by the MySQL-only tests below
         }
         files += 1;
-        assert_eq!(ours.len(), theirs.len(), "{name}: row count (drc vs mariadb-binlog)");
+        assert_eq!(
+            ours.len(),
+            theirs.len(),
+            "{name}: row count (drc vs mariadb-binlog)"
+        );
         for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
             assert_eq!(o.op, t.op, "{name} row {i}: op");
-            assert_eq!(format!("`{}`.`{}`", o.db, o.table), t.table, "{name} row {i}: table");
+            assert_eq!(
+                format!("`{}`.`{}`", o.db, o.table),
+                t.table,
+                "{name} row {i}: table"
+            );
             compare_image(&name, i, "before", o.before.as_ref(), &t.before);
             compare_image(&name, i, "after", o.after.as_ref(), &t.after);
             compared_rows += 1;
@@ -222,8 +267,14 @@ fn truncated_and_corrupt_files_fail_cleanly() {
         ("ver_5_1-wl2325_r.001", 428),
     ] {
         let err = drc_rows(&fixture(name)).expect_err(name);
-        assert!(err.contains(name), "{name}: error does not name the file: {err}");
-        assert!(err.contains(&format!("at offset {offset}")), "{name}: error does not name offset {offset}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: error does not name the file: {err}"
+        );
+        assert!(
+            err.contains(&format!("at offset {offset}")),
+            "{name}: error does not name offset {offset}: {err}"
+        );
     }
     let err = drc_rows(&fixture("bug40482-bin.000001")).expect_err("incident");
     assert!(err.contains("INCIDENT"), "{err}");
@@ -274,48 +325,94 @@ fn mysql_compressed_transaction_payload() {
 fn mysql_vector_columns_are_bytes() {
     let rows = drc_rows(&fixture("vector.binlog")).unwrap();
     let first = only_row(&rows, 0);
-    assert_eq!(first.values[1], Value::Bytes(vec![205, 204, 140, 63, 205, 204, 12, 64, 51, 51, 83, 64]));
+    assert_eq!(
+        first.values[1],
+        Value::Bytes(vec![205, 204, 140, 63, 205, 204, 12, 64, 51, 51, 83, 64])
+    );
 }
 
 /// MySQL 8 GTIDs (plain and tagged) and microsecond commit timestamps.
 #[test]
 fn mysql_gtids_and_commit_timestamps() {
     let mut txs = Vec::new();
-    read_file(&fixture("binlog_transaction_with_GTID_TAG.000001"), "a", Limits::default(), |tx| {
-        txs.push(tx);
-        Ok(())
-    })
+    read_file(
+        &fixture("binlog_transaction_with_GTID_TAG.000001"),
+        "a",
+        Limits::default(),
+        |tx| {
+            txs.push(tx);
+            Ok(())
+        },
+    )
     .unwrap();
     let last = txs.iter().rev().find(|t| t.last).expect("a transaction");
     let gtid = last.gtid.as_ref().expect("gtid").to_string();
-    assert!(gtid.split(':').count() == 3, "tagged GTID expected, got {gtid}");
+    assert!(
+        gtid.split(':').count() == 3,
+        "tagged GTID expected, got {gtid}"
+    );
     assert_eq!(last.ts_source, drc::model::TsSource::OriginalCommit);
-    assert!(last.commit_ts_us % 1_000_000 != 0, "microsecond precision expected");
+    assert!(
+        last.commit_ts_us % 1_000_000 != 0,
+        "microsecond precision expected"
+    );
     let cp = last.checkpoint.as_ref().unwrap();
-    assert!(cp.gtid.as_ref().unwrap().contains(last.gtid.as_ref().unwrap()));
+    assert!(cp
+        .gtid
+        .as_ref()
+        .unwrap()
+        .contains(last.gtid.as_ref().unwrap()));
 }
 
 /// MariaDB: GTID 162, annotate 160, checkpoint 161, GTID list 163, full row metadata.
 #[test]
 fn mariadb_events_and_full_metadata() {
     let mut txs = Vec::new();
-    read_file(&fixture("mariadb-bin.000001"), "a", Limits::default(), |tx| {
-        txs.push(tx);
-        Ok(())
-    })
+    read_file(
+        &fixture("mariadb-bin.000001"),
+        "a",
+        Limits::default(),
+        |tx| {
+            txs.push(tx);
+            Ok(())
+        },
+    )
     .unwrap();
-    let gtids: Vec<String> = txs.iter().map(|t| t.gtid.as_ref().unwrap().to_string()).collect();
+    let gtids: Vec<String> = txs
+        .iter()
+        .map(|t| t.gtid.as_ref().unwrap().to_string())
+        .collect();
     assert_eq!(gtids, ["0-1-1", "0-1-2"]);
-    let Change::Row(r) = &txs[0].changes[0] else { panic!() };
+    let Change::Row(r) = &txs[0].changes[0] else {
+        panic!()
+    };
     assert_eq!(&*r.pk, [std::sync::Arc::<str>::from("id")]);
     let after = r.after.as_ref().unwrap();
     let names: Vec<&str> = after.columns.iter().map(|c| &**c).collect();
     assert_eq!(names, ["id", "topic", "event_type", "event", "created"]);
     assert_eq!(after.get("topic"), Some(&Value::Text("foo".into())));
-    assert_eq!(after.get("event_type"), Some(&Value::Enum { index: 2, label: Some("JSON".into()) }));
-    assert_eq!(after.get("created"), Some(&Value::Timestamp { secs: 1650493084, micros: 0, fsp: 0 }));
-    let Some(Value::Bytes(b)) = after.get("event") else { panic!() };
-    assert_eq!(base64::engine::general_purpose::STANDARD.encode(b), "eyJmb28iOjF9");
+    assert_eq!(
+        after.get("event_type"),
+        Some(&Value::Enum {
+            index: 2,
+            label: Some("JSON".into())
+        })
+    );
+    assert_eq!(
+        after.get("created"),
+        Some(&Value::Timestamp {
+            secs: 1650493084,
+            micros: 0,
+            fsp: 0
+        })
+    );
+    let Some(Value::Bytes(b)) = after.get("event") else {
+        panic!()
+    };
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(b),
+        "eyJmb28iOjF9"
+    );
     let cp = txs[1].checkpoint.as_ref().unwrap();
     assert_eq!(cp.file.to_string(), "mariadb-bin.000001:1074");
     assert_eq!(cp.gtid.as_ref().unwrap().to_string(), "0-1-2");
@@ -325,7 +422,10 @@ fn mariadb_events_and_full_metadata() {
 #[test]
 fn large_transactions_arrive_in_fragments() {
     let mut txs = Vec::new();
-    let limits = Limits { max_rows: 2, max_bytes: 1 << 20 };
+    let limits = Limits {
+        max_rows: 2,
+        max_bytes: 1 << 20,
+    };
     read_file(&fixture("write-full-row.binlog"), "", limits, |tx| {
         txs.push(tx);
         Ok(())
@@ -337,6 +437,12 @@ fn large_transactions_arrive_in_fragments() {
         assert_eq!(t.last, t.checkpoint.is_some());
         rows_all += t.changes.len();
     }
-    assert!(txs.iter().any(|t| t.fragment > 0), "expected a multi-fragment transaction");
-    assert_eq!(rows_all, drc_rows(&fixture("write-full-row.binlog")).unwrap().len());
+    assert!(
+        txs.iter().any(|t| t.fragment > 0),
+        "expected a multi-fragment transaction"
+    );
+    assert_eq!(
+        rows_all,
+        drc_rows(&fixture("write-full-row.binlog")).unwrap().len()
+    );
 }

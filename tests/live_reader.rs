@@ -93,11 +93,36 @@ fn expected_row1() -> Vec<(&'static str, Value)> {
         ("dtm0", DateTime("2024-02-29 12:00:00".into())),
         ("tm", Time("-12:34:56.789".into())),
         ("tmn", Time("-838:59:59".into())),
-        ("ts", Timestamp { secs: 2147483647, micros: 999999, fsp: 6 }),
+        (
+            "ts",
+            Timestamp {
+                secs: 2147483647,
+                micros: 999999,
+                fsp: 6,
+            },
+        ),
         ("y", Year(2155)),
-        ("b", Bit { value: 0b1010101010, width: 10 }),
-        ("e", Enum { index: 3, label: Some("c".into()) }),
-        ("s", Set { mask: 0b101, labels: Some("x,z".into()) }),
+        (
+            "b",
+            Bit {
+                value: 0b1010101010,
+                width: 10,
+            },
+        ),
+        (
+            "e",
+            Enum {
+                index: 3,
+                label: Some("c".into()),
+            },
+        ),
+        (
+            "s",
+            Set {
+                mask: 0b101,
+                labels: Some("x,z".into()),
+            },
+        ),
         ("c", Text("héllo".into())),
         ("vc", Text("日本語🎉".into())),
         ("l1", Text("café".into())),
@@ -116,8 +141,17 @@ fn expected_row1() -> Vec<(&'static str, Value)> {
 #[tokio::test]
 async fn type_matrix_is_exact_through_the_live_stream() {
     let db = format!("drc_matrix_{}", std::process::id());
-    exec(ZONE_A, &[&format!("DROP DATABASE IF EXISTS {db}"), &format!("CREATE DATABASE {db}")]).await;
-    let mut reader = LiveReader::start(settings(ZONE_A, 2101), None, &StartSpec::Now).await.unwrap();
+    exec(
+        ZONE_A,
+        &[
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            &format!("CREATE DATABASE {db}"),
+        ],
+    )
+    .await;
+    let mut reader = LiveReader::start(settings(ZONE_A, 2101), None, &StartSpec::Now)
+        .await
+        .unwrap();
     exec(
         ZONE_A,
         &[
@@ -140,21 +174,37 @@ async fn type_matrix_is_exact_through_the_live_stream() {
     assert_eq!(&*ins.pk, [std::sync::Arc::<str>::from("id")]);
     let after = ins.after.as_ref().unwrap();
     let got_names: Vec<&str> = after.columns.iter().map(|c| &**c).collect();
-    assert_eq!(got_names, names, "column names from binlog_row_metadata=FULL");
+    assert_eq!(
+        got_names, names,
+        "column names from binlog_row_metadata=FULL"
+    );
     for (name, v) in &want {
         assert_eq!(after.get(name), Some(v), "column {name}");
     }
     // Row 2: everything NULL but the key.
     let nulls = rows[1].after.as_ref().unwrap();
     assert_eq!(nulls.values[0], Value::Int(2));
-    assert!(nulls.values[1..].iter().all(|v| *v == Value::Null), "{:?}", nulls.values);
+    assert!(
+        nulls.values[1..].iter().all(|v| *v == Value::Null),
+        "{:?}",
+        nulls.values
+    );
     // Update: full before and after images.
     let upd = &rows[2];
     assert_eq!(upd.op, Op::Update);
-    assert_eq!(upd.before.as_ref().unwrap().get("ti"), Some(&Value::Int(-128)));
-    assert_eq!(upd.after.as_ref().unwrap().get("ti"), Some(&Value::Int(127)));
+    assert_eq!(
+        upd.before.as_ref().unwrap().get("ti"),
+        Some(&Value::Int(-128))
+    );
+    assert_eq!(
+        upd.after.as_ref().unwrap().get("ti"),
+        Some(&Value::Int(127))
+    );
     assert_eq!(upd.after.as_ref().unwrap().get("vc"), Some(&Value::Null));
-    assert_eq!(upd.after.as_ref().unwrap().get("d"), Some(&Value::Decimal("-12345678901234.123456".into())));
+    assert_eq!(
+        upd.after.as_ref().unwrap().get("d"),
+        Some(&Value::Decimal("-12345678901234.123456".into()))
+    );
     assert_eq!(rows[3].op, Op::Delete);
     assert_eq!(rows[3].before.as_ref().unwrap().values[0], Value::Int(2));
 
@@ -173,15 +223,39 @@ async fn type_matrix_is_exact_through_the_live_stream() {
 #[tokio::test]
 async fn transactions_are_tagged_and_positioned() {
     let db = format!("drc_tag_{}", std::process::id());
-    exec(ZONE_A, &[&format!("DROP DATABASE IF EXISTS {db}"), &format!("CREATE DATABASE {db}"), &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)")]).await;
-    let mut reader = LiveReader::start(settings(ZONE_A, 2102), None, &StartSpec::Now).await.unwrap();
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    exec(
+        ZONE_A,
+        &[
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            &format!("CREATE DATABASE {db}"),
+            &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)"),
+        ],
+    )
+    .await;
+    let mut reader = LiveReader::start(settings(ZONE_A, 2102), None, &StartSpec::Now)
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
     exec(ZONE_A, &[&format!("INSERT INTO {db}.t VALUES (1), (2)")]).await;
-    let after_write = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let after_write = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
     let mut found = None;
     while found.is_none() {
-        for tx in tokio::time::timeout(Duration::from_secs(30), reader.next()).await.unwrap().unwrap() {
-            if tx.changes.iter().any(|c| matches!(c, Change::Row(r) if *r.db == *db)) {
+        for tx in tokio::time::timeout(Duration::from_secs(30), reader.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            if tx
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Row(r) if *r.db == *db))
+            {
                 found = Some(tx);
             }
         }
@@ -191,22 +265,77 @@ async fn transactions_are_tagged_and_positioned() {
     assert!(tx.last && tx.row_count() == 2);
     assert_eq!(tx.server_id, 1);
     let gtid = tx.gtid.as_ref().unwrap().to_string();
-    assert!(gtid.starts_with("1-1-"), "zone a writes in domain 1: {gtid}");
+    assert!(
+        gtid.starts_with("1-1-"),
+        "zone a writes in domain 1: {gtid}"
+    );
     assert_eq!(tx.ts_source, drc::model::TsSource::ArrivalRefined);
     // Arrival-refined time lies between the write and its arrival (ms precision or better).
-    assert!(tx.commit_ts_us >= before - 1_000_000 && tx.commit_ts_us <= after_write + 1_000_000, "{} not in [{before}, {after_write}]", tx.commit_ts_us);
+    assert!(
+        tx.commit_ts_us >= before - 1_000_000 && tx.commit_ts_us <= after_write + 1_000_000,
+        "{} not in [{before}, {after_write}]",
+        tx.commit_ts_us
+    );
     assert!(tx.commit_ts_us % 1000 != 0 || tx.commit_ts_us % 1_000_000 != 0);
     let cp = tx.checkpoint.unwrap();
     let mut c = conn(ZONE_A).await;
     use mysql_async::prelude::Queryable;
-    let pos: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    let pos: String = c
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
     let server_pos: drc::position::MariaGtidPos = pos.parse().unwrap();
     let ours = match cp.gtid.unwrap() {
         drc::position::GtidState::Mariadb(p) => p,
         other => panic!("{other:?}"),
     };
-    assert!(ours.is_reached_by(&server_pos), "checkpoint {ours} beyond server {server_pos}");
+    assert!(
+        ours.is_reached_by(&server_pos),
+        "checkpoint {ours} beyond server {server_pos}"
+    );
     assert!(ours.contains(&gtid.parse().unwrap()));
+}
+
+/// A server setting drc cannot work with is a problem with its fix. Zone c (private to
+/// the `zone_c_` tests, which nextest runs one at a time): this changes a global setting.
+#[tokio::test]
+async fn zone_c_check_catches_a_bad_server_setting() {
+    testenv_up("c");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "c", ZONE_C, 3002, "now");
+    exec(
+        ZONE_C,
+        &[
+            "SET GLOBAL binlog_row_image = 'MINIMAL'",
+            "SET GLOBAL binlog_format = 'MIXED'",
+        ],
+    )
+    .await;
+    let out = std::process::Command::new(drc_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    exec(
+        ZONE_C,
+        &[
+            "SET GLOBAL binlog_row_image = 'FULL'",
+            "SET GLOBAL binlog_format = 'ROW'",
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("PROBLEM binlog_row_image") && text.contains("set binlog_row_image=FULL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PROBLEM binlog_format") && text.contains("set binlog_format=ROW"),
+        "{text}"
+    );
+    assert!(text.contains("2 problem(s) to fix"), "{text}");
 }
 
 /// `drc check` passes on the testenv zones and names the fix for a problem.
@@ -214,29 +343,47 @@ async fn transactions_are_tagged_and_positioned() {
 async fn check_reports_ready_and_problems() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "a", ZONE_A, 1001, "now");
-    let out = std::process::Command::new(drc_bin()).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(drc_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("is ready for drc"), "{text}");
     // A reader server id equal to the server's own is a problem with a fix, exit code 3.
     let bad = write_config(dir.path(), "a", ZONE_A, 1, "now");
-    let out = std::process::Command::new(drc_bin()).args(["check", "--format", "json", "--config"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(drc_bin())
+        .args(["check", "--format", "json", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    let findings: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let p = findings.iter().find(|f| f["level"] == "problem").expect("a problem");
+    let findings: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let p = findings
+        .iter()
+        .find(|f| f["level"] == "problem")
+        .expect("a problem");
     assert_eq!(p["check"], "server_id");
-    assert!(p["fix"].as_str().unwrap().contains("different [reader] server_id"));
-    // binlog_format=STATEMENT is caught (session-level change is not enough to fool it).
-    exec(ZONE_A, &["SET GLOBAL binlog_row_image = 'MINIMAL'"]).await;
-    let out = std::process::Command::new(drc_bin()).args(["check", "--config"]).arg(&cfg).output().unwrap();
-    exec(ZONE_A, &["SET GLOBAL binlog_row_image = 'FULL'"]).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("PROBLEM binlog_row_image") && text.contains("binlog_row_image=FULL"), "{text}");
+    assert!(p["fix"]
+        .as_str()
+        .unwrap()
+        .contains("different [reader] server_id"));
     // Unreachable server: clear error, exit 1.
     let gone = write_config(dir.path(), "x", 1, 1001, "now");
-    let out = std::process::Command::new(drc_bin()).args(["check", "--config"]).arg(&gone).output().unwrap();
+    let out = std::process::Command::new(drc_bin())
+        .args(["check", "--config"])
+        .arg(&gone)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to 127.0.0.1:1"));
 }

@@ -6,7 +6,8 @@
 //!   in commit order, each ending with its commit line;
 //! * a purged binlog stops the reader with a clear error instead of skipping ahead.
 //!
-//! Run: `testenv/up.sh && cargo nextest run --test tail_restart`.
+//! Zone c is shared only by the `zone_c_` tests, which .config/nextest.toml runs one at
+//! a time. Run: `testenv/up.sh && cargo nextest run --test tail_restart`.
 
 mod common;
 
@@ -28,7 +29,10 @@ fn spawn_tail(cfg: &Path, out: &Path, reset: bool) -> Child {
 
 fn spawn_tail_logged(cfg: &Path, out: &Path, reset: bool, log: Option<&Path>) -> Child {
     let mut c = Command::new(drc_bin());
-    c.args(["binlog", "tail", "--config"]).arg(cfg).arg("--output").arg(out);
+    c.args(["binlog", "tail", "--config"])
+        .arg(cfg)
+        .arg("--output")
+        .arg(out);
     if reset {
         c.arg("--reset");
     }
@@ -36,22 +40,27 @@ fn spawn_tail_logged(cfg: &Path, out: &Path, reset: bool, log: Option<&Path>) ->
         Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
         None => Stdio::inherit(),
     };
-    c.env("DRC_LOG", "info").stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn drc")
+    c.env("DRC_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn drc")
 }
 
 /// Inserts that survive a server restart: retried until they commit; a duplicate key
 /// on retry means the earlier attempt committed.
 async fn insert_tx(first: u64, rows: u64) {
-    let values: Vec<String> = (first..first + rows).map(|s| format!("({s}, 'row {s}')")).collect();
+    let values: Vec<String> = (first..first + rows)
+        .map(|s| format!("({s}, 'row {s}')"))
+        .collect();
     let sql = format!("INSERT INTO {DB}.t (seq, note) VALUES {}", values.join(","));
     loop {
-        match mysql_async::Conn::new(opts(ZONE_C)).await {
-            Ok(mut c) => match c.query_drop(&sql).await {
+        if let Ok(mut c) = mysql_async::Conn::new(opts(ZONE_C)).await {
+            match c.query_drop(&sql).await {
                 Ok(()) => return,
                 Err(mysql_async::Error::Server(e)) if e.code == 1062 => return,
                 Err(_) => {}
-            },
-            Err(_) => {}
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -64,13 +73,17 @@ fn parse_output(path: &Path) -> Vec<u64> {
     let mut seen_gtids: HashMap<String, usize> = HashMap::new();
     let mut open: Option<String> = None;
     for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {line}"));
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {line}"));
         if v["db"] != DB {
             continue;
         }
         let gtid = v["gtid"].as_str().unwrap().to_string();
         match &open {
-            Some(g) => assert_eq!(g, &gtid, "line {i}: transaction {g} interleaved with {gtid}"),
+            Some(g) => assert_eq!(
+                g, &gtid,
+                "line {i}: transaction {g} interleaved with {gtid}"
+            ),
             None => {
                 let n = seen_gtids.entry(gtid.clone()).or_default();
                 *n += 1;
@@ -88,20 +101,44 @@ fn parse_output(path: &Path) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_and_restart_never_skips_or_repeats() {
+async fn zone_c_kill_and_restart_never_skips_or_repeats() {
     testenv_up("c");
-    exec(ZONE_C, &[&format!("DROP DATABASE IF EXISTS {DB}"), &format!("CREATE DATABASE {DB}"), &format!("CREATE TABLE {DB}.t (seq BIGINT PRIMARY KEY, note VARCHAR(40))")]).await;
-    let start: String = conn(ZONE_C).await.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    exec(
+        ZONE_C,
+        &[
+            &format!("DROP DATABASE IF EXISTS {DB}"),
+            &format!("CREATE DATABASE {DB}"),
+            &format!("CREATE TABLE {DB}.t (seq BIGINT PRIMARY KEY, note VARCHAR(40))"),
+        ],
+    )
+    .await;
+    let start: String = conn(ZONE_C)
+        .await
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "c", ZONE_C, 3001, &format!("gtid:{start}"));
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("heartbeat_secs = 1", "heartbeat_secs = 1\nmax_fragment_rows = 7");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "heartbeat_secs = 1",
+        "heartbeat_secs = 1\nmax_fragment_rows = 7",
+    );
     std::fs::write(&cfg, text).unwrap();
     let out = dir.path().join("out.jsonl");
 
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let sizes: Vec<u64> = (0..400).map(|_| if rng.gen_ratio(1, 10) { rng.gen_range(8..40) } else { rng.gen_range(1..4) }).collect();
+    let sizes: Vec<u64> = (0..400)
+        .map(|_| {
+            if rng.gen_ratio(1, 10) {
+                rng.gen_range(8..40)
+            } else {
+                rng.gen_range(1..4)
+            }
+        })
+        .collect();
     let total: u64 = sizes.iter().sum();
 
     let done = Arc::new(AtomicBool::new(false));
@@ -149,10 +186,18 @@ async fn kill_and_restart_never_skips_or_repeats() {
     let mut tail = spawn_tail_logged(&cfg, &out, false, Some(&log));
     let started = wait_until(Duration::from_secs(60), || {
         let log = log.clone();
-        async move { std::fs::read_to_string(&log).unwrap_or_default().contains("binlog reader starting") }
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("binlog reader starting")
+        }
     })
     .await;
-    assert!(started, "final tail did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        started,
+        "final tail did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let caught_up = wait_until(Duration::from_secs(60), || {
         let out = out.clone();
         async move { parse_output(&out).last().copied() == Some(total) }
@@ -163,19 +208,37 @@ async fn kill_and_restart_never_skips_or_repeats() {
     tail.wait().unwrap();
     let seqs = parse_output(&out);
     {
-        let store = drc::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
+        let store =
+            drc::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
         let saved = store.load().unwrap().expect("a saved checkpoint");
-        assert_eq!(saved.output_len, Some(std::fs::metadata(&out).unwrap().len()), "saved output length after a clean stop");
+        assert_eq!(
+            saved.output_len,
+            Some(std::fs::metadata(&out).unwrap().len()),
+            "saved output length after a clean stop"
+        );
     }
-    assert!(caught_up, "tail did not catch up: last seq {:?} of {total}", seqs.last());
+    assert!(
+        caught_up,
+        "tail did not catch up: last seq {:?} of {total}",
+        seqs.last()
+    );
     let want: Vec<u64> = (1..=total).collect();
-    eprintln!("{total} rows in {} transactions, {kills} kills of the tail, 1 MariaDB restart", 400);
-    assert_eq!(seqs.len(), want.len(), "rows in output (after {kills} kills and a server restart)");
+    eprintln!(
+        "{total} rows in {} transactions, {kills} kills of the tail, 1 MariaDB restart",
+        400
+    );
+    assert_eq!(
+        seqs.len(),
+        want.len(),
+        "rows in output (after {kills} kills and a server restart)"
+    );
     assert_eq!(seqs, want, "every row exactly once, in commit order");
 
     // --- A purged binlog is a definite error, never a silent skip. ---
     let mut c = conn(ZONE_C).await;
-    c.query_drop(format!("INSERT INTO {DB}.t VALUES ({}, 'lost')", total + 1)).await.unwrap();
+    c.query_drop(format!("INSERT INTO {DB}.t VALUES ({}, 'lost')", total + 1))
+        .await
+        .unwrap();
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
     let cur: (String, u64) = {
         let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
@@ -186,7 +249,9 @@ async fn kill_and_restart_never_skips_or_repeats() {
         let file = cur.0.clone();
         async move {
             let mut c = conn(ZONE_C).await;
-            c.query_drop(format!("PURGE BINARY LOGS TO '{file}'")).await.unwrap();
+            c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+                .await
+                .unwrap();
             let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
             logs.len() == 1
         }
@@ -214,12 +279,27 @@ async fn kill_and_restart_never_skips_or_repeats() {
     }
     let out2 = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out2.stderr);
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "tail must stop on a purged binlog: {err}");
-    assert!(err.contains("no longer on the server") && err.contains("will not skip ahead"), "{err}");
-    assert_eq!(parse_output(&out).len() as u64, total, "nothing written after the purge error");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "tail must stop on a purged binlog: {err}"
+    );
+    assert!(
+        err.contains("no longer on the server") && err.contains("will not skip ahead"),
+        "{err}"
+    );
+    assert_eq!(
+        parse_output(&out).len() as u64,
+        total,
+        "nothing written after the purge error"
+    );
 }
 
 fn unsafe_sigterm(child: &Child) {
-    let st = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(st.success());
 }

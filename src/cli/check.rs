@@ -39,7 +39,10 @@ pub async fn run(a: CheckArgs) -> i32 {
         Err(e) => return super::fail(format!("{addr}: {e}")),
     };
     let _ = conn.disconnect().await;
-    let problems = findings.iter().filter(|f| f.level == Level::Problem).count();
+    let problems = findings
+        .iter()
+        .filter(|f| f.level == Level::Problem)
+        .count();
     for f in &findings {
         if a.format == "json" {
             println!("{}", serde_json::to_string(f).expect("finding serializes"));
@@ -63,5 +66,9 @@ pub async fn run(a: CheckArgs) -> i32 {
             println!("{addr}: {problems} problem(s) to fix before drc can run");
         }
     }
-    if problems == 0 { 0 } else { 3 }
+    if problems == 0 {
+        0
+    } else {
+        3
+    }
 }

@@ -10,7 +10,9 @@ pub fn run(zone: &str, files: &[PathBuf]) -> i32 {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     for f in files {
-        let r = read_file(f, zone, Limits::default(), |tx| write_transaction(&mut out, &tx).map(|_| ()));
+        let r = read_file(f, zone, Limits::default(), |tx| {
+            write_transaction(&mut out, &tx).map(|_| ())
+        });
         match r {
             Ok(s) => {
                 tracing::debug!(file = %f.display(), events = s.events, transactions = s.transactions, "decoded");

@@ -98,8 +98,14 @@ fn open_output(path: &PathBuf, saved: Option<&Saved>, reset: bool) -> Result<(Fi
 async fn tail(a: TailArgs) -> Result<(), Error> {
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let cfg = Config::load(&a.config)?;
-    let cfg_err = |what: String| Error::Config(drc::config::ConfigError { path: a.config.display().to_string(), what });
-    let spec = StartSpec::parse(a.from.as_deref().unwrap_or(&cfg.reader.start)).map_err(|e| cfg_err(format!("--from: {e}")))?;
+    let cfg_err = |what: String| {
+        Error::Config(drc::config::ConfigError {
+            path: a.config.display().to_string(),
+            what,
+        })
+    };
+    let spec = StartSpec::parse(a.from.as_deref().unwrap_or(&cfg.reader.start))
+        .map_err(|e| cfg_err(format!("--from: {e}")))?;
     let store = CheckpointStore::open(&cfg.state_dir())?;
     if a.reset {
         store.clear()?;
@@ -109,7 +115,10 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
         None => Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout())),
         Some(p) => {
             let (f, len) = open_output(p, saved.as_ref(), a.reset).map_err(cfg_err)?;
-            Sink::File { w: BufWriter::with_capacity(1 << 16, f), len }
+            Sink::File {
+                w: BufWriter::with_capacity(1 << 16, f),
+                len,
+            }
         }
     };
     let settings = LiveSettings {
@@ -117,11 +126,18 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
         addr: cfg.mysql.addr(),
         opts: cfg.mysql.opts(&cfg.base_dir).map_err(cfg_err)?,
         replica_server_id: cfg.reader.server_id,
-        limits: Limits { max_rows: cfg.reader.max_fragment_rows, max_bytes: cfg.reader.max_fragment_bytes },
+        limits: Limits {
+            max_rows: cfg.reader.max_fragment_rows,
+            max_bytes: cfg.reader.max_fragment_bytes,
+        },
         heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
         max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
     };
-    let start = LiveReader::start(settings, saved.as_ref().map(|s| s.checkpoint.clone()), &spec);
+    let start = LiveReader::start(
+        settings,
+        saved.as_ref().map(|s| s.checkpoint.clone()),
+        &spec,
+    );
     let mut reader = tokio::select! {
         r = start => r?,
         _ = &mut shutdown => {
@@ -181,7 +197,10 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
                 }
                 Sink::Stdout(_) => None,
             };
-            let cp = tx.checkpoint.clone().expect("last fragment carries a checkpoint");
+            let cp = tx
+                .checkpoint
+                .clone()
+                .expect("last fragment carries a checkpoint");
             store.save(&Saved {
                 checkpoint: cp,
                 source_server_id: info.server_id,

@@ -32,36 +32,69 @@ pub struct Finding {
 
 impl Finding {
     fn ok(check: &'static str, found: impl Into<String>) -> Self {
-        Finding { level: Level::Pass, check, found: found.into(), fix: String::new() }
+        Finding {
+            level: Level::Pass,
+            check,
+            found: found.into(),
+            fix: String::new(),
+        }
     }
-    fn bad(level: Level, check: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Self {
-        Finding { level, check, found: found.into(), fix: fix.into() }
+    fn bad(
+        level: Level,
+        check: &'static str,
+        found: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Finding {
+            level,
+            check,
+            found: found.into(),
+            fix: fix.into(),
+        }
     }
 }
 
 async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
-    let row: Option<(String, String)> = conn.query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'")).await?;
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'"))
+        .await?;
     Ok(row.map(|r| r.1))
 }
 
 /// Runs every check against a connected server. `replica_server_id` is the id the
 /// reader will present.
-pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<Finding>, mysql_async::Error> {
+pub async fn run_checks(
+    conn: &mut Conn,
+    replica_server_id: u32,
+) -> Result<Vec<Finding>, mysql_async::Error> {
     use Level::*;
     let mut f = Vec::new();
     let info = server_info(conn).await?;
-    f.push(Finding::ok("server", format!("{} (server_id {})", info.version, info.server_id)));
+    f.push(Finding::ok(
+        "server",
+        format!("{} (server_id {})", info.version, info.server_id),
+    ));
     let cnf = "in the server's my.cnf ([mysqld] / [mariadbd] section), then restart it";
 
     let expect = |name: &'static str, got: Option<String>, want: &str, fix: String| -> Finding {
         match got {
             Some(v) if v.eq_ignore_ascii_case(want) => Finding::ok(name, format!("{name}={v}")),
             Some(v) => Finding::bad(Problem, name, format!("{name}={v}"), fix),
-            None => Finding::bad(Problem, name, format!("{name} does not exist on this server version"), fix),
+            None => Finding::bad(
+                Problem,
+                name,
+                format!("{name} does not exist on this server version"),
+                fix,
+            ),
         }
     };
     let log_bin = var(conn, "log_bin").await?;
-    f.push(expect("log_bin", log_bin, "ON", format!("set log_bin=<basename> {cnf}")));
+    f.push(expect(
+        "log_bin",
+        log_bin,
+        "ON",
+        format!("set log_bin=<basename> {cnf}"),
+    ));
     f.push(expect(
         "binlog_format",
         var(conn, "binlog_format").await?,
@@ -75,13 +108,25 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
         format!("set binlog_row_image=FULL {cnf}"),
     ));
     let meta_fix = match info.flavor {
-        Flavor::Mariadb => format!("set binlog_row_metadata=FULL {cnf} (needs MariaDB 10.5 or later)"),
+        Flavor::Mariadb => {
+            format!("set binlog_row_metadata=FULL {cnf} (needs MariaDB 10.5 or later)")
+        }
         Flavor::Mysql => format!("set binlog_row_metadata=FULL {cnf} (needs MySQL 8.0.1 or later)"),
     };
-    f.push(expect("binlog_row_metadata", var(conn, "binlog_row_metadata").await?, "FULL", meta_fix));
+    f.push(expect(
+        "binlog_row_metadata",
+        var(conn, "binlog_row_metadata").await?,
+        "FULL",
+        meta_fix,
+    ));
 
     if info.server_id == 0 {
-        f.push(Finding::bad(Problem, "server_id", "server_id=0", format!("set a unique non-zero server_id {cnf}")));
+        f.push(Finding::bad(
+            Problem,
+            "server_id",
+            "server_id=0",
+            format!("set a unique non-zero server_id {cnf}"),
+        ));
     } else if info.server_id == replica_server_id {
         f.push(Finding::bad(
             Problem,
@@ -90,7 +135,13 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
             "choose a different [reader] server_id in the drc config (unique among all servers and replicas)",
         ));
     } else {
-        f.push(Finding::ok("server_id", format!("server_id={} (reader uses {replica_server_id})", info.server_id)));
+        f.push(Finding::ok(
+            "server_id",
+            format!(
+                "server_id={} (reader uses {replica_server_id})",
+                info.server_id
+            ),
+        ));
     }
 
     match info.flavor {
@@ -121,20 +172,38 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
                 f.push(Finding::ok("gtid_domain_id", format!("gtid_domain_id={d}")));
             }
             if var(conn, "log_bin_compress").await?.as_deref() == Some("ON") {
-                f.push(Finding::bad(Problem, "log_bin_compress", "log_bin_compress=ON", format!("set log_bin_compress=OFF {cnf}")));
+                f.push(Finding::bad(
+                    Problem,
+                    "log_bin_compress",
+                    "log_bin_compress=ON",
+                    format!("set log_bin_compress=OFF {cnf}"),
+                ));
             }
             if var(conn, "encrypt_binlog").await?.as_deref() == Some("ON") {
-                f.push(Finding::bad(Problem, "encrypt_binlog", "encrypt_binlog=ON", format!("set encrypt_binlog=OFF {cnf}")));
+                f.push(Finding::bad(
+                    Problem,
+                    "encrypt_binlog",
+                    "encrypt_binlog=ON",
+                    format!("set encrypt_binlog=OFF {cnf}"),
+                ));
             }
         }
     }
 
     // Binlog filters that would drop drc's own schema (ANCHORS.md, hurt #1).
-    match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+    match conn
+        .query_first::<mysql_async::Row, _>("SHOW MASTER STATUS")
+        .await
+    {
         Ok(Some(row)) => {
             let do_db: String = row.get(2).unwrap_or_default();
             let ignore_db: String = row.get(3).unwrap_or_default();
-            let list = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
+            let list = |s: &str| {
+                s.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+            };
             let (do_db, ignore_db) = (list(&do_db), list(&ignore_db));
             if !do_db.is_empty() && !do_db.iter().any(|d| d == DRC_SCHEMA) {
                 f.push(Finding::bad(
@@ -151,11 +220,22 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
                     format!("remove {DRC_SCHEMA} from binlog_ignore_db {cnf}"),
                 ));
             } else {
-                f.push(Finding::ok("binlog_filter", "no binlog filter drops the drc schema"));
+                f.push(Finding::ok(
+                    "binlog_filter",
+                    "no binlog filter drops the drc schema",
+                ));
             }
-            f.push(Finding::ok("privilege_binlog_monitor", "SHOW MASTER STATUS allowed"));
+            f.push(Finding::ok(
+                "privilege_binlog_monitor",
+                "SHOW MASTER STATUS allowed",
+            ));
         }
-        Ok(None) => f.push(Finding::bad(Problem, "log_bin", "SHOW MASTER STATUS returned nothing", "enable the binlog (log_bin)")),
+        Ok(None) => f.push(Finding::bad(
+            Problem,
+            "log_bin",
+            "SHOW MASTER STATUS returned nothing",
+            "enable the binlog (log_bin)",
+        )),
         Err(mysql_async::Error::Server(e)) => f.push(Finding::bad(
             Problem,
             "privilege_binlog_monitor",
@@ -170,8 +250,14 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
 
     let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
     let all = grants.join("\n").to_ascii_uppercase();
-    if all.contains("REPLICATION SLAVE") || all.contains("ALL PRIVILEGES ON *.*") || all.contains("REPLICATION REPLICA") {
-        f.push(Finding::ok("privilege_replication", "REPLICATION SLAVE granted"));
+    if all.contains("REPLICATION SLAVE")
+        || all.contains("ALL PRIVILEGES ON *.*")
+        || all.contains("REPLICATION REPLICA")
+    {
+        f.push(Finding::ok(
+            "privilege_replication",
+            "REPLICATION SLAVE granted",
+        ));
     } else {
         f.push(Finding::bad(
             Problem,
@@ -183,9 +269,18 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
 
     // Durability and retention: warnings.
     if var(conn, "sync_binlog").await?.as_deref() != Some("1") {
-        f.push(Finding::bad(Warn, "sync_binlog", "sync_binlog is not 1", format!("set sync_binlog=1 {cnf} so a crash cannot lose logged commits")));
+        f.push(Finding::bad(
+            Warn,
+            "sync_binlog",
+            "sync_binlog is not 1",
+            format!("set sync_binlog=1 {cnf} so a crash cannot lose logged commits"),
+        ));
     }
-    if var(conn, "innodb_flush_log_at_trx_commit").await?.as_deref() != Some("1") {
+    if var(conn, "innodb_flush_log_at_trx_commit")
+        .await?
+        .as_deref()
+        != Some("1")
+    {
         f.push(Finding::bad(
             Warn,
             "innodb_flush_log_at_trx_commit",
@@ -195,7 +290,10 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
     }
     let secs: u64 = match var(conn, "binlog_expire_logs_seconds").await? {
         Some(s) => s.parse().unwrap_or(0),
-        None => var(conn, "expire_logs_days").await?.and_then(|d| d.parse::<f64>().ok()).map_or(0, |d| (d * 86400.0) as u64),
+        None => var(conn, "expire_logs_days")
+            .await?
+            .and_then(|d| d.parse::<f64>().ok())
+            .map_or(0, |d| (d * 86400.0) as u64),
     };
     if secs > 0 && secs < 86_400 {
         f.push(Finding::bad(

@@ -36,7 +36,12 @@ impl PartialOrd for FilePos {
 
 impl Ord for FilePos {
     fn cmp(&self, other: &Self) -> Ordering {
-        let key = |p: &FilePos| (p.file.rsplit_once('.').map(|(b, _)| b.to_string()), p.file_index());
+        let key = |p: &FilePos| {
+            (
+                p.file.rsplit_once('.').map(|(b, _)| b.to_string()),
+                p.file_index(),
+            )
+        };
         key(self)
             .cmp(&key(other))
             .then_with(|| self.file.cmp(&other.file))

@@ -25,7 +25,11 @@ impl FromStr for MariaGtid {
         let mut it = s.trim().splitn(3, '-');
         let (d, sv, sq) = (it.next(), it.next(), it.next());
         match (d.map(str::parse), sv.map(str::parse), sq.map(str::parse)) {
-            (Some(Ok(domain)), Some(Ok(server)), Some(Ok(seq))) => Ok(MariaGtid { domain, server, seq }),
+            (Some(Ok(domain)), Some(Ok(server)), Some(Ok(seq))) => Ok(MariaGtid {
+                domain,
+                server,
+                seq,
+            }),
             _ => Err(err()),
         }
     }
@@ -39,7 +43,9 @@ impl Serialize for MariaGtid {
 
 impl<'de> Deserialize<'de> for MariaGtid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -114,7 +120,11 @@ impl FromStr for MariaGtidPos {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let g: MariaGtid = part.parse()?;
             if pos.domains.contains_key(&g.domain) {
-                return Err(ParseError::new("MariaDB GTID position", s, format!("domain {} appears twice", g.domain)));
+                return Err(ParseError::new(
+                    "MariaDB GTID position",
+                    s,
+                    format!("domain {} appears twice", g.domain),
+                ));
             }
             pos.domains.insert(g.domain, g);
         }
@@ -130,7 +140,9 @@ impl Serialize for MariaGtidPos {
 
 impl<'de> Deserialize<'de> for MariaGtidPos {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -156,7 +168,11 @@ mod tests {
         prop::collection::vec((0u32..4, 1u32..4, 0u64..1000), 0..6).prop_map(|v| {
             let mut p = MariaGtidPos::new();
             for (domain, server, seq) in v {
-                p.update(MariaGtid { domain, server, seq });
+                p.update(MariaGtid {
+                    domain,
+                    server,
+                    seq,
+                });
             }
             p
         })

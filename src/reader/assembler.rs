@@ -19,9 +19,13 @@
 use super::rows::decode_rows;
 use super::schema::TableSchema;
 use crate::model::{Change, RowChange, Statement, Transaction, TsSource};
-use crate::position::{Checkpoint, FilePos, Gtid, GtidSet, GtidState, MariaGtid, MariaGtidPos, MysqlGtid};
+use crate::position::{
+    Checkpoint, FilePos, Gtid, GtidSet, GtidState, MariaGtid, MariaGtidPos, MysqlGtid,
+};
 use mysql_common::binlog::consts::EventType;
-use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent};
+use mysql_common::binlog::events::{
+    Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -156,12 +160,17 @@ impl Assembler {
     }
 
     /// Feeds one event. Completed fragments are appended to `out`.
-    pub fn push(&mut self, ev: &Event, at: EventPos, out: &mut Vec<Transaction>) -> Result<(), DecodeError> {
+    pub fn push(
+        &mut self,
+        ev: &Event,
+        at: EventPos,
+        out: &mut Vec<Transaction>,
+    ) -> Result<(), DecodeError> {
         let h = ev.header();
         let raw = h.event_type_raw();
         let offset = at.end.saturating_sub(h.event_size() as u64);
         match raw {
-            maria::GTID => return self.maria_gtid(ev, at, out),
+            maria::GTID => return self.maria_gtid(ev, at),
             maria::GTID_LIST => {
                 let pos = parse_maria_gtid_list(ev.data()).map_err(|e| self.err(offset, e))?;
                 if self.gtid_state.is_none() {
@@ -185,22 +194,27 @@ impl Assembler {
         let data = match ev.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(()), // an event type this version does not know and need not act on
-            Err(e) => return Err(self.err(offset, format!("cannot decode {:?} event: {e}", h.event_type()))),
+            Err(e) => {
+                return Err(self.err(
+                    offset,
+                    format!("cannot decode {:?} event: {e}", h.event_type()),
+                ))
+            }
         };
         match data {
             EventData::GtidEvent(g) => {
                 let gtid = mysql_gtid(&g);
                 let ocs = g.original_commit_timestamp();
-                self.start_group(Some(Gtid::Mysql(gtid)), h.server_id(), offset, h.timestamp(), out);
+                self.start_group(Some(Gtid::Mysql(gtid)), h.server_id(), offset, h.timestamp());
                 if let Some(open) = &mut self.open {
                     open.original_commit_us = (ocs > 0).then_some(ocs as i64);
                 }
             }
             EventData::AnonymousGtidEvent(_) => {
-                self.start_group(None, h.server_id(), offset, h.timestamp(), out);
+                self.start_group(None, h.server_id(), offset, h.timestamp());
             }
-            EventData::PreviousGtidsEvent(p) => {
-                if self.gtid_state.is_none() {
+            EventData::PreviousGtidsEvent(p) if self.gtid_state.is_none() => {
+                {
                     let mut set = GtidSet::new();
                     for sid in p.sids() {
                         let uuid = uuid::Uuid::from_bytes(sid.uuid());
@@ -228,7 +242,7 @@ impl Assembler {
                     return Err(self.err(offset, format!("`{}`.`{}`: {e}{stmt}", schema.db, schema.table)));
                 }
                 if self.open.is_none() {
-                    self.start_group(None, h.server_id(), offset, h.timestamp(), out);
+                    self.start_group(None, h.server_id(), offset, h.timestamp());
                 }
                 let bytes_each = r.rows_data().len() / scratch.len().max(1) + 1;
                 for row in scratch.drain(..) {
@@ -269,14 +283,20 @@ impl Assembler {
         }
     }
 
-    fn table_map(&mut self, raw: &[u8], t: TableMapEvent<'_>, offset: u64) -> Result<(), DecodeError> {
+    fn table_map(
+        &mut self,
+        raw: &[u8],
+        t: TableMapEvent<'_>,
+        offset: u64,
+    ) -> Result<(), DecodeError> {
         let id = t.table_id();
         if let Some((prev, _)) = self.tables.get(&id) {
             if prev.as_slice() == raw {
                 return Ok(());
             }
         }
-        let schema = TableSchema::from_table_map(t.into_owned()).map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
+        let schema = TableSchema::from_table_map(t.into_owned())
+            .map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
         if self.tables.len() > 4096 {
             self.tables.clear();
         }
@@ -284,7 +304,7 @@ impl Assembler {
         Ok(())
     }
 
-    fn maria_gtid(&mut self, ev: &Event, at: EventPos, out: &mut Vec<Transaction>) -> Result<(), DecodeError> {
+    fn maria_gtid(&mut self, ev: &Event, at: EventPos) -> Result<(), DecodeError> {
         let h = ev.header();
         let offset = at.end.saturating_sub(h.event_size() as u64);
         let d = ev.data();
@@ -299,7 +319,12 @@ impl Assembler {
             server: h.server_id(),
             seq,
         };
-        self.start_group(Some(Gtid::Maria(gtid)), h.server_id(), offset, h.timestamp(), out);
+        self.start_group(
+            Some(Gtid::Maria(gtid)),
+            h.server_id(),
+            offset,
+            h.timestamp(),
+        );
         if let Some(open) = &mut self.open {
             open.standalone = flags & maria::FL_STANDALONE != 0;
             open.began = !open.standalone;
@@ -307,7 +332,7 @@ impl Assembler {
         Ok(())
     }
 
-    fn start_group(&mut self, gtid: Option<Gtid>, server_id: u32, start_pos: u64, ts: u32, _out: &mut [Transaction]) {
+    fn start_group(&mut self, gtid: Option<Gtid>, server_id: u32, start_pos: u64, ts: u32) {
         if self.open.is_some() {
             // A new group while one is open: the old one was cut off (a relay log after
             // a reconnect, or a crashed server's tail). Its changes are not committed.
@@ -346,7 +371,7 @@ impl Assembler {
                 match &mut self.open {
                     Some(open) => open.began = true,
                     None => {
-                        self.start_group(None, server_id, offset, ts, out);
+                        self.start_group(None, server_id, offset, ts);
                         self.open.as_mut().unwrap().began = true;
                     }
                 }
@@ -389,7 +414,7 @@ impl Assembler {
             }
             _ => {
                 if self.open.is_none() {
-                    self.start_group(None, server_id, offset, ts, out);
+                    self.start_group(None, server_id, offset, ts);
                 }
                 self.add_change(Change::Statement(stmt), 0, out);
                 if let Some(open) = &mut self.open {
@@ -405,7 +430,8 @@ impl Assembler {
         let limits = self.limits;
         let full = {
             let open = self.open.as_ref().expect("add_change with an open group");
-            !open.changes.is_empty() && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
+            !open.changes.is_empty()
+                && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
         };
         if full {
             let frag = self.fragment(false, None, None, 0, None);
@@ -429,7 +455,11 @@ impl Assembler {
         let (commit_ts_us, ts_source) = match open.original_commit_us {
             Some(us) => (us, TsSource::OriginalCommit),
             None => {
-                let sec = if last { commit_header_ts } else { open.first_ts } as i64;
+                let sec = if last {
+                    commit_header_ts
+                } else {
+                    open.first_ts
+                } as i64;
                 refine(sec, at.and_then(|a| a.arrival))
             }
         };
@@ -511,7 +541,11 @@ fn mysql_gtid(g: &GtidEvent) -> MysqlGtid {
 /// First one or two keywords of a statement, upper-cased (`XA START`, `ROLLBACK TO`).
 fn first_words(sql: &str) -> String {
     let mut it = sql.split_ascii_whitespace();
-    let w1 = it.next().unwrap_or("").trim_end_matches(';').to_ascii_uppercase();
+    let w1 = it
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(';')
+        .to_ascii_uppercase();
     match w1.as_str() {
         "XA" | "ROLLBACK" | "RELEASE" => match it.next() {
             Some(w2) if w1 != "ROLLBACK" || w2.eq_ignore_ascii_case("TO") => {
@@ -531,7 +565,10 @@ pub fn parse_maria_gtid_list(d: &[u8]) -> Result<MariaGtidPos, String> {
     let count = (u32::from_le_bytes(d[0..4].try_into().unwrap()) & 0x0fff_ffff) as usize;
     let need = 4 + count * 16;
     if d.len() < need {
-        return Err(format!("GTID_LIST event says {count} entries but has {} bytes", d.len()));
+        return Err(format!(
+            "GTID_LIST event says {count} entries but has {} bytes",
+            d.len()
+        ));
     }
     let mut pos = MariaGtidPos::new();
     for i in 0..count {
@@ -567,9 +604,18 @@ mod tests {
     #[test]
     fn arrival_refines_only_inside_the_second() {
         let t = |us: u64| Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(us));
-        assert_eq!(refine(100, t(100_250_000)), (100_250_000, TsSource::ArrivalRefined));
-        assert_eq!(refine(100, t(101_000_000)), (100_000_000, TsSource::HeaderSeconds));
-        assert_eq!(refine(100, t(99_000_000)), (100_000_000, TsSource::HeaderSeconds));
+        assert_eq!(
+            refine(100, t(100_250_000)),
+            (100_250_000, TsSource::ArrivalRefined)
+        );
+        assert_eq!(
+            refine(100, t(101_000_000)),
+            (100_000_000, TsSource::HeaderSeconds)
+        );
+        assert_eq!(
+            refine(100, t(99_000_000)),
+            (100_000_000, TsSource::HeaderSeconds)
+        );
         assert_eq!(refine(100, None), (100_000_000, TsSource::HeaderSeconds));
     }
 
@@ -581,7 +627,10 @@ mod tests {
             d.extend_from_slice(&srv.to_le_bytes());
             d.extend_from_slice(&seq.to_le_bytes());
         }
-        assert_eq!(parse_maria_gtid_list(&d).unwrap().to_string(), "0-1-5,1-2-9");
+        assert_eq!(
+            parse_maria_gtid_list(&d).unwrap().to_string(),
+            "0-1-5,1-2-9"
+        );
         assert!(parse_maria_gtid_list(&d[..20]).is_err());
     }
 }

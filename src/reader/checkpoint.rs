@@ -53,7 +53,10 @@ impl CheckpointStore {
             .flush_every_ms(None)
             .open()
             .map_err(|e| state(format!("cannot open (is another drc using it?): {e}")))?;
-        Ok(CheckpointStore { db, dir: dir.to_path_buf() })
+        Ok(CheckpointStore {
+            db,
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn state_err(&self, what: String) -> Error {
@@ -64,7 +67,11 @@ impl CheckpointStore {
     }
 
     pub fn load(&self) -> Result<Option<Saved>, Error> {
-        match self.db.get(KEY).map_err(|e| self.state_err(e.to_string()))? {
+        match self
+            .db
+            .get(KEY)
+            .map_err(|e| self.state_err(e.to_string()))?
+        {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -75,7 +82,9 @@ impl CheckpointStore {
     /// Stores `saved` (in memory; durable after [`CheckpointStore::flush`]).
     pub fn save(&self, saved: &Saved) -> Result<(), Error> {
         let v = serde_json::to_vec(saved).expect("checkpoint serializes");
-        self.db.insert(KEY, v).map_err(|e| self.state_err(e.to_string()))?;
+        self.db
+            .insert(KEY, v)
+            .map_err(|e| self.state_err(e.to_string()))?;
         Ok(())
     }
 
@@ -86,7 +95,9 @@ impl CheckpointStore {
     }
 
     pub fn clear(&self) -> Result<(), Error> {
-        self.db.remove(KEY).map_err(|e| self.state_err(e.to_string()))?;
+        self.db
+            .remove(KEY)
+            .map_err(|e| self.state_err(e.to_string()))?;
         self.flush()
     }
 }
@@ -102,7 +113,9 @@ mod tests {
         let saved = Saved {
             checkpoint: Checkpoint {
                 file: FilePos::new("bin.000002", 1234),
-                gtid: Some(crate::position::GtidState::Mariadb("1-1-7".parse().unwrap())),
+                gtid: Some(crate::position::GtidState::Mariadb(
+                    "1-1-7".parse().unwrap(),
+                )),
             },
             source_server_id: 1,
             source_uuid: String::new(),

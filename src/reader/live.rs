@@ -48,13 +48,17 @@ impl StartSpec {
                 if let Some(g) = s.strip_prefix("gtid:") {
                     let ok = g.parse::<MariaGtidPos>().is_ok() || g.parse::<GtidSet>().is_ok();
                     if !ok {
-                        return Err(format!("{g:?} is neither a MariaDB GTID position nor a MySQL GTID set"));
+                        return Err(format!(
+                            "{g:?} is neither a MariaDB GTID position nor a MySQL GTID set"
+                        ));
                     }
                     Ok(StartSpec::Gtid(g.to_string()))
                 } else if let Some(f) = s.strip_prefix("file:") {
                     f.parse().map(StartSpec::File).map_err(|e| e.to_string())
                 } else {
-                    Err(format!("{s:?}: expected now, beginning, gtid:<set> or file:<name>:<offset>"))
+                    Err(format!(
+                        "{s:?}: expected now, beginning, gtid:<set> or file:<name>:<offset>"
+                    ))
                 }
             }
         }
@@ -80,7 +84,10 @@ pub struct ServerInfo {
 }
 
 pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
-    let (version, server_id): (String, u32) = conn.query_first("SELECT @@version, @@server_id").await?.unwrap_or_default();
+    let (version, server_id): (String, u32) = conn
+        .query_first("SELECT @@version, @@server_id")
+        .await?
+        .unwrap_or_default();
     if version.to_ascii_lowercase().contains("mariadb") {
         return Ok(ServerInfo {
             flavor: Flavor::Mariadb,
@@ -90,7 +97,10 @@ pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Err
             gtids: true,
         });
     }
-    let (uuid, mode): (String, String) = conn.query_first("SELECT @@server_uuid, @@gtid_mode").await?.unwrap_or_default();
+    let (uuid, mode): (String, String) = conn
+        .query_first("SELECT @@server_uuid, @@gtid_mode")
+        .await?
+        .unwrap_or_default();
     Ok(ServerInfo {
         flavor: Flavor::Mysql,
         version,
@@ -115,17 +125,29 @@ async fn master_status(conn: &mut Conn) -> Result<Option<FilePos>, mysql_async::
 }
 
 /// Turns a start spec into a concrete checkpoint on this server.
-pub async fn resolve_start(conn: &mut Conn, info: &ServerInfo, spec: &StartSpec) -> Result<Checkpoint, mysql_async::Error> {
+pub async fn resolve_start(
+    conn: &mut Conn,
+    info: &ServerInfo,
+    spec: &StartSpec,
+) -> Result<Checkpoint, mysql_async::Error> {
     Ok(match spec {
         StartSpec::Now => {
-            let file = master_status(conn).await?.unwrap_or_else(|| FilePos::new("", 4));
+            let file = master_status(conn)
+                .await?
+                .unwrap_or_else(|| FilePos::new("", 4));
             let gtid = match info.flavor {
                 Flavor::Mariadb => {
-                    let p: String = conn.query_first("SELECT @@gtid_binlog_pos").await?.unwrap_or_default();
+                    let p: String = conn
+                        .query_first("SELECT @@gtid_binlog_pos")
+                        .await?
+                        .unwrap_or_default();
                     p.parse::<MariaGtidPos>().ok().map(GtidState::Mariadb)
                 }
                 Flavor::Mysql if info.gtids => {
-                    let s: String = conn.query_first("SELECT @@gtid_executed").await?.unwrap_or_default();
+                    let s: String = conn
+                        .query_first("SELECT @@gtid_executed")
+                        .await?
+                        .unwrap_or_default();
                     s.parse::<GtidSet>().ok().map(GtidState::Mysql)
                 }
                 Flavor::Mysql => None,
@@ -206,7 +228,11 @@ const ROTATE: u8 = mysql_common::binlog::consts::EventType::ROTATE_EVENT as u8;
 impl LiveReader {
     /// Connects to learn about the server and resolve the start position, retrying
     /// transient errors (a server that is restarting) with backoff.
-    pub async fn start(settings: LiveSettings, saved: Option<Checkpoint>, spec: &StartSpec) -> Result<LiveReader, Error> {
+    pub async fn start(
+        settings: LiveSettings,
+        saved: Option<Checkpoint>,
+        spec: &StartSpec,
+    ) -> Result<LiveReader, Error> {
         let addr = settings.addr.clone();
         let mut backoff = Duration::from_millis(100);
         let (info, resume) = loop {
@@ -221,7 +247,12 @@ impl LiveReader {
             }
         };
         tracing::info!(server = %addr, version = %info.version, server_id = info.server_id, from = %resume, "binlog reader starting");
-        let asm = Assembler::new(&settings.zone, &resume.file.file, settings.limits, resume.gtid.clone());
+        let asm = Assembler::new(
+            &settings.zone,
+            &resume.file.file,
+            settings.limits,
+            resume.gtid.clone(),
+        );
         Ok(LiveReader {
             settings,
             info,
@@ -276,11 +307,16 @@ impl LiveReader {
                 ),
             });
         }
-        let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(m)?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(m)?;
         self.checksums = !checksum.unwrap_or_default().eq_ignore_ascii_case("NONE");
         self.seen_fde = false;
         let period_ns = self.settings.heartbeat.as_nanos().max(1_000_000);
-        conn.query_drop(format!("SET @master_heartbeat_period = {period_ns}")).await.map_err(m)?;
+        conn.query_drop(format!("SET @master_heartbeat_period = {period_ns}"))
+            .await
+            .map_err(m)?;
         let sid = self.settings.replica_server_id;
         let file = self.resume.file.file.clone();
         let use_gtid = self.info.gtids
@@ -291,10 +327,18 @@ impl LiveReader {
             };
         let request = match (&self.info.flavor, &self.resume.gtid) {
             (Flavor::Mariadb, Some(GtidState::Mariadb(pos))) if use_gtid || file.is_empty() => {
-                conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(m)?;
-                conn.query_drop(format!("SET @slave_connect_state = '{pos}'")).await.map_err(m)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 1").await.map_err(m)?;
-                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0").await.map_err(m)?;
+                conn.query_drop("SET @mariadb_slave_capability = 4")
+                    .await
+                    .map_err(m)?;
+                conn.query_drop(format!("SET @slave_connect_state = '{pos}'"))
+                    .await
+                    .map_err(m)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 1")
+                    .await
+                    .map_err(m)?;
+                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
+                    .await
+                    .map_err(m)?;
                 BinlogStreamRequest::new(sid).with_pos(4u64)
             }
             (Flavor::Mysql, Some(GtidState::Mysql(set))) if use_gtid || file.is_empty() => {
@@ -308,20 +352,36 @@ impl LiveReader {
                             }
                         }
                         // wire intervals are half-open
-                        s.with_intervals(ivs.iter().map(|&(a, b)| mysql_async::GnoInterval::new(a, b + 1)).collect())
+                        s.with_intervals(
+                            ivs.iter()
+                                .map(|&(a, b)| mysql_async::GnoInterval::new(a, b + 1))
+                                .collect(),
+                        )
                     })
                     .collect();
-                BinlogStreamRequest::new(sid).with_gtid().with_gtid_set(sids).with_pos(4u64)
+                BinlogStreamRequest::new(sid)
+                    .with_gtid()
+                    .with_gtid_set(sids)
+                    .with_pos(4u64)
             }
             _ => {
                 if self.info.flavor == Flavor::Mariadb {
-                    conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(m)?;
+                    conn.query_drop("SET @mariadb_slave_capability = 4")
+                        .await
+                        .map_err(m)?;
                 }
-                BinlogStreamRequest::new(sid).with_filename(file.as_bytes()).with_pos(self.resume.file.pos)
+                BinlogStreamRequest::new(sid)
+                    .with_filename(file.as_bytes())
+                    .with_pos(self.resume.file.pos)
             }
         };
         let stream = conn.get_binlog_stream(request).await.map_err(m)?;
-        self.asm = Assembler::new(&self.settings.zone, &file, self.settings.limits, self.resume.gtid.clone());
+        self.asm = Assembler::new(
+            &self.settings.zone,
+            &file,
+            self.settings.limits,
+            self.resume.gtid.clone(),
+        );
         Ok(stream)
     }
 
@@ -364,7 +424,10 @@ impl LiveReader {
                     continue;
                 }
                 Err(_) => {
-                    self.lose_connection(&format!("no event or heartbeat for {} s", idle_limit.as_secs()));
+                    self.lose_connection(&format!(
+                        "no event or heartbeat for {} s",
+                        idle_limit.as_secs()
+                    ));
                     continue;
                 }
             };
@@ -375,7 +438,11 @@ impl LiveReader {
                 // The rotate that opens a stream comes before the format description, so
                 // mysql_common cannot know whether it carries a checksum; strip it here.
                 let d = ev.data();
-                let end = if self.checksums { d.len().saturating_sub(4) } else { d.len() };
+                let end = if self.checksums {
+                    d.len().saturating_sub(4)
+                } else {
+                    d.len()
+                };
                 if end > 8 {
                     self.asm.set_file(&String::from_utf8_lossy(&d[8..end]));
                 }
@@ -433,7 +500,10 @@ mod tests {
     #[test]
     fn start_specs() {
         assert_eq!(StartSpec::parse("now").unwrap(), StartSpec::Now);
-        assert_eq!(StartSpec::parse("gtid:1-1-5,2-2-9").unwrap(), StartSpec::Gtid("1-1-5,2-2-9".into()));
+        assert_eq!(
+            StartSpec::parse("gtid:1-1-5,2-2-9").unwrap(),
+            StartSpec::Gtid("1-1-5,2-2-9".into())
+        );
         assert_eq!(
             StartSpec::parse("file:bin.000002:154").unwrap(),
             StartSpec::File(FilePos::new("bin.000002", 154))

@@ -13,6 +13,9 @@ use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 use std::sync::Arc;
 
+/// Column names of an image, and their table positions when the image is partial.
+type ImageNames = (Arc<[Arc<str>]>, Option<Arc<[u32]>>);
+
 /// `value_options` bit of a PARTIAL_UPDATE_ROWS after-image: JSON columns may be diffs.
 const PARTIAL_JSON_UPDATES: u64 = 1;
 
@@ -26,10 +29,16 @@ pub fn decode_rows<'a>(
     out: &mut Vec<RowChange>,
 ) -> Result<(), String> {
     let (op, partial) = match ev {
-        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => (Op::Insert, false),
-        RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => (Op::Update, false),
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+            (Op::Insert, false)
+        }
+        RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => {
+            (Op::Update, false)
+        }
         RowsEventData::PartialUpdateRowsEvent(_) => (Op::Update, true),
-        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => (Op::Delete, false),
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+            (Op::Delete, false)
+        }
     };
     let ncols = ev.num_columns() as usize;
     if ncols != schema.columns.len() {
@@ -40,25 +49,33 @@ pub fn decode_rows<'a>(
             schema.columns.len()
         ));
     }
-    let before_cols: Option<Vec<usize>> =
-        ev.columns_before_image().map(|b| (0..ncols).filter(|&i| b.get(i).map(|x| *x).unwrap_or(false)).collect());
-    let after_cols: Option<Vec<usize>> =
-        ev.columns_after_image().map(|b| (0..ncols).filter(|&i| b.get(i).map(|x| *x).unwrap_or(false)).collect());
-    type Names = (Arc<[Arc<str>]>, Option<Arc<[u32]>>);
-    let names_for = |cols: &[usize]| -> Names {
+    let before_cols: Option<Vec<usize>> = ev.columns_before_image().map(|b| {
+        (0..ncols)
+            .filter(|&i| b.get(i).map(|x| *x).unwrap_or(false))
+            .collect()
+    });
+    let after_cols: Option<Vec<usize>> = ev.columns_after_image().map(|b| {
+        (0..ncols)
+            .filter(|&i| b.get(i).map(|x| *x).unwrap_or(false))
+            .collect()
+    });
+    let names_for = |cols: &[usize]| -> ImageNames {
         if cols.len() == ncols {
             (schema.names.clone(), None)
         } else {
             (
-                cols.iter().map(|&i| schema.columns[i].name.clone()).collect(),
+                cols.iter()
+                    .map(|&i| schema.columns[i].name.clone())
+                    .collect(),
                 Some(cols.iter().map(|&i| i as u32).collect()),
             )
         }
     };
     let before_names = before_cols.as_deref().map(names_for);
     let after_names = after_cols.as_deref().map(names_for);
-    let json_cols: Vec<usize> =
-        (0..ncols).filter(|&i| schema.columns[i].ty == ColumnType::MYSQL_TYPE_JSON).collect();
+    let json_cols: Vec<usize> = (0..ncols)
+        .filter(|&i| schema.columns[i].ty == ColumnType::MYSQL_TYPE_JSON)
+        .collect();
 
     let mut buf = ParseBuf(ev.rows_data());
     while !buf.is_empty() {
@@ -68,8 +85,18 @@ pub fn decode_rows<'a>(
         };
         let after = match (&after_cols, &after_names) {
             (Some(cols), Some(names)) => {
-                let partial_json = if partial { read_partial_bits(&mut buf, &json_cols)? } else { None };
-                Some(read_image(&mut buf, schema, cols, names, partial_json.as_deref())?)
+                let partial_json = if partial {
+                    read_partial_bits(&mut buf, &json_cols)?
+                } else {
+                    None
+                };
+                Some(read_image(
+                    &mut buf,
+                    schema,
+                    cols,
+                    names,
+                    partial_json.as_deref(),
+                )?)
             }
             _ => None,
         };
@@ -89,12 +116,19 @@ pub fn decode_rows<'a>(
 
 /// Reads the shared-image header of a partial update: which JSON columns hold diffs.
 /// Returns a per-column flag vector (indexed by column) when any may be partial.
-fn read_partial_bits(buf: &mut ParseBuf<'_>, json_cols: &[usize]) -> Result<Option<Vec<bool>>, String> {
-    let options = buf.checked_eat_lenenc_int().ok_or("truncated row: value options")?;
+fn read_partial_bits(
+    buf: &mut ParseBuf<'_>,
+    json_cols: &[usize],
+) -> Result<Option<Vec<bool>>, String> {
+    let options = buf
+        .checked_eat_lenenc_int()
+        .ok_or("truncated row: value options")?;
     if options & PARTIAL_JSON_UPDATES == 0 {
         return Ok(None);
     }
-    let bytes = buf.checked_eat(json_cols.len().div_ceil(8)).ok_or("truncated row: partial JSON bitmap")?;
+    let bytes = buf
+        .checked_eat(json_cols.len().div_ceil(8))
+        .ok_or("truncated row: partial JSON bitmap")?;
     let mut flags = vec![false; json_cols.iter().max().map_or(0, |m| m + 1)];
     for (k, &col) in json_cols.iter().enumerate() {
         flags[col] = bytes[k / 8] & (1 << (k % 8)) != 0;
@@ -106,10 +140,12 @@ fn read_image<'a>(
     buf: &mut ParseBuf<'a>,
     schema: &'a TableSchema,
     cols: &[usize],
-    names: &(Arc<[Arc<str>]>, Option<Arc<[u32]>>),
+    names: &ImageNames,
     partial_json: Option<&[bool]>,
 ) -> Result<RowImage, String> {
-    let null_bitmap = buf.checked_eat(cols.len().div_ceil(8)).ok_or("truncated row: null bitmap")?;
+    let null_bitmap = buf
+        .checked_eat(cols.len().div_ceil(8))
+        .ok_or("truncated row: null bitmap")?;
     let mut values = Vec::with_capacity(cols.len());
     for (k, &i) in cols.iter().enumerate() {
         if null_bitmap[k / 8] & (1 << (k % 8)) != 0 {

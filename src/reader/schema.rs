@@ -34,15 +34,19 @@ impl ColumnInfo {
             return None;
         }
         let (b0, b1) = (self.meta[0] as usize, self.meta[1] as usize);
-        Some(if b0 & 0x30 != 0x30 { b1 | (((b0 & 0x30) ^ 0x30) << 4) } else { b1 })
+        Some(if b0 & 0x30 != 0x30 {
+            b1 | (((b0 & 0x30) ^ 0x30) << 4)
+        } else {
+            b1
+        })
     }
 
     /// Fractional-second digits of TIME2/DATETIME2/TIMESTAMP2 columns.
     pub fn fsp(&self) -> u8 {
         match self.ty {
-            ColumnType::MYSQL_TYPE_TIME2 | ColumnType::MYSQL_TYPE_DATETIME2 | ColumnType::MYSQL_TYPE_TIMESTAMP2 => {
-                self.meta.first().copied().unwrap_or(0).min(6)
-            }
+            ColumnType::MYSQL_TYPE_TIME2
+            | ColumnType::MYSQL_TYPE_DATETIME2
+            | ColumnType::MYSQL_TYPE_TIMESTAMP2 => self.meta.first().copied().unwrap_or(0).min(6),
             _ => 0,
         }
     }
@@ -52,10 +56,23 @@ impl ColumnInfo {
 fn min_meta_len(ty: ColumnType) -> usize {
     use ColumnType::*;
     match ty {
-        MYSQL_TYPE_STRING | MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_BIT
-        | MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => 2,
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_GEOMETRY
-        | MYSQL_TYPE_VECTOR | MYSQL_TYPE_TIME2 | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 | MYSQL_TYPE_JSON
+        MYSQL_TYPE_STRING
+        | MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_BIT
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET => 2,
+        MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_VECTOR
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_JSON
         | MYSQL_TYPE_TYPED_ARRAY => 1,
         _ => 0,
     }
@@ -91,7 +108,9 @@ impl TableSchema {
     }
 
     #[allow(clippy::type_complexity)]
-    fn columns(tme: &TableMapEvent<'_>) -> std::io::Result<(Vec<ColumnInfo>, Arc<[Arc<str>]>, bool)> {
+    fn columns(
+        tme: &TableMapEvent<'_>,
+    ) -> std::io::Result<(Vec<ColumnInfo>, Arc<[Arc<str>]>, bool)> {
         let n = tme.columns_count() as usize;
         let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
         let mut signedness = extractor.iter_signedness();
@@ -105,13 +124,15 @@ impl TableSchema {
                 OptionalMetadataField::EnumStrValue(v) => {
                     for e in v.iter_values() {
                         let e = e?;
-                        enum_values.push(e.values().iter().map(|x| x.value().into_owned()).collect());
+                        enum_values
+                            .push(e.values().iter().map(|x| x.value().into_owned()).collect());
                     }
                 }
                 OptionalMetadataField::SetStrValue(v) => {
                     for e in v.iter_values() {
                         let e = e?;
-                        set_values.push(e.values().iter().map(|x| x.value().into_owned()).collect());
+                        set_values
+                            .push(e.values().iter().map(|x| x.value().into_owned()).collect());
                     }
                 }
                 _ => {}
@@ -124,15 +145,32 @@ impl TableSchema {
             let ty = tme
                 .get_column_type(i)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "table map: missing column type"))?;
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "table map: missing column type",
+                    )
+                })?;
             let meta = tme
                 .get_column_metadata(i)
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "table map: truncated column metadata"))?
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "table map: truncated column metadata",
+                    )
+                })?
                 .to_vec();
             if meta.len() < min_meta_len(ty) {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "table map: short column metadata"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "table map: short column metadata",
+                ));
             }
-            let unsigned = if ty.is_numeric_type() { signedness.next().unwrap_or(false) } else { false };
+            let unsigned = if ty.is_numeric_type() {
+                signedness.next().unwrap_or(false)
+            } else {
+                false
+            };
             let collation = if ty.is_character_type() {
                 charsets.next().transpose()?
             } else if ty.is_enum_or_set_type() {
@@ -147,8 +185,16 @@ impl TableSchema {
                     Arc::from(format!("@{}", i + 1).as_str())
                 }
             };
-            let enum_labels = if ty.is_enum_type() { enum_values.next() } else { None };
-            let set_labels = if ty.is_set_type() { set_values.next() } else { None };
+            let enum_labels = if ty.is_enum_type() {
+                enum_values.next()
+            } else {
+                None
+            };
+            let set_labels = if ty.is_set_type() {
+                set_values.next()
+            } else {
+                None
+            };
             columns.push(ColumnInfo {
                 name,
                 ty,

@@ -42,13 +42,21 @@ pub async fn conn(port: u16) -> mysql_async::Conn {
 pub async fn exec(port: u16, sqls: &[&str]) {
     let mut c = conn(port).await;
     for s in sqls {
-        c.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        c.query_drop(*s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
     c.disconnect().await.ok();
 }
 
 /// Writes a zone config for a reader of the server on `port` into `dir`.
-pub fn write_config(dir: &Path, zone: &str, port: u16, reader_server_id: u32, start: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    zone: &str,
+    port: u16,
+    reader_server_id: u32,
+    start: &str,
+) -> PathBuf {
     let path = dir.join(format!("zone-{zone}.toml"));
     std::fs::write(
         &path,
