@@ -37,6 +37,7 @@ bind-address = 127.0.0.1
 skip-name-resolve
 server_id = $sid
 gtid_domain_id = $dom
+gtid_strict_mode = ON
 log_bin = $dir/binlog/zone-$z-bin
 binlog_format = ROW
 binlog_row_image = FULL

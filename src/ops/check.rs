@@ -171,6 +171,14 @@ pub async fn run_checks(
             } else {
                 f.push(Finding::ok("gtid_domain_id", format!("gtid_domain_id={d}")));
             }
+            if var(conn, "gtid_strict_mode").await?.as_deref() != Some("ON") {
+                f.push(Finding::bad(
+                    Warn,
+                    "gtid_strict_mode",
+                    "gtid_strict_mode is OFF",
+                    format!("set gtid_strict_mode=ON {cnf} so sequence numbers only grow within a domain"),
+                ));
+            }
             if var(conn, "log_bin_compress").await?.as_deref() == Some("ON") {
                 f.push(Finding::bad(
                     Problem,

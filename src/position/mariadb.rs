@@ -1,8 +1,10 @@
 //! MariaDB GTIDs (`domain-server-seq`) and GTID positions (one GTID per domain).
 
 use super::ParseError;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{collections::BTreeMap, fmt, str::FromStr};
+
+super::serde_as_text!(MariaGtid);
+super::serde_as_text!(MariaGtidPos);
 
 /// One MariaDB GTID: `domain_id-server_id-seq_no`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,20 +34,6 @@ impl FromStr for MariaGtid {
             }),
             _ => Err(err()),
         }
-    }
-}
-
-impl Serialize for MariaGtid {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MariaGtid {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -129,20 +117,6 @@ impl FromStr for MariaGtidPos {
             pos.domains.insert(g.domain, g);
         }
         Ok(pos)
-    }
-}
-
-impl Serialize for MariaGtidPos {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MariaGtidPos {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

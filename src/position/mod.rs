@@ -13,6 +13,26 @@
 //! property-tested), so a DBA can copy a position from `SHOW MASTER STATUS` /
 //! `@@gtid_binlog_pos` / `@@gtid_executed` onto the command line and back.
 
+/// Serializes a position type as its server text form (Display / FromStr), so a
+/// saved checkpoint reads like what `SHOW MASTER STATUS` prints.
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_text;
+
 mod file;
 mod mariadb;
 mod mysql;

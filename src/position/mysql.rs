@@ -1,8 +1,10 @@
 //! MySQL GTIDs and GTID sets, including MySQL 8.4 tagged GTIDs (`uuid:tag:n`).
 
 use super::ParseError;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{collections::BTreeMap, fmt, str::FromStr};
+
+super::serde_as_text!(MysqlGtid);
+super::serde_as_text!(GtidSet);
 use uuid::Uuid;
 
 /// One MySQL GTID: `source_uuid[:tag]:gno`.
@@ -42,20 +44,6 @@ impl FromStr for MysqlGtid {
             return Err(err("transaction numbers start at 1"));
         }
         Ok(MysqlGtid { uuid, tag, gno })
-    }
-}
-
-impl Serialize for MysqlGtid {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MysqlGtid {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -213,20 +201,6 @@ impl FromStr for GtidSet {
             }
         }
         Ok(set)
-    }
-}
-
-impl Serialize for GtidSet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for GtidSet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
