@@ -6,6 +6,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`applier`] | last-writer-wins decisions and per-zone ID ranges (the SQL applier is being built) |
 //! | [`config`] | the strict, documented TOML config of one zone daemon |
 //! | [`model`] | the event model: [`model::Transaction`], [`model::RowChange`], [`model::Value`] |
 //! | [`position`] | positions as types: MySQL GTID sets, MariaDB GTID positions, file/offset |
@@ -17,6 +18,7 @@
 //! Planned (see the issues): `transport` (direct, Kafka), `applier` (last-writer-wins,
 //! ID ranges, exactly-once positions), `sync` (Redis, ZooKeeper), `ops` metrics and admin API.
 
+pub mod applier;
 pub mod config;
 pub mod error;
 pub mod model;

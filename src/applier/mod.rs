@@ -1,0 +1,11 @@
+//! The applier: writes origin transactions into the local MySQL with last-writer-wins,
+//! ID-range checks and loop markers, recording the origin position in the same target
+//! transaction.
+//!
+//! | file | role |
+//! |---|---|
+//! | [`lww`] | the last-writer-wins decision for one row (pure, property-tested) |
+//! | [`id_range`] | per-zone primary-key ranges |
+
+pub mod id_range;
+pub mod lww;
