@@ -1,0 +1,64 @@
+-- drc's own schema, created in every zone by `drc init --config FILE` (and on start).
+-- Idempotent. Nothing here is replicated between zones: readers drop every change to
+-- the `drc` database, and a transaction that writes `drc`.`marker` is an applier
+-- transaction, which is never shipped onward (loop suppression).
+
+CREATE DATABASE IF NOT EXISTS `drc` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+
+-- Where the applier stands, per origin zone. Written in the same transaction as the
+-- applied rows, so after a crash the rows and the position agree: a transaction is
+-- applied exactly once.
+CREATE TABLE IF NOT EXISTS `drc`.`applied` (
+  origin_zone   VARCHAR(64)  NOT NULL PRIMARY KEY, -- zone the transactions come from
+  gtid          TEXT         NULL,                 -- origin GTID state after the last applied transaction (the resume point)
+  file          VARCHAR(255) NOT NULL DEFAULT '',  -- origin binlog file of that point
+  pos           BIGINT UNSIGNED NOT NULL DEFAULT 0,-- origin binlog offset of that point
+  last_gtid     VARCHAR(128) NULL,                 -- GTID of the last applied transaction
+  commit_ts_us  BIGINT       NOT NULL DEFAULT 0,   -- its origin commit time (µs since the epoch)
+  applied_txns  BIGINT UNSIGNED NOT NULL DEFAULT 0,-- transactions applied from this origin
+  applied_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB;
+
+-- Loop marker. Every applier transaction starts by bumping this row; the reader of
+-- this zone recognises such transactions by it and does not ship them.
+CREATE TABLE IF NOT EXISTS `drc`.`marker` (
+  origin_zone   VARCHAR(64)  NOT NULL PRIMARY KEY, -- zone whose transaction is being applied
+  applier_zone  VARCHAR(64)  NOT NULL,             -- this zone
+  n             BIGINT UNSIGNED NOT NULL DEFAULT 0 -- applier transactions so far
+) ENGINE=InnoDB;
+
+-- Tombstones: per deleted key, the greatest version deleted (a delete carries the
+-- version of the row it removed). A row write of a version <= the tombstone is
+-- dropped, so a late older update never undoes a delete. Local deletes record theirs
+-- through the AFTER DELETE trigger drc installs on every replicated table
+-- (`drc_tombstone_<table>`); applier deletes record theirs the same way.
+CREATE TABLE IF NOT EXISTS `drc`.`tombstones` (
+  db       VARCHAR(64)   NOT NULL,  -- database of the deleted row
+  tbl      VARCHAR(64)   NOT NULL,  -- table of the deleted row
+  pk       VARCHAR(700)  NOT NULL,  -- JSON_ARRAY of its primary-key values
+  version  DECIMAL(30,6) NOT NULL,  -- greatest deleted version (DATETIME as YYYYMMDDhhmmss.ffffff, or the BIGINT)
+  deleted_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (db, tbl, pk)
+) ENGINE=InnoDB;
+
+-- Conflicts and quarantined rows. One row per incoming change that did not simply
+-- apply: who won, both versions, both zones, the rows. Never replicated.
+CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
+  id               BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  at               DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | id_out_of_range | unique_key
+  resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined
+  db               VARCHAR(64)   NOT NULL,
+  tbl              VARCHAR(64)   NOT NULL,
+  pk               VARCHAR(700)  NOT NULL,  -- JSON_ARRAY of the key
+  origin_zone      VARCHAR(64)   NOT NULL,  -- zone the incoming change came from
+  local_zone       VARCHAR(64)   NOT NULL,  -- this zone
+  origin_gtid      VARCHAR(128)  NULL,      -- GTID of the incoming transaction
+  incoming_version DECIMAL(30,6) NULL,
+  local_version    DECIMAL(30,6) NULL,
+  incoming_row     LONGTEXT      NULL,      -- JSON (change_event value encoding)
+  local_row        LONGTEXT      NULL,      -- JSON_OBJECT of the local row, when there was one
+  detail           TEXT          NULL,
+  KEY by_table (db, tbl, at),
+  KEY by_kind (kind, at)
+) ENGINE=InnoDB;
