@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`marker` (
 CREATE TABLE IF NOT EXISTS `drc`.`tombstones` (
   db       VARCHAR(64)   NOT NULL,  -- database of the deleted row
   tbl      VARCHAR(64)   NOT NULL,  -- table of the deleted row
-  pk       VARCHAR(700)  NOT NULL,  -- JSON_ARRAY of its primary-key values
+  pk       VARCHAR(500)  NOT NULL,  -- JSON_ARRAY of its primary-key values
   version  DECIMAL(30,6) NOT NULL,  -- greatest deleted version (DATETIME as YYYYMMDDhhmmss.ffffff, or the BIGINT)
   deleted_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
   PRIMARY KEY (db, tbl, pk)
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined
   db               VARCHAR(64)   NOT NULL,
   tbl              VARCHAR(64)   NOT NULL,
-  pk               VARCHAR(700)  NOT NULL,  -- JSON_ARRAY of the key
+  pk               VARCHAR(500)  NOT NULL,  -- JSON_ARRAY of the key
   origin_zone      VARCHAR(64)   NOT NULL,  -- zone the incoming change came from
   local_zone       VARCHAR(64)   NOT NULL,  -- this zone
   origin_gtid      VARCHAR(128)  NULL,      -- GTID of the incoming transaction

@@ -30,6 +30,16 @@ pub struct Config {
     pub mysql: MysqlConfig,
     /// How the binlog reader connects as a replica and where it keeps its position.
     pub reader: ReaderConfig,
+    /// What is replicated between zones and how conflicts resolve (`drc run`).
+    #[serde(default)]
+    pub replication: Option<ReplicationConfig>,
+    /// Key ranges owned by each zone: `[id_ranges.a] increment = 2, offset = 1`.
+    #[serde(default)]
+    pub id_ranges: std::collections::BTreeMap<String, crate::applier::id_range::ZoneRanges>,
+    /// The peer zones this daemon pulls from (direct transport): `[[peers]] zone = "b"`
+    /// with a `[peers.mysql]` table like `[mysql]`.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
     /// Directory the file was loaded from (relative paths resolve against it).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -89,6 +99,37 @@ pub struct ReaderConfig {
     /// `reconnect_max_backoff_secs = 10`.
     #[serde(default = "default_backoff")]
     pub reconnect_max_backoff_secs: u64,
+}
+
+/// Replication scope and conflict policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Databases replicated in both directions; every table in them with a primary
+    /// key and the version column replicates: `databases = ["shop"]`.
+    pub databases: Vec<String>,
+    /// The version column every replicated table has (last-writer-wins compares it):
+    /// `version_column = "updated_at"`.
+    #[serde(default = "default_version_column")]
+    pub version_column: String,
+    /// Inserted rows outside their origin zone's ID range: `"reject"` (quarantine) or
+    /// `"apply-and-log"`. Default `"reject"`.
+    #[serde(default)]
+    pub range_policy: crate::applier::id_range::RangePolicy,
+}
+
+/// A peer zone read directly by this daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's zone name: `zone = "b"`.
+    pub zone: String,
+    /// The peer's primary (read as a replica, with `[reader] server_id`).
+    pub mysql: MysqlConfig,
+}
+
+fn default_version_column() -> String {
+    "updated_at".into()
 }
 
 fn default_port() -> u16 {
@@ -160,6 +201,34 @@ impl Config {
         }
         crate::reader::live::StartSpec::parse(&self.reader.start)
             .map_err(|e| format!("[reader] start: {e}"))?;
+        for (zone, r) in &self.id_ranges {
+            r.validate(zone)?;
+        }
+        let zones: Vec<&String> = self.id_ranges.keys().collect();
+        for (i, a) in zones.iter().enumerate() {
+            for b in &zones[i + 1..] {
+                if let Some(k) = self.id_ranges[*a].overlaps(&self.id_ranges[*b], 100_000) {
+                    return Err(format!(
+                        "[id_ranges] zones {a} and {b} both own key {k}; ranges must not overlap"
+                    ));
+                }
+            }
+        }
+        for p in &self.peers {
+            if p.zone == self.zone {
+                return Err(format!("[[peers]] zone {:?} is this zone", p.zone));
+            }
+        }
+        if let Some(r) = &self.replication {
+            if r.databases.is_empty() {
+                return Err("[replication] databases is empty".into());
+            }
+            if r.databases.iter().any(|d| d == "drc") {
+                return Err(
+                    "[replication] databases must not include drc's own schema `drc`".into(),
+                );
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //! | [`position`] | positions as types: MySQL GTID sets, MariaDB GTID positions, file/offset |
 //! | [`reader`] | binlog reader: file framing, live replica stream, decoding, transaction assembly, checkpoints |
 //! | [`output`] | the JSON-lines `change_event` v1 format (`schemas/change_event.v1.json`) |
+//! | [`transport`] | how transactions travel between zones: direct (no broker) |
 //! | [`ops`] | operator tools: `drc check` (server readiness) |
 //! | [`error`] | errors grouped by what to do about them (transient vs definite) |
 //!
@@ -26,3 +27,4 @@ pub mod ops;
 pub mod output;
 pub mod position;
 pub mod reader;
+pub mod transport;

@@ -31,6 +31,10 @@ enum Cmd {
     },
     /// Check whether the zone's server is ready for drc; prints what to change if not.
     Check(cli::check::CheckArgs),
+    /// Run the zone daemon: replicate from every peer zone into this zone.
+    Run(cli::run::RunArgs),
+    /// Create drc's schema and tombstone triggers in this zone's server.
+    Init(cli::run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,6 +63,8 @@ fn main() {
             cmd: BinlogCmd::Tail(t),
         } => runtime().block_on(cli::tail::run(t)),
         Cmd::Check(c) => runtime().block_on(cli::check::run(c)),
+        Cmd::Run(r) => runtime().block_on(cli::run::run(r)),
+        Cmd::Init(r) => runtime().block_on(cli::run::init(r)),
     };
     std::process::exit(code);
 }

@@ -22,7 +22,7 @@ start_zone() {
   dir="$(zone_dir "$z")"; port="$(zone_port "$z")"; sid="$(zone_sid "$z")"
   dom="$(zone_domain "$z")"; off="$(zone_offset "$z")"
   if zone_alive "$z" && mariadb-admin --no-defaults -uroot --socket="$(zone_sock "$z")" ping >/dev/null 2>&1; then
-    log "zone $z already running on 127.0.0.1:$port"; return 0
+    log "zone $z already running on 127.0.0.1:$port"; setup_sql "$z"; return 0
   fi
   mkdir -p "$dir/data" "$dir/binlog"
   cat > "$dir/my.cnf" <<CNF
@@ -55,6 +55,8 @@ innodb_buffer_pool_size = 256M
 innodb_log_file_size = 256M
 # Test servers trade durability for speed; production needs 1 and 1 (drc check warns).
 innodb_flush_log_at_trx_commit = 2
+# drc's tombstone triggers are created by the drc user (no SUPER).
+log_bin_trust_function_creators = ON
 sync_binlog = 0
 CNF
   if [ ! -d "$dir/data/mysql" ]; then
@@ -71,11 +73,18 @@ CNF
   done
   mariadb-admin --no-defaults -uroot --socket="$dir/mysqld.sock" ping >/dev/null 2>&1 \
     || { log "zone $z did not start; tail of $dir/error.log:"; tail -20 "$dir/error.log" >&2; exit 1; }
+  setup_sql "$z"
+}
+
+# Users and grants (idempotent; run on every up.sh so older data dirs catch up).
+setup_sql() {
+  local z="$1"
   zone_sql "$z" "
+    SET GLOBAL log_bin_trust_function_creators = ON;
     CREATE USER IF NOT EXISTS 'drc'@'127.0.0.1' IDENTIFIED BY 'drc';
     CREATE USER IF NOT EXISTS 'drc'@'localhost' IDENTIFIED BY 'drc';
     GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
-    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, TRIGGER, CREATE TEMPORARY TABLES ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
     CREATE USER IF NOT EXISTS 'drc_test'@'127.0.0.1' IDENTIFIED BY 'drc_test';
     CREATE USER IF NOT EXISTS 'drc_test'@'localhost' IDENTIFIED BY 'drc_test';
     GRANT ALL PRIVILEGES ON *.* TO 'drc_test'@'127.0.0.1', 'drc_test'@'localhost' WITH GRANT OPTION;

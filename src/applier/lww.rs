@@ -257,7 +257,7 @@ mod tests {
             } else {
                 delivered[other]
             };
-            for wr in outbox[other][from..upto].to_vec() {
+            for wr in &outbox[other][from..upto] {
                 let st = &mut zones[z][wr.key as usize];
                 let a = decide(st, &wr.w);
                 a.apply(st, &wr.w);
@@ -266,10 +266,10 @@ mod tests {
         }
         // final: everything delivered, each zone receiving the full outbox of the other
         // once more in order (duplicates included)
-        for z in 0..2 {
+        for (z, zone) in zones.iter_mut().enumerate() {
             let other = 1 - z;
             for wr in outbox[other].clone() {
-                let st = &mut zones[z][wr.key as usize];
+                let st = &mut zone[wr.key as usize];
                 let a = decide(st, &wr.w);
                 a.apply(st, &wr.w);
             }

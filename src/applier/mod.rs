@@ -6,6 +6,12 @@
 //! |---|---|
 //! | [`lww`] | the last-writer-wins decision for one row (pure, property-tested) |
 //! | [`id_range`] | per-zone primary-key ranges |
+//! | [`apply`] | one origin transaction → one target transaction (marker, rows, position) |
+//! | [`table`] | local table metadata, the tombstone trigger |
+//! | [`sql`] | identifier quoting, value binding, version arithmetic |
 
+pub mod apply;
 pub mod id_range;
 pub mod lww;
+pub mod sql;
+pub mod table;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod run;
 pub mod tail;
 
 /// Prints a definite error for the operator and returns exit code 1.

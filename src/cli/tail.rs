@@ -239,7 +239,7 @@ fn make_durable(sink: &mut Sink, store: &CheckpointStore) -> Result<(), Error> {
 
 /// Installs the SIGTERM/SIGINT handlers now (so a signal during start-up is not lost)
 /// and returns a future that completes on the first of them.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

@@ -1,0 +1,893 @@
+//! Applies origin transactions to the local server. See the module doc of
+//! [`crate::applier`] and docs/CONFLICTS.md.
+//!
+//! # Exactly once
+//! One origin transaction = one target transaction: it opens on fragment 0 by bumping
+//! the loop marker (`drc.marker`), applies every row with last-writer-wins, and on
+//! the last fragment writes the origin position into `drc.applied` and commits. A crash
+//! at any instant leaves either nothing or everything of the transaction, position
+//! included; the reader resumes from `drc.applied`. A transaction whose GTID the stored
+//! position already contains is skipped (a duplicate delivery).
+//!
+//! # Loops
+//! A transaction that writes `drc.marker` was written by an applier: it is never
+//! applied (counted as suppressed), so a change never returns to its origin zone.
+
+use super::id_range::{RangePolicy, ZoneRanges};
+use super::lww::{decide, Action, Conflict, Incoming, Local};
+use super::sql::{bind, ident, parse_decimal, version_of};
+use super::table::{ensure_trigger, LocalTable};
+use crate::error::Error;
+use crate::model::{Change, Op, RowChange, RowImage, Transaction};
+use crate::position::{Checkpoint, FilePos, GtidState};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Value as MyValue};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The drc schema, statement by statement.
+pub const META_SQL: &str = include_str!("../../schemas/drc_meta.sql");
+
+/// What the applier needs to know.
+#[derive(Debug, Clone)]
+pub struct ApplierSettings {
+    /// This zone.
+    pub zone: String,
+    /// Databases replicated between zones (changes elsewhere are ignored).
+    pub databases: Vec<String>,
+    /// Name of the version column every replicated table has.
+    pub version_column: String,
+    /// Key ranges of every zone.
+    pub id_ranges: BTreeMap<String, ZoneRanges>,
+    pub range_policy: RangePolicy,
+    /// Address of the local server, for messages.
+    pub addr: String,
+}
+
+/// Counters since start (metrics come with the operations issue).
+#[derive(Debug, Default, Clone)]
+pub struct ApplyStats {
+    pub transactions: u64,
+    pub rows: u64,
+    pub conflicts: u64,
+    pub quarantined: u64,
+    pub duplicates_skipped: u64,
+    pub loops_suppressed: u64,
+}
+
+/// What happened to one fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rows applied; `committed` on the last fragment.
+    Applied { committed: bool },
+    /// Written by an applier (loop) or already applied: nothing done.
+    Skipped,
+}
+
+enum SkipReason {
+    Loop,
+    Duplicate,
+}
+
+pub struct Applier {
+    conn: Conn,
+    s: Arc<ApplierSettings>,
+    tables: HashMap<(String, String), Arc<LocalTable>>,
+    /// Origin zone of the open target transaction.
+    open: Option<String>,
+    /// Rest of the current origin transaction is skipped.
+    skipping: Option<SkipReason>,
+    /// Applied GTID state per origin (mirror of drc.applied).
+    applied: HashMap<String, Option<GtidState>>,
+    pub stats: ApplyStats,
+}
+
+fn definite(s: &ApplierSettings, what: String) -> Error {
+    Error::Server {
+        addr: s.addr.clone(),
+        what,
+    }
+}
+
+fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error {
+    match &e {
+        mysql_async::Error::Server(se) if [1213, 1205, 1053, 2006, 2013].contains(&se.code) => {
+            Error::Transient {
+                addr: s.addr.clone(),
+                what: format!("{context}: {e}"),
+            }
+        }
+        mysql_async::Error::Server(_) => definite(s, format!("{context}: {e}")),
+        _ => Error::Transient {
+            addr: s.addr.clone(),
+            what: format!("{context}: {e}"),
+        },
+    }
+}
+
+impl Applier {
+    /// Opens the applier's session: UTC, utf8mb4, NO_AUTO_VALUE_ON_ZERO, strict,
+    /// READ COMMITTED (so a row lock on a missing key takes no gap lock).
+    pub async fn connect(opts: Opts, s: Arc<ApplierSettings>) -> Result<Applier, Error> {
+        let opts: Opts = mysql_async::OptsBuilder::from_opts(opts)
+            .stmt_cache_size(512)
+            .init(vec![
+                "SET NAMES utf8mb4",
+                "SET SESSION time_zone = '+00:00'",
+                "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            ])
+            .into();
+        let conn = Conn::new(opts)
+            .await
+            .map_err(|e| mysql_err(&s, "connect", e))?;
+        Ok(Applier {
+            conn,
+            s,
+            tables: HashMap::new(),
+            open: None,
+            skipping: None,
+            applied: HashMap::new(),
+            stats: ApplyStats::default(),
+        })
+    }
+
+    /// Creates the drc schema (idempotent).
+    pub async fn init_schema(&mut self) -> Result<(), Error> {
+        for stmt in meta_statements() {
+            self.conn
+                .query_drop(stmt)
+                .await
+                .map_err(|e| mysql_err(&self.s, "creating the drc schema", e))?;
+        }
+        Ok(())
+    }
+
+    /// Installs the tombstone trigger on every table of the replicated databases that
+    /// has the version column and a primary key. Returns how many were created.
+    pub async fn ensure_triggers(&mut self) -> Result<usize, Error> {
+        let mut created = 0;
+        for db in self.s.databases.clone() {
+            let tables: Vec<String> = self
+                .conn
+                .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'", (db.as_str(),))
+                .await
+                .map_err(|e| mysql_err(&self.s, "listing tables", e))?;
+            for t in tables {
+                if let Some(lt) = LocalTable::load(&mut self.conn, &db, &t, &self.s.version_column)
+                    .await
+                    .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
+                {
+                    if ensure_trigger(&mut self.conn, &lt)
+                        .await
+                        .map_err(|e| mysql_err(&self.s, "creating a tombstone trigger", e))?
+                    {
+                        created += 1;
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// The stored position of `origin`: where its reader resumes.
+    pub async fn applied_position(&mut self, origin: &str) -> Result<Option<Checkpoint>, Error> {
+        let row: Option<(Option<String>, String, u64)> = self
+            .conn
+            .exec_first(
+                "SELECT gtid, file, pos FROM `drc`.`applied` WHERE origin_zone = ?",
+                (origin,),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+        let cp = row.map(|(gtid, file, pos)| {
+            let gtid = gtid.and_then(|g| serde_json::from_str::<GtidState>(&g).ok());
+            Checkpoint {
+                file: FilePos::new(file, pos),
+                gtid,
+            }
+        });
+        self.applied
+            .insert(origin.to_string(), cp.as_ref().and_then(|c| c.gtid.clone()));
+        Ok(cp)
+    }
+
+    async fn table(&mut self, db: &str, tbl: &str) -> Result<Arc<LocalTable>, Error> {
+        if let Some(t) = self.tables.get(&(db.to_string(), tbl.to_string())) {
+            return Ok(t.clone());
+        }
+        let t = LocalTable::load(&mut self.conn, db, tbl, &self.s.version_column)
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
+            .ok_or_else(|| {
+                definite(
+                    &self.s,
+                    format!("replicated table `{db}`.`{tbl}` does not exist in zone {}: create it like in the origin zone; nothing of this transaction was applied and the position did not move", self.s.zone),
+                )
+            })?;
+        if t.pk.is_empty() {
+            return Err(definite(
+                &self.s,
+                format!(
+                    "table `{db}`.`{tbl}` has no primary key; drc replicates only tables with one"
+                ),
+            ));
+        }
+        if t.version.is_none() {
+            return Err(definite(
+                &self.s,
+                format!("table `{db}`.`{tbl}` has no version column `{}`; add it (e.g. `{} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`)", self.s.version_column, self.s.version_column),
+            ));
+        }
+        let t = Arc::new(t);
+        self.tables
+            .insert((db.to_string(), tbl.to_string()), t.clone());
+        Ok(t)
+    }
+
+    async fn rollback(&mut self) {
+        if self.open.take().is_some() {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+    }
+
+    /// Applies one fragment of an origin transaction from `origin`.
+    pub async fn apply(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
+        let r = self.apply_inner(origin, tx).await;
+        if r.is_err() {
+            self.rollback().await;
+            self.skipping = None;
+        }
+        r
+    }
+
+    async fn apply_inner(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
+        if tx.fragment == 0 {
+            self.rollback().await; // a restarted stream re-sends a transaction from its start
+            self.skipping = None;
+            if is_applier_transaction(tx) {
+                self.skipping = Some(SkipReason::Loop);
+            } else if let (Some(g), Some(Some(state))) = (&tx.gtid, self.applied.get(origin)) {
+                if state.contains(g) {
+                    self.skipping = Some(SkipReason::Duplicate);
+                }
+            }
+        }
+        if let Some(reason) = &self.skipping {
+            if tx.last {
+                match reason {
+                    SkipReason::Loop => self.stats.loops_suppressed += 1,
+                    SkipReason::Duplicate => self.stats.duplicates_skipped += 1,
+                }
+                self.skipping = None;
+            }
+            return Ok(Outcome::Skipped);
+        }
+        let relevant = tx
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Row(r) if self.replicated(r)));
+        if self.open.is_none() && (relevant || tx.last) {
+            if !relevant && tx.fragment == 0 {
+                // nothing to write (DDL, other databases): only the position moves, lazily
+                if let Some(cp) = &tx.checkpoint {
+                    self.note_position_only(origin, cp);
+                }
+                return Ok(Outcome::Skipped);
+            }
+            self.conn
+                .query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
+            self.open = Some(origin.to_string());
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                    (origin, &self.s.zone),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))?;
+        }
+        for change in &tx.changes {
+            match change {
+                Change::Row(r) if self.replicated(r) => self.apply_row(origin, tx, r).await?,
+                Change::Row(_) => {}
+                Change::Statement(st) => {
+                    tracing::warn!(origin, db = %st.db, sql = %st.sql, "statement from the origin zone not applied (drc replicates rows; run DDL in every zone)");
+                }
+            }
+        }
+        if tx.last {
+            if self.open.is_some() {
+                let cp = tx
+                    .checkpoint
+                    .as_ref()
+                    .expect("last fragment has a checkpoint");
+                self.write_position(origin, tx, cp).await?;
+                self.conn
+                    .query_drop("COMMIT")
+                    .await
+                    .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
+                self.open = None;
+                self.applied.insert(origin.to_string(), cp.gtid.clone());
+                self.stats.transactions += 1;
+                return Ok(Outcome::Applied { committed: true });
+            }
+            return Ok(Outcome::Skipped);
+        }
+        Ok(Outcome::Applied { committed: false })
+    }
+
+    fn replicated(&self, r: &RowChange) -> bool {
+        &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
+    }
+
+    /// A transaction without replicated rows: its position is recorded with the next
+    /// applied transaction (positions only move forward).
+    fn note_position_only(&mut self, origin: &str, cp: &Checkpoint) {
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+    }
+
+    async fn write_position(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        cp: &Checkpoint,
+    ) -> Result<(), Error> {
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, last_gtid, commit_ts_us, applied_txns) VALUES (?, ?, ?, ?, ?, ?, 1) \
+                 ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
+                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1",
+                (origin, gtid, &cp.file.file, cp.file.pos, tx.gtid.as_ref().map(|g| g.to_string()), tx.commit_ts_us),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
+    }
+
+    fn check_image(&self, t: &LocalTable, img: &RowImage) -> Result<(), Error> {
+        let same = img.columns.len() == t.columns.len()
+            && img.columns.iter().zip(&t.columns).all(|(a, b)| **a == **b);
+        if !same {
+            let theirs: Vec<&str> = img.columns.iter().map(|c| &**c).collect();
+            return Err(definite(
+                &self.s,
+                format!(
+                    "table `{}`.`{}` differs between zones: the origin row has columns {:?}, zone {} has {:?}; make the tables identical (nothing of this transaction was applied, the position did not move)",
+                    t.db, t.tbl, theirs, self.s.zone, t.columns
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn key_values(&self, t: &LocalTable, img: &RowImage) -> Result<Vec<MyValue>, Error> {
+        t.pk.iter()
+            .map(|c| {
+                img.get(c)
+                    .ok_or_else(|| definite(&self.s, format!("row image lacks key column `{c}`")))
+                    .and_then(|v| bind(v).map_err(|e| definite(&self.s, e)))
+            })
+            .collect()
+    }
+
+    async fn apply_row(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        r: &RowChange,
+    ) -> Result<(), Error> {
+        let t = self.table(&r.db, &r.tbl_name()).await?;
+        for img in [&r.before, &r.after].into_iter().flatten() {
+            self.check_image(&t, img)?;
+        }
+        let vcol = t.version.clone().expect("checked at load");
+        let settings = self.s.clone();
+        let version = |img: &RowImage| -> Result<i128, Error> {
+            img.get(&vcol)
+                .and_then(version_of)
+                .ok_or_else(|| definite(&settings, format!("`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer", t.db, t.tbl)))
+        };
+        match r.op {
+            Op::Insert => {
+                let after = r.after.as_ref().expect("insert has an after image");
+                if !self.range_ok(origin, tx, &t, after).await? {
+                    return Ok(());
+                }
+                let key = self.key_values(&t, after)?;
+                self.write_row(origin, tx, &t, &key, after, version(after)?, None)
+                    .await
+            }
+            Op::Update => {
+                let (before, after) = (
+                    r.before.as_ref().expect("before"),
+                    r.after.as_ref().expect("after"),
+                );
+                let (kb, ka) = (self.key_values(&t, before)?, self.key_values(&t, after)?);
+                if kb != ka {
+                    // a key change is a delete of the old key and a write of the new one
+                    self.delete_row(origin, tx, &t, &kb, before, version(before)?)
+                        .await?;
+                    return self
+                        .write_row(origin, tx, &t, &ka, after, version(after)?, None)
+                        .await;
+                }
+                self.write_row(
+                    origin,
+                    tx,
+                    &t,
+                    &ka,
+                    after,
+                    version(after)?,
+                    Some(version(before)?),
+                )
+                .await
+            }
+            Op::Delete => {
+                let before = r.before.as_ref().expect("delete has a before image");
+                let kb = self.key_values(&t, before)?;
+                self.delete_row(origin, tx, &t, &kb, before, version(before)?)
+                    .await
+            }
+        }
+    }
+
+    /// Locks the local row and the key's tombstone; returns their versions.
+    async fn lock_key(
+        &mut self,
+        t: &LocalTable,
+        key: &[MyValue],
+    ) -> Result<(Option<i128>, Option<i128>), Error> {
+        let vcol = ident(t.version.as_ref().expect("version"));
+        let on: Vec<String> = t.pk.iter().map(|c| format!("t.{} = ?", ident(c))).collect();
+        let sql = format!(
+            "SELECT CAST(t.{vcol} AS DECIMAL(30,6)), CAST(x.version AS CHAR) FROM (SELECT 1 AS one) AS d \
+             LEFT JOIN {tbl} AS t ON {on} \
+             LEFT JOIN `drc`.`tombstones` AS x ON x.db = ? AND x.tbl = ? AND x.pk = {pk} FOR UPDATE",
+            tbl = t.qualified(),
+            on = on.join(" AND "),
+            pk = t.pk_json_params(),
+        );
+        let mut params: Vec<MyValue> = key.to_vec();
+        params.push(MyValue::from(t.db.as_str()));
+        params.push(MyValue::from(t.tbl.as_str()));
+        params.extend(key.iter().cloned());
+        let row: Option<(Option<String>, Option<String>)> =
+            self.conn.exec_first(sql, params).await.map_err(|e| {
+                mysql_err(
+                    &self.s,
+                    &format!("locking a row of `{}`.`{}`", t.db, t.tbl),
+                    e,
+                )
+            })?;
+        let (lv, tv) = row.unwrap_or((None, None));
+        Ok((
+            lv.as_deref().and_then(parse_decimal),
+            tv.as_deref().and_then(parse_decimal),
+        ))
+    }
+
+    /// `JSON_OBJECT` of the local row: the canonical content for ties and the log.
+    async fn local_json(
+        &mut self,
+        t: &LocalTable,
+        key: &[MyValue],
+    ) -> Result<Option<String>, Error> {
+        let obj: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}, {}", super::sql::literal(c), ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT JSON_OBJECT({}) FROM {} WHERE {}",
+            obj.join(", "),
+            t.qualified(),
+            t.pk_where()
+        );
+        self.conn
+            .exec_first(sql, key.to_vec())
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading a local row", e))
+    }
+
+    /// The canonical content of an incoming row, computed by the server exactly as for
+    /// a stored row: the row is written to a temporary copy of the table and read back.
+    async fn incoming_json(
+        &mut self,
+        t: &LocalTable,
+        img: &RowImage,
+        key: &[MyValue],
+    ) -> Result<Option<String>, Error> {
+        let tmp = format!(
+            "`drc_tie_{:08x}`",
+            crc32fast::hash(format!("{}.{}", t.db, t.tbl).as_bytes())
+        );
+        let m = |e| mysql_err(&self.s, "computing a tie-break", e);
+        self.conn
+            .query_drop(format!(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} LIKE {}",
+                t.qualified()
+            ))
+            .await
+            .map_err(m)?;
+        self.conn
+            .query_drop(format!("DELETE FROM {tmp}"))
+            .await
+            .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
+        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let vals: Vec<MyValue> = img
+            .values
+            .iter()
+            .map(bind)
+            .collect::<Result<_, _>>()
+            .map_err(|e| definite(&self.s, e))?;
+        self.conn
+            .exec_drop(
+                format!(
+                    "INSERT INTO {tmp} ({}) VALUES ({})",
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", ")
+                ),
+                vals,
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
+        let obj: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}, {}", super::sql::literal(c), ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT JSON_OBJECT({}) FROM {tmp} WHERE {}",
+            obj.join(", "),
+            t.pk_where()
+        );
+        self.conn
+            .exec_first(sql, key.to_vec())
+            .await
+            .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_row(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        img: &RowImage,
+        v: i128,
+        before_version: Option<i128>,
+    ) -> Result<(), Error> {
+        let (lv, tomb) = self.lock_key(t, key).await?;
+        let (mut lc, mut ic) = (String::new(), String::new());
+        if lv == Some(v) {
+            lc = self.local_json(t, key).await?.unwrap_or_default();
+            ic = self.incoming_json(t, img, key).await?.unwrap_or_default();
+        }
+        let local = Local {
+            row: lv.map(|x| (x, lc)),
+            tombstone: tomb,
+        };
+        let action = decide(&local, &Incoming::Row(v, ic));
+        let vals: Vec<MyValue> = img
+            .values
+            .iter()
+            .map(bind)
+            .collect::<Result<_, _>>()
+            .map_err(|e| definite(&self.s, e))?;
+        // A concurrent change: the local row was not the one the origin changed.
+        let concurrent = match (lv, before_version) {
+            (Some(l), Some(b)) => l != b,
+            (Some(_), None) => true, // an insert met an existing row
+            (None, Some(_)) => true, // an update met a deleted row
+            (None, None) => false,
+        };
+        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let result = match &action {
+            Action::Insert => {
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    t.qualified(),
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", ")
+                );
+                self.conn.exec_drop(sql, vals).await
+            }
+            Action::Overwrite => {
+                let set: Vec<String> = cols.iter().map(|c| format!("{c} = ?")).collect();
+                let sql = format!(
+                    "UPDATE {} SET {} WHERE {}",
+                    t.qualified(),
+                    set.join(", "),
+                    t.pk_where()
+                );
+                let mut p = vals;
+                p.extend(key.iter().cloned());
+                self.conn.exec_drop(sql, p).await
+            }
+            Action::Keep(Some(c)) => {
+                self.log_conflict(
+                    origin,
+                    tx,
+                    t,
+                    key,
+                    img,
+                    Some(v),
+                    lv.or(tomb),
+                    c.as_str(),
+                    "kept_local",
+                    None,
+                )
+                .await?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.stats.rows += 1;
+                if concurrent {
+                    let kind = if lv.is_some() {
+                        "concurrent_update"
+                    } else {
+                        "resurrected_after_delete"
+                    };
+                    self.log_conflict(
+                        origin,
+                        tx,
+                        t,
+                        key,
+                        img,
+                        Some(v),
+                        lv.or(tomb),
+                        kind,
+                        "applied_incoming",
+                        None,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            // A secondary unique key clashes with another local row: only this
+            // statement failed; the row is quarantined, the transaction goes on.
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
+                self.log_conflict(
+                    origin,
+                    tx,
+                    t,
+                    key,
+                    img,
+                    Some(v),
+                    lv,
+                    "unique_key",
+                    "quarantined",
+                    Some(e.message.clone()),
+                )
+                .await
+            }
+            Err(e) => Err(mysql_err(
+                &self.s,
+                &format!("writing a row of `{}`.`{}`", t.db, t.tbl),
+                e,
+            )),
+        }
+    }
+
+    async fn delete_row(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        before: &RowImage,
+        b: i128,
+    ) -> Result<(), Error> {
+        let (lv, tomb) = self.lock_key(t, key).await?;
+        let local = Local {
+            row: lv.map(|x| (x, String::new())),
+            tombstone: tomb,
+        };
+        let action = decide(&local, &Incoming::Delete(b));
+        if matches!(action, Action::Delete) {
+            self.conn
+                .exec_drop(
+                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
+                    key.to_vec(),
+                )
+                .await
+                .map_err(|e| {
+                    mysql_err(
+                        &self.s,
+                        &format!("deleting a row of `{}`.`{}`", t.db, t.tbl),
+                        e,
+                    )
+                })?;
+            self.stats.rows += 1;
+            if lv != Some(b) {
+                self.log_conflict(
+                    origin,
+                    tx,
+                    t,
+                    key,
+                    before,
+                    Some(b),
+                    lv,
+                    "concurrent_delete",
+                    "applied_incoming",
+                    None,
+                )
+                .await?;
+            }
+        }
+        if matches!(action, Action::Delete | Action::Tombstone) {
+            let sql = format!(
+                "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES (?, ?, {}, CAST(? AS DECIMAL(30,6))) ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
+                t.pk_json_params()
+            );
+            let mut p: Vec<MyValue> =
+                vec![MyValue::from(t.db.as_str()), MyValue::from(t.tbl.as_str())];
+            p.extend(key.iter().cloned());
+            p.push(MyValue::from(format_decimal(b)));
+            self.conn
+                .exec_drop(sql, p)
+                .await
+                .map_err(|e| mysql_err(&self.s, "recording a tombstone", e))?;
+        }
+        if let Action::Tombstone | Action::Keep(Some(_)) = action {
+            if lv.is_some() {
+                self.log_conflict(
+                    origin,
+                    tx,
+                    t,
+                    key,
+                    before,
+                    Some(b),
+                    lv,
+                    Conflict::RowNewerThanDelete.as_str(),
+                    "kept_local",
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn range_ok(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        after: &RowImage,
+    ) -> Result<bool, Error> {
+        if !t.integer_pk() {
+            return Ok(true);
+        }
+        let Some(ranges) = self.s.id_ranges.get(origin) else {
+            return Ok(true);
+        };
+        let id: Option<i128> = match after.get(&t.pk[0]) {
+            Some(crate::model::Value::Int(i)) => Some(*i as i128),
+            Some(crate::model::Value::UInt(u)) => Some(*u as i128),
+            _ => None,
+        };
+        let Some(id) = id else { return Ok(true) };
+        if ranges.contains(id) {
+            return Ok(true);
+        }
+        let key = self.key_values(t, after)?;
+        let reject = self.s.range_policy == RangePolicy::Reject;
+        let detail = format!("key {id} is outside the ID range of zone {origin}");
+        self.log_conflict(
+            origin,
+            tx,
+            t,
+            &key,
+            after,
+            None,
+            None,
+            "id_out_of_range",
+            if reject {
+                "quarantined"
+            } else {
+                "applied_incoming"
+            },
+            Some(detail),
+        )
+        .await?;
+        if reject {
+            self.stats.quarantined += 1;
+        }
+        Ok(!reject)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn log_conflict(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        incoming: &RowImage,
+        incoming_version: Option<i128>,
+        local_version: Option<i128>,
+        kind: &str,
+        resolution: &str,
+        detail: Option<String>,
+    ) -> Result<(), Error> {
+        self.stats.conflicts += 1;
+        let local_row = if local_version.is_some() {
+            self.local_json(t, key).await?
+        } else {
+            None
+        };
+        let sql = format!(
+            "INSERT INTO `drc`.`conflicts` (kind, resolution, db, tbl, pk, origin_zone, local_zone, origin_gtid, incoming_version, local_version, incoming_row, local_row, detail) \
+             VALUES (?, ?, ?, ?, {}, ?, ?, ?, CAST(? AS DECIMAL(30,6)), CAST(? AS DECIMAL(30,6)), ?, ?, ?)",
+            t.pk_json_params()
+        );
+        let mut p: Vec<MyValue> = vec![
+            kind.into(),
+            resolution.into(),
+            t.db.as_str().into(),
+            t.tbl.as_str().into(),
+        ];
+        p.extend(key.iter().cloned());
+        p.push(origin.into());
+        p.push(self.s.zone.as_str().into());
+        p.push(tx.gtid.as_ref().map(|g| g.to_string()).into());
+        p.push(incoming_version.map(format_decimal).into());
+        p.push(local_version.map(format_decimal).into());
+        p.push(
+            serde_json::to_string(incoming)
+                .expect("row serializes")
+                .into(),
+        );
+        p.push(local_row.into());
+        p.push(detail.into());
+        tracing::info!(kind, resolution, table = %format!("{}.{}", t.db, t.tbl), origin, "conflict");
+        self.conn
+            .exec_drop(sql, p)
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.conflicts", e))
+    }
+}
+
+/// True for a transaction an applier wrote: it touches `drc`.`marker`.
+pub fn is_applier_transaction(tx: &Transaction) -> bool {
+    tx.changes
+        .iter()
+        .any(|c| matches!(c, Change::Row(r) if &*r.db == "drc" && &*r.table == "marker"))
+}
+
+/// Units of 10^-6 back to decimal text.
+pub fn format_decimal(v: i128) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+}
+
+/// The statements of `schemas/drc_meta.sql`: comment lines dropped, split at a `;`
+/// that ends a line.
+pub fn meta_statements() -> Vec<String> {
+    let text: Vec<&str> = META_SQL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    text.join("\n")
+        .split(";\n")
+        .map(|s| s.trim().trim_end_matches(';').trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl RowChange {
+    fn tbl_name(&self) -> String {
+        self.table.to_string()
+    }
+}

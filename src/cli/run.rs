@@ -1,0 +1,172 @@
+//! `drc run --config FILE`: the zone daemon (direct transport). For every peer zone it
+//! reads the peer's binlog and applies the peer's own transactions here.
+//! `drc init --config FILE`: creates the drc schema and the tombstone triggers.
+
+use drc::applier::apply::{Applier, ApplierSettings};
+use drc::config::Config;
+use drc::error::Error;
+use drc::reader::live::{LiveSettings, StartSpec};
+use drc::reader::Limits;
+use drc::transport::direct::{self, Direction};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The zone daemon's config file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn settings(cfg: &Config, path: &std::path::Path) -> Result<Arc<ApplierSettings>, Error> {
+    let r = cfg.replication.as_ref().ok_or_else(|| {
+        Error::Config(drc::config::ConfigError {
+            path: path.display().to_string(),
+            what: "no [replication] section: say which databases replicate".into(),
+        })
+    })?;
+    Ok(Arc::new(ApplierSettings {
+        zone: cfg.zone.clone(),
+        databases: r.databases.clone(),
+        version_column: r.version_column.clone(),
+        id_ranges: cfg.id_ranges.clone(),
+        range_policy: r.range_policy,
+        addr: cfg.mysql.addr(),
+    }))
+}
+
+fn cfg_err(path: &std::path::Path, what: String) -> Error {
+    Error::Config(drc::config::ConfigError {
+        path: path.display().to_string(),
+        what,
+    })
+}
+
+pub async fn init(a: RunArgs) -> i32 {
+    let r = async {
+        let cfg = Config::load(&a.config)?;
+        let s = settings(&cfg, &a.config)?;
+        let opts = cfg
+            .mysql
+            .opts(&cfg.base_dir)
+            .map_err(|e| cfg_err(&a.config, e))?;
+        let mut ap = Applier::connect(opts, s).await?;
+        ap.init_schema().await?;
+        let n = ap.ensure_triggers().await?;
+        println!(
+            "zone {}: drc schema ready on {}; {n} tombstone trigger(s) created",
+            cfg.zone,
+            cfg.mysql.addr()
+        );
+        Ok::<(), Error>(())
+    }
+    .await;
+    match r {
+        Ok(()) => 0,
+        Err(e) => super::fail(e),
+    }
+}
+
+pub async fn run(a: RunArgs) -> i32 {
+    match daemon(a).await {
+        Ok(()) => 0,
+        Err(e) => super::fail(e),
+    }
+}
+
+async fn daemon(a: RunArgs) -> Result<(), Error> {
+    let mut shutdown_signal = std::pin::pin!(super::tail::shutdown_signal());
+    let cfg = Config::load(&a.config)?;
+    if cfg.peers.is_empty() {
+        return Err(cfg_err(
+            &a.config,
+            "no [[peers]]: name the zones to replicate from".into(),
+        ));
+    }
+    let s = settings(&cfg, &a.config)?;
+    let local_opts = cfg
+        .mysql
+        .opts(&cfg.base_dir)
+        .map_err(|e| cfg_err(&a.config, e))?;
+    let start = StartSpec::parse(&cfg.reader.start).map_err(|e| cfg_err(&a.config, e))?;
+    // Schema and triggers first (DDL: before any apply transaction).
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = async {
+            let mut ap = Applier::connect(local_opts.clone(), s.clone()).await?;
+            ap.init_schema().await?;
+            ap.ensure_triggers().await
+        }
+        .await;
+        match r {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(created = n, "tombstone triggers installed");
+                }
+                break;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "local server not reachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in &cfg.peers {
+        let d = Direction {
+            origin: p.zone.clone(),
+            reader: LiveSettings {
+                zone: p.zone.clone(),
+                addr: p.mysql.addr(),
+                opts: p
+                    .mysql
+                    .opts(&cfg.base_dir)
+                    .map_err(|e| cfg_err(&a.config, e))?,
+                replica_server_id: cfg.reader.server_id,
+                limits: Limits {
+                    max_rows: cfg.reader.max_fragment_rows,
+                    max_bytes: cfg.reader.max_fragment_bytes,
+                },
+                heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
+                max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
+            },
+            start: start.clone(),
+            applier_opts: local_opts.clone(),
+            applier: s.clone(),
+        };
+        tasks.spawn(direct::run(d, stop_rx.clone()));
+    }
+    // Tables created later get their tombstone trigger within seconds.
+    let keeper = {
+        let (opts, s, mut stop) = (local_opts.clone(), s.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.wait_for(|x| *x) => return,
+                }
+                if let Ok(mut ap) = Applier::connect(opts.clone(), s.clone()).await {
+                    if let Err(e) = ap.ensure_triggers().await {
+                        tracing::warn!(error = %e, "cannot install tombstone triggers");
+                    }
+                }
+            }
+        })
+    };
+    tracing::info!(zone = %cfg.zone, peers = cfg.peers.len(), "drc running");
+    let result = tokio::select! {
+        _ = &mut shutdown_signal => { tracing::info!("stopping on signal"); Ok(()) }
+        r = tasks.join_next() => match r {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Ok(()),
+        },
+    };
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    keeper.abort();
+    result
+}

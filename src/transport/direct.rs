@@ -1,0 +1,83 @@
+//! Direct transport: the daemon of zone B reads zone A's binlog (a replica connection
+//! to A's primary) and feeds A's transactions to B's applier through a bounded channel.
+//!
+//! # Resumption
+//! The position is the one the applier committed in `drc.applied` together with the
+//! rows; on any transient error both ends are restarted from it, so nothing is lost
+//! or applied twice. The reader keeps no state of its own in this mode.
+
+use crate::applier::apply::{Applier, ApplierSettings};
+use crate::error::Error;
+use crate::reader::live::{LiveReader, LiveSettings, StartSpec};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Fragments buffered between the reader and the applier (bounded memory).
+const CHANNEL_FRAGMENTS: usize = 16;
+
+/// One direction: `reader` (of the peer zone) → applier (of this zone).
+pub struct Direction {
+    pub origin: String,
+    pub reader: LiveSettings,
+    pub start: StartSpec,
+    pub applier_opts: mysql_async::Opts,
+    pub applier: Arc<ApplierSettings>,
+}
+
+/// Runs a direction until `shutdown` turns true or a definite error happens.
+pub async fn run(d: Direction, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = tokio::select! {
+            r = session(&d) => r,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(from = %d.origin, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted; resuming from the applied position");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn session(d: &Direction) -> Result<(), Error> {
+    let mut applier = Applier::connect(d.applier_opts.clone(), d.applier.clone()).await?;
+    let pos = applier.applied_position(&d.origin).await?;
+    let mut reader = LiveReader::start(d.reader.clone(), pos.clone(), &d.start).await?;
+    tracing::info!(from = %d.origin, to = %d.applier.zone, resume = %reader.resume_point(), "replicating");
+    let (tx, mut rx) = mpsc::channel(CHANNEL_FRAGMENTS);
+    let mut reading = tokio::spawn(async move {
+        loop {
+            for t in reader.next().await? {
+                if tx.send(t).await.is_err() {
+                    return Ok::<(), Error>(());
+                }
+            }
+        }
+    });
+    let origin = d.origin.clone();
+    let result = loop {
+        tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => {
+                    if let Err(e) = applier.apply(&origin, &t).await {
+                        break Err(e);
+                    }
+                }
+                None => break Ok(()),
+            },
+            r = &mut reading => break match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(join) => Err(Error::Transient { addr: d.reader.addr.clone(), what: format!("reader task ended: {join}") }),
+            },
+        }
+    };
+    reading.abort();
+    result
+}
