@@ -9,7 +9,7 @@ CREATE DATABASE IF NOT EXISTS `drc` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 -- applied rows, so after a crash the rows and the position agree: a transaction is
 -- applied exactly once.
 CREATE TABLE IF NOT EXISTS `drc`.`applied` (
-  origin_zone   VARCHAR(64)  NOT NULL PRIMARY KEY, -- zone the transactions come from
+  origin_zone   VARCHAR(128) NOT NULL PRIMARY KEY, -- zone the transactions come from (`zone` or `zone/channel`)
   gtid          TEXT         NULL,                 -- origin GTID state after the last applied transaction (the resume point)
   file          VARCHAR(255) NOT NULL DEFAULT '',  -- origin binlog file of that point
   pos           BIGINT UNSIGNED NOT NULL DEFAULT 0,-- origin binlog offset of that point
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`applied` (
 -- Loop marker. Every applier transaction starts by bumping this row; the reader of
 -- this zone recognises such transactions by it and does not ship them.
 CREATE TABLE IF NOT EXISTS `drc`.`marker` (
-  origin_zone   VARCHAR(64)  NOT NULL PRIMARY KEY, -- zone whose transaction is being applied
+  origin_zone   VARCHAR(128) NOT NULL PRIMARY KEY, -- zone whose transaction is being applied (`zone` or `zone/channel`)
   applier_zone  VARCHAR(64)  NOT NULL,             -- this zone
   n             BIGINT UNSIGNED NOT NULL DEFAULT 0 -- applier transactions so far
 ) ENGINE=InnoDB;

@@ -116,6 +116,11 @@ pub struct ReplicationConfig {
     /// `"apply-and-log"`. Default `"reject"`.
     #[serde(default)]
     pub range_policy: crate::applier::id_range::RangePolicy,
+    /// Optional channel name, for more than one daemon applying into the same server
+    /// (e.g. separate database groups): positions are kept per origin zone and channel.
+    /// Default: none (`channel = ""`).
+    #[serde(default)]
+    pub channel: String,
 }
 
 /// A peer zone read directly by this daemon.

@@ -42,6 +42,20 @@ pub struct ApplierSettings {
     pub range_policy: RangePolicy,
     /// Address of the local server, for messages.
     pub addr: String,
+    /// Name of this replication channel when several daemons apply into one server
+    /// (tests, or separate database groups): positions are kept per origin and channel.
+    pub channel: String,
+}
+
+impl ApplierSettings {
+    /// Key of the origin in `drc.applied` / `drc.marker`: `a`, or `a/<channel>`.
+    pub fn channel_key(&self, origin: &str) -> String {
+        if self.channel.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin}/{}", self.channel)
+        }
+    }
 }
 
 /// Counters since start (metrics come with the operations issue).
@@ -176,7 +190,7 @@ impl Applier {
             .conn
             .exec_first(
                 "SELECT gtid, file, pos FROM `drc`.`applied` WHERE origin_zone = ?",
-                (origin,),
+                (self.s.channel_key(origin),),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
@@ -190,6 +204,25 @@ impl Applier {
         self.applied
             .insert(origin.to_string(), cp.as_ref().and_then(|c| c.gtid.clone()));
         Ok(cp)
+    }
+
+    /// Records `cp` as the position of `origin` when none is stored yet, so that a
+    /// restart before the first applied transaction resumes from the same place
+    /// instead of a new "now".
+    pub async fn pin_position(&mut self, origin: &str, cp: &Checkpoint) -> Result<(), Error> {
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        self.conn
+            .exec_drop(
+                "INSERT IGNORE INTO `drc`.`applied` (origin_zone, gtid, file, pos, applied_txns) VALUES (?, ?, ?, ?, 0)",
+                (self.s.channel_key(origin), gtid, &cp.file.file, cp.file.pos),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))?;
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+        Ok(())
     }
 
     async fn table(&mut self, db: &str, tbl: &str) -> Result<Arc<LocalTable>, Error> {
@@ -266,7 +299,7 @@ impl Applier {
         let relevant = tx
             .changes
             .iter()
-            .any(|c| matches!(c, Change::Row(r) if self.replicated(r)));
+            .any(|c| matches!(c, Change::Row(r) if self.replicated(r) || self.tombstone_of_replicated(r)));
         if self.open.is_none() && (relevant || tx.last) {
             if !relevant && tx.fragment == 0 {
                 // nothing to write (DDL, other databases): only the position moves, lazily
@@ -283,7 +316,7 @@ impl Applier {
             self.conn
                 .exec_drop(
                     "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
-                    (origin, &self.s.zone),
+                    (self.s.channel_key(origin), &self.s.zone),
                 )
                 .await
                 .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))?;
@@ -291,6 +324,9 @@ impl Applier {
         for change in &tx.changes {
             match change {
                 Change::Row(r) if self.replicated(r) => self.apply_row(origin, tx, r).await?,
+                Change::Row(r) if self.tombstone_of_replicated(r) => {
+                    self.apply_tombstone(origin, tx, r).await?
+                }
                 Change::Row(_) => {}
                 Change::Statement(st) => {
                     tracing::warn!(origin, db = %st.db, sql = %st.sql, "statement from the origin zone not applied (drc replicates rows; run DDL in every zone)");
@@ -322,6 +358,62 @@ impl Applier {
         &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
     }
 
+    /// A tombstone the origin's trigger wrote for a replicated table: it carries the
+    /// origin's delete time, which the applier applies as the delete's version.
+    fn tombstone_of_replicated(&self, r: &RowChange) -> bool {
+        &*r.db == "drc"
+            && &*r.table == "tombstones"
+            && matches!(r.after.as_ref().and_then(|a| a.get("db")), Some(crate::model::Value::Text(d)) if self.s.databases.iter().any(|x| x == d))
+    }
+
+    async fn apply_tombstone(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        r: &RowChange,
+    ) -> Result<(), Error> {
+        use crate::model::Value as V;
+        let img = r.after.as_ref().expect("tombstone row has an after image");
+        let (Some(V::Text(db)), Some(V::Text(tbl)), Some(V::Text(pk)), Some(V::Decimal(v))) = (
+            img.get("db"),
+            img.get("tbl"),
+            img.get("pk"),
+            img.get("version"),
+        ) else {
+            return Err(definite(
+                &self.s,
+                format!(
+                    "unexpected drc.tombstones row from zone {origin}: {:?}",
+                    img.values
+                ),
+            ));
+        };
+        let t = self.table(db, tbl).await?;
+        let parts: Vec<serde_json::Value> = serde_json::from_str(pk)
+            .map_err(|e| definite(&self.s, format!("tombstone key {pk:?}: {e}")))?;
+        let key: Vec<MyValue> = parts
+            .iter()
+            .map(|p| match p {
+                serde_json::Value::Number(n) => n
+                    .as_i64()
+                    .map(MyValue::Int)
+                    .or_else(|| n.as_u64().map(MyValue::UInt))
+                    .unwrap_or_else(|| MyValue::Double(n.as_f64().unwrap_or_default())),
+                serde_json::Value::String(s) => MyValue::Bytes(s.as_bytes().to_vec()),
+                other => MyValue::Bytes(other.to_string().into_bytes()),
+            })
+            .collect();
+        if key.len() != t.pk.len() {
+            return Err(definite(
+                &self.s,
+                format!("tombstone key {pk} does not match the key of `{db}`.`{tbl}`"),
+            ));
+        }
+        let version = parse_decimal(v)
+            .ok_or_else(|| definite(&self.s, format!("tombstone version {v:?}")))?;
+        self.delete_row(origin, tx, &t, &key, img, version).await
+    }
+
     /// A transaction without replicated rows: its position is recorded with the next
     /// applied transaction (positions only move forward).
     fn note_position_only(&mut self, origin: &str, cp: &Checkpoint) {
@@ -343,7 +435,7 @@ impl Applier {
                 "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, last_gtid, commit_ts_us, applied_txns) VALUES (?, ?, ?, ?, ?, ?, 1) \
                  ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
                  commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1",
-                (origin, gtid, &cp.file.file, cp.file.pos, tx.gtid.as_ref().map(|g| g.to_string()), tx.commit_ts_us),
+                (self.s.channel_key(origin), gtid, &cp.file.file, cp.file.pos, tx.gtid.as_ref().map(|g| g.to_string()), tx.commit_ts_us),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
@@ -694,19 +786,32 @@ impl Applier {
         };
         let action = decide(&local, &Incoming::Delete(b));
         if matches!(action, Action::Delete) {
+            // the tombstone trigger records the origin's delete version, not our clock
             self.conn
+                .exec_drop(
+                    "SET @drc_delete_version = CAST(? AS DECIMAL(30,6))",
+                    (format_decimal(b),),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "setting @drc_delete_version", e))?;
+            let r = self
+                .conn
                 .exec_drop(
                     format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
                     key.to_vec(),
                 )
+                .await;
+            self.conn
+                .query_drop("SET @drc_delete_version = NULL")
                 .await
-                .map_err(|e| {
-                    mysql_err(
-                        &self.s,
-                        &format!("deleting a row of `{}`.`{}`", t.db, t.tbl),
-                        e,
-                    )
-                })?;
+                .map_err(|e| mysql_err(&self.s, "resetting @drc_delete_version", e))?;
+            r.map_err(|e| {
+                mysql_err(
+                    &self.s,
+                    &format!("deleting a row of `{}`.`{}`", t.db, t.tbl),
+                    e,
+                )
+            })?;
             self.stats.rows += 1;
             if lv != Some(b) {
                 self.log_conflict(

@@ -4,8 +4,9 @@
 //! [`decide`], and executes the returned [`Action`] in the same target transaction, so
 //! the compare-and-write cannot lose an update under concurrent local writes
 //! (ANCHORS.md, hurt #13). docs/CONFLICTS.md states the rules; in short, every write
-//! carries a version (the row's version column; a delete carries the version of the
-//! row it deleted), and each zone keeps, per key, the greatest write:
+//! carries a version (the row's version column; a delete carries the time of the
+//! delete, never less than the deleted row's version), and each zone keeps, per key,
+//! the greatest write:
 //!
 //! * a row is replaced only by a greater `(version, content)`;
 //! * a delete of version `b` removes a local row of version `<= b` and leaves a
@@ -231,8 +232,9 @@ mod tests {
             let state = &mut zones[z][key as usize];
             // local write
             clock += 1 + (kind as Version % 2); // equal versions across zones happen too
+                                                // a delete carries its own time (the trigger's NOW(6)), never older than the row
             let w = match (kind % 3, &state.row) {
-                (0, Some((v, _))) => Incoming::Delete(*v),
+                (0, Some(_)) => Incoming::Delete(clock),
                 (_, _) => Incoming::Row(clock, format!("z{z}k{key}c{}", kind % 4)),
             };
             // a local write always wins locally (the application just made it)

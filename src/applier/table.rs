@@ -19,6 +19,8 @@ pub struct LocalTable {
     pub version: Option<String>,
     /// Data type of each primary-key column (e.g. `int`, `bigint`, `varchar`).
     pub pk_types: Vec<String>,
+    /// Data type of the version column (`datetime`, `timestamp`, `bigint`, ...).
+    pub version_type: String,
 }
 
 impl LocalTable {
@@ -50,6 +52,11 @@ impl LocalTable {
             .iter()
             .find(|c| c.eq_ignore_ascii_case(version_column))
             .cloned();
+        let version_type = cols
+            .iter()
+            .find(|c| Some(&c.0) == version.as_ref())
+            .map(|c| c.2.to_ascii_lowercase())
+            .unwrap_or_default();
         Ok(Some(LocalTable {
             db: db.to_string(),
             tbl: tbl.to_string(),
@@ -57,6 +64,7 @@ impl LocalTable {
             pk: pk_rows.iter().map(|r| r.0.clone()).collect(),
             pk_types: pk_rows.iter().map(|r| r.1.to_ascii_lowercase()).collect(),
             version,
+            version_type,
         }))
     }
 
@@ -100,7 +108,20 @@ impl LocalTable {
     /// The AFTER DELETE trigger that records a tombstone for every delete, local or
     /// applied, in the deleting transaction. See docs/CONFLICTS.md.
     pub fn trigger_sql(&self) -> Option<String> {
-        let version = self.version.as_ref()?;
+        Some(format!(
+            "CREATE TRIGGER {trigger} AFTER DELETE ON {table} FOR EACH ROW {body}",
+            trigger = table(&self.db, &self.trigger_name()),
+            table = self.qualified(),
+            body = self.trigger_body()?,
+        ))
+    }
+
+    /// The trigger's statement. A delete's version is the applier's
+    /// `@drc_delete_version` (the origin's delete time) or, for a local delete, the
+    /// time of the delete (DATETIME/TIMESTAMP versions) and never less than the row's
+    /// own version.
+    pub fn trigger_body(&self) -> Option<String> {
+        let version = ident(self.version.as_ref()?);
         if self.pk.is_empty() {
             return None;
         }
@@ -110,15 +131,16 @@ impl LocalTable {
             .map(|c| format!("OLD.{}", ident(c)))
             .collect::<Vec<_>>()
             .join(", ");
+        let local = if matches!(self.version_type.as_str(), "datetime" | "timestamp") {
+            format!("GREATEST(CAST(NOW(6) AS DECIMAL(30,6)), CAST(OLD.{version} AS DECIMAL(30,6)))")
+        } else {
+            format!("CAST(OLD.{version} AS DECIMAL(30,6))")
+        };
         Some(format!(
-            "CREATE TRIGGER {trigger} AFTER DELETE ON {table} FOR EACH ROW \
-             INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES ({db}, {tbl}, JSON_ARRAY({pk}), CAST(OLD.{version} AS DECIMAL(30,6))) \
+            "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES ({db}, {tbl}, JSON_ARRAY({pk}), COALESCE(@drc_delete_version, {local})) \
              ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
-            trigger = table(&self.db, &self.trigger_name()),
-            table = self.qualified(),
             db = literal(&self.db),
             tbl = literal(&self.tbl),
-            version = ident(version),
         ))
     }
 }
@@ -131,12 +153,23 @@ pub async fn ensure_trigger(conn: &mut Conn, t: &LocalTable) -> Result<bool, mys
     };
     let exists: Option<String> = conn
         .exec_first(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
+            "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
             (&t.db, t.trigger_name()),
         )
         .await?;
-    if exists.is_some() {
-        return Ok(false);
+    match exists {
+        Some(body) if Some(body.trim()) == t.trigger_body().as_deref().map(str::trim) => {
+            return Ok(false)
+        }
+        Some(_) => {
+            // an older drc's trigger: replace it
+            conn.query_drop(format!(
+                "DROP TRIGGER IF EXISTS {}",
+                table(&t.db, &t.trigger_name())
+            ))
+            .await?;
+        }
+        None => {}
     }
     match conn.query_drop(sql).await {
         Ok(()) => Ok(true),

@@ -33,6 +33,7 @@ fn settings(cfg: &Config, path: &std::path::Path) -> Result<Arc<ApplierSettings>
         id_ranges: cfg.id_ranges.clone(),
         range_policy: r.range_policy,
         addr: cfg.mysql.addr(),
+        channel: r.channel.clone(),
     }))
 }
 
