@@ -633,3 +633,98 @@ async fn hostile_identifiers_replicate_and_a_missing_table_stops_cleanly() {
         exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
     }
 }
+
+/// A clash on a secondary unique key is a logged conflict; the daemons keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_key_clash_is_a_logged_conflict_not_a_crash_loop() {
+    let users = "CREATE TABLE users (id BIGINT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(64) NOT NULL UNIQUE, \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+    let mut p = Pair::new("unique", &[users], 4601).await;
+    let db = p.db.clone();
+    // Written while the daemons are down: each zone takes the same e-mail for its own new user.
+    p.start_both().await;
+    p.kill9(0);
+    p.kill9(1);
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.users (email) VALUES ('same@example.com')"
+        )],
+    )
+    .await;
+    exec(
+        ZONE_B,
+        &[&format!(
+            "INSERT INTO `{db}`.users (email) VALUES ('same@example.com')"
+        )],
+    )
+    .await;
+    p.start_both().await;
+    let ok = wait_until(Duration::from_secs(20), || async {
+        p.conflicts(0, "unique_key").await == 1 && p.conflicts(1, "unique_key").await == 1
+    })
+    .await;
+    assert!(
+        ok,
+        "unique-key conflicts: a={} b={}",
+        p.conflicts(0, "unique_key").await,
+        p.conflicts(1, "unique_key").await
+    );
+    // Still replicating afterwards.
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.users (email) VALUES ('later@example.com')"
+        )],
+    )
+    .await;
+    let ok = wait_until(Duration::from_secs(20), || async {
+        p.rows(1, "users").await.len() == 2
+    })
+    .await;
+    assert!(ok, "replication stopped after the conflict:\n{}", p.log(1));
+    for z in 0..2 {
+        assert!(
+            p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none(),
+            "daemon {z} exited"
+        );
+    }
+    drop(p);
+    for port in PORTS {
+        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
+    }
+}
+
+/// `drc check` with a [replication] section refuses tables without the version column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_table_without_version_column() {
+    let p = Pair::new(
+        "check",
+        &[ORDERS, "CREATE TABLE legacy (id INT PRIMARY KEY, x INT)"],
+        4701,
+    )
+    .await;
+    let out = Command::new(drc_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&p.cfg[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("PROBLEM replicated_table")
+            && text.contains("`legacy` has no version column `updated_at`")
+            && text.contains("ALTER TABLE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok      id_range") && text.contains("ok      time_zone"),
+        "{text}"
+    );
+    let db = p.db.clone();
+    drop(p);
+    for port in PORTS {
+        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
+    }
+}

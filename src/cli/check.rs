@@ -1,7 +1,7 @@
 //! `drc check --config FILE`: server readiness, one line per finding.
 
 use drc::config::Config;
-use drc::ops::check::{run_checks, Level};
+use drc::ops::check::{run_checks_for, Level};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,7 +34,7 @@ pub async fn run(a: CheckArgs) -> i32 {
             ))
         }
     };
-    let findings = match run_checks(&mut conn, cfg.reader.server_id).await {
+    let findings = match run_checks_for(&mut conn, cfg.reader.server_id, Some(&cfg)).await {
         Ok(f) => f,
         Err(e) => return super::fail(format!("{addr}: {e}")),
     };

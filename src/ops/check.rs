@@ -67,6 +67,130 @@ pub async fn run_checks(
     conn: &mut Conn,
     replica_server_id: u32,
 ) -> Result<Vec<Finding>, mysql_async::Error> {
+    run_checks_for(conn, replica_server_id, None).await
+}
+
+/// Everything `drc run` needs on top of the reader's checks: ID ranges against the
+/// server's auto-increment settings, the version column on every replicated table,
+/// a common time zone, and the right to create the tombstone triggers.
+pub async fn run_checks_for(
+    conn: &mut Conn,
+    replica_server_id: u32,
+    cfg: Option<&crate::config::Config>,
+) -> Result<Vec<Finding>, mysql_async::Error> {
+    let mut f = reader_checks(conn, replica_server_id).await?;
+    if let Some(cfg) = cfg {
+        f.extend(replication_checks(conn, cfg).await?);
+    }
+    Ok(f)
+}
+
+async fn replication_checks(
+    conn: &mut Conn,
+    cfg: &crate::config::Config,
+) -> Result<Vec<Finding>, mysql_async::Error> {
+    use Level::*;
+    let mut f = Vec::new();
+    let cnf = "in the server's my.cnf, then restart it";
+    if let Some(r) = cfg.id_ranges.get(&cfg.zone) {
+        if let (Some(inc), Some(off)) = (r.increment, r.offset) {
+            let si: u64 = var(conn, "auto_increment_increment")
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let so: u64 = var(conn, "auto_increment_offset")
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            if (si, so) == (inc, off) {
+                f.push(Finding::ok("id_range", format!("auto_increment_increment={si}, auto_increment_offset={so} match [id_ranges.{}]", cfg.zone)));
+            } else {
+                f.push(Finding::bad(
+                    Problem,
+                    "id_range",
+                    format!("server generates keys with increment {si} offset {so}, config says increment {inc} offset {off}"),
+                    format!("set auto_increment_increment={inc} and auto_increment_offset={off} {cnf}, or fix [id_ranges.{}]", cfg.zone),
+                ));
+            }
+        }
+    } else if !cfg.id_ranges.is_empty() {
+        f.push(Finding::bad(
+            Problem,
+            "id_range",
+            format!("[id_ranges] has no entry for this zone {:?}", cfg.zone),
+            format!("add [id_ranges.{}]", cfg.zone),
+        ));
+    }
+    let tz = var(conn, "time_zone").await?.unwrap_or_default();
+    let sys = var(conn, "system_time_zone").await?.unwrap_or_default();
+    let utc = matches!(tz.as_str(), "+00:00" | "UTC")
+        || (tz == "SYSTEM" && matches!(sys.as_str(), "UTC" | "Etc/UTC" | "GMT"));
+    if utc {
+        f.push(Finding::ok("time_zone", format!("time_zone={tz} (UTC)")));
+    } else {
+        f.push(Finding::bad(
+            Problem,
+            "time_zone",
+            format!("time_zone={tz} (system {sys})"),
+            format!("set default_time_zone='+00:00' {cnf}: DATETIME versions of different zones must compare in one time zone"),
+        ));
+    }
+    if var(conn, "log_bin_trust_function_creators")
+        .await?
+        .as_deref()
+        != Some("ON")
+    {
+        let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
+        if !grants.join(" ").to_ascii_uppercase().contains("SUPER") {
+            f.push(Finding::bad(
+                Problem,
+                "trigger_privilege",
+                "the drc user cannot create the tombstone triggers (no SUPER, log_bin_trust_function_creators=OFF)",
+                format!("set log_bin_trust_function_creators=ON {cnf} and GRANT TRIGGER ON <replicated dbs>.* TO <drc user>"),
+            ));
+        }
+    }
+    if let Some(r) = &cfg.replication {
+        for db in &r.databases {
+            let rows: Vec<(String, u64, u64)> = conn
+                .exec(
+                    "SELECT t.TABLE_NAME,                        (SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE k WHERE k.TABLE_SCHEMA = t.TABLE_SCHEMA AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'),                        (SELECT COUNT(*) FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME AND c.COLUMN_NAME = ?)                      FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+                    (&r.version_column, db),
+                )
+                .await?;
+            let mut good = 0;
+            for (t, pk, ver) in rows {
+                if pk == 0 {
+                    f.push(Finding::bad(
+                        Problem,
+                        "replicated_table",
+                        format!("`{db}`.`{t}` has no primary key"),
+                        "add a primary key: drc cannot identify its rows",
+                    ));
+                } else if ver == 0 {
+                    f.push(Finding::bad(
+                        Problem,
+                        "replicated_table",
+                        format!("`{db}`.`{t}` has no version column `{}`", r.version_column),
+                        format!("ALTER TABLE `{db}`.`{t}` ADD `{0}` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6) (last-writer-wins needs it)", r.version_column),
+                    ));
+                } else {
+                    good += 1;
+                }
+            }
+            f.push(Finding::ok(
+                "replicated_tables",
+                format!("{good} table(s) of `{db}` ready to replicate"),
+            ));
+        }
+    }
+    Ok(f)
+}
+
+async fn reader_checks(
+    conn: &mut Conn,
+    replica_server_id: u32,
+) -> Result<Vec<Finding>, mysql_async::Error> {
     use Level::*;
     let mut f = Vec::new();
     let info = server_info(conn).await?;
