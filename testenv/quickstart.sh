@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # testenv/quickstart.sh — the README's first command.
-# Starts the two local MariaDB zones, builds drc, checks zone a, starts the binlog
-# reader of zone a in the background, writes sample orders and shows them as drc
-# reads them. Leaves everything running and says how to stop it.
+# Starts the two local MariaDB zones and one drc daemon per zone (direct transport),
+# writes sample orders in both zones, shows them replicated both ways, provokes a
+# conflict and shows how it was resolved. Leaves everything running; says how to stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
@@ -10,36 +10,59 @@ cd "$(dirname "$0")/.."
 testenv/up.sh
 log "building drc (cargo build)"
 cargo build --quiet
-DRC=target/debug/drc
+DRC="$REPO_ROOT/target/debug/drc"
+SQL_A() { mariadb --no-defaults -h127.0.0.1 -P33061 -udrc_test -pdrc_test -N -B -e "$*"; }
+SQL_B() { mariadb --no-defaults -h127.0.0.1 -P33062 -udrc_test -pdrc_test -N -B -e "$*"; }
 
-log "drc check on zone a:"
-$DRC check --config testenv/zone-a.toml
+for z in a b; do
+  zone_sql "$z" "CREATE TABLE IF NOT EXISTS shop.orders (
+    id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, amount DECIMAL(12,2) NOT NULL,
+    status ENUM('new','paid','shipped') NOT NULL DEFAULT 'new',
+    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
+done
+log "drc check, zone a:"; $DRC check --config testenv/zone-a.toml | tail -4
+log "drc check, zone b:"; $DRC check --config testenv/zone-b.toml | tail -4
 
-OUT="$RUN_DIR/quickstart-zone-a.jsonl"
-PIDF="$RUN_DIR/quickstart-tail.pid"
-if [ -f "$PIDF" ] && kill -0 "$(cat "$PIDF")" 2>/dev/null; then kill "$(cat "$PIDF")"; sleep 1; fi
-zone_sql a "CREATE TABLE IF NOT EXISTS shop.orders (
-  id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, amount DECIMAL(12,2) NOT NULL,
-  status ENUM('new','paid','shipped') NOT NULL DEFAULT 'new',
-  updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
-log "starting the zone-a binlog reader: $DRC binlog tail --config testenv/zone-a.toml --output $OUT"
-DRC_LOG=warn setsid $DRC binlog tail --config testenv/zone-a.toml --from now --reset --output "$OUT" \
-  >/dev/null 2>"$RUN_DIR/quickstart-tail.log" < /dev/null &
-echo $! > "$PIDF"
+start_daemon() { # zone
+  local z="$1" pidf="$RUN_DIR/drc-$1.pid"
+  if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then kill "$(cat "$pidf")"; sleep 1; fi
+  : > "$RUN_DIR/drc-$z.log"
+  setsid "$DRC" run --config "testenv/zone-$z.toml" >/dev/null 2>>"$RUN_DIR/drc-$z.log" < /dev/null &
+  echo $! > "$pidf"
+  for _ in $(seq 1 100); do grep -q replicating "$RUN_DIR/drc-$z.log" && return 0; sleep 0.1; done
+  log "daemon of zone $z did not start:"; cat "$RUN_DIR/drc-$z.log" >&2; exit 1
+}
+log "starting the drc daemons: drc run --config testenv/zone-a.toml / zone-b.toml"
+start_daemon a
+start_daemon b
+
+log "writing orders in both zones"
+SQL_A "INSERT INTO shop.orders (customer, amount) VALUES ('alice (written in a)', 42.50)"
+SQL_B "INSERT INTO shop.orders (customer, amount) VALUES ('bob (written in b)', 17.00)"
 sleep 1
-log "writing sample orders in zone a"
-zone_sql a "INSERT INTO shop.orders (customer, amount) VALUES ('alice', 42.50), ('bob', -3.10);
-            UPDATE shop.orders SET status = 'paid' WHERE customer = 'alice';
-            DELETE FROM shop.orders WHERE customer = 'bob' AND amount < 0;"
-for _ in $(seq 1 50); do [ "$(grep -c '"table":"orders"' "$OUT" 2>/dev/null || true)" -ge 4 ] && break; sleep 0.2; done
-log "what drc read from zone a's binlog (JSON lines, schemas/change_event.v1.json):"
-grep '"table":"orders"' "$OUT" || { log "nothing read; see $RUN_DIR/quickstart-tail.log"; exit 1; }
+echo "--- zone a";  SQL_A "SELECT id, customer, amount, status FROM shop.orders ORDER BY id"
+echo "--- zone b";  SQL_B "SELECT id, customer, amount, status FROM shop.orders ORDER BY id"
+
+log "a conflict: the same order changed in both zones while zone a's daemon is down"
+kill "$(cat "$RUN_DIR/drc-a.pid")"; sleep 0.5
+ID=$(SQL_A "SELECT MIN(id) FROM shop.orders")
+SQL_B "UPDATE shop.orders SET status = 'paid' WHERE id = $ID"
+sleep 0.05
+SQL_A "UPDATE shop.orders SET status = 'shipped' WHERE id = $ID"
+start_daemon a
+sleep 1.5
+echo "--- order $ID in zone a: $(SQL_A "SELECT status, updated_at FROM shop.orders WHERE id = $ID")"
+echo "--- order $ID in zone b: $(SQL_B "SELECT status, updated_at FROM shop.orders WHERE id = $ID")"
+echo "--- conflict log of zone b (drc.conflicts):"
+SQL_B "SELECT kind, resolution, origin_zone, incoming_version, local_version FROM drc.conflicts ORDER BY id DESC LIMIT 1"
 cat <<MSG
+
+Both zones agree: the later write ('shipped', zone a) won everywhere.
 
 Running:
   zone a MariaDB 127.0.0.1:33061, zone b MariaDB 127.0.0.1:33062 (user drc_test / drc_test)
-  drc binlog tail of zone a (pid $(cat "$PIDF")) appending to $OUT
-Try:   mariadb -h127.0.0.1 -P33061 -udrc_test -pdrc_test -e "INSERT INTO shop.orders (customer, amount) VALUES ('you', 1)"
-       tail -f $OUT
-Stop:  kill \$(cat $PIDF); testenv/down.sh
+  drc daemons: pids $(cat "$RUN_DIR/drc-a.pid") (zone a) and $(cat "$RUN_DIR/drc-b.pid") (zone b), logs in $RUN_DIR/drc-*.log
+Try:   mariadb -h127.0.0.1 -P33062 -udrc_test -pdrc_test -e "INSERT INTO shop.orders (customer, amount) VALUES ('you', 1)"
+       mariadb -h127.0.0.1 -P33061 -udrc_test -pdrc_test -e "SELECT * FROM shop.orders"
+Stop:  kill \$(cat $RUN_DIR/drc-a.pid) \$(cat $RUN_DIR/drc-b.pid); testenv/down.sh
 MSG
