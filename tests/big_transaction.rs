@@ -2,7 +2,8 @@
 //! the rows are handed on in fragments, never held whole. Peak RSS of the tail process
 //! (getrusage of the waited child) must stay under 200 MB; the figure is printed.
 //!
-//! Uses testenv zone b (MariaDB's SEQUENCE engine makes the rows). Run:
+//! Uses testenv zone c (private to the `zone_c_` tests, run one at a time, so no other
+//! write lands in the stream; MariaDB's SEQUENCE engine makes the rows). Run:
 //! `testenv/up.sh && cargo nextest run --test big_transaction --no-capture`.
 
 mod common;
@@ -24,10 +25,11 @@ fn children_max_rss_kb() -> i64 {
 }
 
 #[tokio::test]
-async fn million_row_transaction_streams_in_bounded_memory() {
+async fn zone_c_million_row_transaction_streams_in_bounded_memory() {
+    testenv_up("c");
     let db = format!("drc_big_{}", std::process::id());
     exec(
-        ZONE_B,
+        ZONE_C,
         &[
             &format!("DROP DATABASE IF EXISTS {db}"),
             &format!("CREATE DATABASE {db}"),
@@ -37,18 +39,18 @@ async fn million_row_transaction_streams_in_bounded_memory() {
         ],
     )
     .await;
-    let start: String = conn(ZONE_B)
+    let start: String = conn(ZONE_C)
         .await
         .query_first("SELECT @@gtid_binlog_pos")
         .await
         .unwrap()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "b", ZONE_B, 2201, &format!("gtid:{start}"));
+    let cfg = write_config(dir.path(), "c", ZONE_C, 2201, &format!("gtid:{start}"));
     let out = dir.path().join("out.jsonl");
     let before = children_max_rss_kb();
 
-    let mut c = conn(ZONE_B).await;
+    let mut c = conn(ZONE_C).await;
     let t0 = std::time::Instant::now();
     c.query_drop(format!("INSERT INTO {db}.t SELECT seq, seq * 1000, md5(seq), '2026-01-01 00:00:00.123456' FROM {db}.seq_1_to_{ROWS}")).await.unwrap();
     eprintln!(
