@@ -121,6 +121,11 @@ pub struct ReplicationConfig {
     /// Default: none (`channel = ""`).
     #[serde(default)]
     pub channel: String,
+    /// Tables (`"db.table"`) replicated without a version column: each change from
+    /// the origin is written as it is, with no conflict resolution. Only for tables
+    /// written in one zone at a time: `unversioned = ["shop.countries"]`.
+    #[serde(default)]
+    pub unversioned: Vec<String>,
 }
 
 /// A peer zone read directly by this daemon.

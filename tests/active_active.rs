@@ -728,3 +728,65 @@ async fn check_refuses_a_table_without_version_column() {
         exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
     }
 }
+
+/// A table without version column replicates when listed in `unversioned` (origin
+/// wins), and `drc check` then warns instead of refusing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unversioned_tables_replicate_when_listed() {
+    let mut p = Pair::new(
+        "unversioned",
+        &["CREATE TABLE legacy (id INT PRIMARY KEY, x INT)"],
+        4801,
+    )
+    .await;
+    let db = p.db.clone();
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap().replace(
+            &format!("channel = \"{db}\""),
+            &format!("channel = \"{db}\"\nunversioned = [\"{db}.legacy\"]"),
+        );
+        std::fs::write(cfg, text).unwrap();
+    }
+    let out = Command::new(drc_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&p.cfg[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("WARN    replicated_table") && text.contains("origin wins"),
+        "{text}"
+    );
+    p.start_both().await;
+    exec(
+        ZONE_A,
+        &[
+            &format!("INSERT INTO `{db}`.legacy VALUES (1, 10), (3, 30)"),
+            &format!("UPDATE `{db}`.legacy SET x = 11 WHERE id = 1"),
+            &format!("DELETE FROM `{db}`.legacy WHERE id = 3"),
+        ],
+    )
+    .await;
+    exec(
+        ZONE_B,
+        &[&format!("INSERT INTO `{db}`.legacy VALUES (2, 20)")],
+    )
+    .await;
+    assert!(
+        wait_converged(&p, "legacy", 20).await,
+        "a={:?} b={:?}\n{}",
+        p.rows(0, "legacy").await,
+        p.rows(1, "legacy").await,
+        p.log(1)
+    );
+    assert_eq!(
+        p.rows(1, "legacy").await,
+        vec!["1|B".to_string(), "2|14".to_string()]
+    );
+    drop(p);
+    for port in PORTS {
+        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
+    }
+}

@@ -45,6 +45,8 @@ pub struct ApplierSettings {
     /// Name of this replication channel when several daemons apply into one server
     /// (tests, or separate database groups): positions are kept per origin and channel.
     pub channel: String,
+    /// `db.table` names replicated without a version column (origin wins).
+    pub unversioned: Vec<String>,
 }
 
 impl ApplierSettings {
@@ -246,10 +248,16 @@ impl Applier {
                 ),
             ));
         }
-        if t.version.is_none() {
+        if t.version.is_none()
+            && !self
+                .s
+                .unversioned
+                .iter()
+                .any(|u| *u == format!("{db}.{tbl}"))
+        {
             return Err(definite(
                 &self.s,
-                format!("table `{db}`.`{tbl}` has no version column `{}`; add it (e.g. `{} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`)", self.s.version_column, self.s.version_column),
+                format!("table `{db}`.`{tbl}` has no version column `{}`; add it (e.g. `{} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`), or list it in [replication] unversioned (origin wins, no conflict resolution)", self.s.version_column, self.s.version_column),
             ));
         }
         let t = Arc::new(t);
@@ -477,7 +485,9 @@ impl Applier {
         for img in [&r.before, &r.after].into_iter().flatten() {
             self.check_image(&t, img)?;
         }
-        let vcol = t.version.clone().expect("checked at load");
+        let Some(vcol) = t.version.clone() else {
+            return self.apply_unversioned(origin, tx, &t, r).await;
+        };
         let settings = self.s.clone();
         let version = |img: &RowImage| -> Result<i128, Error> {
             img.get(&vcol)
@@ -528,6 +538,78 @@ impl Applier {
         }
     }
 
+    /// A table listed in `[replication] unversioned`: no version, so no conflict
+    /// resolution; the origin's change is written as it is (upsert / delete).
+    async fn apply_unversioned(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        r: &RowChange,
+    ) -> Result<(), Error> {
+        if let (Op::Update, Some(b), Some(a)) = (r.op, &r.before, &r.after) {
+            let (kb, ka) = (self.key_values(t, b)?, self.key_values(t, a)?);
+            if kb != ka {
+                self.exec_plain(
+                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
+                    kb,
+                    t,
+                )
+                .await?;
+            }
+        }
+        match (r.op, &r.after, &r.before) {
+            (Op::Insert | Op::Update, Some(after), _) => {
+                if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
+                    return Ok(());
+                }
+                let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+                let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({}) ON DUPLICATE KEY UPDATE {}",
+                    t.qualified(),
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", "),
+                    upd.join(", ")
+                );
+                let vals: Vec<MyValue> = after
+                    .values
+                    .iter()
+                    .map(bind)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| definite(&self.s, e))?;
+                self.exec_plain(sql, vals, t).await
+            }
+            (Op::Delete, _, Some(before)) => {
+                let key = self.key_values(t, before)?;
+                self.exec_plain(
+                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
+                    key,
+                    t,
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn exec_plain(
+        &mut self,
+        sql: String,
+        params: Vec<MyValue>,
+        t: &LocalTable,
+    ) -> Result<(), Error> {
+        self.conn.exec_drop(sql, params).await.map_err(|e| {
+            mysql_err(
+                &self.s,
+                &format!("writing a row of `{}`.`{}`", t.db, t.tbl),
+                e,
+            )
+        })?;
+        self.stats.rows += 1;
+        Ok(())
+    }
+
     /// Locks the local row and the key's tombstone; returns their versions.
     async fn lock_key(
         &mut self,
@@ -569,14 +651,9 @@ impl Applier {
         t: &LocalTable,
         key: &[MyValue],
     ) -> Result<Option<String>, Error> {
-        let obj: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| format!("{}, {}", super::sql::literal(c), ident(c)))
-            .collect();
         let sql = format!(
-            "SELECT JSON_OBJECT({}) FROM {} WHERE {}",
-            obj.join(", "),
+            "SELECT {} FROM {} WHERE {}",
+            t.json_object(),
             t.qualified(),
             t.pk_where()
         );
@@ -628,14 +705,9 @@ impl Applier {
             )
             .await
             .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
-        let obj: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| format!("{}, {}", super::sql::literal(c), ident(c)))
-            .collect();
         let sql = format!(
-            "SELECT JSON_OBJECT({}) FROM {tmp} WHERE {}",
-            obj.join(", "),
+            "SELECT {} FROM {tmp} WHERE {}",
+            t.json_object(),
             t.pk_where()
         );
         self.conn
@@ -887,6 +959,7 @@ impl Applier {
         }
         let key = self.key_values(t, after)?;
         let reject = self.s.range_policy == RangePolicy::Reject;
+        tracing::warn!(origin, table = %format!("{}.{}", t.db, t.tbl), key = %id, "misrouted write: zone {origin} wrote a key outside its ID range");
         let detail = format!("key {id} is outside the ID range of zone {origin}");
         self.log_conflict(
             origin,

@@ -81,6 +81,17 @@ impl LocalTable {
             .join(" AND ")
     }
 
+    /// `JSON_OBJECT('a', `a`, ...)` over all columns: the server's canonical text of a
+    /// row (tie-breaks, the conflict log).
+    pub fn json_object(&self) -> String {
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{}, {}", literal(c), ident(c)))
+            .collect();
+        format!("JSON_OBJECT({})", parts.join(", "))
+    }
+
     /// `JSON_ARRAY(?, ?)` over the primary key (the tombstone key text).
     pub fn pk_json_params(&self) -> String {
         format!("JSON_ARRAY({})", vec!["?"; self.pk.len()].join(", "))

@@ -6,7 +6,6 @@ use drc::applier::apply::{Applier, ApplierSettings};
 use drc::config::Config;
 use drc::error::Error;
 use drc::reader::live::{LiveSettings, StartSpec};
-use drc::reader::Limits;
 use drc::transport::direct::{self, Direction};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +33,7 @@ fn settings(cfg: &Config, path: &std::path::Path) -> Result<Arc<ApplierSettings>
         range_policy: r.range_policy,
         addr: cfg.mysql.addr(),
         channel: r.channel.clone(),
+        unversioned: r.unversioned.clone(),
     }))
 }
 
@@ -120,21 +120,8 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     for p in &cfg.peers {
         let d = Direction {
             origin: p.zone.clone(),
-            reader: LiveSettings {
-                zone: p.zone.clone(),
-                addr: p.mysql.addr(),
-                opts: p
-                    .mysql
-                    .opts(&cfg.base_dir)
-                    .map_err(|e| cfg_err(&a.config, e))?,
-                replica_server_id: cfg.reader.server_id,
-                limits: Limits {
-                    max_rows: cfg.reader.max_fragment_rows,
-                    max_bytes: cfg.reader.max_fragment_bytes,
-                },
-                heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
-                max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
-            },
+            reader: LiveSettings::from_config(&cfg, &p.zone, &p.mysql)
+                .map_err(|e| cfg_err(&a.config, e))?,
             start: start.clone(),
             applier_opts: local_opts.clone(),
             applier: s.clone(),

@@ -14,7 +14,6 @@ use drc::error::Error;
 use drc::output::write_transaction;
 use drc::reader::checkpoint::{CheckpointStore, Saved};
 use drc::reader::live::{LiveReader, LiveSettings, StartSpec};
-use drc::reader::Limits;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -121,18 +120,7 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
             }
         }
     };
-    let settings = LiveSettings {
-        zone: cfg.zone.clone(),
-        addr: cfg.mysql.addr(),
-        opts: cfg.mysql.opts(&cfg.base_dir).map_err(cfg_err)?,
-        replica_server_id: cfg.reader.server_id,
-        limits: Limits {
-            max_rows: cfg.reader.max_fragment_rows,
-            max_bytes: cfg.reader.max_fragment_bytes,
-        },
-        heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
-        max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
-    };
+    let settings = LiveSettings::from_config(&cfg, &cfg.zone, &cfg.mysql).map_err(cfg_err)?;
     let start = LiveReader::start(
         settings,
         saved.as_ref().map(|s| s.checkpoint.clone()),

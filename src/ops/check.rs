@@ -167,6 +167,14 @@ async fn replication_checks(
                         format!("`{db}`.`{t}` has no primary key"),
                         "add a primary key: drc cannot identify its rows",
                     ));
+                } else if ver == 0 && r.unversioned.iter().any(|u| *u == format!("{db}.{t}")) {
+                    f.push(Finding::bad(
+                        Warn,
+                        "replicated_table",
+                        format!("`{db}`.`{t}` has no version column; listed in unversioned: origin wins, no conflict resolution"),
+                        "write it in one zone at a time, or add the version column",
+                    ));
+                    good += 1;
                 } else if ver == 0 {
                     f.push(Finding::bad(
                         Problem,

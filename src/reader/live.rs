@@ -189,6 +189,28 @@ pub struct LiveSettings {
     pub max_backoff: Duration,
 }
 
+impl LiveSettings {
+    /// Settings for reading the server `mysql` (of zone `zone`) with `cfg`'s `[reader]`.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        zone: &str,
+        mysql: &crate::config::MysqlConfig,
+    ) -> Result<Self, String> {
+        Ok(LiveSettings {
+            zone: zone.to_string(),
+            addr: mysql.addr(),
+            opts: mysql.opts(&cfg.base_dir)?,
+            replica_server_id: cfg.reader.server_id,
+            limits: Limits {
+                max_rows: cfg.reader.max_fragment_rows,
+                max_bytes: cfg.reader.max_fragment_bytes,
+            },
+            heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
+            max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
+        })
+    }
+}
+
 /// Identity of a transaction group, to recognise it when it is read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum GroupKey {

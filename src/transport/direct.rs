@@ -66,8 +66,16 @@ async fn session(d: &Direction) -> Result<(), Error> {
         }
     });
     let origin = d.origin.clone();
+    let mut report = tokio::time::interval(Duration::from_secs(60));
+    report.tick().await;
     let result = loop {
         tokio::select! {
+            _ = report.tick() => {
+                let s = &applier.stats;
+                tracing::info!(from = %origin, transactions = s.transactions, rows = s.rows, conflicts = s.conflicts,
+                    quarantined = s.quarantined, loops_suppressed = s.loops_suppressed, duplicates_skipped = s.duplicates_skipped,
+                    "applier totals since start");
+            }
             t = rx.recv() => match t {
                 Some(t) => {
                     if let Err(e) = applier.apply(&origin, &t).await {
