@@ -16,6 +16,9 @@ CREATE TABLE IF NOT EXISTS `drc`.`applied` (
   last_gtid     VARCHAR(128) NULL,                 -- GTID of the last applied transaction
   commit_ts_us  BIGINT       NOT NULL DEFAULT 0,   -- its origin commit time (µs since the epoch)
   applied_txns  BIGINT UNSIGNED NOT NULL DEFAULT 0,-- transactions applied from this origin
+  kafka_topic   VARCHAR(255) NULL,                 -- Kafka transport: topic of the last applied message
+  kafka_partition INT        NULL,                 -- ... its partition
+  kafka_offset  BIGINT       NULL,                 -- ... and offset (the consumer seeks to offset + 1)
   applied_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB;
 

@@ -36,10 +36,18 @@ pub struct Config {
     /// Key ranges owned by each zone: `[id_ranges.a] increment = 2, offset = 1`.
     #[serde(default)]
     pub id_ranges: std::collections::BTreeMap<String, crate::applier::id_range::ZoneRanges>,
-    /// The peer zones this daemon pulls from (direct transport): `[[peers]] zone = "b"`
-    /// with a `[peers.mysql]` table like `[mysql]`.
+    /// The peer zones whose transactions this daemon applies: `[[peers]] zone = "b"`,
+    /// with a `[peers.mysql]` table like `[mysql]` for the direct transport.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// How transactions travel between zones: `transport = "direct"` (default; each
+    /// daemon reads its peers' binlogs) or `"kafka"` (each daemon publishes its own
+    /// zone's transactions and consumes its peers' topics; needs `[kafka]`).
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// The Kafka cluster, for `transport = "kafka"`.
+    #[serde(default)]
+    pub kafka: Option<crate::transport::kafka::KafkaConfig>,
     /// Directory the file was loaded from (relative paths resolve against it).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -128,14 +136,25 @@ pub struct ReplicationConfig {
     pub unversioned: Vec<String>,
 }
 
-/// A peer zone read directly by this daemon.
+/// A peer zone.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// The peer's zone name: `zone = "b"`.
     pub zone: String,
-    /// The peer's primary (read as a replica, with `[reader] server_id`).
-    pub mysql: MysqlConfig,
+    /// The peer's primary, read as a replica with `[reader] server_id` (direct
+    /// transport only).
+    #[serde(default)]
+    pub mysql: Option<MysqlConfig>,
+}
+
+/// See [`Config::transport`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    #[default]
+    Direct,
+    Kafka,
 }
 
 fn default_version_column() -> String {
@@ -185,10 +204,7 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "zone = {:?}: use letters, digits, '-' or '_'",
-                self.zone
-            ));
+            return Err(format!("zone = {:?}: use letters, digits, '-' or '_'", self.zone));
         }
         let m = &self.mysql;
         let sources = [
@@ -200,17 +216,12 @@ impl Config {
             return Err("[mysql] set only one of password_env, password_file, password".into());
         }
         if self.reader.server_id == 0 {
-            return Err(
-                "[reader] server_id must not be 0 (the server refuses replicas with id 0)".into(),
-            );
+            return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());
         }
         if self.reader.max_fragment_rows == 0 || self.reader.max_fragment_bytes == 0 {
-            return Err(
-                "[reader] max_fragment_rows and max_fragment_bytes must be positive".into(),
-            );
+            return Err("[reader] max_fragment_rows and max_fragment_bytes must be positive".into());
         }
-        crate::reader::live::StartSpec::parse(&self.reader.start)
-            .map_err(|e| format!("[reader] start: {e}"))?;
+        crate::reader::live::StartSpec::parse(&self.reader.start).map_err(|e| format!("[reader] start: {e}"))?;
         for (zone, r) in &self.id_ranges {
             r.validate(zone)?;
         }
@@ -228,15 +239,22 @@ impl Config {
             if p.zone == self.zone {
                 return Err(format!("[[peers]] zone {:?} is this zone", p.zone));
             }
+            if self.transport == TransportKind::Direct && p.mysql.is_none() {
+                return Err(format!(
+                    "[[peers]] zone {:?} needs a [peers.mysql] table with the direct transport",
+                    p.zone
+                ));
+            }
+        }
+        if self.transport == TransportKind::Kafka && self.kafka.is_none() {
+            return Err("transport = \"kafka\" needs a [kafka] section (brokers = \"host:9092\")".into());
         }
         if let Some(r) = &self.replication {
             if r.databases.is_empty() {
                 return Err("[replication] databases is empty".into());
             }
             if r.databases.iter().any(|d| d == "drc") {
-                return Err(
-                    "[replication] databases must not include drc's own schema `drc`".into(),
-                );
+                return Err("[replication] databases must not include drc's own schema `drc`".into());
             }
         }
         Ok(())
@@ -260,9 +278,9 @@ impl MysqlConfig {
     /// The password from its configured source; an error says which source failed.
     pub fn resolve_password(&self, base_dir: &Path) -> Result<Option<String>, String> {
         if let Some(var) = &self.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                format!("[mysql] password_env: environment variable {var} is not set")
-            });
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("[mysql] password_env: environment variable {var} is not set"));
         }
         if let Some(file) = &self.password_file {
             let p = if file.is_absolute() {
@@ -329,21 +347,14 @@ state_dir = "state"
     fn rejects_unknown_keys_and_conflicts() {
         let e = parse(&OK.replace("user = \"drc\"", "user = \"drc\"\nusr = 1")).unwrap_err();
         assert!(e.contains("unknown field `usr`"), "{e}");
-        let e = parse(&OK.replace(
-            "password_env = \"X\"",
-            "password_env = \"X\"\npassword = \"y\"",
-        ))
-        .unwrap_err();
+        let e = parse(&OK.replace("password_env = \"X\"", "password_env = \"X\"\npassword = \"y\"")).unwrap_err();
         assert!(e.contains("only one of"), "{e}");
         let e = parse(&OK.replace("server_id = 1001", "server_id = 0")).unwrap_err();
         assert!(e.contains("server_id"), "{e}");
         let e = parse(&OK.replace("zone = \"a\"", "zone = \"a b\"")).unwrap_err();
         assert!(e.contains("zone"), "{e}");
-        let e = parse(&OK.replace(
-            "state_dir = \"state\"",
-            "state_dir = \"state\"\nstart = \"yesterday\"",
-        ))
-        .unwrap_err();
+        let e =
+            parse(&OK.replace("state_dir = \"state\"", "state_dir = \"state\"\nstart = \"yesterday\"")).unwrap_err();
         assert!(e.contains("start"), "{e}");
     }
 
@@ -354,10 +365,7 @@ state_dir = "state"
         let mut c = parse(OK).unwrap();
         c.mysql.password_env = None;
         c.mysql.password_file = Some("pw".into());
-        assert_eq!(
-            c.mysql.resolve_password(dir.path()).unwrap().as_deref(),
-            Some("s3cret")
-        );
+        assert_eq!(c.mysql.resolve_password(dir.path()).unwrap().as_deref(), Some("s3cret"));
         c.mysql.password_file = None;
         c.mysql.password_env = Some("DRC_TEST_SURELY_UNSET_VAR".into());
         assert!(c

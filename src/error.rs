@@ -51,15 +51,13 @@ impl Error {
                 server_msg: s.message.clone(),
             },
             // access denied, unknown database, missing privilege: fix the setup
-            E::Server(s) if [1044, 1045, 1142, 1227, 1049, 1698].contains(&s.code) => {
-                Error::Server {
-                    addr: addr.into(),
-                    what: format!(
-                        "{} (error {}); check the user and grants in docs/OPERATIONS.md",
-                        s.message, s.code
-                    ),
-                }
-            }
+            E::Server(s) if [1044, 1045, 1142, 1227, 1049, 1698].contains(&s.code) => Error::Server {
+                addr: addr.into(),
+                what: format!(
+                    "{} (error {}); check the user and grants in docs/OPERATIONS.md",
+                    s.message, s.code
+                ),
+            },
             E::Server(s) => Error::Transient {
                 addr: addr.into(),
                 what: format!("server error {}: {}", s.code, s.message),

@@ -78,8 +78,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn init_logging(format: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

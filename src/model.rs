@@ -98,16 +98,12 @@ impl Serialize for Value {
             // f32 -> shortest text -> f64, so 1.1f32 prints as 1.1 (and re-reads as the same f32).
             Value::Float(v) => s.serialize_f64(v.to_string().parse::<f64>().unwrap_or(*v as f64)),
             Value::Double(v) => s.serialize_f64(*v),
-            Value::Decimal(t)
-            | Value::Date(t)
-            | Value::DateTime(t)
-            | Value::Time(t)
-            | Value::Text(t) => s.serialize_str(t),
+            Value::Decimal(t) | Value::Date(t) | Value::DateTime(t) | Value::Time(t) | Value::Text(t) => {
+                s.serialize_str(t)
+            }
             Value::Json(t) => s.serialize_str(t),
             Value::Year(y) => s.serialize_u16(*y),
-            Value::Timestamp { secs, micros, fsp } => {
-                s.serialize_str(&Value::timestamp_text(*secs, *micros, *fsp))
-            }
+            Value::Timestamp { secs, micros, fsp } => s.serialize_str(&Value::timestamp_text(*secs, *micros, *fsp)),
             Value::Bit { value, .. } => s.serialize_u64(*value),
             Value::Enum { index, label } => match label {
                 Some(l) => s.serialize_str(l),
@@ -119,10 +115,7 @@ impl Serialize for Value {
             },
             Value::Bytes(b) => {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(
-                    "base64",
-                    &base64::engine::general_purpose::STANDARD.encode(b),
-                )?;
+                m.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(b))?;
                 m.end()
             }
             Value::JsonDiff(d) => {
@@ -135,7 +128,7 @@ impl Serialize for Value {
 }
 
 /// Insert, update or delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Insert,
@@ -244,7 +237,7 @@ pub struct Transaction {
 }
 
 /// Where a commit timestamp came from; see docs/ARCHITECTURE.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TsSource {
     /// MySQL 8 `original_commit_timestamp` (microseconds, set by the originating server).
@@ -257,9 +250,6 @@ pub enum TsSource {
 
 impl Transaction {
     pub fn row_count(&self) -> usize {
-        self.changes
-            .iter()
-            .filter(|c| matches!(c, Change::Row(_)))
-            .count()
+        self.changes.iter().filter(|c| matches!(c, Change::Row(_))).count()
     }
 }

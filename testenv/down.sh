@@ -15,4 +15,16 @@ stop_zone() {
   log "zone $z did not stop in 60 s, killing"; kill -9 "$pid" 2>/dev/null || true
 }
 
-for z in ${*:-$ZONES}; do stop_zone "$z"; done
+stop_kafka() {
+  local pidf="$RUN_DIR/kafka/tansu.pid"
+  if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+    log "stopping kafka broker (pid $(cat "$pidf"))"; kill "$(cat "$pidf")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || return 0; sleep 0.2; done
+    kill -9 "$(cat "$pidf")" 2>/dev/null || true
+  fi
+}
+
+zones=()
+for a in "$@"; do case "$a" in --kafka) stop_kafka ;; *) zones+=("$a") ;; esac; done
+if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES); fi
+for z in "${zones[@]}"; do stop_zone "$z"; done

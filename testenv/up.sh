@@ -11,11 +11,40 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-zones="${*:-$ZONES}"
+kafka=0
+args=()
+for a in "$@"; do
+  case "$a" in --kafka) kafka=1 ;; *) args+=("$a") ;; esac
+done
+zones="${args[*]:-$ZONES}"
 ensure_pkg mariadb mariadb-server mariadb-client
 MARIADBD="$(mariadb_bin)" || { log "mariadbd not found after install"; exit 1; }
 mkdir -p "$RUN_DIR/secrets"
 printf 'drc' > "$RUN_DIR/secrets/drc.password"
+
+# A Kafka-protocol broker (tansu, from crates.io) on 127.0.0.1:9092 with durable
+# SQLite storage, and the topics of the testenv zones (one partition each).
+start_kafka() {
+  if ! command -v tansu >/dev/null 2>&1; then
+    log "installing tansu (cargo install tansu --locked --features dynostore,libsql; about 15 minutes)"
+    cargo install tansu --locked --features dynostore,libsql >"$RUN_DIR/tansu-install.log" 2>&1 \
+      || { tail -20 "$RUN_DIR/tansu-install.log" >&2; exit 1; }
+  fi
+  local dir="$RUN_DIR/kafka"
+  mkdir -p "$dir"
+  if [ -f "$dir/tansu.pid" ] && kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null; then
+    log "kafka broker already running on 127.0.0.1:9092"
+  else
+    log "starting kafka broker (tansu) on 127.0.0.1:9092"
+    (cd "$dir" && setsid tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+       --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1 < /dev/null & echo $! > "$dir/tansu.pid")
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.2; done
+    (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || { log "tansu did not start:"; tail -20 "$dir/tansu.log" >&2; exit 1; }
+  fi
+  for t in drc.a drc.b drc.c; do
+    (cd "$dir" && tansu topic create "$t" --partitions 1 >/dev/null 2>&1) || true
+  done
+}
 
 start_zone() {
   local z="$1" dir port sid dom off
@@ -92,4 +121,5 @@ setup_sql() {
 }
 
 for z in $zones; do start_zone "$z"; done
+if [ "$kafka" = 1 ]; then start_kafka; fi
 log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"

@@ -17,220 +17,14 @@
 
 mod common;
 
+use common::pair::*;
 use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Pair {
-    dir: tempfile::TempDir,
-    db: String,
-    cfg: [PathBuf; 2],
-    daemons: [Option<Child>; 2],
-}
-
-const PORTS: [u16; 2] = [ZONE_A, ZONE_B];
-const ZONES: [&str; 2] = ["a", "b"];
-
-fn daemon_config(dir: &Path, zone: usize, db: &str, server_id: u32) -> PathBuf {
-    let other = 1 - zone;
-    let path = dir.join(format!("zone-{}.toml", ZONES[zone]));
-    std::fs::write(
-        &path,
-        format!(
-            r#"zone = "{z}"
-[mysql]
-host = "127.0.0.1"
-port = {port}
-user = "drc"
-password = "drc"
-[reader]
-server_id = {server_id}
-state_dir = "state-{z}"
-start = "now"
-heartbeat_secs = 1
-reconnect_max_backoff_secs = 1
-max_fragment_rows = 50
-[replication]
-databases = ["{db}"]
-version_column = "updated_at"
-range_policy = "reject"
-channel = "{db}"
-[id_ranges.a]
-increment = 2
-offset = 1
-[id_ranges.b]
-increment = 2
-offset = 2
-[[peers]]
-zone = "{oz}"
-[peers.mysql]
-host = "127.0.0.1"
-port = {oport}
-user = "drc"
-password = "drc"
-"#,
-            z = ZONES[zone],
-            port = PORTS[zone],
-            oz = ZONES[other],
-            oport = PORTS[other],
-        ),
-    )
-    .unwrap();
-    path
-}
-
-impl Pair {
-    /// A fresh database `db` in both zones, created with `ddl` (run in both zones).
-    async fn new(name: &str, ddl: &[&str], server_id_base: u32) -> Pair {
-        let db = format!("drc_aa_{name}_{}", std::process::id());
-        for port in PORTS {
-            exec(
-                port,
-                &[
-                    &format!("DROP DATABASE IF EXISTS `{db}`"),
-                    &format!("CREATE DATABASE `{db}`"),
-                ],
-            )
-            .await;
-            let mut stmts = vec![format!("USE `{db}`")];
-            stmts.extend(ddl.iter().map(|s| s.to_string()));
-            let refs: Vec<&str> = stmts.iter().map(|s| s.as_str()).collect();
-            exec(port, &refs).await;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = [
-            daemon_config(dir.path(), 0, &db, server_id_base),
-            daemon_config(dir.path(), 1, &db, server_id_base + 1),
-        ];
-        for c in &cfg {
-            let st = Command::new(drc_bin())
-                .arg("init")
-                .arg("--config")
-                .arg(c)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        Pair {
-            dir,
-            db,
-            cfg,
-            daemons: [None, None],
-        }
-    }
-
-    fn start(&mut self, zone: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{}.log", ZONES[zone])))
-            .unwrap();
-        let child = Command::new(drc_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&self.cfg[zone])
-            .env("DRC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.daemons[zone] = Some(child);
-    }
-
-    /// Starts both daemons and waits until both replicate.
-    async fn start_both(&mut self) {
-        self.start(0);
-        self.start(1);
-        for (z, name) in ZONES.iter().enumerate() {
-            let ok = wait_until(Duration::from_secs(30), || {
-                let log = self.log(z);
-                async move { log.contains("replicating") }
-            })
-            .await;
-            assert!(ok, "daemon of zone {name} did not start:\n{}", self.log(z));
-        }
-    }
-
-    fn kill9(&mut self, zone: usize) {
-        if let Some(mut c) = self.daemons[zone].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn log(&self, zone: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{}.log", ZONES[zone])))
-            .unwrap_or_default()
-    }
-
-    async fn rows(&self, zone: usize, table: &str) -> Vec<String> {
-        let mut c = conn(PORTS[zone]).await;
-        let cols: Vec<String> = c
-            .exec("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (&self.db, table))
-            .await
-            .unwrap();
-        let hex: Vec<String> = cols
-            .iter()
-            .map(|c| format!("IFNULL(HEX(`{}`), 'NULL')", c.replace('`', "``")))
-            .collect();
-        c.query(format!(
-            "SELECT CONCAT_WS('|', {}) FROM `{}`.`{}` ORDER BY 1",
-            hex.join(", "),
-            self.db,
-            table.replace('`', "``")
-        ))
-        .await
-        .unwrap()
-    }
-
-    async fn applied_txns(&self, zone: usize) -> u64 {
-        let mut c = conn(PORTS[zone]).await;
-        c.exec_first(
-            "SELECT applied_txns FROM drc.applied WHERE origin_zone = ?",
-            (format!("{}/{}", ZONES[1 - zone], self.db),),
-        )
-        .await
-        .unwrap()
-        .unwrap_or(0)
-    }
-
-    async fn conflicts(&self, zone: usize, kind: &str) -> u64 {
-        let mut c = conn(PORTS[zone]).await;
-        c.exec_first(
-            "SELECT COUNT(*) FROM drc.conflicts WHERE db = ? AND kind = ?",
-            (&self.db, kind),
-        )
-        .await
-        .unwrap()
-        .unwrap_or(0)
-    }
-
-    async fn converged(&self, table: &str) -> bool {
-        self.rows(0, table).await == self.rows(1, table).await
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.kill9(0);
-        self.kill9(1);
-    }
-}
-
-const ORDERS: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
-    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
-
-async fn wait_converged(p: &Pair, table: &str, secs: u64) -> bool {
-    wait_until(Duration::from_secs(secs), || async {
-        p.converged(table).await
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
@@ -239,16 +33,12 @@ async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
     let db = p.db.clone();
     exec(
         ZONE_A,
-        &[&format!(
-            "INSERT INTO `{db}`.orders (customer) VALUES ('from a')"
-        )],
+        &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from a')")],
     )
     .await;
     exec(
         ZONE_B,
-        &[&format!(
-            "INSERT INTO `{db}`.orders (customer) VALUES ('from b')"
-        )],
+        &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from b')")],
     )
     .await;
     assert!(
@@ -280,17 +70,9 @@ async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
     )
     .await;
     // And a delete in a racing an older update in b of another row.
-    exec(
-        ZONE_B,
-        &[&format!("UPDATE `{db}`.orders SET n = 7 WHERE id = 2")],
-    )
-    .await;
+    exec(ZONE_B, &[&format!("UPDATE `{db}`.orders SET n = 7 WHERE id = 2")]).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    exec(
-        ZONE_A,
-        &[&format!("DELETE FROM `{db}`.orders WHERE id = 2")],
-    )
-    .await;
+    exec(ZONE_A, &[&format!("DELETE FROM `{db}`.orders WHERE id = 2")]).await;
     p.start(0);
     p.start(1);
     assert!(
@@ -311,16 +93,8 @@ async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
     );
     assert!(p.conflicts(0, "local_row_newer").await + p.conflicts(1, "local_row_newer").await >= 1);
     // No echo: each zone applied exactly the other's transactions (2 inserts... + 1/2 updates).
-    assert_eq!(
-        p.applied_txns(1).await,
-        3,
-        "zone b applied a's insert, update, delete"
-    );
-    assert_eq!(
-        p.applied_txns(0).await,
-        3,
-        "zone a applied b's insert and two updates"
-    );
+    assert_eq!(p.applied_txns(1).await, 3, "zone b applied a's insert, update, delete");
+    assert_eq!(p.applied_txns(0).await, 3, "zone a applied b's insert and two updates");
     for port in PORTS {
         exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
     }
@@ -366,9 +140,7 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
                     } else if roll < 85 {
                         let id = pick(&mut rng).unwrap();
                         c.exec_drop(
-                            format!(
-                                "UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"
-                            ),
+                            format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
                             (format!("z{zone}w{w}u{i}"), id),
                         )
                         .await
@@ -414,10 +186,7 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
     }
     done.store(true, Ordering::SeqCst);
     let p = killer.await.unwrap();
-    let (ca, cb) = (
-        committed[0].load(Ordering::SeqCst),
-        committed[1].load(Ordering::SeqCst),
-    );
+    let (ca, cb) = (committed[0].load(Ordering::SeqCst), committed[1].load(Ordering::SeqCst));
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 20 daemon kills");
     let all_applied = wait_until(Duration::from_secs(120), || async {
         p.applied_txns(1).await >= ca && p.applied_txns(0).await >= cb
@@ -430,23 +199,12 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
         p.applied_txns(0).await,
         p.log(0)
     );
-    assert!(
-        wait_converged(&p, "orders", 30).await,
-        "zones differ after the load"
-    );
+    assert!(wait_converged(&p, "orders", 30).await, "zones differ after the load");
     let (ra, rb) = (p.rows(0, "orders").await, p.rows(1, "orders").await);
     assert_eq!(ra, rb, "every row identical");
     // Exactly once and no echo: the counts are exact.
-    assert_eq!(
-        p.applied_txns(1).await,
-        ca,
-        "a -> b: each transaction exactly once"
-    );
-    assert_eq!(
-        p.applied_txns(0).await,
-        cb,
-        "b -> a: each transaction exactly once"
-    );
+    assert_eq!(p.applied_txns(1).await, ca, "a -> b: each transaction exactly once");
+    assert_eq!(p.applied_txns(0).await, cb, "b -> a: each transaction exactly once");
     // The conflict log agrees with the winners: no key ended older than a version the log says won.
     for zone in 0..2 {
         let mut c = conn(PORTS[zone]).await;
@@ -490,10 +248,7 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
             .unwrap()
             .unwrap()
     };
-    eprintln!(
-        "rows at the end: {}, conflicts logged in zone a: {conflicts}",
-        ra.len()
-    );
+    eprintln!("rows at the end: {}, conflicts logged in zone a: {conflicts}", ra.len());
     drop(p);
     for port in PORTS {
         exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
@@ -509,9 +264,7 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
     exec(
         ZONE_A,
         &[
-            &format!(
-                "INSERT INTO `{db}`.orders (id, customer) VALUES (5000, 'even id written in a')"
-            ),
+            &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (5000, 'even id written in a')"),
             &format!("INSERT INTO `{db}`.orders (customer) VALUES ('ok a')"),
         ],
     )
@@ -519,9 +272,7 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
     exec(
         ZONE_B,
         &[
-            &format!(
-                "INSERT INTO `{db}`.orders (id, customer) VALUES (7001, 'odd id written in b')"
-            ),
+            &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (7001, 'odd id written in b')"),
             &format!("INSERT INTO `{db}`.orders (customer) VALUES ('ok b')"),
         ],
     )
@@ -541,7 +292,10 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
     );
     let mut c = conn(ZONE_B).await;
     let (resolution, row): (String, String) = c
-        .exec_first("SELECT resolution, incoming_row FROM drc.conflicts WHERE db = ? AND kind = 'id_out_of_range'", (&db,))
+        .exec_first(
+            "SELECT resolution, incoming_row FROM drc.conflicts WHERE db = ? AND kind = 'id_out_of_range'",
+            (&db,),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -608,12 +362,14 @@ async fn hostile_identifiers_replicate_and_a_missing_table_stops_cleanly() {
     let mut p = Pair::new("hostile", &[weird], 4501).await;
     p.start_both().await;
     let db = p.db.clone();
-    exec(ZONE_A, &[&format!("INSERT INTO `{db}`.`we``ird 表 \"x\"` (`i``d`, `na'me`) VALUES (1, 'Robert''); DROP TABLE x;--')")]).await;
-    assert!(
-        wait_converged(&p, "we`ird 表 \"x\"", 20).await,
-        "{}",
-        p.log(1)
-    );
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.`we``ird 表 \"x\"` (`i``d`, `na'me`) VALUES (1, 'Robert''); DROP TABLE x;--')"
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "we`ird 表 \"x\"", 20).await, "{}", p.log(1));
     assert_eq!(p.rows(1, "we`ird 表 \"x\"").await.len(), 1);
 
     // A table that exists only in zone a: zone b's daemon stops and says so; its position stays.
@@ -647,16 +403,12 @@ async fn unique_key_clash_is_a_logged_conflict_not_a_crash_loop() {
     p.kill9(1);
     exec(
         ZONE_A,
-        &[&format!(
-            "INSERT INTO `{db}`.users (email) VALUES ('same@example.com')"
-        )],
+        &[&format!("INSERT INTO `{db}`.users (email) VALUES ('same@example.com')")],
     )
     .await;
     exec(
         ZONE_B,
-        &[&format!(
-            "INSERT INTO `{db}`.users (email) VALUES ('same@example.com')"
-        )],
+        &[&format!("INSERT INTO `{db}`.users (email) VALUES ('same@example.com')")],
     )
     .await;
     p.start_both().await;
@@ -769,11 +521,7 @@ async fn unversioned_tables_replicate_when_listed() {
         ],
     )
     .await;
-    exec(
-        ZONE_B,
-        &[&format!("INSERT INTO `{db}`.legacy VALUES (2, 20)")],
-    )
-    .await;
+    exec(ZONE_B, &[&format!("INSERT INTO `{db}`.legacy VALUES (2, 20)")]).await;
     assert!(
         wait_converged(&p, "legacy", 20).await,
         "a={:?} b={:?}\n{}",
@@ -781,10 +529,7 @@ async fn unversioned_tables_replicate_when_listed() {
         p.rows(1, "legacy").await,
         p.log(1)
     );
-    assert_eq!(
-        p.rows(1, "legacy").await,
-        vec!["1|B".to_string(), "2|14".to_string()]
-    );
+    assert_eq!(p.rows(1, "legacy").await, vec!["1|B".to_string(), "2|14".to_string()]);
     drop(p);
     for port in PORTS {
         exec(port, &[&format!("DROP DATABASE `{db}`")]).await;

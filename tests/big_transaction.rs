@@ -17,10 +17,7 @@ const ROWS: u64 = 1_000_000;
 
 fn children_max_rss_kb() -> i64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) }, 0);
     ru.ru_maxrss
 }
 
@@ -33,9 +30,7 @@ async fn zone_c_million_row_transaction_streams_in_bounded_memory() {
         &[
             &format!("DROP DATABASE IF EXISTS {db}"),
             &format!("CREATE DATABASE {db}"),
-            &format!(
-                "CREATE TABLE {db}.t (id INT PRIMARY KEY, a BIGINT, b CHAR(32), c DATETIME(6))"
-            ),
+            &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, a BIGINT, b CHAR(32), c DATETIME(6))"),
         ],
     )
     .await;
@@ -52,7 +47,11 @@ async fn zone_c_million_row_transaction_streams_in_bounded_memory() {
 
     let mut c = conn(ZONE_C).await;
     let t0 = std::time::Instant::now();
-    c.query_drop(format!("INSERT INTO {db}.t SELECT seq, seq * 1000, md5(seq), '2026-01-01 00:00:00.123456' FROM {db}.seq_1_to_{ROWS}")).await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO {db}.t SELECT seq, seq * 1000, md5(seq), '2026-01-01 00:00:00.123456' FROM {db}.seq_1_to_{ROWS}"
+    ))
+    .await
+    .unwrap();
     eprintln!(
         "inserted {ROWS} rows in one transaction in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -93,9 +92,6 @@ async fn zone_c_million_row_transaction_streams_in_bounded_memory() {
         ROWS as f64 / secs,
         rss_kb as f64 / 1024.0
     );
-    assert!(
-        rss_kb > before || before < 200 * 1024,
-        "rusage did not see the child"
-    );
+    assert!(rss_kb > before || before < 200 * 1024, "rusage did not see the child");
     assert!(rss_kb < 200 * 1024, "peak RSS {} kB is over 200 MB", rss_kb);
 }

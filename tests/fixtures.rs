@@ -18,9 +18,7 @@ use std::process::Command;
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("DRC_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
     assert!(
         dir.is_dir(),
         "fixture directory {} is missing (set DRC_FIXTURES)",
@@ -123,9 +121,7 @@ fn unquote(s: &str) -> Option<Vec<u8>> {
 }
 
 fn digits(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_digit() || *c == '-')
-        .collect()
+    s.chars().filter(|c| c.is_ascii_digit() || *c == '-').collect()
 }
 
 fn bits(s: &str) -> Option<u64> {
@@ -169,22 +165,15 @@ fn agrees(ours: &Value, theirs: &str) -> bool {
         Value::Bit { value, .. } => bits(theirs) == Some(*value),
         Value::Enum { index, .. } => theirs.parse::<u16>() == Ok(*index),
         Value::Set { mask, .. } => bits(theirs).or_else(|| theirs.parse().ok()) == Some(*mask),
-        Value::Text(t) => unquote(theirs).is_some_and(|b| {
-            b == t.as_bytes() || encoding_rs::WINDOWS_1252.encode(t).0.as_ref() == b.as_slice()
-        }),
+        Value::Text(t) => unquote(theirs)
+            .is_some_and(|b| b == t.as_bytes() || encoding_rs::WINDOWS_1252.encode(t).0.as_ref() == b.as_slice()),
         Value::Bytes(b) => unquote(theirs).is_some_and(|x| &x == b),
         Value::Json(j) => unquote(theirs).is_none_or(|x| x == j.as_bytes()),
         Value::JsonDiff(_) => true,
     }
 }
 
-fn compare_image(
-    file: &str,
-    row: usize,
-    what: &str,
-    ours: Option<&drc::model::RowImage>,
-    theirs: &[(usize, String)],
-) {
+fn compare_image(file: &str, row: usize, what: &str, ours: Option<&drc::model::RowImage>, theirs: &[(usize, String)]) {
     let Some(img) = ours else {
         assert!(
             theirs.is_empty(),
@@ -192,17 +181,9 @@ fn compare_image(
         );
         return;
     };
-    assert_eq!(
-        img.values.len(),
-        theirs.len(),
-        "{file} row {row} {what}: column count"
-    );
+    assert_eq!(img.values.len(), theirs.len(), "{file} row {row} {what}: column count");
     for (i, (v, (n, t))) in img.values.iter().zip(theirs).enumerate() {
-        assert_eq!(
-            img.position(i) + 1,
-            *n,
-            "{file} row {row} {what}: column position"
-        );
+        assert_eq!(img.position(i) + 1, *n, "{file} row {row} {what}: column position");
         assert!(
             agrees(v, t),
             "{file} row {row} {what} @{n}: drc {v:?} vs mariadb-binlog {t}"
@@ -234,18 +215,10 @@ fn agrees_with_mariadb_binlog_on_every_fixture_row() {
             continue; // checked by the MySQL-only tests below
         }
         files += 1;
-        assert_eq!(
-            ours.len(),
-            theirs.len(),
-            "{name}: row count (drc vs mariadb-binlog)"
-        );
+        assert_eq!(ours.len(), theirs.len(), "{name}: row count (drc vs mariadb-binlog)");
         for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
             assert_eq!(o.op, t.op, "{name} row {i}: op");
-            assert_eq!(
-                format!("`{}`.`{}`", o.db, o.table),
-                t.table,
-                "{name} row {i}: table"
-            );
+            assert_eq!(format!("`{}`.`{}`", o.db, o.table), t.table, "{name} row {i}: table");
             compare_image(&name, i, "before", o.before.as_ref(), &t.before);
             compare_image(&name, i, "after", o.after.as_ref(), &t.after);
             compared_rows += 1;
@@ -267,10 +240,7 @@ fn truncated_and_corrupt_files_fail_cleanly() {
         ("ver_5_1-wl2325_r.001", 428),
     ] {
         let err = drc_rows(&fixture(name)).expect_err(name);
-        assert!(
-            err.contains(name),
-            "{name}: error does not name the file: {err}"
-        );
+        assert!(err.contains(name), "{name}: error does not name the file: {err}");
         assert!(
             err.contains(&format!("at offset {offset}")),
             "{name}: error does not name offset {offset}: {err}"
@@ -347,45 +317,25 @@ fn mysql_gtids_and_commit_timestamps() {
     .unwrap();
     let last = txs.iter().rev().find(|t| t.last).expect("a transaction");
     let gtid = last.gtid.as_ref().expect("gtid").to_string();
-    assert!(
-        gtid.split(':').count() == 3,
-        "tagged GTID expected, got {gtid}"
-    );
+    assert!(gtid.split(':').count() == 3, "tagged GTID expected, got {gtid}");
     assert_eq!(last.ts_source, drc::model::TsSource::OriginalCommit);
-    assert!(
-        last.commit_ts_us % 1_000_000 != 0,
-        "microsecond precision expected"
-    );
+    assert!(last.commit_ts_us % 1_000_000 != 0, "microsecond precision expected");
     let cp = last.checkpoint.as_ref().unwrap();
-    assert!(cp
-        .gtid
-        .as_ref()
-        .unwrap()
-        .contains(last.gtid.as_ref().unwrap()));
+    assert!(cp.gtid.as_ref().unwrap().contains(last.gtid.as_ref().unwrap()));
 }
 
 /// MariaDB: GTID 162, annotate 160, checkpoint 161, GTID list 163, full row metadata.
 #[test]
 fn mariadb_events_and_full_metadata() {
     let mut txs = Vec::new();
-    read_file(
-        &fixture("mariadb-bin.000001"),
-        "a",
-        Limits::default(),
-        |tx| {
-            txs.push(tx);
-            Ok(())
-        },
-    )
+    read_file(&fixture("mariadb-bin.000001"), "a", Limits::default(), |tx| {
+        txs.push(tx);
+        Ok(())
+    })
     .unwrap();
-    let gtids: Vec<String> = txs
-        .iter()
-        .map(|t| t.gtid.as_ref().unwrap().to_string())
-        .collect();
+    let gtids: Vec<String> = txs.iter().map(|t| t.gtid.as_ref().unwrap().to_string()).collect();
     assert_eq!(gtids, ["0-1-1", "0-1-2"]);
-    let Change::Row(r) = &txs[0].changes[0] else {
-        panic!()
-    };
+    let Change::Row(r) = &txs[0].changes[0] else { panic!() };
     assert_eq!(&*r.pk, [std::sync::Arc::<str>::from("id")]);
     let after = r.after.as_ref().unwrap();
     let names: Vec<&str> = after.columns.iter().map(|c| &**c).collect();
@@ -409,10 +359,7 @@ fn mariadb_events_and_full_metadata() {
     let Some(Value::Bytes(b)) = after.get("event") else {
         panic!()
     };
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD.encode(b),
-        "eyJmb28iOjF9"
-    );
+    assert_eq!(base64::engine::general_purpose::STANDARD.encode(b), "eyJmb28iOjF9");
     let cp = txs[1].checkpoint.as_ref().unwrap();
     assert_eq!(cp.file.to_string(), "mariadb-bin.000001:1074");
     assert_eq!(cp.gtid.as_ref().unwrap().to_string(), "0-1-2");
@@ -441,8 +388,5 @@ fn large_transactions_arrive_in_fragments() {
         txs.iter().any(|t| t.fragment > 0),
         "expected a multi-fragment transaction"
     );
-    assert_eq!(
-        rows_all,
-        drc_rows(&fixture("write-full-row.binlog")).unwrap().len()
-    );
+    assert_eq!(rows_all, drc_rows(&fixture("write-full-row.binlog")).unwrap().len());
 }

@@ -174,10 +174,7 @@ async fn type_matrix_is_exact_through_the_live_stream() {
     assert_eq!(&*ins.pk, [std::sync::Arc::<str>::from("id")]);
     let after = ins.after.as_ref().unwrap();
     let got_names: Vec<&str> = after.columns.iter().map(|c| &**c).collect();
-    assert_eq!(
-        got_names, names,
-        "column names from binlog_row_metadata=FULL"
-    );
+    assert_eq!(got_names, names, "column names from binlog_row_metadata=FULL");
     for (name, v) in &want {
         assert_eq!(after.get(name), Some(v), "column {name}");
     }
@@ -192,14 +189,8 @@ async fn type_matrix_is_exact_through_the_live_stream() {
     // Update: full before and after images.
     let upd = &rows[2];
     assert_eq!(upd.op, Op::Update);
-    assert_eq!(
-        upd.before.as_ref().unwrap().get("ti"),
-        Some(&Value::Int(-128))
-    );
-    assert_eq!(
-        upd.after.as_ref().unwrap().get("ti"),
-        Some(&Value::Int(127))
-    );
+    assert_eq!(upd.before.as_ref().unwrap().get("ti"), Some(&Value::Int(-128)));
+    assert_eq!(upd.after.as_ref().unwrap().get("ti"), Some(&Value::Int(127)));
     assert_eq!(upd.after.as_ref().unwrap().get("vc"), Some(&Value::Null));
     assert_eq!(
         upd.after.as_ref().unwrap().get("d"),
@@ -251,11 +242,7 @@ async fn transactions_are_tagged_and_positioned() {
             .unwrap()
             .unwrap()
         {
-            if tx
-                .changes
-                .iter()
-                .any(|c| matches!(c, Change::Row(r) if *r.db == *db))
-            {
+            if tx.changes.iter().any(|c| matches!(c, Change::Row(r) if *r.db == *db)) {
                 found = Some(tx);
             }
         }
@@ -265,10 +252,7 @@ async fn transactions_are_tagged_and_positioned() {
     assert!(tx.last && tx.row_count() == 2);
     assert_eq!(tx.server_id, 1);
     let gtid = tx.gtid.as_ref().unwrap().to_string();
-    assert!(
-        gtid.starts_with("1-1-"),
-        "zone a writes in domain 1: {gtid}"
-    );
+    assert!(gtid.starts_with("1-1-"), "zone a writes in domain 1: {gtid}");
     assert_eq!(tx.ts_source, drc::model::TsSource::ArrivalRefined);
     // Arrival-refined time lies between the write and its arrival (ms precision or better).
     assert!(
@@ -280,11 +264,7 @@ async fn transactions_are_tagged_and_positioned() {
     let cp = tx.checkpoint.unwrap();
     let mut c = conn(ZONE_A).await;
     use mysql_async::prelude::Queryable;
-    let pos: String = c
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap();
+    let pos: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
     let server_pos: drc::position::MariaGtidPos = pos.parse().unwrap();
     let ours = match cp.gtid.unwrap() {
         drc::position::GtidState::Mariadb(p) => p,
@@ -368,15 +348,9 @@ async fn check_reports_ready_and_problems() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let p = findings
-        .iter()
-        .find(|f| f["level"] == "problem")
-        .expect("a problem");
+    let p = findings.iter().find(|f| f["level"] == "problem").expect("a problem");
     assert_eq!(p["check"], "server_id");
-    assert!(p["fix"]
-        .as_str()
-        .unwrap()
-        .contains("different [reader] server_id"));
+    assert!(p["fix"].as_str().unwrap().contains("different [reader] server_id"));
     // Unreachable server: clear error, exit 1.
     let gone = write_config(dir.path(), "x", 1, 1001, "now");
     let out = std::process::Command::new(drc_bin())

@@ -10,17 +10,14 @@ use std::path::{Path, PathBuf};
 
 fn validator() -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/change_event.v1.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
 
 fn fixture_lines() -> Vec<String> {
     let dir = std::env::var_os("DRC_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
     let mut buf = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -29,11 +26,7 @@ fn fixture_lines() -> Vec<String> {
             write_transaction(&mut buf, &tx).map(|_| ())
         });
     }
-    String::from_utf8(buf)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8(buf).unwrap().lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -59,13 +52,8 @@ fn every_emitted_line_validates() {
 #[test]
 fn broken_lines_are_rejected() {
     let v = validator();
-    let good: serde_json::Value = serde_json::from_str(
-        &fixture_lines()
-            .into_iter()
-            .find(|l| l.contains("\"insert\""))
-            .unwrap(),
-    )
-    .unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&fixture_lines().into_iter().find(|l| l.contains("\"insert\"")).unwrap()).unwrap();
     assert!(v.is_valid(&good));
     let mut no_op = good.clone();
     no_op.as_object_mut().unwrap().remove("op");

@@ -29,10 +29,7 @@ fn spawn_tail(cfg: &Path, out: &Path, reset: bool) -> Child {
 
 fn spawn_tail_logged(cfg: &Path, out: &Path, reset: bool, log: Option<&Path>) -> Child {
     let mut c = Command::new(drc_bin());
-    c.args(["binlog", "tail", "--config"])
-        .arg(cfg)
-        .arg("--output")
-        .arg(out);
+    c.args(["binlog", "tail", "--config"]).arg(cfg).arg("--output").arg(out);
     if reset {
         c.arg("--reset");
     }
@@ -50,9 +47,7 @@ fn spawn_tail_logged(cfg: &Path, out: &Path, reset: bool, log: Option<&Path>) ->
 /// Inserts that survive a server restart: retried until they commit; a duplicate key
 /// on retry means the earlier attempt committed.
 async fn insert_tx(first: u64, rows: u64) {
-    let values: Vec<String> = (first..first + rows)
-        .map(|s| format!("({s}, 'row {s}')"))
-        .collect();
+    let values: Vec<String> = (first..first + rows).map(|s| format!("({s}, 'row {s}')")).collect();
     let sql = format!("INSERT INTO {DB}.t (seq, note) VALUES {}", values.join(","));
     loop {
         if let Ok(mut c) = mysql_async::Conn::new(opts(ZONE_C)).await {
@@ -73,17 +68,14 @@ fn parse_output(path: &Path) -> Vec<u64> {
     let mut seen_gtids: HashMap<String, usize> = HashMap::new();
     let mut open: Option<String> = None;
     for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {line}"));
         if v["db"] != DB {
             continue;
         }
         let gtid = v["gtid"].as_str().unwrap().to_string();
         match &open {
-            Some(g) => assert_eq!(
-                g, &gtid,
-                "line {i}: transaction {g} interleaved with {gtid}"
-            ),
+            Some(g) => assert_eq!(g, &gtid, "line {i}: transaction {g} interleaved with {gtid}"),
             None => {
                 let n = seen_gtids.entry(gtid.clone()).or_default();
                 *n += 1;
@@ -120,10 +112,9 @@ async fn zone_c_kill_and_restart_never_skips_or_repeats() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "c", ZONE_C, 3001, &format!("gtid:{start}"));
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "heartbeat_secs = 1",
-        "heartbeat_secs = 1\nmax_fragment_rows = 7",
-    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("heartbeat_secs = 1", "heartbeat_secs = 1\nmax_fragment_rows = 7");
     std::fs::write(&cfg, text).unwrap();
     let out = dir.path().join("out.jsonl");
 
@@ -208,8 +199,7 @@ async fn zone_c_kill_and_restart_never_skips_or_repeats() {
     tail.wait().unwrap();
     let seqs = parse_output(&out);
     {
-        let store =
-            drc::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
+        let store = drc::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
         let saved = store.load().unwrap().expect("a saved checkpoint");
         assert_eq!(
             saved.output_len,
@@ -249,9 +239,7 @@ async fn zone_c_kill_and_restart_never_skips_or_repeats() {
         let file = cur.0.clone();
         async move {
             let mut c = conn(ZONE_C).await;
-            c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
-                .await
-                .unwrap();
+            c.query_drop(format!("PURGE BINARY LOGS TO '{file}'")).await.unwrap();
             let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
             logs.len() == 1
         }

@@ -93,6 +93,8 @@ pub struct Applier {
     open: Option<String>,
     /// Rest of the current origin transaction is skipped.
     skipping: Option<SkipReason>,
+    /// Kafka position of the fragment being applied (written with the position).
+    transport_position: Option<(String, i32, i64)>,
     /// Applied GTID state per origin (mirror of drc.applied).
     applied: HashMap<String, Option<GtidState>>,
     pub stats: ApplyStats,
@@ -107,12 +109,10 @@ fn definite(s: &ApplierSettings, what: String) -> Error {
 
 fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error {
     match &e {
-        mysql_async::Error::Server(se) if [1213, 1205, 1053, 2006, 2013].contains(&se.code) => {
-            Error::Transient {
-                addr: s.addr.clone(),
-                what: format!("{context}: {e}"),
-            }
-        }
+        mysql_async::Error::Server(se) if [1213, 1205, 1053, 2006, 2013].contains(&se.code) => Error::Transient {
+            addr: s.addr.clone(),
+            what: format!("{context}: {e}"),
+        },
         mysql_async::Error::Server(_) => definite(s, format!("{context}: {e}")),
         _ => Error::Transient {
             addr: s.addr.clone(),
@@ -134,9 +134,7 @@ impl Applier {
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             ])
             .into();
-        let conn = Conn::new(opts)
-            .await
-            .map_err(|e| mysql_err(&s, "connect", e))?;
+        let conn = Conn::new(opts).await.map_err(|e| mysql_err(&s, "connect", e))?;
         Ok(Applier {
             conn,
             s,
@@ -144,17 +142,45 @@ impl Applier {
             open: None,
             skipping: None,
             applied: HashMap::new(),
+            transport_position: None,
             stats: ApplyStats::default(),
         })
     }
 
     /// Creates the drc schema (idempotent).
     pub async fn init_schema(&mut self) -> Result<(), Error> {
-        for stmt in meta_statements() {
+        let statements = meta_statements();
+        for stmt in statements {
             self.conn
                 .query_drop(stmt)
                 .await
                 .map_err(|e| mysql_err(&self.s, "creating the drc schema", e))?;
+        }
+        // Columns added after the first release of the schema.
+        for (col, def) in [
+            ("kafka_topic", "VARCHAR(255) NULL"),
+            ("kafka_partition", "INT NULL"),
+            ("kafka_offset", "BIGINT NULL"),
+        ] {
+            let have: Option<String> = self
+                .conn
+                .exec_first(
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'drc' AND TABLE_NAME = 'applied' AND COLUMN_NAME = ?",
+                    (col,),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+            if have.is_none() {
+                match self
+                    .conn
+                    .query_drop(format!("ALTER TABLE `drc`.`applied` ADD COLUMN {col} {def}"))
+                    .await
+                {
+                    // another drc added it meanwhile
+                    Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+                    r => r.map_err(|e| mysql_err(&self.s, "upgrading drc.applied", e))?,
+                }
+            }
         }
         Ok(())
     }
@@ -208,6 +234,25 @@ impl Applier {
         Ok(cp)
     }
 
+    /// Sets the Kafka topic/partition/offset of the fragment about to be applied; it is
+    /// stored in `drc.applied` with the commit of its transaction.
+    pub fn set_transport_position(&mut self, p: Option<(String, i32, i64)>) {
+        self.transport_position = p;
+    }
+
+    /// The Kafka offset of the last applied message from `origin`.
+    pub async fn applied_kafka_offset(&mut self, origin: &str) -> Result<Option<i64>, Error> {
+        let r: Option<Option<i64>> = self
+            .conn
+            .exec_first(
+                "SELECT kafka_offset FROM `drc`.`applied` WHERE origin_zone = ?",
+                (self.s.channel_key(origin),),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+        Ok(r.flatten())
+    }
+
     /// Records `cp` as the position of `origin` when none is stored yet, so that a
     /// restart before the first applied transaction resumes from the same place
     /// instead of a new "now".
@@ -243,26 +288,17 @@ impl Applier {
         if t.pk.is_empty() {
             return Err(definite(
                 &self.s,
-                format!(
-                    "table `{db}`.`{tbl}` has no primary key; drc replicates only tables with one"
-                ),
+                format!("table `{db}`.`{tbl}` has no primary key; drc replicates only tables with one"),
             ));
         }
-        if t.version.is_none()
-            && !self
-                .s
-                .unversioned
-                .iter()
-                .any(|u| *u == format!("{db}.{tbl}"))
-        {
+        if t.version.is_none() && !self.s.unversioned.iter().any(|u| *u == format!("{db}.{tbl}")) {
             return Err(definite(
                 &self.s,
                 format!("table `{db}`.`{tbl}` has no version column `{}`; add it (e.g. `{} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`), or list it in [replication] unversioned (origin wins, no conflict resolution)", self.s.version_column, self.s.version_column),
             ));
         }
         let t = Arc::new(t);
-        self.tables
-            .insert((db.to_string(), tbl.to_string()), t.clone());
+        self.tables.insert((db.to_string(), tbl.to_string()), t.clone());
         Ok(t)
     }
 
@@ -332,9 +368,7 @@ impl Applier {
         for change in &tx.changes {
             match change {
                 Change::Row(r) if self.replicated(r) => self.apply_row(origin, tx, r).await?,
-                Change::Row(r) if self.tombstone_of_replicated(r) => {
-                    self.apply_tombstone(origin, tx, r).await?
-                }
+                Change::Row(r) if self.tombstone_of_replicated(r) => self.apply_tombstone(origin, tx, r).await?,
                 Change::Row(_) => {}
                 Change::Statement(st) => {
                     tracing::warn!(origin, db = %st.db, sql = %st.sql, "statement from the origin zone not applied (drc replicates rows; run DDL in every zone)");
@@ -343,10 +377,7 @@ impl Applier {
         }
         if tx.last {
             if self.open.is_some() {
-                let cp = tx
-                    .checkpoint
-                    .as_ref()
-                    .expect("last fragment has a checkpoint");
+                let cp = tx.checkpoint.as_ref().expect("last fragment has a checkpoint");
                 self.write_position(origin, tx, cp).await?;
                 self.conn
                     .query_drop("COMMIT")
@@ -374,31 +405,20 @@ impl Applier {
             && matches!(r.after.as_ref().and_then(|a| a.get("db")), Some(crate::model::Value::Text(d)) if self.s.databases.iter().any(|x| x == d))
     }
 
-    async fn apply_tombstone(
-        &mut self,
-        origin: &str,
-        tx: &Transaction,
-        r: &RowChange,
-    ) -> Result<(), Error> {
+    async fn apply_tombstone(&mut self, origin: &str, tx: &Transaction, r: &RowChange) -> Result<(), Error> {
         use crate::model::Value as V;
         let img = r.after.as_ref().expect("tombstone row has an after image");
-        let (Some(V::Text(db)), Some(V::Text(tbl)), Some(V::Text(pk)), Some(V::Decimal(v))) = (
-            img.get("db"),
-            img.get("tbl"),
-            img.get("pk"),
-            img.get("version"),
-        ) else {
+        let (Some(V::Text(db)), Some(V::Text(tbl)), Some(V::Text(pk)), Some(V::Decimal(v) | V::Text(v))) =
+            (img.get("db"), img.get("tbl"), img.get("pk"), img.get("version"))
+        else {
             return Err(definite(
                 &self.s,
-                format!(
-                    "unexpected drc.tombstones row from zone {origin}: {:?}",
-                    img.values
-                ),
+                format!("unexpected drc.tombstones row from zone {origin}: {:?}", img.values),
             ));
         };
         let t = self.table(db, tbl).await?;
-        let parts: Vec<serde_json::Value> = serde_json::from_str(pk)
-            .map_err(|e| definite(&self.s, format!("tombstone key {pk:?}: {e}")))?;
+        let parts: Vec<serde_json::Value> =
+            serde_json::from_str(pk).map_err(|e| definite(&self.s, format!("tombstone key {pk:?}: {e}")))?;
         let key: Vec<MyValue> = parts
             .iter()
             .map(|p| match p {
@@ -417,8 +437,7 @@ impl Applier {
                 format!("tombstone key {pk} does not match the key of `{db}`.`{tbl}`"),
             ));
         }
-        let version = parse_decimal(v)
-            .ok_or_else(|| definite(&self.s, format!("tombstone version {v:?}")))?;
+        let version = parse_decimal(v).ok_or_else(|| definite(&self.s, format!("tombstone version {v:?}")))?;
         self.delete_row(origin, tx, &t, &key, img, version).await
     }
 
@@ -428,30 +447,44 @@ impl Applier {
         self.applied.insert(origin.to_string(), cp.gtid.clone());
     }
 
-    async fn write_position(
-        &mut self,
-        origin: &str,
-        tx: &Transaction,
-        cp: &Checkpoint,
-    ) -> Result<(), Error> {
+    async fn write_position(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) -> Result<(), Error> {
         let gtid = cp
             .gtid
             .as_ref()
             .map(|g| serde_json::to_string(g).expect("gtid serializes"));
         self.conn
             .exec_drop(
-                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, last_gtid, commit_ts_us, applied_txns) VALUES (?, ?, ?, ?, ?, ?, 1) \
+                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, last_gtid, commit_ts_us, applied_txns, kafka_topic, kafka_partition, kafka_offset) \
+                 VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) \
                  ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
-                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1",
-                (self.s.channel_key(origin), gtid, &cp.file.file, cp.file.pos, tx.gtid.as_ref().map(|g| g.to_string()), tx.commit_ts_us),
+                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1, \
+                 kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
+                 kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)",
+                {
+                    let (kt, kp, ko) = match &self.transport_position {
+                        Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
+                        None => (None, None, None),
+                    };
+                    let params: Vec<MyValue> = vec![
+                        self.s.channel_key(origin).into(),
+                        gtid.into(),
+                        cp.file.file.as_str().into(),
+                        cp.file.pos.into(),
+                        tx.gtid.as_ref().map(|g| g.to_string()).into(),
+                        tx.commit_ts_us.into(),
+                        kt.into(),
+                        kp.into(),
+                        ko.into(),
+                    ];
+                    params
+                },
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
     }
 
     fn check_image(&self, t: &LocalTable, img: &RowImage) -> Result<(), Error> {
-        let same = img.columns.len() == t.columns.len()
-            && img.columns.iter().zip(&t.columns).all(|(a, b)| **a == **b);
+        let same = img.columns.len() == t.columns.len() && img.columns.iter().zip(&t.columns).all(|(a, b)| **a == **b);
         if !same {
             let theirs: Vec<&str> = img.columns.iter().map(|c| &**c).collect();
             return Err(definite(
@@ -475,12 +508,7 @@ impl Applier {
             .collect()
     }
 
-    async fn apply_row(
-        &mut self,
-        origin: &str,
-        tx: &Transaction,
-        r: &RowChange,
-    ) -> Result<(), Error> {
+    async fn apply_row(&mut self, origin: &str, tx: &Transaction, r: &RowChange) -> Result<(), Error> {
         let t = self.table(&r.db, &r.tbl_name()).await?;
         for img in [&r.before, &r.after].into_iter().flatten() {
             self.check_image(&t, img)?;
@@ -490,9 +518,15 @@ impl Applier {
         };
         let settings = self.s.clone();
         let version = |img: &RowImage| -> Result<i128, Error> {
-            img.get(&vcol)
-                .and_then(version_of)
-                .ok_or_else(|| definite(&settings, format!("`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer", t.db, t.tbl)))
+            img.get(&vcol).and_then(version_of).ok_or_else(|| {
+                definite(
+                    &settings,
+                    format!(
+                        "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
+                        t.db, t.tbl
+                    ),
+                )
+            })
         };
         match r.op {
             Op::Insert => {
@@ -501,39 +535,23 @@ impl Applier {
                     return Ok(());
                 }
                 let key = self.key_values(&t, after)?;
-                self.write_row(origin, tx, &t, &key, after, version(after)?, None)
-                    .await
+                self.write_row(origin, tx, &t, &key, after, version(after)?, None).await
             }
             Op::Update => {
-                let (before, after) = (
-                    r.before.as_ref().expect("before"),
-                    r.after.as_ref().expect("after"),
-                );
+                let (before, after) = (r.before.as_ref().expect("before"), r.after.as_ref().expect("after"));
                 let (kb, ka) = (self.key_values(&t, before)?, self.key_values(&t, after)?);
                 if kb != ka {
                     // a key change is a delete of the old key and a write of the new one
-                    self.delete_row(origin, tx, &t, &kb, before, version(before)?)
-                        .await?;
-                    return self
-                        .write_row(origin, tx, &t, &ka, after, version(after)?, None)
-                        .await;
+                    self.delete_row(origin, tx, &t, &kb, before, version(before)?).await?;
+                    return self.write_row(origin, tx, &t, &ka, after, version(after)?, None).await;
                 }
-                self.write_row(
-                    origin,
-                    tx,
-                    &t,
-                    &ka,
-                    after,
-                    version(after)?,
-                    Some(version(before)?),
-                )
-                .await
+                self.write_row(origin, tx, &t, &ka, after, version(after)?, Some(version(before)?))
+                    .await
             }
             Op::Delete => {
                 let before = r.before.as_ref().expect("delete has a before image");
                 let kb = self.key_values(&t, before)?;
-                self.delete_row(origin, tx, &t, &kb, before, version(before)?)
-                    .await
+                self.delete_row(origin, tx, &t, &kb, before, version(before)?).await
             }
         }
     }
@@ -550,12 +568,8 @@ impl Applier {
         if let (Op::Update, Some(b), Some(a)) = (r.op, &r.before, &r.after) {
             let (kb, ka) = (self.key_values(t, b)?, self.key_values(t, a)?);
             if kb != ka {
-                self.exec_plain(
-                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
-                    kb,
-                    t,
-                )
-                .await?;
+                self.exec_plain(format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()), kb, t)
+                    .await?;
             }
         }
         match (r.op, &r.after, &r.before) {
@@ -582,40 +596,24 @@ impl Applier {
             }
             (Op::Delete, _, Some(before)) => {
                 let key = self.key_values(t, before)?;
-                self.exec_plain(
-                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
-                    key,
-                    t,
-                )
-                .await
+                self.exec_plain(format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()), key, t)
+                    .await
             }
             _ => Ok(()),
         }
     }
 
-    async fn exec_plain(
-        &mut self,
-        sql: String,
-        params: Vec<MyValue>,
-        t: &LocalTable,
-    ) -> Result<(), Error> {
-        self.conn.exec_drop(sql, params).await.map_err(|e| {
-            mysql_err(
-                &self.s,
-                &format!("writing a row of `{}`.`{}`", t.db, t.tbl),
-                e,
-            )
-        })?;
+    async fn exec_plain(&mut self, sql: String, params: Vec<MyValue>, t: &LocalTable) -> Result<(), Error> {
+        self.conn
+            .exec_drop(sql, params)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("writing a row of `{}`.`{}`", t.db, t.tbl), e))?;
         self.stats.rows += 1;
         Ok(())
     }
 
     /// Locks the local row and the key's tombstone; returns their versions.
-    async fn lock_key(
-        &mut self,
-        t: &LocalTable,
-        key: &[MyValue],
-    ) -> Result<(Option<i128>, Option<i128>), Error> {
+    async fn lock_key(&mut self, t: &LocalTable, key: &[MyValue]) -> Result<(Option<i128>, Option<i128>), Error> {
         let vcol = ident(t.version.as_ref().expect("version"));
         let on: Vec<String> = t.pk.iter().map(|c| format!("t.{} = ?", ident(c))).collect();
         let sql = format!(
@@ -630,14 +628,11 @@ impl Applier {
         params.push(MyValue::from(t.db.as_str()));
         params.push(MyValue::from(t.tbl.as_str()));
         params.extend(key.iter().cloned());
-        let row: Option<(Option<String>, Option<String>)> =
-            self.conn.exec_first(sql, params).await.map_err(|e| {
-                mysql_err(
-                    &self.s,
-                    &format!("locking a row of `{}`.`{}`", t.db, t.tbl),
-                    e,
-                )
-            })?;
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("locking a row of `{}`.`{}`", t.db, t.tbl), e))?;
         let (lv, tv) = row.unwrap_or((None, None));
         Ok((
             lv.as_deref().and_then(parse_decimal),
@@ -646,11 +641,7 @@ impl Applier {
     }
 
     /// `JSON_OBJECT` of the local row: the canonical content for ties and the log.
-    async fn local_json(
-        &mut self,
-        t: &LocalTable,
-        key: &[MyValue],
-    ) -> Result<Option<String>, Error> {
+    async fn local_json(&mut self, t: &LocalTable, key: &[MyValue]) -> Result<Option<String>, Error> {
         let sql = format!(
             "SELECT {} FROM {} WHERE {}",
             t.json_object(),
@@ -705,11 +696,7 @@ impl Applier {
             )
             .await
             .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
-        let sql = format!(
-            "SELECT {} FROM {tmp} WHERE {}",
-            t.json_object(),
-            t.pk_where()
-        );
+        let sql = format!("SELECT {} FROM {tmp} WHERE {}", t.json_object(), t.pk_where());
         self.conn
             .exec_first(sql, key.to_vec())
             .await
@@ -764,12 +751,7 @@ impl Applier {
             }
             Action::Overwrite => {
                 let set: Vec<String> = cols.iter().map(|c| format!("{c} = ?")).collect();
-                let sql = format!(
-                    "UPDATE {} SET {} WHERE {}",
-                    t.qualified(),
-                    set.join(", "),
-                    t.pk_where()
-                );
+                let sql = format!("UPDATE {} SET {} WHERE {}", t.qualified(), set.join(", "), t.pk_where());
                 let mut p = vals;
                 p.extend(key.iter().cloned());
                 self.conn.exec_drop(sql, p).await
@@ -877,13 +859,7 @@ impl Applier {
                 .query_drop("SET @drc_delete_version = NULL")
                 .await
                 .map_err(|e| mysql_err(&self.s, "resetting @drc_delete_version", e))?;
-            r.map_err(|e| {
-                mysql_err(
-                    &self.s,
-                    &format!("deleting a row of `{}`.`{}`", t.db, t.tbl),
-                    e,
-                )
-            })?;
+            r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
             self.stats.rows += 1;
             if lv != Some(b) {
                 self.log_conflict(
@@ -906,8 +882,7 @@ impl Applier {
                 "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES (?, ?, {}, CAST(? AS DECIMAL(30,6))) ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
                 t.pk_json_params()
             );
-            let mut p: Vec<MyValue> =
-                vec![MyValue::from(t.db.as_str()), MyValue::from(t.tbl.as_str())];
+            let mut p: Vec<MyValue> = vec![MyValue::from(t.db.as_str()), MyValue::from(t.tbl.as_str())];
             p.extend(key.iter().cloned());
             p.push(MyValue::from(format_decimal(b)));
             self.conn
@@ -970,11 +945,7 @@ impl Applier {
             None,
             None,
             "id_out_of_range",
-            if reject {
-                "quarantined"
-            } else {
-                "applied_incoming"
-            },
+            if reject { "quarantined" } else { "applied_incoming" },
             Some(detail),
         )
         .await?;
@@ -1021,11 +992,7 @@ impl Applier {
         p.push(tx.gtid.as_ref().map(|g| g.to_string()).into());
         p.push(incoming_version.map(format_decimal).into());
         p.push(local_version.map(format_decimal).into());
-        p.push(
-            serde_json::to_string(incoming)
-                .expect("row serializes")
-                .into(),
-        );
+        p.push(serde_json::to_string(incoming).expect("row serializes").into());
         p.push(local_row.into());
         p.push(detail.into());
         tracing::info!(kind, resolution, table = %format!("{}.{}", t.db, t.tbl), origin, "conflict");
@@ -1053,10 +1020,7 @@ pub fn format_decimal(v: i128) -> String {
 /// The statements of `schemas/drc_meta.sql`: comment lines dropped, split at a `;`
 /// that ends a line.
 pub fn meta_statements() -> Vec<String> {
-    let text: Vec<&str> = META_SQL
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect();
+    let text: Vec<&str> = META_SQL.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
     text.join("\n")
         .split(";\n")
         .map(|s| s.trim().trim_end_matches(';').trim().to_string())

@@ -97,9 +97,7 @@ mod tests {
             offset: Some(2),
             ..Default::default()
         };
-        assert!(
-            a.contains(1) && a.contains(3) && !a.contains(2) && !a.contains(0) && !a.contains(-1)
-        );
+        assert!(a.contains(1) && a.contains(3) && !a.contains(2) && !a.contains(0) && !a.contains(-1));
         assert!(b.contains(2) && b.contains(4) && !b.contains(1));
         assert_eq!(a.overlaps(&b, 10_000), None);
         let c = ZoneRanges {

@@ -126,9 +126,7 @@ impl Action {
     /// meaning of each action).
     pub fn apply(&self, local: &mut Local, incoming: &Incoming) {
         match (self, incoming) {
-            (Action::Insert | Action::Overwrite, Incoming::Row(v, c)) => {
-                local.row = Some((*v, c.clone()))
-            }
+            (Action::Insert | Action::Overwrite, Incoming::Row(v, c)) => local.row = Some((*v, c.clone())),
             (Action::Delete, Incoming::Delete(b)) => {
                 local.row = None;
                 local.tombstone = Some(local.tombstone.map_or(*b, |t| t.max(*b)));
@@ -162,20 +160,10 @@ mod tests {
             tombstone: None,
         };
         assert_eq!(decide(&l, &row(6, "y")), Action::Overwrite);
-        assert_eq!(
-            decide(&l, &row(4, "y")),
-            Action::Keep(Some(Conflict::LocalRowNewer))
-        );
+        assert_eq!(decide(&l, &row(4, "y")), Action::Keep(Some(Conflict::LocalRowNewer)));
         assert_eq!(decide(&l, &row(5, "x")), Action::Keep(None), "duplicate");
-        assert_eq!(
-            decide(&l, &row(5, "y")),
-            Action::Overwrite,
-            "tie: greater content wins"
-        );
-        assert_eq!(
-            decide(&l, &row(5, "a")),
-            Action::Keep(Some(Conflict::LocalRowNewer))
-        );
+        assert_eq!(decide(&l, &row(5, "y")), Action::Overwrite, "tie: greater content wins");
+        assert_eq!(decide(&l, &row(5, "a")), Action::Keep(Some(Conflict::LocalRowNewer)));
         assert_eq!(
             decide(&l, &Incoming::Delete(5)),
             Action::Delete,
@@ -186,10 +174,7 @@ mod tests {
             row: None,
             tombstone: Some(7),
         };
-        assert_eq!(
-            decide(&dead, &row(7, "z")),
-            Action::Keep(Some(Conflict::DeletedLater))
-        );
+        assert_eq!(decide(&dead, &row(7, "z")), Action::Keep(Some(Conflict::DeletedLater)));
         assert_eq!(decide(&dead, &row(8, "z")), Action::Insert);
         assert_eq!(decide(&dead, &Incoming::Delete(7)), Action::Keep(None));
     }
@@ -254,11 +239,7 @@ mod tests {
             // deliver some of the other zone's writes (maybe again: duplicates)
             let other = 1 - z;
             let upto = (delivered[other] + deliver as usize % 4).min(outbox[other].len());
-            let from = if deliver % 5 == 0 {
-                0
-            } else {
-                delivered[other]
-            };
+            let from = if deliver % 5 == 0 { 0 } else { delivered[other] };
             for wr in &outbox[other][from..upto] {
                 let st = &mut zones[z][wr.key as usize];
                 let a = decide(st, &wr.w);

@@ -53,10 +53,13 @@ pub fn version_of(v: &Value) -> Option<i128> {
         Value::Int(i) => Some(*i as i128 * 1_000_000),
         Value::UInt(u) => Some(*u as i128 * 1_000_000),
         Value::DateTime(t) | Value::Date(t) => parse_decimal_digits(&digits_of_datetime(t)),
-        Value::Timestamp { secs, micros, .. } => parse_decimal_digits(&digits_of_datetime(
-            &Value::timestamp_text(*secs, *micros, 6),
-        )),
+        Value::Timestamp { secs, micros, .. } => {
+            parse_decimal_digits(&digits_of_datetime(&Value::timestamp_text(*secs, *micros, 6)))
+        }
         Value::Decimal(d) => parse_decimal(d),
+        // values that crossed Kafka arrive as text: a DATETIME, or a number
+        Value::Text(t) if t.len() >= 19 && t.as_bytes()[4] == b'-' => parse_decimal_digits(&digits_of_datetime(t)),
+        Value::Text(t) => parse_decimal(t),
         _ => None,
     }
 }
@@ -82,11 +85,7 @@ pub fn parse_decimal(s: &str) -> Option<i128> {
         None => (false, s),
     };
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let whole: i128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
+    let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let mut f = frac.chars().take(6).collect::<String>();
     while f.len() < 6 {
         f.push('0');

@@ -48,10 +48,7 @@ impl LocalTable {
             )
             .await?;
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
-        let version = columns
-            .iter()
-            .find(|c| c.eq_ignore_ascii_case(version_column))
-            .cloned();
+        let version = columns.iter().find(|c| c.eq_ignore_ascii_case(version_column)).cloned();
         let version_type = cols
             .iter()
             .find(|c| Some(&c.0) == version.as_ref())
@@ -169,16 +166,11 @@ pub async fn ensure_trigger(conn: &mut Conn, t: &LocalTable) -> Result<bool, mys
         )
         .await?;
     match exists {
-        Some(body) if Some(body.trim()) == t.trigger_body().as_deref().map(str::trim) => {
-            return Ok(false)
-        }
+        Some(body) if Some(body.trim()) == t.trigger_body().as_deref().map(str::trim) => return Ok(false),
         Some(_) => {
             // an older drc's trigger: replace it
-            conn.query_drop(format!(
-                "DROP TRIGGER IF EXISTS {}",
-                table(&t.db, &t.trigger_name())
-            ))
-            .await?;
+            conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", table(&t.db, &t.trigger_name())))
+                .await?;
         }
         None => {}
     }

@@ -39,10 +39,7 @@ pub async fn run(a: CheckArgs) -> i32 {
         Err(e) => return super::fail(format!("{addr}: {e}")),
     };
     let _ = conn.disconnect().await;
-    let problems = findings
-        .iter()
-        .filter(|f| f.level == Level::Problem)
-        .count();
+    let problems = findings.iter().filter(|f| f.level == Level::Problem).count();
     for f in &findings {
         if a.format == "json" {
             println!("{}", serde_json::to_string(f).expect("finding serializes"));

@@ -4,9 +4,11 @@
 
 use drc::applier::apply::{Applier, ApplierSettings};
 use drc::config::Config;
+use drc::config::TransportKind;
 use drc::error::Error;
 use drc::reader::live::{LiveSettings, StartSpec};
 use drc::transport::direct::{self, Direction};
+use drc::transport::kafka;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,10 +50,7 @@ pub async fn init(a: RunArgs) -> i32 {
     let r = async {
         let cfg = Config::load(&a.config)?;
         let s = settings(&cfg, &a.config)?;
-        let opts = cfg
-            .mysql
-            .opts(&cfg.base_dir)
-            .map_err(|e| cfg_err(&a.config, e))?;
+        let opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
         let mut ap = Applier::connect(opts, s).await?;
         ap.init_schema().await?;
         let n = ap.ensure_triggers().await?;
@@ -86,10 +85,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
         ));
     }
     let s = settings(&cfg, &a.config)?;
-    let local_opts = cfg
-        .mysql
-        .opts(&cfg.base_dir)
-        .map_err(|e| cfg_err(&a.config, e))?;
+    let local_opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
     let start = StartSpec::parse(&cfg.reader.start).map_err(|e| cfg_err(&a.config, e))?;
     // Schema and triggers first (DDL: before any apply transaction).
     let mut backoff = Duration::from_millis(200);
@@ -117,16 +113,39 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for p in &cfg.peers {
-        let d = Direction {
-            origin: p.zone.clone(),
-            reader: LiveSettings::from_config(&cfg, &p.zone, &p.mysql)
-                .map_err(|e| cfg_err(&a.config, e))?,
-            start: start.clone(),
-            applier_opts: local_opts.clone(),
-            applier: s.clone(),
-        };
-        tasks.spawn(direct::run(d, stop_rx.clone()));
+    match cfg.transport {
+        TransportKind::Direct => {
+            for p in &cfg.peers {
+                let peer_mysql = p.mysql.as_ref().expect("validated: direct peers have [peers.mysql]");
+                let d = Direction {
+                    origin: p.zone.clone(),
+                    reader: LiveSettings::from_config(&cfg, &p.zone, peer_mysql).map_err(|e| cfg_err(&a.config, e))?,
+                    start: start.clone(),
+                    applier_opts: local_opts.clone(),
+                    applier: s.clone(),
+                };
+                tasks.spawn(direct::run(d, stop_rx.clone()));
+            }
+        }
+        TransportKind::Kafka => {
+            let k = cfg.kafka.clone().expect("validated: kafka transport has [kafka]");
+            let producer = kafka::ProducerSide {
+                kafka: k.clone(),
+                reader: LiveSettings::from_config(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| cfg_err(&a.config, e))?,
+                start: start.clone(),
+                state_dir: cfg.state_dir(),
+            };
+            tasks.spawn(kafka::run_producer(producer, stop_rx.clone()));
+            for p in &cfg.peers {
+                let c = kafka::ConsumerSide {
+                    kafka: k.clone(),
+                    origin: p.zone.clone(),
+                    applier_opts: local_opts.clone(),
+                    applier: s.clone(),
+                };
+                tasks.spawn(kafka::run_consumer(c, stop_rx.clone()));
+            }
+        }
     }
     // Tables created later get their tombstone trigger within seconds.
     let keeper = {

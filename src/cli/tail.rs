@@ -121,11 +121,7 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
         }
     };
     let settings = LiveSettings::from_config(&cfg, &cfg.zone, &cfg.mysql).map_err(cfg_err)?;
-    let start = LiveReader::start(
-        settings,
-        saved.as_ref().map(|s| s.checkpoint.clone()),
-        &spec,
-    );
+    let start = LiveReader::start(settings, saved.as_ref().map(|s| s.checkpoint.clone()), &spec);
     let mut reader = tokio::select! {
         r = start => r?,
         _ = &mut shutdown => {
@@ -185,10 +181,7 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
                 }
                 Sink::Stdout(_) => None,
             };
-            let cp = tx
-                .checkpoint
-                .clone()
-                .expect("last fragment carries a checkpoint");
+            let cp = tx.checkpoint.clone().expect("last fragment carries a checkpoint");
             store.save(&Saved {
                 checkpoint: cp,
                 source_server_id: info.server_id,

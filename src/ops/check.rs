@@ -39,12 +39,7 @@ impl Finding {
             fix: String::new(),
         }
     }
-    fn bad(
-        level: Level,
-        check: &'static str,
-        found: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
+    fn bad(level: Level, check: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Self {
         Finding {
             level,
             check,
@@ -55,18 +50,13 @@ impl Finding {
 }
 
 async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
-    let row: Option<(String, String)> = conn
-        .query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'"))
-        .await?;
+    let row: Option<(String, String)> = conn.query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'")).await?;
     Ok(row.map(|r| r.1))
 }
 
 /// Runs every check against a connected server. `replica_server_id` is the id the
 /// reader will present.
-pub async fn run_checks(
-    conn: &mut Conn,
-    replica_server_id: u32,
-) -> Result<Vec<Finding>, mysql_async::Error> {
+pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<Finding>, mysql_async::Error> {
     run_checks_for(conn, replica_server_id, None).await
 }
 
@@ -85,10 +75,7 @@ pub async fn run_checks_for(
     Ok(f)
 }
 
-async fn replication_checks(
-    conn: &mut Conn,
-    cfg: &crate::config::Config,
-) -> Result<Vec<Finding>, mysql_async::Error> {
+async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Result<Vec<Finding>, mysql_async::Error> {
     use Level::*;
     let mut f = Vec::new();
     let cnf = "in the server's my.cnf, then restart it";
@@ -103,7 +90,13 @@ async fn replication_checks(
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             if (si, so) == (inc, off) {
-                f.push(Finding::ok("id_range", format!("auto_increment_increment={si}, auto_increment_offset={so} match [id_ranges.{}]", cfg.zone)));
+                f.push(Finding::ok(
+                    "id_range",
+                    format!(
+                        "auto_increment_increment={si}, auto_increment_offset={so} match [id_ranges.{}]",
+                        cfg.zone
+                    ),
+                ));
             } else {
                 f.push(Finding::bad(
                     Problem,
@@ -135,11 +128,7 @@ async fn replication_checks(
             format!("set default_time_zone='+00:00' {cnf}: DATETIME versions of different zones must compare in one time zone"),
         ));
     }
-    if var(conn, "log_bin_trust_function_creators")
-        .await?
-        .as_deref()
-        != Some("ON")
-    {
+    if var(conn, "log_bin_trust_function_creators").await?.as_deref() != Some("ON") {
         let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
         if !grants.join(" ").to_ascii_uppercase().contains("SUPER") {
             f.push(Finding::bad(
@@ -195,10 +184,7 @@ async fn replication_checks(
     Ok(f)
 }
 
-async fn reader_checks(
-    conn: &mut Conn,
-    replica_server_id: u32,
-) -> Result<Vec<Finding>, mysql_async::Error> {
+async fn reader_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<Finding>, mysql_async::Error> {
     use Level::*;
     let mut f = Vec::new();
     let info = server_info(conn).await?;
@@ -269,10 +255,7 @@ async fn reader_checks(
     } else {
         f.push(Finding::ok(
             "server_id",
-            format!(
-                "server_id={} (reader uses {replica_server_id})",
-                info.server_id
-            ),
+            format!("server_id={} (reader uses {replica_server_id})", info.server_id),
         ));
     }
 
@@ -331,10 +314,7 @@ async fn reader_checks(
     }
 
     // Binlog filters that would drop drc's own schema (ANCHORS.md, hurt #1).
-    match conn
-        .query_first::<mysql_async::Row, _>("SHOW MASTER STATUS")
-        .await
-    {
+    match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
         Ok(Some(row)) => {
             let do_db: String = row.get(2).unwrap_or_default();
             let ignore_db: String = row.get(3).unwrap_or_default();
@@ -350,7 +330,9 @@ async fn reader_checks(
                     Problem,
                     "binlog_filter",
                     format!("binlog_do_db={} does not include `{DRC_SCHEMA}`", do_db.join(",")),
-                    format!("remove binlog_do_db or add binlog_do_db={DRC_SCHEMA} {cnf}: drc's loop marker must be logged"),
+                    format!(
+                        "remove binlog_do_db or add binlog_do_db={DRC_SCHEMA} {cnf}: drc's loop marker must be logged"
+                    ),
                 ));
             } else if ignore_db.iter().any(|d| d == DRC_SCHEMA) {
                 f.push(Finding::bad(
@@ -360,15 +342,9 @@ async fn reader_checks(
                     format!("remove {DRC_SCHEMA} from binlog_ignore_db {cnf}"),
                 ));
             } else {
-                f.push(Finding::ok(
-                    "binlog_filter",
-                    "no binlog filter drops the drc schema",
-                ));
+                f.push(Finding::ok("binlog_filter", "no binlog filter drops the drc schema"));
             }
-            f.push(Finding::ok(
-                "privilege_binlog_monitor",
-                "SHOW MASTER STATUS allowed",
-            ));
+            f.push(Finding::ok("privilege_binlog_monitor", "SHOW MASTER STATUS allowed"));
         }
         Ok(None) => f.push(Finding::bad(
             Problem,
@@ -390,14 +366,9 @@ async fn reader_checks(
 
     let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
     let all = grants.join("\n").to_ascii_uppercase();
-    if all.contains("REPLICATION SLAVE")
-        || all.contains("ALL PRIVILEGES ON *.*")
-        || all.contains("REPLICATION REPLICA")
+    if all.contains("REPLICATION SLAVE") || all.contains("ALL PRIVILEGES ON *.*") || all.contains("REPLICATION REPLICA")
     {
-        f.push(Finding::ok(
-            "privilege_replication",
-            "REPLICATION SLAVE granted",
-        ));
+        f.push(Finding::ok("privilege_replication", "REPLICATION SLAVE granted"));
     } else {
         f.push(Finding::bad(
             Problem,
@@ -416,11 +387,7 @@ async fn reader_checks(
             format!("set sync_binlog=1 {cnf} so a crash cannot lose logged commits"),
         ));
     }
-    if var(conn, "innodb_flush_log_at_trx_commit")
-        .await?
-        .as_deref()
-        != Some("1")
-    {
+    if var(conn, "innodb_flush_log_at_trx_commit").await?.as_deref() != Some("1") {
         f.push(Finding::bad(
             Warn,
             "innodb_flush_log_at_trx_commit",

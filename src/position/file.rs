@@ -16,10 +16,7 @@ pub struct FilePos {
 
 impl FilePos {
     pub fn new(file: impl Into<String>, pos: u64) -> Self {
-        FilePos {
-            file: file.into(),
-            pos,
-        }
+        FilePos { file: file.into(), pos }
     }
 
     /// The numeric suffix of the file name (`.000003` → 3), if it has one.
@@ -36,12 +33,7 @@ impl PartialOrd for FilePos {
 
 impl Ord for FilePos {
     fn cmp(&self, other: &Self) -> Ordering {
-        let key = |p: &FilePos| {
-            (
-                p.file.rsplit_once('.').map(|(b, _)| b.to_string()),
-                p.file_index(),
-            )
-        };
+        let key = |p: &FilePos| (p.file.rsplit_once('.').map(|(b, _)| b.to_string()), p.file_index());
         key(self)
             .cmp(&key(other))
             .then_with(|| self.file.cmp(&other.file))

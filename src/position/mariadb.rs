@@ -27,11 +27,7 @@ impl FromStr for MariaGtid {
         let mut it = s.trim().splitn(3, '-');
         let (d, sv, sq) = (it.next(), it.next(), it.next());
         match (d.map(str::parse), sv.map(str::parse), sq.map(str::parse)) {
-            (Some(Ok(domain)), Some(Ok(server)), Some(Ok(seq))) => Ok(MariaGtid {
-                domain,
-                server,
-                seq,
-            }),
+            (Some(Ok(domain)), Some(Ok(server)), Some(Ok(seq))) => Ok(MariaGtid { domain, server, seq }),
             _ => Err(err()),
         }
     }
@@ -142,11 +138,7 @@ mod tests {
         prop::collection::vec((0u32..4, 1u32..4, 0u64..1000), 0..6).prop_map(|v| {
             let mut p = MariaGtidPos::new();
             for (domain, server, seq) in v {
-                p.update(MariaGtid {
-                    domain,
-                    server,
-                    seq,
-                });
+                p.update(MariaGtid { domain, server, seq });
             }
             p
         })

@@ -24,9 +24,7 @@ macro_rules! serde_as_text {
         }
         impl<'de> serde::Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
             }
         }
     };

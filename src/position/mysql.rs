@@ -37,9 +37,7 @@ impl FromStr for MysqlGtid {
             (Some(tag), Some(gno), None) => (parse_tag(tag).ok_or_else(|| err("bad tag"))?, gno),
             _ => return Err(err("expected UUID[:TAG]:NUMBER")),
         };
-        let gno: u64 = gno
-            .parse()
-            .map_err(|_| err("transaction number is not a number"))?;
+        let gno: u64 = gno.parse().map_err(|_| err("transaction number is not a number"))?;
         if gno == 0 {
             return Err(err("transaction numbers start at 1"));
         }
@@ -122,9 +120,7 @@ impl GtidSet {
 
     /// Iterates `(uuid, tag, intervals)` in canonical order; intervals are inclusive.
     pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &str, &[(u64, u64)])> {
-        self.sets
-            .iter()
-            .map(|((u, t), iv)| (u, t.as_str(), iv.as_slice()))
+        self.sets.iter().map(|((u, t), iv)| (u, t.as_str(), iv.as_slice()))
     }
 }
 
@@ -178,8 +174,7 @@ impl FromStr for GtidSet {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let mut tokens = part.split(':');
             let uuid_text = tokens.next().unwrap_or_default();
-            let uuid =
-                parse_uuid(uuid_text).ok_or_else(|| err(format!("bad UUID {uuid_text:?}")))?;
+            let uuid = parse_uuid(uuid_text).ok_or_else(|| err(format!("bad UUID {uuid_text:?}")))?;
             let mut tag = String::new();
             let mut any = false;
             for tok in tokens {
@@ -240,12 +235,7 @@ mod tests {
     fn arb_set() -> impl Strategy<Value = GtidSet> {
         let uuids = [U1, U2];
         prop::collection::vec(
-            (
-                0usize..2,
-                prop::option::of("[a-z_][a-z0-9_]{0,5}"),
-                1u64..200,
-                0u64..20,
-            ),
+            (0usize..2, prop::option::of("[a-z_][a-z0-9_]{0,5}"), 1u64..200, 0u64..20),
             0..8,
         )
         .prop_map(move |items| {

@@ -19,13 +19,9 @@
 use super::rows::decode_rows;
 use super::schema::TableSchema;
 use crate::model::{Change, RowChange, Statement, Transaction, TsSource};
-use crate::position::{
-    Checkpoint, FilePos, Gtid, GtidSet, GtidState, MariaGtid, MariaGtidPos, MysqlGtid,
-};
+use crate::position::{Checkpoint, FilePos, Gtid, GtidSet, GtidState, MariaGtid, MariaGtidPos, MysqlGtid};
 use mysql_common::binlog::consts::EventType;
-use mysql_common::binlog::events::{
-    Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent,
-};
+use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -160,12 +156,7 @@ impl Assembler {
     }
 
     /// Feeds one event. Completed fragments are appended to `out`.
-    pub fn push(
-        &mut self,
-        ev: &Event,
-        at: EventPos,
-        out: &mut Vec<Transaction>,
-    ) -> Result<(), DecodeError> {
+    pub fn push(&mut self, ev: &Event, at: EventPos, out: &mut Vec<Transaction>) -> Result<(), DecodeError> {
         let h = ev.header();
         let raw = h.event_type_raw();
         let offset = at.end.saturating_sub(h.event_size() as u64);
@@ -183,23 +174,22 @@ impl Assembler {
                 return Ok(());
             }
             maria::BINLOG_CHECKPOINT => return Ok(()),
-            maria::START_ENCRYPTION => {
-                return Err(self.err(offset, "encrypted binlog (START_ENCRYPTION event): drc cannot read encrypted binlogs; set encrypt_binlog=OFF"))
-            }
+            maria::START_ENCRYPTION => return Err(self.err(
+                offset,
+                "encrypted binlog (START_ENCRYPTION event): drc cannot read encrypted binlogs; set encrypt_binlog=OFF",
+            )),
             maria::QUERY_COMPRESSED | maria::FIRST_COMPRESSED_ROWS..=maria::LAST_COMPRESSED_ROWS => {
-                return Err(self.err(offset, format!("compressed MariaDB event (type {raw}): set log_bin_compress=OFF on the server")))
+                return Err(self.err(
+                    offset,
+                    format!("compressed MariaDB event (type {raw}): set log_bin_compress=OFF on the server"),
+                ))
             }
             _ => {}
         }
         let data = match ev.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(()), // an event type this version does not know and need not act on
-            Err(e) => {
-                return Err(self.err(
-                    offset,
-                    format!("cannot decode {:?} event: {e}", h.event_type()),
-                ))
-            }
+            Err(e) => return Err(self.err(offset, format!("cannot decode {:?} event: {e}", h.event_type()))),
         };
         match data {
             EventData::GtidEvent(g) => {
@@ -283,20 +273,15 @@ impl Assembler {
         }
     }
 
-    fn table_map(
-        &mut self,
-        raw: &[u8],
-        t: TableMapEvent<'_>,
-        offset: u64,
-    ) -> Result<(), DecodeError> {
+    fn table_map(&mut self, raw: &[u8], t: TableMapEvent<'_>, offset: u64) -> Result<(), DecodeError> {
         let id = t.table_id();
         if let Some((prev, _)) = self.tables.get(&id) {
             if prev.as_slice() == raw {
                 return Ok(());
             }
         }
-        let schema = TableSchema::from_table_map(t.into_owned())
-            .map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
+        let schema =
+            TableSchema::from_table_map(t.into_owned()).map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
         if self.tables.len() > 4096 {
             self.tables.clear();
         }
@@ -319,12 +304,7 @@ impl Assembler {
             server: h.server_id(),
             seq,
         };
-        self.start_group(
-            Some(Gtid::Maria(gtid)),
-            h.server_id(),
-            offset,
-            h.timestamp(),
-        );
+        self.start_group(Some(Gtid::Maria(gtid)), h.server_id(), offset, h.timestamp());
         if let Some(open) = &mut self.open {
             open.standalone = flags & maria::FL_STANDALONE != 0;
             open.began = !open.standalone;
@@ -430,8 +410,7 @@ impl Assembler {
         let limits = self.limits;
         let full = {
             let open = self.open.as_ref().expect("add_change with an open group");
-            !open.changes.is_empty()
-                && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
+            !open.changes.is_empty() && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
         };
         if full {
             let frag = self.fragment(false, None, None, 0, None);
@@ -455,11 +434,7 @@ impl Assembler {
         let (commit_ts_us, ts_source) = match open.original_commit_us {
             Some(us) => (us, TsSource::OriginalCommit),
             None => {
-                let sec = if last {
-                    commit_header_ts
-                } else {
-                    open.first_ts
-                } as i64;
+                let sec = if last { commit_header_ts } else { open.first_ts } as i64;
                 refine(sec, at.and_then(|a| a.arrival))
             }
         };
@@ -541,11 +516,7 @@ fn mysql_gtid(g: &GtidEvent) -> MysqlGtid {
 /// First one or two keywords of a statement, upper-cased (`XA START`, `ROLLBACK TO`).
 fn first_words(sql: &str) -> String {
     let mut it = sql.split_ascii_whitespace();
-    let w1 = it
-        .next()
-        .unwrap_or("")
-        .trim_end_matches(';')
-        .to_ascii_uppercase();
+    let w1 = it.next().unwrap_or("").trim_end_matches(';').to_ascii_uppercase();
     match w1.as_str() {
         "XA" | "ROLLBACK" | "RELEASE" => match it.next() {
             Some(w2) if w1 != "ROLLBACK" || w2.eq_ignore_ascii_case("TO") => {
@@ -604,18 +575,9 @@ mod tests {
     #[test]
     fn arrival_refines_only_inside_the_second() {
         let t = |us: u64| Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(us));
-        assert_eq!(
-            refine(100, t(100_250_000)),
-            (100_250_000, TsSource::ArrivalRefined)
-        );
-        assert_eq!(
-            refine(100, t(101_000_000)),
-            (100_000_000, TsSource::HeaderSeconds)
-        );
-        assert_eq!(
-            refine(100, t(99_000_000)),
-            (100_000_000, TsSource::HeaderSeconds)
-        );
+        assert_eq!(refine(100, t(100_250_000)), (100_250_000, TsSource::ArrivalRefined));
+        assert_eq!(refine(100, t(101_000_000)), (100_000_000, TsSource::HeaderSeconds));
+        assert_eq!(refine(100, t(99_000_000)), (100_000_000, TsSource::HeaderSeconds));
         assert_eq!(refine(100, None), (100_000_000, TsSource::HeaderSeconds));
     }
 
@@ -627,10 +589,7 @@ mod tests {
             d.extend_from_slice(&srv.to_le_bytes());
             d.extend_from_slice(&seq.to_le_bytes());
         }
-        assert_eq!(
-            parse_maria_gtid_list(&d).unwrap().to_string(),
-            "0-1-5,1-2-9"
-        );
+        assert_eq!(parse_maria_gtid_list(&d).unwrap().to_string(), "0-1-5,1-2-9");
         assert!(parse_maria_gtid_list(&d[..20]).is_err());
     }
 }

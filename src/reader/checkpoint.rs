@@ -67,11 +67,7 @@ impl CheckpointStore {
     }
 
     pub fn load(&self) -> Result<Option<Saved>, Error> {
-        match self
-            .db
-            .get(KEY)
-            .map_err(|e| self.state_err(e.to_string()))?
-        {
+        match self.db.get(KEY).map_err(|e| self.state_err(e.to_string()))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -82,9 +78,7 @@ impl CheckpointStore {
     /// Stores `saved` (in memory; durable after [`CheckpointStore::flush`]).
     pub fn save(&self, saved: &Saved) -> Result<(), Error> {
         let v = serde_json::to_vec(saved).expect("checkpoint serializes");
-        self.db
-            .insert(KEY, v)
-            .map_err(|e| self.state_err(e.to_string()))?;
+        self.db.insert(KEY, v).map_err(|e| self.state_err(e.to_string()))?;
         Ok(())
     }
 
@@ -95,9 +89,7 @@ impl CheckpointStore {
     }
 
     pub fn clear(&self) -> Result<(), Error> {
-        self.db
-            .remove(KEY)
-            .map_err(|e| self.state_err(e.to_string()))?;
+        self.db.remove(KEY).map_err(|e| self.state_err(e.to_string()))?;
         self.flush()
     }
 }
@@ -113,9 +105,7 @@ mod tests {
         let saved = Saved {
             checkpoint: Checkpoint {
                 file: FilePos::new("bin.000002", 1234),
-                gtid: Some(crate::position::GtidState::Mariadb(
-                    "1-1-7".parse().unwrap(),
-                )),
+                gtid: Some(crate::position::GtidState::Mariadb("1-1-7".parse().unwrap())),
             },
             source_server_id: 1,
             source_uuid: String::new(),

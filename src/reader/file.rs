@@ -33,12 +33,7 @@ pub struct FileSummary {
 
 /// Reads `path` to the end, handing every transaction fragment to `sink`.
 /// The sink may fail (e.g. stdout closed); its error stops the read.
-pub fn read_file<F>(
-    path: &Path,
-    zone: &str,
-    limits: Limits,
-    mut sink: F,
-) -> Result<FileSummary, DecodeError>
+pub fn read_file<F>(path: &Path, zone: &str, limits: Limits, mut sink: F) -> Result<FileSummary, DecodeError>
 where
     F: FnMut(Transaction) -> std::io::Result<()>,
 {
@@ -69,8 +64,7 @@ where
     loop {
         buf.clear();
         buf.resize(HEADER_LEN, 0);
-        let got =
-            read_full(&mut input, &mut buf).map_err(|e| err(offset, format!("read error: {e}")))?;
+        let got = read_full(&mut input, &mut buf).map_err(|e| err(offset, format!("read error: {e}")))?;
         if got == 0 {
             break;
         }
@@ -82,14 +76,10 @@ where
         }
         let size = u32::from_le_bytes(buf[9..13].try_into().unwrap()) as usize;
         if !(HEADER_LEN..=MAX_EVENT).contains(&size) {
-            return Err(err(
-                offset,
-                format!("corrupt event header: event size {size}"),
-            ));
+            return Err(err(offset, format!("corrupt event header: event size {size}")));
         }
         buf.resize(size, 0);
-        let got = read_full(&mut input, &mut buf[HEADER_LEN..])
-            .map_err(|e| err(offset, format!("read error: {e}")))?;
+        let got = read_full(&mut input, &mut buf[HEADER_LEN..]).map_err(|e| err(offset, format!("read error: {e}")))?;
         if got < size - HEADER_LEN {
             return Err(err(
                 offset,
@@ -104,8 +94,7 @@ where
         verify_checksum(&ev).map_err(|e| err(offset, e))?;
         summary.events += 1;
         let at = EventPos { end, arrival: None };
-        asm.push(&ev, at, &mut out)
-            .map_err(|e| err(offset, e.what))?;
+        asm.push(&ev, at, &mut out).map_err(|e| err(offset, e.what))?;
         if ev.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
             feed_payload(&mut esr, &ev, at, &mut asm, &mut out).map_err(|e| err(offset, e))?;
         }
@@ -138,11 +127,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Parses one complete event. mysql_common may panic on inconsistent bytes; such a
 /// panic is reported as corruption, never propagated.
-fn parse_event(
-    esr: &mut EventStreamReader,
-    bytes: &[u8],
-    decompressed: bool,
-) -> Result<Event, String> {
+fn parse_event(esr: &mut EventStreamReader, bytes: &[u8], decompressed: bool) -> Result<Event, String> {
     let r = catch_unwind(AssertUnwindSafe(|| {
         if decompressed {
             esr.read_decompressed(bytes)
@@ -196,8 +181,7 @@ fn feed_payload(
     loop {
         inner.clear();
         inner.resize(HEADER_LEN, 0);
-        let got = read_full(&mut rdr, &mut inner)
-            .map_err(|e| format!("TRANSACTION_PAYLOAD decompression: {e}"))?;
+        let got = read_full(&mut rdr, &mut inner).map_err(|e| format!("TRANSACTION_PAYLOAD decompression: {e}"))?;
         if got == 0 {
             return Ok(());
         }
@@ -206,14 +190,10 @@ fn feed_payload(
         }
         let size = u32::from_le_bytes(inner[9..13].try_into().unwrap()) as usize;
         if !(HEADER_LEN..=MAX_EVENT).contains(&size) {
-            return Err(format!(
-                "TRANSACTION_PAYLOAD: corrupt inner event size {size}"
-            ));
+            return Err(format!("TRANSACTION_PAYLOAD: corrupt inner event size {size}"));
         }
         inner.resize(size, 0);
-        if read_full(&mut rdr, &mut inner[HEADER_LEN..]).map_err(|e| e.to_string())?
-            < size - HEADER_LEN
-        {
+        if read_full(&mut rdr, &mut inner[HEADER_LEN..]).map_err(|e| e.to_string())? < size - HEADER_LEN {
             return Err("TRANSACTION_PAYLOAD: truncated inner event".into());
         }
         let iev = parse_event(esr, &inner, true)?;

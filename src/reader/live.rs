@@ -48,9 +48,7 @@ impl StartSpec {
                 if let Some(g) = s.strip_prefix("gtid:") {
                     let ok = g.parse::<MariaGtidPos>().is_ok() || g.parse::<GtidSet>().is_ok();
                     if !ok {
-                        return Err(format!(
-                            "{g:?} is neither a MariaDB GTID position nor a MySQL GTID set"
-                        ));
+                        return Err(format!("{g:?} is neither a MariaDB GTID position nor a MySQL GTID set"));
                     }
                     Ok(StartSpec::Gtid(g.to_string()))
                 } else if let Some(f) = s.strip_prefix("file:") {
@@ -132,22 +130,14 @@ pub async fn resolve_start(
 ) -> Result<Checkpoint, mysql_async::Error> {
     Ok(match spec {
         StartSpec::Now => {
-            let file = master_status(conn)
-                .await?
-                .unwrap_or_else(|| FilePos::new("", 4));
+            let file = master_status(conn).await?.unwrap_or_else(|| FilePos::new("", 4));
             let gtid = match info.flavor {
                 Flavor::Mariadb => {
-                    let p: String = conn
-                        .query_first("SELECT @@gtid_binlog_pos")
-                        .await?
-                        .unwrap_or_default();
+                    let p: String = conn.query_first("SELECT @@gtid_binlog_pos").await?.unwrap_or_default();
                     p.parse::<MariaGtidPos>().ok().map(GtidState::Mariadb)
                 }
                 Flavor::Mysql if info.gtids => {
-                    let s: String = conn
-                        .query_first("SELECT @@gtid_executed")
-                        .await?
-                        .unwrap_or_default();
+                    let s: String = conn.query_first("SELECT @@gtid_executed").await?.unwrap_or_default();
                     s.parse::<GtidSet>().ok().map(GtidState::Mysql)
                 }
                 Flavor::Mysql => None,
@@ -269,12 +259,7 @@ impl LiveReader {
             }
         };
         tracing::info!(server = %addr, version = %info.version, server_id = info.server_id, from = %resume, "binlog reader starting");
-        let asm = Assembler::new(
-            &settings.zone,
-            &resume.file.file,
-            settings.limits,
-            resume.gtid.clone(),
-        );
+        let asm = Assembler::new(&settings.zone, &resume.file.file, settings.limits, resume.gtid.clone());
         Ok(LiveReader {
             settings,
             info,
@@ -329,10 +314,7 @@ impl LiveReader {
                 ),
             });
         }
-        let checksum: Option<String> = conn
-            .query_first("SELECT @@global.binlog_checksum")
-            .await
-            .map_err(m)?;
+        let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(m)?;
         self.checksums = !checksum.unwrap_or_default().eq_ignore_ascii_case("NONE");
         self.seen_fde = false;
         let period_ns = self.settings.heartbeat.as_nanos().max(1_000_000);
@@ -349,15 +331,11 @@ impl LiveReader {
             };
         let request = match (&self.info.flavor, &self.resume.gtid) {
             (Flavor::Mariadb, Some(GtidState::Mariadb(pos))) if use_gtid || file.is_empty() => {
-                conn.query_drop("SET @mariadb_slave_capability = 4")
-                    .await
-                    .map_err(m)?;
+                conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(m)?;
                 conn.query_drop(format!("SET @slave_connect_state = '{pos}'"))
                     .await
                     .map_err(m)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 1")
-                    .await
-                    .map_err(m)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 1").await.map_err(m)?;
                 conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
                     .await
                     .map_err(m)?;
@@ -388,9 +366,7 @@ impl LiveReader {
             }
             _ => {
                 if self.info.flavor == Flavor::Mariadb {
-                    conn.query_drop("SET @mariadb_slave_capability = 4")
-                        .await
-                        .map_err(m)?;
+                    conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(m)?;
                 }
                 BinlogStreamRequest::new(sid)
                     .with_filename(file.as_bytes())
@@ -446,10 +422,7 @@ impl LiveReader {
                     continue;
                 }
                 Err(_) => {
-                    self.lose_connection(&format!(
-                        "no event or heartbeat for {} s",
-                        idle_limit.as_secs()
-                    ));
+                    self.lose_connection(&format!("no event or heartbeat for {} s", idle_limit.as_secs()));
                     continue;
                 }
             };

@@ -29,16 +29,10 @@ pub fn decode_rows<'a>(
     out: &mut Vec<RowChange>,
 ) -> Result<(), String> {
     let (op, partial) = match ev {
-        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
-            (Op::Insert, false)
-        }
-        RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => {
-            (Op::Update, false)
-        }
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => (Op::Insert, false),
+        RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => (Op::Update, false),
         RowsEventData::PartialUpdateRowsEvent(_) => (Op::Update, true),
-        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
-            (Op::Delete, false)
-        }
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => (Op::Delete, false),
     };
     let ncols = ev.num_columns() as usize;
     if ncols != schema.columns.len() {
@@ -49,24 +43,18 @@ pub fn decode_rows<'a>(
             schema.columns.len()
         ));
     }
-    let before_cols: Option<Vec<usize>> = ev.columns_before_image().map(|b| {
-        (0..ncols)
-            .filter(|&i| b.get(i).map(|x| *x).unwrap_or(false))
-            .collect()
-    });
-    let after_cols: Option<Vec<usize>> = ev.columns_after_image().map(|b| {
-        (0..ncols)
-            .filter(|&i| b.get(i).map(|x| *x).unwrap_or(false))
-            .collect()
-    });
+    let before_cols: Option<Vec<usize>> = ev
+        .columns_before_image()
+        .map(|b| (0..ncols).filter(|&i| b.get(i).map(|x| *x).unwrap_or(false)).collect());
+    let after_cols: Option<Vec<usize>> = ev
+        .columns_after_image()
+        .map(|b| (0..ncols).filter(|&i| b.get(i).map(|x| *x).unwrap_or(false)).collect());
     let names_for = |cols: &[usize]| -> ImageNames {
         if cols.len() == ncols {
             (schema.names.clone(), None)
         } else {
             (
-                cols.iter()
-                    .map(|&i| schema.columns[i].name.clone())
-                    .collect(),
+                cols.iter().map(|&i| schema.columns[i].name.clone()).collect(),
                 Some(cols.iter().map(|&i| i as u32).collect()),
             )
         }
@@ -90,13 +78,7 @@ pub fn decode_rows<'a>(
                 } else {
                     None
                 };
-                Some(read_image(
-                    &mut buf,
-                    schema,
-                    cols,
-                    names,
-                    partial_json.as_deref(),
-                )?)
+                Some(read_image(&mut buf, schema, cols, names, partial_json.as_deref())?)
             }
             _ => None,
         };
@@ -116,13 +98,8 @@ pub fn decode_rows<'a>(
 
 /// Reads the shared-image header of a partial update: which JSON columns hold diffs.
 /// Returns a per-column flag vector (indexed by column) when any may be partial.
-fn read_partial_bits(
-    buf: &mut ParseBuf<'_>,
-    json_cols: &[usize],
-) -> Result<Option<Vec<bool>>, String> {
-    let options = buf
-        .checked_eat_lenenc_int()
-        .ok_or("truncated row: value options")?;
+fn read_partial_bits(buf: &mut ParseBuf<'_>, json_cols: &[usize]) -> Result<Option<Vec<bool>>, String> {
+    let options = buf.checked_eat_lenenc_int().ok_or("truncated row: value options")?;
     if options & PARTIAL_JSON_UPDATES == 0 {
         return Ok(None);
     }

@@ -44,9 +44,9 @@ impl ColumnInfo {
     /// Fractional-second digits of TIME2/DATETIME2/TIMESTAMP2 columns.
     pub fn fsp(&self) -> u8 {
         match self.ty {
-            ColumnType::MYSQL_TYPE_TIME2
-            | ColumnType::MYSQL_TYPE_DATETIME2
-            | ColumnType::MYSQL_TYPE_TIMESTAMP2 => self.meta.first().copied().unwrap_or(0).min(6),
+            ColumnType::MYSQL_TYPE_TIME2 | ColumnType::MYSQL_TYPE_DATETIME2 | ColumnType::MYSQL_TYPE_TIMESTAMP2 => {
+                self.meta.first().copied().unwrap_or(0).min(6)
+            }
             _ => 0,
         }
     }
@@ -108,9 +108,7 @@ impl TableSchema {
     }
 
     #[allow(clippy::type_complexity)]
-    fn columns(
-        tme: &TableMapEvent<'_>,
-    ) -> std::io::Result<(Vec<ColumnInfo>, Arc<[Arc<str>]>, bool)> {
+    fn columns(tme: &TableMapEvent<'_>) -> std::io::Result<(Vec<ColumnInfo>, Arc<[Arc<str>]>, bool)> {
         let n = tme.columns_count() as usize;
         let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
         let mut signedness = extractor.iter_signedness();
@@ -124,15 +122,13 @@ impl TableSchema {
                 OptionalMetadataField::EnumStrValue(v) => {
                     for e in v.iter_values() {
                         let e = e?;
-                        enum_values
-                            .push(e.values().iter().map(|x| x.value().into_owned()).collect());
+                        enum_values.push(e.values().iter().map(|x| x.value().into_owned()).collect());
                     }
                 }
                 OptionalMetadataField::SetStrValue(v) => {
                     for e in v.iter_values() {
                         let e = e?;
-                        set_values
-                            .push(e.values().iter().map(|x| x.value().into_owned()).collect());
+                        set_values.push(e.values().iter().map(|x| x.value().into_owned()).collect());
                     }
                 }
                 _ => {}
@@ -146,18 +142,12 @@ impl TableSchema {
                 .get_column_type(i)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
                 .ok_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "table map: missing column type",
-                    )
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "table map: missing column type")
                 })?;
             let meta = tme
                 .get_column_metadata(i)
                 .ok_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "table map: truncated column metadata",
-                    )
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "table map: truncated column metadata")
                 })?
                 .to_vec();
             if meta.len() < min_meta_len(ty) {
@@ -185,16 +175,8 @@ impl TableSchema {
                     Arc::from(format!("@{}", i + 1).as_str())
                 }
             };
-            let enum_labels = if ty.is_enum_type() {
-                enum_values.next()
-            } else {
-                None
-            };
-            let set_labels = if ty.is_set_type() {
-                set_values.next()
-            } else {
-                None
-            };
+            let enum_labels = if ty.is_enum_type() { enum_values.next() } else { None };
+            let set_labels = if ty.is_set_type() { set_values.next() } else { None };
             columns.push(ColumnInfo {
                 name,
                 ty,

@@ -26,10 +26,7 @@ pub fn convert(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
             for d in diffs {
                 let value = match d.value() {
                     Some(j) => {
-                        let dom = j
-                            .clone()
-                            .parse()
-                            .map_err(|e| format!("partial JSON: {e}"))?;
+                        let dom = j.clone().parse().map_err(|e| format!("partial JSON: {e}"))?;
                         serde_json::Value::from(dom)
                     }
                     None => serde_json::Value::Null,
@@ -76,35 +73,22 @@ fn convert_plain(col: &ColumnInfo, v: MyValue) -> Result<Value, String> {
         },
         (T::MYSQL_TYPE_FLOAT, MyValue::Float(f)) => Value::Float(f),
         (T::MYSQL_TYPE_DOUBLE, MyValue::Double(d)) => Value::Double(d),
-        (T::MYSQL_TYPE_NEWDECIMAL | T::MYSQL_TYPE_DECIMAL, MyValue::Bytes(b)) => {
-            Value::Decimal(utf8(b)?)
-        }
+        (T::MYSQL_TYPE_NEWDECIMAL | T::MYSQL_TYPE_DECIMAL, MyValue::Bytes(b)) => Value::Decimal(utf8(b)?),
         (T::MYSQL_TYPE_YEAR, MyValue::Bytes(b)) => {
-            let y: u16 = utf8(b)?
-                .parse()
-                .map_err(|_| "YEAR is not a number".to_string())?;
+            let y: u16 = utf8(b)?.parse().map_err(|_| "YEAR is not a number".to_string())?;
             // The binlog stores YEAR as (year - 1900); 0 means the zero year 0000.
             Value::Year(if y == 1900 { 0 } else { y })
         }
         (T::MYSQL_TYPE_NEWDATE | T::MYSQL_TYPE_DATE, MyValue::Date(y, m, d, ..)) => {
             Value::Date(format!("{y:04}-{m:02}-{d:02}"))
         }
-        (
-            T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2,
-            MyValue::Date(y, mo, d, h, mi, s, us),
-        ) => Value::DateTime(with_fraction(
-            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
-            us,
-            col.fsp(),
-        )),
+        (T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2, MyValue::Date(y, mo, d, h, mi, s, us)) => Value::DateTime(
+            with_fraction(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"), us, col.fsp()),
+        ),
         (T::MYSQL_TYPE_TIME | T::MYSQL_TYPE_TIME2, MyValue::Time(neg, days, h, m, s, us)) => {
             let hours = days * 24 + h as u32;
             let sign = if neg { "-" } else { "" };
-            Value::Time(with_fraction(
-                format!("{sign}{hours:02}:{m:02}:{s:02}"),
-                us,
-                col.fsp(),
-            ))
+            Value::Time(with_fraction(format!("{sign}{hours:02}:{m:02}:{s:02}"), us, col.fsp()))
         }
         (T::MYSQL_TYPE_TIMESTAMP, MyValue::Int(secs)) => Value::Timestamp {
             secs,
@@ -127,8 +111,8 @@ fn convert_plain(col: &ColumnInfo, v: MyValue) -> Result<Value, String> {
             }
         }
         (T::MYSQL_TYPE_BIT, MyValue::Bytes(b)) => {
-            let width = col.meta.get(1).copied().unwrap_or(0) as u16 * 8
-                + col.meta.first().copied().unwrap_or(0) as u16;
+            let width =
+                col.meta.get(1).copied().unwrap_or(0) as u16 * 8 + col.meta.first().copied().unwrap_or(0) as u16;
             Value::Bit {
                 value: b.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64),
                 width,
@@ -263,32 +247,17 @@ mod tests {
         assert_eq!(convert(&signed, v(16777215)).unwrap(), Value::Int(-1));
         assert_eq!(convert(&signed, v(-1)).unwrap(), Value::Int(-1));
         assert_eq!(convert(&signed, v(8388607)).unwrap(), Value::Int(8388607));
-        assert_eq!(
-            convert(&unsigned, v(16777215)).unwrap(),
-            Value::UInt(16777215)
-        );
+        assert_eq!(convert(&unsigned, v(16777215)).unwrap(), Value::UInt(16777215));
         assert_eq!(convert(&unsigned, v(-1)).unwrap(), Value::UInt(16777215));
     }
 
     #[test]
     fn text_by_charset() {
-        assert_eq!(
-            decode_text(Some(63), b"ab".to_vec()),
-            Value::Bytes(b"ab".to_vec())
-        );
-        assert_eq!(
-            decode_text(Some(45), "é".as_bytes().to_vec()),
-            Value::Text("é".into())
-        );
+        assert_eq!(decode_text(Some(63), b"ab".to_vec()), Value::Bytes(b"ab".to_vec()));
+        assert_eq!(decode_text(Some(45), "é".as_bytes().to_vec()), Value::Text("é".into()));
         assert_eq!(decode_text(Some(8), vec![0xe9]), Value::Text("é".into()));
-        assert_eq!(
-            decode_text(Some(45), vec![0xff, 0xfe]),
-            Value::Bytes(vec![0xff, 0xfe])
-        );
-        assert_eq!(
-            decode_text(Some(28), vec![0xc4, 0xe3]),
-            Value::Text("你".into())
-        );
+        assert_eq!(decode_text(Some(45), vec![0xff, 0xfe]), Value::Bytes(vec![0xff, 0xfe]));
+        assert_eq!(decode_text(Some(28), vec![0xc4, 0xe3]), Value::Text("你".into()));
         assert_eq!(decode_text(None, vec![0xc3]), Value::Bytes(vec![0xc3]));
     }
 
@@ -296,9 +265,6 @@ mod tests {
     fn fractions_and_timestamps() {
         assert_eq!(with_fraction("00:00:01".into(), 120000, 3), "00:00:01.120");
         assert_eq!(Value::timestamp_text(0, 0, 0), "0000-00-00 00:00:00");
-        assert_eq!(
-            Value::timestamp_text(1650493084, 5, 6),
-            "2022-04-20 22:18:04.000005"
-        );
+        assert_eq!(Value::timestamp_text(1650493084, 5, 6), "2022-04-20 22:18:04.000005");
     }
 }

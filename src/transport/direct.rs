@@ -50,9 +50,7 @@ async fn session(d: &Direction) -> Result<(), Error> {
     let pos = applier.applied_position(&d.origin).await?;
     let mut reader = LiveReader::start(d.reader.clone(), pos.clone(), &d.start).await?;
     if pos.is_none() {
-        applier
-            .pin_position(&d.origin, reader.resume_point())
-            .await?;
+        applier.pin_position(&d.origin, reader.resume_point()).await?;
     }
     tracing::info!(from = %d.origin, to = %d.applier.zone, resume = %reader.resume_point(), "replicating");
     let (tx, mut rx) = mpsc::channel(CHANNEL_FRAGMENTS);

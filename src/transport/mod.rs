@@ -9,3 +9,5 @@
 //! applier stores in the target database. The Kafka transport plugs in beside `direct`.
 
 pub mod direct;
+pub mod kafka;
+pub mod wire;

@@ -3,6 +3,8 @@
 //! test command starts them); a test that finds no server fails and says so.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use mysql_async::prelude::Queryable;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,21 +44,13 @@ pub async fn conn(port: u16) -> mysql_async::Conn {
 pub async fn exec(port: u16, sqls: &[&str]) {
     let mut c = conn(port).await;
     for s in sqls {
-        c.query_drop(*s)
-            .await
-            .unwrap_or_else(|e| panic!("{s}: {e}"));
+        c.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
     }
     c.disconnect().await.ok();
 }
 
 /// Writes a zone config for a reader of the server on `port` into `dir`.
-pub fn write_config(
-    dir: &Path,
-    zone: &str,
-    port: u16,
-    reader_server_id: u32,
-    start: &str,
-) -> PathBuf {
+pub fn write_config(dir: &Path, zone: &str, port: u16, reader_server_id: u32, start: &str) -> PathBuf {
     let path = dir.join(format!("zone-{zone}.toml"));
     std::fs::write(
         &path,

@@ -1,0 +1,345 @@
+//! Kafka transport. Every daemon publishes the transactions that *originated* in its
+//! zone to the topic `<topic_prefix><zone>` and applies the topics of its peers.
+//!
+//! # Topic layout
+//! One topic per origin zone with **one partition**: the partition order is the
+//! origin's commit order, so every row's changes stay in order and a transaction's
+//! fragments are contiguous (the applier opens its target transaction on fragment 0
+//! and commits on the last). Message key: the GTID; value: `wire` JSON v1; headers
+//! `drc-format`, `drc-zone`. Throughput is bounded by one partition per zone; that is
+//! the price of exact order without cross-partition reassembly.
+//!
+//! # Producer: nothing lost
+//! The reader's checkpoint (sled, `[reader] state_dir`) advances only to the
+//! transaction whose last fragment is the *oldest* not yet acknowledged by the broker
+//! (idempotent producer, `acks=all`), never to the parse position. A restart
+//! re-publishes what was in flight; the consumer drops the duplicates (GTID already in
+//! its applied state, or a fragment 0 that restarts an open transaction).
+//! When the broker is down, at most `MAX_IN_FLIGHT` fragments wait in memory and
+//! the reader stops reading until they are acknowledged.
+//!
+//! # Consumer: nothing applied twice
+//! The topic/partition/offset of the last fragment is written into `drc.applied` in
+//! the same target transaction as the rows; on start the consumer seeks there.
+//! Consumer-group offsets are not used as the source of truth.
+
+use super::wire;
+use crate::applier::apply::{is_applier_transaction, Applier, ApplierSettings};
+use crate::error::Error;
+use crate::reader::checkpoint::{CheckpointStore, Saved};
+use crate::reader::live::{LiveReader, LiveSettings, StartSpec};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Fragments published but not yet acknowledged, at most.
+const MAX_IN_FLIGHT: usize = 2_000;
+
+/// `[kafka]` in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers: `brokers = "127.0.0.1:9092"`.
+    pub brokers: String,
+    /// Topic name prefix; zone `a` publishes to `<prefix>a`: `topic_prefix = "drc."`.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// Extra librdkafka settings, e.g. `{ "security.protocol" = "ssl" }`.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+fn default_prefix() -> String {
+    "drc.".into()
+}
+
+impl KafkaConfig {
+    pub fn topic(&self, zone: &str) -> String {
+        format!("{}{zone}", self.topic_prefix)
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+fn kerr(brokers: &str, what: &str, e: KafkaError) -> Error {
+    Error::Transient {
+        addr: brokers.to_string(),
+        what: format!("{what}: {e}"),
+    }
+}
+
+/// Creates the topic with one partition if it does not exist.
+pub async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), Error> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = k.client().create().map_err(|e| kerr(&k.brokers, "admin client", e))?;
+    let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let r = admin
+        .create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| kerr(&k.brokers, "creating topics", e))?;
+    for res in r {
+        match res {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(Error::Transient {
+                    addr: k.brokers.clone(),
+                    what: format!("creating topic {t}: {code}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The publishing side of a zone.
+pub struct ProducerSide {
+    pub kafka: KafkaConfig,
+    pub reader: LiveSettings,
+    pub start: StartSpec,
+    pub state_dir: PathBuf,
+}
+
+pub async fn run_producer(p: ProducerSide, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let store = CheckpointStore::open(&p.state_dir)?;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = tokio::select! {
+            r = produce(&p, &store) => r,
+            _ = shutdown.wait_for(|s| *s) => { store.flush()?; return Ok(()) }
+        };
+        match r {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing interrupted; resuming from the acknowledged position");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error> {
+    let topic = p.kafka.topic(&p.reader.zone);
+    if let Err(e) = ensure_topic(&p.kafka, &topic).await {
+        tracing::warn!(error = %e, topic, "could not create the topic (it must exist)");
+    }
+    let producer: FutureProducer = p
+        .kafka
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.kbytes", "65536")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .map_err(|e| kerr(&p.kafka.brokers, "producer", e))?;
+    let saved = store.load()?;
+    let mut reader =
+        LiveReader::start(p.reader.clone(), saved.as_ref().map(|s| s.checkpoint.clone()), &p.start).await?;
+    let info = reader.server_info().clone();
+    let save = |cp: crate::position::Checkpoint| -> Result<(), Error> {
+        store.save(&Saved {
+            checkpoint: cp,
+            source_server_id: info.server_id,
+            source_uuid: info.server_uuid.clone(),
+            output_len: None,
+            saved_at_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    };
+    if saved.is_none() {
+        save(reader.resume_point().clone())?;
+        store.flush()?;
+    }
+    tracing::info!(topic, resume = %reader.resume_point(), "publishing");
+    let mut inflight: VecDeque<(Option<DeliveryFuture>, Option<crate::position::Checkpoint>)> = VecDeque::new();
+    let (mut dirty, mut last_flush) = (false, Instant::now());
+    let mut suppressed = 0u64;
+    loop {
+        // Retire acknowledged fragments in order; the checkpoint follows the oldest
+        // unacknowledged one.
+        loop {
+            let full = inflight.len() >= MAX_IN_FLIGHT;
+            let Some((fut, _)) = inflight.front_mut() else {
+                break;
+            };
+            match fut {
+                None => {}
+                Some(f) => {
+                    let done = if full {
+                        Some(f.await)
+                    } else {
+                        futures_util::FutureExt::now_or_never(f)
+                    };
+                    match done {
+                        None => break,
+                        Some(Ok(Ok(_))) => {}
+                        Some(Ok(Err((e, _)))) => return Err(kerr(&p.kafka.brokers, "delivery", e)),
+                        Some(Err(_)) => {
+                            return Err(Error::Transient {
+                                addr: p.kafka.brokers.clone(),
+                                what: "producer dropped a delivery".into(),
+                            })
+                        }
+                    }
+                }
+            }
+            let (_, cp) = inflight.pop_front().expect("front exists");
+            if let Some(cp) = cp {
+                save(cp)?;
+                dirty = true;
+            }
+        }
+        if dirty && last_flush.elapsed() >= Duration::from_millis(200) {
+            store.flush()?;
+            dirty = false;
+            last_flush = Instant::now();
+        }
+        let next = if let Some((Some(_), _)) = inflight.front() {
+            // wait for the reader, or for the oldest delivery, whichever comes first
+            tokio::select! {
+                b = reader.next() => Some(b?),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => None,
+            }
+        } else {
+            Some(reader.next().await?)
+        };
+        let Some(batch) = next else { continue };
+        for tx in batch {
+            if is_applier_transaction(&tx) || (tx.changes.is_empty() && tx.last) {
+                if tx.fragment == 0 && is_applier_transaction(&tx) && tx.last {
+                    suppressed += 1;
+                }
+                inflight.push_back((None, tx.checkpoint.clone()));
+                continue;
+            }
+            let payload = wire::encode(&tx);
+            let key = tx
+                .gtid
+                .as_ref()
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| format!("{}:{}", tx.file, tx.start_pos));
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "drc-format",
+                    value: Some(wire::FORMAT),
+                })
+                .insert(Header {
+                    key: "drc-zone",
+                    value: Some(&p.reader.zone),
+                });
+            let mut record = FutureRecord::to(&topic).payload(&payload).key(&key).headers(headers);
+            let fut = loop {
+                match producer.send_result(record) {
+                    Ok(f) => break f,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => return Err(kerr(&p.kafka.brokers, "publishing", e)),
+                }
+            };
+            inflight.push_back((Some(fut), tx.checkpoint.clone()));
+        }
+        if suppressed > 0 && suppressed % 1000 == 0 {
+            tracing::debug!(suppressed, "applier transactions not published (loop suppression)");
+        }
+    }
+}
+
+/// The applying side for one peer zone.
+pub struct ConsumerSide {
+    pub kafka: KafkaConfig,
+    pub origin: String,
+    pub applier_opts: mysql_async::Opts,
+    pub applier: Arc<ApplierSettings>,
+}
+
+pub async fn run_consumer(c: ConsumerSide, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = tokio::select! {
+            r = consume(&c) => r,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        };
+        match r {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(from = %c.origin, error = %e, retry_in_ms = backoff.as_millis() as u64, "applying paused; resuming from the applied offset");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn consume(c: &ConsumerSide) -> Result<(), Error> {
+    let topic = c.kafka.topic(&c.origin);
+    let mut applier = Applier::connect(c.applier_opts.clone(), c.applier.clone()).await?;
+    applier.applied_position(&c.origin).await?;
+    let stored = applier.applied_kafka_offset(&c.origin).await?;
+    let consumer: StreamConsumer = c
+        .kafka
+        .client()
+        .set("group.id", format!("drc-{}-from-{}", c.applier.zone, c.origin))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| kerr(&c.kafka.brokers, "consumer", e))?;
+    let mut tpl = TopicPartitionList::new();
+    let offset = match stored {
+        Some(o) => Offset::Offset(o + 1),
+        None => Offset::Beginning,
+    };
+    tpl.add_partition_offset(&topic, 0, offset)
+        .map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
+    consumer.assign(&tpl).map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
+    tracing::info!(topic, from = ?offset, to = %c.applier.zone, "applying");
+    loop {
+        let msg = match consumer.recv().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, topic, "waiting for the broker");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let format = msg.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == "drc-format")
+                .and_then(|x| x.value.map(|v| v.to_vec()))
+        });
+        if format.as_deref() != Some(wire::FORMAT.as_bytes()) {
+            return Err(Error::Server {
+                addr: c.kafka.brokers.clone(),
+                what: format!("{topic} offset {}: message format {:?} is not {} (a newer drc, or not a drc message); stopped without applying it", msg.offset(), format.map(|f| String::from_utf8_lossy(&f).into_owned()), wire::FORMAT),
+            });
+        }
+        let tx = wire::decode(msg.payload().unwrap_or_default()).map_err(|e| Error::Server {
+            addr: c.kafka.brokers.clone(),
+            what: format!("{topic} offset {}: {e}", msg.offset()),
+        })?;
+        applier.set_transport_position(Some((topic.clone(), msg.partition(), msg.offset())));
+        applier.apply(&c.origin, &tx).await?;
+    }
+}
