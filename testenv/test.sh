@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
 
-testenv/up.sh            # MariaDB zones a and b (zone c is started by the tests that use it)
+testenv/up.sh --kafka    # MariaDB zones a and b, the Kafka broker (zone c is started by the tests that use it)
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked

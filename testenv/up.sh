@@ -36,8 +36,10 @@ start_kafka() {
     log "kafka broker already running on 127.0.0.1:9092"
   else
     log "starting kafka broker (tansu) on 127.0.0.1:9092"
-    (cd "$dir" && setsid tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-       --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1 < /dev/null & echo $! > "$dir/tansu.pid")
+    (cd "$dir" && exec setsid tansu broker --listener-url tcp://127.0.0.1:9092 \
+       --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine "sqlite://tansu.db") \
+       >"$dir/tansu.log" 2>&1 < /dev/null &
+    echo $! > "$dir/tansu.pid"
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.2; done
     (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || { log "tansu did not start:"; tail -20 "$dir/tansu.log" >&2; exit 1; }
   fi
