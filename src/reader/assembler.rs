@@ -492,13 +492,14 @@ impl Assembler {
 }
 
 /// Commit time from a header second and, when live, the arrival clock: the arrival time
-/// is used when it falls inside the header's second (the reader is caught up), which
-/// gives sub-second precision; otherwise the header second stands.
+/// is used when it falls within two seconds after the header's second began (the
+/// reader is caught up; a statement started at x.999 may commit and arrive at x+1.001),
+/// which gives sub-second precision; otherwise the header second stands.
 fn refine(header_sec: i64, arrival: Option<SystemTime>) -> (i64, TsSource) {
     let base = header_sec * 1_000_000;
     if let Some(a) = arrival.and_then(|a| a.duration_since(SystemTime::UNIX_EPOCH).ok()) {
         let us = a.as_micros() as i64;
-        if us >= base && us < base + 1_000_000 {
+        if us >= base && us < base + 2_000_000 {
             return (us, TsSource::ArrivalRefined);
         }
     }
@@ -576,7 +577,8 @@ mod tests {
     fn arrival_refines_only_inside_the_second() {
         let t = |us: u64| Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(us));
         assert_eq!(refine(100, t(100_250_000)), (100_250_000, TsSource::ArrivalRefined));
-        assert_eq!(refine(100, t(101_000_000)), (100_000_000, TsSource::HeaderSeconds));
+        assert_eq!(refine(100, t(101_000_500)), (101_000_500, TsSource::ArrivalRefined));
+        assert_eq!(refine(100, t(102_000_000)), (100_000_000, TsSource::HeaderSeconds));
         assert_eq!(refine(100, t(99_000_000)), (100_000_000, TsSource::HeaderSeconds));
         assert_eq!(refine(100, None), (100_000_000, TsSource::HeaderSeconds));
     }
