@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# testenv/down.sh [ZONE...] — stop the local test servers started by up.sh.
+# testenv/down.sh [ZONE...] [--kafka] — stop the local test servers started by up.sh
+# (no argument: every zone and the Kafka broker).
 # Safe to run twice; data stays in $DRC_TESTENV_DIR (rm -rf it for a clean slate).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -26,5 +27,5 @@ stop_kafka() {
 
 zones=()
 for a in "$@"; do case "$a" in --kafka) stop_kafka ;; *) zones+=("$a") ;; esac; done
-if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES); fi
+if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES c); fi
 for z in "${zones[@]}"; do stop_zone "$z"; done
