@@ -22,8 +22,8 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,62 +107,8 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
     let db = p.db.clone();
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
-    let ids: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
-    let committed = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     let done = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    const OPS_PER_WORKER: usize = 1250; // 2 zones x 4 workers x 1250 = 10,000
-    for zone in 0..2 {
-        for w in 0..4 {
-            let (ids, committed, db) = (ids.clone(), committed[zone].clone(), db.clone());
-            workers.push(tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((zone * 16 + w) as u64));
-                let mut c = conn(PORTS[zone]).await;
-                for i in 0..OPS_PER_WORKER {
-                    let pick = |rng: &mut rand::rngs::StdRng| {
-                        let v = ids.lock().unwrap();
-                        if v.is_empty() {
-                            None
-                        } else {
-                            Some(v[rng.gen_range(0..v.len())])
-                        }
-                    };
-                    let roll = rng.gen_range(0..100);
-                    let affected = if roll < 30 || ids.lock().unwrap().len() < 20 {
-                        c.exec_drop(
-                            format!("INSERT INTO `{db}`.orders (customer) VALUES (?)"),
-                            (format!("z{zone}w{w}i{i}"),),
-                        )
-                        .await
-                        .unwrap();
-                        ids.lock().unwrap().push(c.last_insert_id().unwrap());
-                        1
-                    } else if roll < 85 {
-                        let id = pick(&mut rng).unwrap();
-                        c.exec_drop(
-                            format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
-                            (format!("z{zone}w{w}u{i}"), id),
-                        )
-                        .await
-                        .unwrap();
-                        c.affected_rows()
-                    } else {
-                        let id = pick(&mut rng).unwrap();
-                        c.exec_drop(format!("DELETE FROM `{db}`.orders WHERE id = ?"), (id,))
-                            .await
-                            .unwrap();
-                        c.affected_rows()
-                    };
-                    if affected > 0 {
-                        committed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if i % 50 == 0 {
-                        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20))).await;
-                    }
-                }
-            }));
-        }
-    }
+    let load = Load::spawn(&db, 4, 1250, seed); // 2 zones x 4 workers x 1250 = 10,000
     let killer = {
         let done = done.clone();
         tokio::spawn(async move {
@@ -181,12 +127,9 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
             p
         })
     };
-    for w in workers {
-        w.await.unwrap();
-    }
+    let [ca, cb] = load.finish().await;
     done.store(true, Ordering::SeqCst);
     let p = killer.await.unwrap();
-    let (ca, cb) = (committed[0].load(Ordering::SeqCst), committed[1].load(Ordering::SeqCst));
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 20 daemon kills");
     let all_applied = wait_until(Duration::from_secs(120), || async {
         p.applied_txns(1).await >= ca && p.applied_txns(0).await >= cb

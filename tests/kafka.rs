@@ -12,8 +12,6 @@ use common::pair::*;
 use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn broker_up() {
@@ -31,56 +29,7 @@ async fn concurrent_writes_with_kills_converge_over_kafka() {
     let db = p.db.clone();
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
-    let ids: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
-    let committed = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
-    let mut workers = Vec::new();
-    for zone in 0..2 {
-        for w in 0..2 {
-            let (ids, committed, db) = (ids.clone(), committed[zone].clone(), db.clone());
-            workers.push(tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((zone * 16 + w) as u64));
-                let mut c = conn(PORTS[zone]).await;
-                for i in 0..500 {
-                    let pick = |rng: &mut rand::rngs::StdRng| {
-                        let v = ids.lock().unwrap();
-                        v[rng.gen_range(0..v.len())]
-                    };
-                    let roll = rng.gen_range(0..100);
-                    let affected = if roll < 30 || ids.lock().unwrap().len() < 20 {
-                        c.exec_drop(
-                            format!("INSERT INTO `{db}`.orders (customer) VALUES (?)"),
-                            (format!("z{zone}w{w}i{i}"),),
-                        )
-                        .await
-                        .unwrap();
-                        ids.lock().unwrap().push(c.last_insert_id().unwrap());
-                        1
-                    } else if roll < 85 {
-                        let id = pick(&mut rng);
-                        c.exec_drop(
-                            format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
-                            (format!("z{zone}w{w}u{i}"), id),
-                        )
-                        .await
-                        .unwrap();
-                        c.affected_rows()
-                    } else {
-                        let id = pick(&mut rng);
-                        c.exec_drop(format!("DELETE FROM `{db}`.orders WHERE id = ?"), (id,))
-                            .await
-                            .unwrap();
-                        c.affected_rows()
-                    };
-                    if affected > 0 {
-                        committed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if i % 25 == 0 {
-                        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
-                    }
-                }
-            }));
-        }
-    }
+    let load = Load::spawn(&db, 2, 500, seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
@@ -88,10 +37,7 @@ async fn concurrent_writes_with_kills_converge_over_kafka() {
         p.kill9(z);
         p.start(z);
     }
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ca, cb) = (committed[0].load(Ordering::SeqCst), committed[1].load(Ordering::SeqCst));
+    let [ca, cb] = load.finish().await;
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 10 daemon kills");
     let all = wait_until(Duration::from_secs(120), || async {
         p.applied_txns(1).await >= ca && p.applied_txns(0).await >= cb

@@ -26,23 +26,9 @@ pub struct Direction {
 }
 
 /// Runs a direction until `shutdown` turns true or a definite error happens.
-pub async fn run(d: Direction, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let r = tokio::select! {
-            r = session(&d) => r,
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
-        };
-        match r {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() => {
-                tracing::warn!(from = %d.origin, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted; resuming from the applied position");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+pub async fn run(d: Direction, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let what = format!("replication from zone {}", d.origin);
+    super::restart_on_transient(&what, shutdown, || session(&d)).await
 }
 
 async fn session(d: &Direction) -> Result<(), Error> {

@@ -118,23 +118,11 @@ pub struct ProducerSide {
     pub state_dir: PathBuf,
 }
 
-pub async fn run_producer(p: ProducerSide, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run_producer(p: ProducerSide, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let store = CheckpointStore::open(&p.state_dir)?;
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let r = tokio::select! {
-            r = produce(&p, &store) => r,
-            _ = shutdown.wait_for(|s| *s) => { store.flush()?; return Ok(()) }
-        };
-        match r {
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing interrupted; resuming from the acknowledged position");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
+    let r = super::restart_on_transient("publishing", shutdown, || produce(&p, &store)).await;
+    store.flush()?;
+    r
 }
 
 async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error> {
@@ -274,22 +262,9 @@ pub struct ConsumerSide {
     pub applier: Arc<ApplierSettings>,
 }
 
-pub async fn run_consumer(c: ConsumerSide, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let r = tokio::select! {
-            r = consume(&c) => r,
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
-        };
-        match r {
-            Err(e) if e.is_transient() => {
-                tracing::warn!(from = %c.origin, error = %e, retry_in_ms = backoff.as_millis() as u64, "applying paused; resuming from the applied offset");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
+pub async fn run_consumer(c: ConsumerSide, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let what = format!("applying zone {}'s topic", c.origin);
+    super::restart_on_transient(&what, shutdown, || consume(&c)).await
 }
 
 async fn consume(c: &ConsumerSide) -> Result<(), Error> {

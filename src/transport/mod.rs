@@ -11,3 +11,38 @@
 pub mod direct;
 pub mod kafka;
 pub mod wire;
+
+use crate::error::Error;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs `session` until it ends, a definite error happens or `shutdown` turns true;
+/// a transient error restarts it after a backoff (200 ms doubling to 5 s). Every
+/// session resumes from the position stored with the applied rows, so a restart
+/// neither loses nor repeats anything. `what` says in the log what was interrupted.
+pub async fn restart_on_transient<F, Fut>(
+    what: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut session: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = tokio::select! {
+            r = session() => r,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        };
+        match r {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} interrupted; resuming");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}

@@ -239,3 +239,79 @@ impl Drop for Pair {
 pub async fn wait_converged(p: &Pair, table: &str, secs: u64) -> bool {
     wait_until(Duration::from_secs(secs), || async { p.converged(table).await }).await
 }
+
+/// A running random load on `orders` in both zones: `workers` connections per zone,
+/// each doing `ops` operations (30% insert, 55% update, 15% delete of any key either
+/// zone created, so keys overlap). `committed[zone]` counts the transactions that
+/// changed a row (only those reach the binlog).
+pub struct Load {
+    pub handles: Vec<tokio::task::JoinHandle<()>>,
+    pub committed: [std::sync::Arc<std::sync::atomic::AtomicU64>; 2],
+}
+
+impl Load {
+    pub fn spawn(db: &str, workers: usize, ops: usize, seed: u64) -> Load {
+        use rand::{Rng, SeedableRng};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let ids: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
+        let committed = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let mut handles = Vec::new();
+        for zone in 0..2 {
+            for w in 0..workers {
+                let (ids, committed, db) = (ids.clone(), committed[zone].clone(), db.to_string());
+                handles.push(tokio::spawn(async move {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((zone * 16 + w) as u64));
+                    let mut c = conn(PORTS[zone]).await;
+                    for i in 0..ops {
+                        let pick = |rng: &mut rand::rngs::StdRng| {
+                            let v = ids.lock().unwrap();
+                            v[rng.gen_range(0..v.len())]
+                        };
+                        let roll = rng.gen_range(0..100);
+                        let affected = if roll < 30 || ids.lock().unwrap().len() < 20 {
+                            c.exec_drop(
+                                format!("INSERT INTO `{db}`.orders (customer) VALUES (?)"),
+                                (format!("z{zone}w{w}i{i}"),),
+                            )
+                            .await
+                            .unwrap();
+                            ids.lock().unwrap().push(c.last_insert_id().unwrap());
+                            1
+                        } else if roll < 85 {
+                            let id = pick(&mut rng);
+                            c.exec_drop(
+                                format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
+                                (format!("z{zone}w{w}u{i}"), id),
+                            )
+                            .await
+                            .unwrap();
+                            c.affected_rows()
+                        } else {
+                            let id = pick(&mut rng);
+                            c.exec_drop(format!("DELETE FROM `{db}`.orders WHERE id = ?"), (id,))
+                                .await
+                                .unwrap();
+                            c.affected_rows()
+                        };
+                        if affected > 0 {
+                            committed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if i % 25 == 0 {
+                            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+                        }
+                    }
+                }));
+            }
+        }
+        Load { handles, committed }
+    }
+
+    /// Waits for every worker; returns the committed transactions per zone.
+    pub async fn finish(self) -> [u64; 2] {
+        for h in self.handles {
+            h.await.unwrap();
+        }
+        self.committed.map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
