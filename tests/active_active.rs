@@ -151,38 +151,26 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
     // The conflict log agrees with the winners: no key ended older than a version the log says won.
     for zone in 0..2 {
         let mut c = conn(PORTS[zone]).await;
-        let bad: u64 = c
-            .exec_first(
-                format!(
-                    "SELECT COUNT(*) FROM drc.conflicts k JOIN `{db}`.orders o ON k.pk = JSON_ARRAY(o.id) \
-                     WHERE k.db = ? AND k.resolution = 'applied_incoming' AND k.incoming_version > CAST(o.updated_at AS DECIMAL(30,6))"
-                ),
-                (&db,),
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            bad, 0,
-            "zone {}: a row is older than a write the conflict log says won",
-            ZONES[zone]
-        );
-        let kept: u64 = c
-            .exec_first(
-                format!(
-                    "SELECT COUNT(*) FROM drc.conflicts k JOIN `{db}`.orders o ON k.pk = JSON_ARRAY(o.id) \
-                     WHERE k.db = ? AND k.resolution = 'kept_local' AND k.incoming_version > CAST(o.updated_at AS DECIMAL(30,6))"
-                ),
-                (&db,),
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            kept, 0,
-            "zone {}: a losing write is newer than the surviving row",
-            ZONES[zone]
-        );
+        for (resolution, why) in [
+            (
+                "applied_incoming",
+                "a row is older than a write the conflict log says won",
+            ),
+            ("kept_local", "a losing write is newer than the surviving row"),
+        ] {
+            let bad: u64 = c
+                .exec_first(
+                    format!(
+                        "SELECT COUNT(*) FROM drc.conflicts k JOIN `{db}`.orders o ON k.pk = JSON_ARRAY(o.id) \
+                         WHERE k.db = ? AND k.resolution = ? AND k.incoming_version > CAST(o.updated_at AS DECIMAL(30,6))"
+                    ),
+                    (&db, resolution),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(bad, 0, "zone {}: {why}", ZONES[zone]);
+        }
     }
     let conflicts: u64 = {
         let mut c = conn(ZONE_A).await;
