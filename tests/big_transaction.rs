@@ -25,21 +25,12 @@ fn children_max_rss_kb() -> i64 {
 async fn zone_c_million_row_transaction_streams_in_bounded_memory() {
     testenv_up("c");
     let db = format!("drc_big_{}", std::process::id());
-    exec(
+    let start = fresh_db_at(
         ZONE_C,
-        &[
-            &format!("DROP DATABASE IF EXISTS {db}"),
-            &format!("CREATE DATABASE {db}"),
-            &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, a BIGINT, b CHAR(32), c DATETIME(6))"),
-        ],
+        &db,
+        "t (id INT PRIMARY KEY, a BIGINT, b CHAR(32), c DATETIME(6))",
     )
     .await;
-    let start: String = conn(ZONE_C)
-        .await
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "c", ZONE_C, 2201, &format!("gtid:{start}"));
     let out = dir.path().join("out.jsonl");

@@ -95,21 +95,7 @@ fn parse_output(path: &Path) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zone_c_kill_and_restart_never_skips_or_repeats() {
     testenv_up("c");
-    exec(
-        ZONE_C,
-        &[
-            &format!("DROP DATABASE IF EXISTS {DB}"),
-            &format!("CREATE DATABASE {DB}"),
-            &format!("CREATE TABLE {DB}.t (seq BIGINT PRIMARY KEY, note VARCHAR(40))"),
-        ],
-    )
-    .await;
-    let start: String = conn(ZONE_C)
-        .await
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap();
+    let start = fresh_db_at(ZONE_C, DB, "t (seq BIGINT PRIMARY KEY, note VARCHAR(40))").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "c", ZONE_C, 3001, &format!("gtid:{start}"));
     let text = std::fs::read_to_string(&cfg)

@@ -715,6 +715,13 @@ impl Applier {
         before_version: Option<i128>,
     ) -> Result<(), Error> {
         let (lv, tomb) = self.lock_key(t, key).await?;
+        let subj = Subject {
+            origin,
+            tx,
+            t,
+            key,
+            row: img,
+        };
         let (mut lc, mut ic) = (String::new(), String::new());
         if lv == Some(v) {
             lc = self.local_json(t, key).await?.unwrap_or_default();
@@ -757,19 +764,8 @@ impl Applier {
                 self.conn.exec_drop(sql, p).await
             }
             Action::Keep(Some(c)) => {
-                self.log_conflict(
-                    origin,
-                    tx,
-                    t,
-                    key,
-                    img,
-                    Some(v),
-                    lv.or(tomb),
-                    c.as_str(),
-                    "kept_local",
-                    None,
-                )
-                .await?;
+                self.log_conflict(&subj, (Some(v), lv.or(tomb)), c.as_str(), "kept_local", None)
+                    .await?;
                 return Ok(());
             }
             _ => return Ok(()),
@@ -783,19 +779,8 @@ impl Applier {
                     } else {
                         "resurrected_after_delete"
                     };
-                    self.log_conflict(
-                        origin,
-                        tx,
-                        t,
-                        key,
-                        img,
-                        Some(v),
-                        lv.or(tomb),
-                        kind,
-                        "applied_incoming",
-                        None,
-                    )
-                    .await?;
+                    self.log_conflict(&subj, (Some(v), lv.or(tomb)), kind, "applied_incoming", None)
+                        .await?;
                 }
                 Ok(())
             }
@@ -803,13 +788,8 @@ impl Applier {
             // statement failed; the row is quarantined, the transaction goes on.
             Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
                 self.log_conflict(
-                    origin,
-                    tx,
-                    t,
-                    key,
-                    img,
-                    Some(v),
-                    lv,
+                    &subj,
+                    (Some(v), lv),
                     "unique_key",
                     "quarantined",
                     Some(e.message.clone()),
@@ -834,6 +814,13 @@ impl Applier {
         b: i128,
     ) -> Result<(), Error> {
         let (lv, tomb) = self.lock_key(t, key).await?;
+        let subj = Subject {
+            origin,
+            tx,
+            t,
+            key,
+            row: before,
+        };
         let local = Local {
             row: lv.map(|x| (x, String::new())),
             tombstone: tomb,
@@ -862,19 +849,8 @@ impl Applier {
             r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
             self.stats.rows += 1;
             if lv != Some(b) {
-                self.log_conflict(
-                    origin,
-                    tx,
-                    t,
-                    key,
-                    before,
-                    Some(b),
-                    lv,
-                    "concurrent_delete",
-                    "applied_incoming",
-                    None,
-                )
-                .await?;
+                self.log_conflict(&subj, (Some(b), lv), "concurrent_delete", "applied_incoming", None)
+                    .await?;
             }
         }
         if matches!(action, Action::Delete | Action::Tombstone) {
@@ -893,13 +869,8 @@ impl Applier {
         if let Action::Tombstone | Action::Keep(Some(_)) = action {
             if lv.is_some() {
                 self.log_conflict(
-                    origin,
-                    tx,
-                    t,
-                    key,
-                    before,
-                    Some(b),
-                    lv,
+                    &subj,
+                    (Some(b), lv),
                     Conflict::RowNewerThanDelete.as_str(),
                     "kept_local",
                     None,
@@ -937,13 +908,14 @@ impl Applier {
         tracing::warn!(origin, table = %format!("{}.{}", t.db, t.tbl), key = %id, "misrouted write: zone {origin} wrote a key outside its ID range");
         let detail = format!("key {id} is outside the ID range of zone {origin}");
         self.log_conflict(
-            origin,
-            tx,
-            t,
-            &key,
-            after,
-            None,
-            None,
+            &Subject {
+                origin,
+                tx,
+                t,
+                key: &key,
+                row: after,
+            },
+            (None, None),
             "id_out_of_range",
             if reject { "quarantined" } else { "applied_incoming" },
             Some(detail),
@@ -958,17 +930,19 @@ impl Applier {
     #[allow(clippy::too_many_arguments)]
     async fn log_conflict(
         &mut self,
-        origin: &str,
-        tx: &Transaction,
-        t: &LocalTable,
-        key: &[MyValue],
-        incoming: &RowImage,
-        incoming_version: Option<i128>,
-        local_version: Option<i128>,
+        subject: &Subject<'_>,
+        (incoming_version, local_version): (Option<i128>, Option<i128>),
         kind: &str,
         resolution: &str,
         detail: Option<String>,
     ) -> Result<(), Error> {
+        let Subject {
+            origin,
+            tx,
+            t,
+            key,
+            row: incoming,
+        } = *subject;
         self.stats.conflicts += 1;
         let local_row = if local_version.is_some() {
             self.local_json(t, key).await?
@@ -1001,6 +975,16 @@ impl Applier {
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.conflicts", e))
     }
+}
+
+/// The incoming row a conflict-log entry is about.
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    origin: &'a str,
+    tx: &'a Transaction,
+    t: &'a LocalTable,
+    key: &'a [MyValue],
+    row: &'a RowImage,
 }
 
 /// True for a transaction an applier wrote: it touches `drc`.`marker`.

@@ -74,6 +74,27 @@ reconnect_max_backoff_secs = 1
     path
 }
 
+/// Recreates database `db` on the zone at `port` with one table (`table_ddl`, after
+/// `CREATE TABLE {db}.`), and returns the server's GTID position from just after that,
+/// for a reader started exactly there (`start = "gtid:<pos>"`).
+pub async fn fresh_db_at(port: u16, db: &str, table_ddl: &str) -> String {
+    exec(
+        port,
+        &[
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            &format!("CREATE DATABASE {db}"),
+            &format!("CREATE TABLE {db}.{table_ddl}"),
+        ],
+    )
+    .await;
+    conn(port)
+        .await
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Starts a testenv zone (idempotent), e.g. the private zone c.
 pub fn testenv_up(zone: &str) {
     let st = std::process::Command::new("bash")
