@@ -55,7 +55,10 @@ impl MariaGtidPos {
     /// Records `g` as the latest GTID of its domain (never moves a domain backwards).
     pub fn update(&mut self, g: MariaGtid) {
         let e = self.domains.entry(g.domain).or_insert(g);
-        if g.seq >= e.seq {
+        // On an equal sequence number (two servers wrote in one domain: only possible
+        // without gtid_strict_mode) the greater server id wins, so merging is
+        // commutative and every zone computes the same position.
+        if (g.seq, g.server) >= (e.seq, e.server) {
             *e = g;
         }
     }
