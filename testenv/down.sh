@@ -20,9 +20,13 @@ stop_kafka() {
   local pidf="$RUN_DIR/kafka/tansu.pid"
   if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
     log "stopping kafka broker (pid $(cat "$pidf"))"; kill "$(cat "$pidf")" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || return 0; sleep 0.2; done
-    kill -9 "$(cat "$pidf")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$(cat "$pidf")" 2>/dev/null; then
+      log "kafka broker did not stop in 10 s, killing"; kill -9 "$(cat "$pidf")" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.1; done
+    fi
   fi
+  rm -f "$pidf"
 }
 
 zones=()

@@ -95,9 +95,6 @@ async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
     // No echo: each zone applied exactly the other's transactions (2 inserts... + 1/2 updates).
     assert_eq!(p.applied_txns(1).await, 3, "zone b applied a's insert, update, delete");
     assert_eq!(p.applied_txns(0).await, 3, "zone a applied b's insert and two updates");
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +105,7 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
     let done = Arc::new(AtomicBool::new(false));
-    let load = Load::spawn(&db, 4, 1250, seed); // 2 zones x 4 workers x 1250 = 10,000
+    let load = Load::spawn(&p, 4, 1250, seed); // 2 zones x 4 workers x 1250 = 10,000
     let killer = {
         let done = done.clone();
         tokio::spawn(async move {
@@ -127,7 +124,8 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
             p
         })
     };
-    let [ca, cb] = load.finish().await;
+    let committed = load.finish().await;
+    let (ca, cb) = (committed[0], committed[1]);
     done.store(true, Ordering::SeqCst);
     let p = killer.await.unwrap();
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 20 daemon kills");
@@ -180,10 +178,6 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
             .unwrap()
     };
     eprintln!("rows at the end: {}, conflicts logged in zone a: {conflicts}", ra.len());
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,10 +235,6 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
         "quarantined row not applied: {in_b:?}"
     );
     assert!(in_b.contains(&"ok a".to_string()));
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 const MATRIX: &str = "CREATE TABLE m (
@@ -281,10 +271,6 @@ async fn type_matrix_crosses_zones_cell_for_cell() {
         p.log(1)
     );
     assert_eq!(p.rows(1, "m").await.len(), 2);
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,10 +301,6 @@ async fn hostile_identifiers_replicate_and_a_missing_table_stops_cleanly() {
     let status = p.daemons[1].as_mut().unwrap().wait().unwrap();
     assert_eq!(status.code(), Some(1));
     assert_eq!(p.applied_txns(1).await, before, "position unchanged");
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 /// A clash on a secondary unique key is a logged conflict; the daemons keep running.
@@ -372,10 +354,6 @@ async fn unique_key_clash_is_a_logged_conflict_not_a_crash_loop() {
             "daemon {z} exited"
         );
     }
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 /// `drc check` with a [replication] section refuses tables without the version column.
@@ -405,11 +383,6 @@ async fn check_refuses_a_table_without_version_column() {
         text.contains("ok      id_range") && text.contains("ok      time_zone"),
         "{text}"
     );
-    let db = p.db.clone();
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }
 
 /// A table without version column replicates when listed in `unversioned` (origin
@@ -461,8 +434,4 @@ async fn unversioned_tables_replicate_when_listed() {
         p.log(1)
     );
     assert_eq!(p.rows(1, "legacy").await, vec!["1|B".to_string(), "2|14".to_string()]);
-    drop(p);
-    for port in PORTS {
-        exec(port, &[&format!("DROP DATABASE `{db}`")]).await;
-    }
 }

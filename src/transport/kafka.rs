@@ -28,16 +28,17 @@ use crate::applier::apply::{is_applier_transaction, Applier, ApplierSettings};
 use crate::error::Error;
 use crate::reader::checkpoint::{CheckpointStore, Saved};
 use crate::reader::live::{LiveReader, LiveSettings, StartSpec};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -77,6 +78,64 @@ impl KafkaConfig {
     }
 }
 
+/// How often one kind of librdkafka line or error is logged during an outage.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// librdkafka's log lines and errors, rate-limited per kind: during a broker outage
+/// librdkafka repeats the same line every few hundred milliseconds; the log gets it
+/// once per [`LOG_EVERY`] with the number of repeats suppressed.
+#[derive(Default)]
+pub struct RateLimitedLog {
+    last: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl RateLimitedLog {
+    /// `Some(repeats suppressed since the last line)` when `key` may be logged now.
+    fn allow(&self, key: &str) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get_mut(key) {
+            Some((at, n)) if at.elapsed() < LOG_EVERY => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let repeats = *n;
+                (*at, *n) = (Instant::now(), 0);
+                Some(repeats)
+            }
+            None => {
+                last.insert(key.to_string(), (Instant::now(), 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+impl ClientContext for RateLimitedLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, line: &str) {
+        let Some(repeats) = self.allow(fac) else { return };
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, repeats, "{line}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, repeats, "{line}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, repeats, "{line}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, repeats, "{line}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let key = format!("error {:?}", error.rdkafka_error_code());
+        if let Some(repeats) = self.allow(&key) {
+            tracing::warn!(target: "librdkafka", %error, repeats, "{reason}");
+        }
+    }
+}
+
+impl ConsumerContext for RateLimitedLog {}
+
 fn kerr(brokers: &str, what: &str, e: KafkaError) -> Error {
     Error::Transient {
         addr: brokers.to_string(),
@@ -87,7 +146,10 @@ fn kerr(brokers: &str, what: &str, e: KafkaError) -> Error {
 /// Creates the topic with one partition if it does not exist.
 pub async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), Error> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = k.client().create().map_err(|e| kerr(&k.brokers, "admin client", e))?;
+    let admin: AdminClient<RateLimitedLog> = k
+        .client()
+        .create_with_context(RateLimitedLog::default())
+        .map_err(|e| kerr(&k.brokers, "admin client", e))?;
     let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
     let r = admin
         .create_topics(
@@ -130,7 +192,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
     if let Err(e) = ensure_topic(&p.kafka, &topic).await {
         tracing::warn!(error = %e, topic, "could not create the topic (it must exist)");
     }
-    let producer: FutureProducer = p
+    let producer: FutureProducer<RateLimitedLog> = p
         .kafka
         .client()
         .set("enable.idempotence", "true")
@@ -139,7 +201,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
         .set("linger.ms", "5")
         .set("queue.buffering.max.kbytes", "65536")
         .set("message.max.bytes", "10000000")
-        .create()
+        .create_with_context(RateLimitedLog::default())
         .map_err(|e| kerr(&p.kafka.brokers, "producer", e))?;
     let saved = store.load()?;
     let mut reader =
@@ -162,11 +224,14 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
     let mut inflight: VecDeque<(Option<DeliveryFuture>, Option<crate::position::Checkpoint>)> = VecDeque::new();
     let (mut dirty, mut last_flush) = (false, Instant::now());
     let mut suppressed = 0u64;
+    // Since when the oldest fragment waits for its acknowledgement; last warning.
+    let (mut waiting_since, mut warned) = (None::<Instant>, None::<Instant>);
     loop {
         // Retire acknowledged fragments in order; the checkpoint follows the oldest
         // unacknowledged one.
         loop {
             let full = inflight.len() >= MAX_IN_FLIGHT;
+            let unacked = inflight.len();
             let Some((fut, _)) = inflight.front_mut() else {
                 break;
             };
@@ -174,11 +239,28 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                 None => {}
                 Some(f) => {
                     let done = if full {
-                        Some(f.await)
+                        // Back-pressure: the reader stops until the broker catches up.
+                        tokio::time::timeout(Duration::from_secs(1), f).await.ok()
                     } else {
                         futures_util::FutureExt::now_or_never(f)
                     };
+                    if done.is_none() {
+                        let since = *waiting_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_secs(5)
+                            && warned.is_none_or(|w: Instant| w.elapsed() >= Duration::from_secs(10))
+                        {
+                            tracing::warn!(
+                                brokers = %p.kafka.brokers,
+                                unacknowledged = unacked,
+                                waiting_secs = since.elapsed().as_secs(),
+                                reader = if full { "paused (in-flight limit)" } else { "reading" },
+                                "waiting for the broker to acknowledge published transactions"
+                            );
+                            warned = Some(Instant::now());
+                        }
+                    }
                     match done {
+                        None if full => continue,
                         None => break,
                         Some(Ok(Ok(_))) => {}
                         Some(Ok(Err((e, _)))) => return Err(kerr(&p.kafka.brokers, "delivery", e)),
@@ -192,6 +274,13 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                 }
             }
             let (_, cp) = inflight.pop_front().expect("front exists");
+            if waiting_since
+                .take()
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
+            {
+                tracing::info!(brokers = %p.kafka.brokers, "the broker acknowledges again; publishing resumed");
+                warned = None;
+            }
             if let Some(cp) = cp {
                 save(cp)?;
                 dirty = true;
@@ -267,20 +356,47 @@ pub async fn run_consumer(c: ConsumerSide, shutdown: watch::Receiver<bool>) -> R
     super::restart_on_transient(&what, shutdown, || consume(&c)).await
 }
 
+/// The definite error for a consumer position the broker no longer has.
+fn lost_offset(c: &ConsumerSide, topic: &str, next: i64, why: &str) -> Error {
+    Error::Server {
+        addr: c.kafka.brokers.clone(),
+        what: format!(
+            "{topic}: offset {next} (the next after the last transaction applied in zone {zone}) is no longer on the \
+             broker ({why}): retention deleted it or the topic was recreated. Transactions of zone {origin} may be \
+             missing here; stopped. Re-seed zone {zone} from zone {origin} (docs/OPERATIONS.md), or raise the topic's \
+             retention.ms above the longest outage (docs/KAFKA.md)",
+            zone = c.applier.zone,
+            origin = c.origin,
+        ),
+    }
+}
+
 async fn consume(c: &ConsumerSide) -> Result<(), Error> {
     let topic = c.kafka.topic(&c.origin);
     let mut applier = Applier::connect(c.applier_opts.clone(), c.applier.clone()).await?;
     applier.applied_position(&c.origin).await?;
     let stored = applier.applied_kafka_offset(&c.origin).await?;
-    let consumer: StreamConsumer = c
+    let consumer: StreamConsumer<RateLimitedLog> = c
         .kafka
         .client()
         .set("group.id", format!("drc-{}-from-{}", c.applier.zone, c.origin))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
+        // A stored offset the broker no longer has (retention deleted it, or the
+        // topic was recreated) must stop the applier, never jump: see below.
+        .set("auto.offset.reset", "error")
+        .create_with_context(RateLimitedLog::default())
         .map_err(|e| kerr(&c.kafka.brokers, "consumer", e))?;
+    if let Some(o) = stored {
+        // The offset after the last applied transaction must still be on the broker:
+        // below the low watermark it was deleted (retention), above the high one the
+        // topic was recreated. Either way transactions may be missing: stop, never jump.
+        let (low, high) = tokio::task::block_in_place(|| consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)))
+            .map_err(|e| kerr(&c.kafka.brokers, "reading the topic's offsets", e))?;
+        if o + 1 < low || o + 1 > high {
+            return Err(lost_offset(c, &topic, o + 1, &format!("the broker has offsets {low}..{high}")));
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     let offset = match stored {
         Some(o) => Offset::Offset(o + 1),
@@ -290,11 +406,20 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
         .map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
     consumer.assign(&tpl).map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
     tracing::info!(topic, from = ?offset, to = %c.applier.zone, "applying");
+    let waiting = RateLimitedLog::default();
     loop {
         let msg = match consumer.recv().await {
             Ok(m) => m,
+            Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
+            )) => {
+                let next = stored.map(|o| o + 1).unwrap_or(0);
+                return Err(lost_offset(c, &topic, next, "the broker reports it out of range"));
+            }
             Err(e) => {
-                tracing::warn!(error = %e, topic, "waiting for the broker");
+                if let Some(repeats) = waiting.allow("recv") {
+                    tracing::warn!(error = %e, topic, repeats, "waiting for the broker");
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }

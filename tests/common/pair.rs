@@ -1,5 +1,12 @@
-//! Two zones with one `drc run` daemon each, on a private database (and, for Kafka,
-//! private topics), for the active-active tests.
+//! Two or three zones with one `drc run` daemon each, on a private database (and, for
+//! Kafka, private topics), for the active-active tests. Dropping a `Pair` kills its
+//! daemons and drops its databases in every zone.
+//!
+//! An *audited* pair adds the proof of exactly-once that does not rest on drc's own
+//! bookkeeping: every load transaction also inserts a unique token into `ledger`, and
+//! a trigger in every zone counts each write of a token, by MySQL user, into the
+//! non-replicated `<db>_audit.hits`. In every zone each committed token must then
+//! have exactly one write: by the load in its origin zone, by drc's applier elsewhere.
 
 use super::*;
 use mysql_async::prelude::Queryable;
@@ -18,36 +25,53 @@ pub enum Transport {
 pub const ORDERS: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
 
-pub const PORTS: [u16; 2] = [ZONE_A, ZONE_B];
-pub const ZONES: [&str; 2] = ["a", "b"];
+/// Insert-only, one unique token per load transaction (see the module doc).
+pub const LEDGER: &str =
+    "CREATE TABLE ledger (id BIGINT PRIMARY KEY AUTO_INCREMENT, token VARCHAR(64) NOT NULL UNIQUE, \
+    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+
+pub const PORTS: [u16; 3] = [ZONE_A, ZONE_B, ZONE_C];
+pub const ZONES: [&str; 3] = ["a", "b", "c"];
 
 pub struct Pair {
     pub transport: Transport,
     pub dir: tempfile::TempDir,
     pub db: String,
-    pub cfg: [PathBuf; 2],
-    pub daemons: [Option<Child>; 2],
+    /// Zones 0..n (a, b[, c]).
+    pub n: usize,
+    pub audited: bool,
+    pub cfg: Vec<PathBuf>,
+    pub daemons: Vec<Option<Child>>,
 }
 
-fn daemon_config(dir: &Path, zone: usize, db: &str, server_id: u32, transport: Transport) -> PathBuf {
-    let other = 1 - zone;
+fn daemon_config(dir: &Path, zone: usize, n: usize, db: &str, server_id: u32, transport: Transport) -> PathBuf {
     let path = dir.join(format!("zone-{}.toml", ZONES[zone]));
-    let (transport_line, peer) = match transport {
-        Transport::Direct => (
-            String::new(),
-            format!(
-                "[peers.mysql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"drc\"\npassword = \"drc\"\n",
-                PORTS[other]
-            ),
-        ),
-        Transport::Kafka => ("transport = \"kafka\"\n".to_string(), String::new()),
+    let transport_line = match transport {
+        Transport::Direct => "",
+        Transport::Kafka => "transport = \"kafka\"\n",
     };
     let kafka = match transport {
-        Transport::Kafka => {
-            format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic_prefix = \"{db}.\"\n")
-        }
+        Transport::Kafka => format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic_prefix = \"{db}.\"\n"),
         Transport::Direct => String::new(),
     };
+    // Each zone owns the keys = its offset modulo n (the load sets the session's
+    // auto_increment_increment/offset to match when n is not the servers' 2).
+    let ranges: String = (0..n)
+        .map(|z| format!("[id_ranges.{}]\nincrement = {n}\noffset = {}\n", ZONES[z], z + 1))
+        .collect();
+    let peers: String = (0..n)
+        .filter(|&z| z != zone)
+        .map(|z| {
+            let mysql = match transport {
+                Transport::Direct => format!(
+                    "[peers.mysql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"drc\"\npassword = \"drc\"\n",
+                    PORTS[z]
+                ),
+                Transport::Kafka => String::new(),
+            };
+            format!("[[peers]]\nzone = \"{}\"\n{mysql}", ZONES[z])
+        })
+        .collect();
     std::fs::write(
         &path,
         format!(
@@ -69,18 +93,9 @@ databases = ["{db}"]
 version_column = "updated_at"
 range_policy = "reject"
 channel = "{db}"
-[id_ranges.a]
-increment = 2
-offset = 1
-[id_ranges.b]
-increment = 2
-offset = 2
-{kafka}[[peers]]
-zone = "{oz}"
-{peer}"#,
+{ranges}{kafka}{peers}"#,
             z = ZONES[zone],
             port = PORTS[zone],
-            oz = ZONES[other],
         ),
     )
     .unwrap();
@@ -94,26 +109,51 @@ impl Pair {
     }
 
     pub async fn with(name: &str, ddl: &[&str], server_id_base: u32, transport: Transport) -> Pair {
+        Self::setup(name, ddl, server_id_base, transport, 2, false).await
+    }
+
+    /// `n` zones with `orders` and the audited `ledger` (see the module doc).
+    pub async fn audited(name: &str, server_id_base: u32, transport: Transport, n: usize) -> Pair {
+        Self::setup(name, &[ORDERS, LEDGER], server_id_base, transport, n, true).await
+    }
+
+    async fn setup(
+        name: &str,
+        ddl: &[&str],
+        server_id_base: u32,
+        transport: Transport,
+        n: usize,
+        audited: bool,
+    ) -> Pair {
         let db = format!("drc_aa_{name}_{}", std::process::id());
-        for port in PORTS {
-            exec(
-                port,
-                &[
-                    &format!("DROP DATABASE IF EXISTS `{db}`"),
-                    &format!("CREATE DATABASE `{db}`"),
-                ],
-            )
-            .await;
-            let mut stmts = vec![format!("USE `{db}`")];
+        for &port in &PORTS[..n] {
+            let mut stmts = vec![
+                format!("DROP DATABASE IF EXISTS `{db}`"),
+                format!("DROP DATABASE IF EXISTS `{db}_audit`"),
+                format!("CREATE DATABASE `{db}`"),
+                format!("USE `{db}`"),
+            ];
             stmts.extend(ddl.iter().map(|s| s.to_string()));
+            if audited {
+                stmts.push(format!("CREATE DATABASE `{db}_audit`"));
+                stmts.push(format!(
+                    "CREATE TABLE `{db}_audit`.hits (token VARCHAR(64) PRIMARY KEY, writer VARCHAR(32) NOT NULL, hits INT NOT NULL)"
+                ));
+                for (event, name) in [("INSERT", "i"), ("UPDATE", "u")] {
+                    stmts.push(format!(
+                        "CREATE TRIGGER `{db}`.ledger_audit_{name} AFTER {event} ON `{db}`.ledger FOR EACH ROW \
+                         INSERT INTO `{db}_audit`.hits (token, writer, hits) VALUES (NEW.token, SUBSTRING_INDEX(USER(), '@', 1), 1) \
+                         ON DUPLICATE KEY UPDATE hits = hits + 1"
+                    ));
+                }
+            }
             let refs: Vec<&str> = stmts.iter().map(|s| s.as_str()).collect();
             exec(port, &refs).await;
         }
         let dir = tempfile::tempdir().unwrap();
-        let cfg = [
-            daemon_config(dir.path(), 0, &db, server_id_base, transport),
-            daemon_config(dir.path(), 1, &db, server_id_base + 1, transport),
-        ];
+        let cfg: Vec<PathBuf> = (0..n)
+            .map(|z| daemon_config(dir.path(), z, n, &db, server_id_base + z as u32, transport))
+            .collect();
         for c in &cfg {
             let st = Command::new(drc_bin())
                 .arg("init")
@@ -127,8 +167,10 @@ impl Pair {
             transport,
             dir,
             db,
+            n,
+            audited,
             cfg,
-            daemons: [None, None],
+            daemons: (0..n).map(|_| None).collect(),
         }
     }
 
@@ -150,11 +192,12 @@ impl Pair {
         self.daemons[zone] = Some(child);
     }
 
-    /// Starts both daemons and waits until both replicate.
+    /// Starts every zone's daemon and waits until all replicate.
     pub async fn start_both(&mut self) {
-        self.start(0);
-        self.start(1);
-        for (z, name) in ZONES.iter().enumerate() {
+        for z in 0..self.n {
+            self.start(z);
+        }
+        for (z, name) in ZONES[..self.n].iter().enumerate() {
             let ok = wait_until(Duration::from_secs(30), || {
                 let log = self.log(z);
                 let kafka = self.transport == Transport::Kafka;
@@ -202,11 +245,17 @@ impl Pair {
         .unwrap()
     }
 
+    /// Transactions of the other zone applied in `zone` (two zones).
     pub async fn applied_txns(&self, zone: usize) -> u64 {
+        self.applied_from(zone, 1 - zone).await
+    }
+
+    /// Transactions of zone `origin` applied in `zone`, as counted in `drc.applied`.
+    pub async fn applied_from(&self, zone: usize, origin: usize) -> u64 {
         let mut c = conn(PORTS[zone]).await;
         c.exec_first(
             "SELECT applied_txns FROM drc.applied WHERE origin_zone = ?",
-            (format!("{}/{}", ZONES[1 - zone], self.db),),
+            (format!("{}/{}", ZONES[origin], self.db),),
         )
         .await
         .unwrap()
@@ -225,14 +274,116 @@ impl Pair {
     }
 
     pub async fn converged(&self, table: &str) -> bool {
-        self.rows(0, table).await == self.rows(1, table).await
+        let first = self.rows(0, table).await;
+        for z in 1..self.n {
+            if self.rows(z, table).await != first {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until every zone applied every other zone's `committed` transactions
+    /// (by `drc.applied`), then checks the counts are exact: an echo or a repeat would
+    /// raise one, a loss lower it. Panics with the daemons' logs otherwise.
+    pub async fn assert_applied_exactly(&self, committed: &[u64]) {
+        let pairs: Vec<(usize, usize)> = (0..self.n)
+            .flat_map(|z| (0..self.n).filter(move |&o| o != z).map(move |o| (z, o)))
+            .collect();
+        let all = wait_until(Duration::from_secs(180), || async {
+            for &(z, o) in &pairs {
+                if self.applied_from(z, o).await < committed[o] {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        let mut report = String::new();
+        for &(z, o) in &pairs {
+            let got = self.applied_from(z, o).await;
+            report += &format!("{} -> {}: {got} of {}\n", ZONES[o], ZONES[z], committed[o]);
+        }
+        assert!(all, "not everything applied:\n{report}{}", self.logs());
+        for &(z, o) in &pairs {
+            assert_eq!(
+                self.applied_from(z, o).await,
+                committed[o],
+                "{} -> {}: each transaction exactly once\n{report}",
+                ZONES[o],
+                ZONES[z]
+            );
+        }
+    }
+
+    /// The audit proof (audited pairs): in every zone, every committed token has
+    /// exactly one write, by the load in its origin zone and by drc elsewhere.
+    pub async fn assert_audit(&self, committed: &[u64]) {
+        assert!(self.audited);
+        let total: u64 = committed.iter().sum();
+        for z in 0..self.n {
+            let mut c = conn(PORTS[z]).await;
+            let (tokens, max_hits, local, by_drc): (u64, Option<u64>, Option<u64>, Option<u64>) = c
+                .query_first(format!(
+                    "SELECT COUNT(*), MAX(hits), SUM(writer = 'drc_test'), SUM(writer = 'drc') FROM `{}_audit`.hits",
+                    self.db
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let ledger: u64 = c
+                .query_first(format!("SELECT COUNT(*) FROM `{}`.ledger", self.db))
+                .await
+                .unwrap()
+                .unwrap();
+            let zone = ZONES[z];
+            assert_eq!(
+                ledger, total,
+                "zone {zone}: ledger rows = transactions committed in all zones"
+            );
+            assert_eq!(
+                tokens, total,
+                "zone {zone}: a write for every committed token (none lost)"
+            );
+            assert_eq!(max_hits, Some(1), "zone {zone}: no token written twice");
+            assert_eq!(local, Some(committed[z]), "zone {zone}: its own load's writes");
+            assert_eq!(
+                by_drc,
+                Some(total - committed[z]),
+                "zone {zone}: drc's writes = the other zones' transactions"
+            );
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        (0..self.n)
+            .map(|z| format!("--- zone {} daemon log ---\n{}", ZONES[z], self.log(z)))
+            .collect()
     }
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        self.kill9(0);
-        self.kill9(1);
+        for z in 0..self.n {
+            self.kill9(z);
+        }
+        // Drop the private databases (on a thread with its own runtime: Drop is sync).
+        let (db, n) = (self.db.clone(), self.n);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for &port in &PORTS[..n] {
+                    if let Ok(mut c) = mysql_async::Conn::new(opts(port)).await {
+                        let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).await;
+                        let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{db}_audit`")).await;
+                    }
+                }
+            })
+        })
+        .join();
     }
 }
 
@@ -240,61 +391,78 @@ pub async fn wait_converged(p: &Pair, table: &str, secs: u64) -> bool {
     wait_until(Duration::from_secs(secs), || async { p.converged(table).await }).await
 }
 
-/// A running random load on `orders` in both zones: `workers` connections per zone,
-/// each doing `ops` operations (30% insert, 55% update, 15% delete of any key either
-/// zone created, so keys overlap). `committed[zone]` counts the transactions that
-/// changed a row (only those reach the binlog).
+/// A running random load on `orders`: `workers` connections per loaded zone, each
+/// doing `ops` operations (30% insert, 55% update, 15% delete of any key any zone
+/// created, so keys overlap). `committed[zone]` counts the transactions that reached
+/// the binlog: those that changed a row, and in an audited pair every transaction
+/// (each also inserts its unique ledger token).
 pub struct Load {
     pub handles: Vec<tokio::task::JoinHandle<()>>,
-    pub committed: [std::sync::Arc<std::sync::atomic::AtomicU64>; 2],
+    pub committed: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// Set to end the load early (each worker still stops after its `ops`).
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Load {
-    pub fn spawn(db: &str, workers: usize, ops: usize, seed: u64) -> Load {
+    /// Load in every zone of `p`.
+    pub fn spawn(p: &Pair, workers: usize, ops: usize, seed: u64) -> Load {
+        Self::spawn_in(p, &(0..p.n).collect::<Vec<_>>(), workers, ops, seed)
+    }
+
+    /// Load in the given zones of `p` only.
+    pub fn spawn_in(p: &Pair, zones: &[usize], workers: usize, ops: usize, seed: u64) -> Load {
         use rand::{Rng, SeedableRng};
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::{Arc, Mutex};
         let ids: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
-        let committed = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let committed: Vec<Arc<AtomicU64>> = (0..p.n).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut handles = Vec::new();
-        for zone in 0..2 {
+        for &zone in zones {
             for w in 0..workers {
-                let (ids, committed, db) = (ids.clone(), committed[zone].clone(), db.to_string());
+                let (ids, committed, db) = (ids.clone(), committed[zone].clone(), p.db.clone());
+                let (n, audited, stop) = (p.n, p.audited, stop.clone());
                 handles.push(tokio::spawn(async move {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((zone * 16 + w) as u64));
                     let mut c = conn(PORTS[zone]).await;
+                    // the zone's own key range (the servers are configured for two zones)
+                    c.query_drop(format!(
+                        "SET SESSION auto_increment_increment = {n}, auto_increment_offset = {}",
+                        zone + 1
+                    ))
+                    .await
+                    .unwrap();
                     for i in 0..ops {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
                         let pick = |rng: &mut rand::rngs::StdRng| {
                             let v = ids.lock().unwrap();
                             v[rng.gen_range(0..v.len())]
                         };
                         let roll = rng.gen_range(0..100);
-                        let affected = if roll < 30 || ids.lock().unwrap().len() < 20 {
-                            c.exec_drop(
-                                format!("INSERT INTO `{db}`.orders (customer) VALUES (?)"),
-                                (format!("z{zone}w{w}i{i}"),),
-                            )
-                            .await
-                            .unwrap();
-                            ids.lock().unwrap().push(c.last_insert_id().unwrap());
-                            1
+                        let op = if roll < 30 || ids.lock().unwrap().len() < 20 {
+                            Op::Insert(format!("z{zone}w{w}i{i}"))
                         } else if roll < 85 {
-                            let id = pick(&mut rng);
-                            c.exec_drop(
-                                format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
-                                (format!("z{zone}w{w}u{i}"), id),
-                            )
-                            .await
-                            .unwrap();
-                            c.affected_rows()
+                            Op::Update(pick(&mut rng), format!("z{zone}w{w}u{i}"))
                         } else {
-                            let id = pick(&mut rng);
-                            c.exec_drop(format!("DELETE FROM `{db}`.orders WHERE id = ?"), (id,))
-                                .await
-                                .unwrap();
-                            c.affected_rows()
+                            Op::Delete(pick(&mut rng))
                         };
-                        if affected > 0 {
+                        let token = audited.then(|| format!("{seed}/z{zone}w{w}o{i}"));
+                        // a deadlock with the applier rolls the transaction back: retry it
+                        let affected = loop {
+                            match run_op(&mut c, &db, &op, token.as_deref()).await {
+                                Ok((affected, inserted)) => {
+                                    ids.lock().unwrap().extend(inserted);
+                                    break affected;
+                                }
+                                Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+                                    c.query_drop("ROLLBACK").await.unwrap();
+                                }
+                                Err(e) => panic!("load in zone {}: {e}", ZONES[zone]),
+                            }
+                        };
+                        if affected > 0 || audited {
                             committed.fetch_add(1, Ordering::SeqCst);
                         }
                         if i % 25 == 0 {
@@ -304,14 +472,65 @@ impl Load {
                 }));
             }
         }
-        Load { handles, committed }
+        Load {
+            handles,
+            committed,
+            stop,
+        }
     }
 
-    /// Waits for every worker; returns the committed transactions per zone.
-    pub async fn finish(self) -> [u64; 2] {
+    /// Waits for every worker; returns the committed transactions per zone of the pair.
+    pub async fn finish(self) -> Vec<u64> {
         for h in self.handles {
             h.await.unwrap();
         }
-        self.committed.map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        self.committed
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
     }
+}
+
+enum Op {
+    Insert(String),
+    Update(u64, String),
+    Delete(u64),
+}
+
+/// One load transaction; returns the rows it changed and the id it inserted.
+async fn run_op(
+    c: &mut mysql_async::Conn,
+    db: &str,
+    op: &Op,
+    token: Option<&str>,
+) -> Result<(u64, Option<u64>), mysql_async::Error> {
+    if token.is_some() {
+        c.query_drop("START TRANSACTION").await?;
+    }
+    let (affected, inserted) = match op {
+        Op::Insert(customer) => {
+            c.exec_drop(format!("INSERT INTO `{db}`.orders (customer) VALUES (?)"), (customer,))
+                .await?;
+            (1, c.last_insert_id())
+        }
+        Op::Update(id, customer) => {
+            c.exec_drop(
+                format!("UPDATE `{db}`.orders SET n = n + 1, customer = ? WHERE id = ?"),
+                (customer, id),
+            )
+            .await?;
+            (c.affected_rows(), None)
+        }
+        Op::Delete(id) => {
+            c.exec_drop(format!("DELETE FROM `{db}`.orders WHERE id = ?"), (id,))
+                .await?;
+            (c.affected_rows(), None)
+        }
+    };
+    if let Some(token) = token {
+        c.exec_drop(format!("INSERT INTO `{db}`.ledger (token) VALUES (?)"), (token,))
+            .await?;
+        c.query_drop("COMMIT").await?;
+    }
+    Ok((affected, inserted))
 }
