@@ -394,7 +394,12 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
         let (low, high) = tokio::task::block_in_place(|| consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)))
             .map_err(|e| kerr(&c.kafka.brokers, "reading the topic's offsets", e))?;
         if o + 1 < low || o + 1 > high {
-            return Err(lost_offset(c, &topic, o + 1, &format!("the broker has offsets {low}..{high}")));
+            return Err(lost_offset(
+                c,
+                &topic,
+                o + 1,
+                &format!("the broker has offsets {low}..{high}"),
+            ));
         }
     }
     let mut tpl = TopicPartitionList::new();

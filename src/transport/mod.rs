@@ -3,10 +3,12 @@
 //! | file | role |
 //! |---|---|
 //! | [`direct`] | the applier's daemon reads the peer zone's binlog itself (no broker) |
+//! | [`kafka`] | each daemon publishes its own zone's transactions to a topic and applies its peers' topics |
+//! | [`wire`] | the versioned message format on Kafka (`schemas/kafka_message.v1.json`) |
 //!
 //! The contract is the reader's: a stream of [`crate::model::Transaction`] fragments
-//! in commit order, restartable from a [`crate::position::Checkpoint`] that the
-//! applier stores in the target database. The Kafka transport plugs in beside `direct`.
+//! in commit order, restartable from a position that the applier stores in the target
+//! database with the rows (a binlog [`crate::position::Checkpoint`], or a Kafka offset).
 
 pub mod direct;
 pub mod kafka;
