@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS `drc`.`applied` (
   kafka_topic   VARCHAR(255) NULL,                 -- Kafka transport: topic of the last applied message
   kafka_partition INT        NULL,                 -- ... its partition
   kafka_offset  BIGINT       NULL,                 -- ... and offset (the consumer seeks to offset + 1)
+  hb_seq        BIGINT UNSIGNED NULL,              -- last heartbeat of the origin applied here (drc.heartbeat seq)
+  hb_ts_us      BIGINT       NULL,                 -- its write time on the origin's clock (µs)
+  hb_applied_us BIGINT       NULL,                 -- when it was applied here, this zone's clock (µs)
   applied_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB;
 
@@ -64,4 +67,15 @@ CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   detail           TEXT          NULL,
   KEY by_table (db, tbl, at),
   KEY by_kind (kind, at)
+) ENGINE=InnoDB;
+
+-- Heartbeats. Every daemon bumps its own zone's row every [replication] heartbeat_ms,
+-- through the binlog like any write; the peers' appliers measure the end-to-end lag
+-- from `ts_us` and record the applied `seq` in drc.applied (hb_seq), which
+-- `drc wait --drained` waits for.
+CREATE TABLE IF NOT EXISTS `drc`.`heartbeat` (
+  origin_zone VARCHAR(128) NOT NULL PRIMARY KEY, -- the writing zone (`zone` or `zone/channel`)
+  seq         BIGINT UNSIGNED NOT NULL DEFAULT 0,-- +1 per heartbeat (and per `drc wait --drained`)
+  ts_us       BIGINT       NOT NULL DEFAULT 0,   -- the writer's clock at the write, µs since the epoch
+  lags        TEXT         NULL                  -- JSON {zone: seconds}: lags the writer measured last (clock-skew estimate)
 ) ENGINE=InnoDB;

@@ -48,6 +48,10 @@ pub struct Config {
     /// The Kafka cluster, for `transport = "kafka"`.
     #[serde(default)]
     pub kafka: Option<crate::transport::kafka::KafkaConfig>,
+    /// The admin HTTP endpoint (`/metrics`, `/status`, `/pause`, `/resume`) and the
+    /// token of its mutating calls. Without `[admin]` the daemon serves none.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Directory the file was loaded from (relative paths resolve against it).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -134,6 +138,56 @@ pub struct ReplicationConfig {
     /// written in one zone at a time: `unversioned = ["shop.countries"]`.
     #[serde(default)]
     pub unversioned: Vec<String>,
+    /// How often the daemon writes its heartbeat row into its own zone (the peers
+    /// measure the end-to-end lag from it): `heartbeat_ms = 1000` (default).
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+/// `[admin]`: the admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on: `listen = "127.0.0.1:9451"`. Keep it on a loopback or
+    /// management address: `/metrics` and `/status` need no token.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// Environment variable holding the bearer token of `POST /pause` and
+    /// `POST /resume`: `token_env = "DRC_ADMIN_TOKEN"`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the token (trailing newline ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The token inline (test setups only).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// The configured token, if any (`None`: mutating calls are refused).
+    pub fn token(&self, base_dir: &Path) -> Result<Option<String>, String> {
+        if let Some(var) = &self.token_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("[admin] token_env: environment variable {var} is not set"));
+        }
+        if let Some(f) = &self.token_file {
+            let path = base_dir.join(f);
+            return std::fs::read_to_string(&path)
+                .map(|t| Some(t.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| format!("[admin] token_file {}: {e}", path.display()));
+        }
+        Ok(self.token.clone())
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9450".into()
+}
+
+fn default_heartbeat_ms() -> u64 {
+    1000
 }
 
 /// A peer zone.
@@ -214,6 +268,21 @@ impl Config {
         ];
         if sources.iter().filter(|x| **x).count() > 1 {
             return Err("[mysql] set only one of password_env, password_file, password".into());
+        }
+        if let Some(a) = &self.admin {
+            let n = [a.token_env.is_some(), a.token_file.is_some(), a.token.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if n > 1 {
+                return Err("[admin] set only one of token_env, token_file, token".into());
+            }
+            a.listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)", a.listen))?;
+        }
+        if self.replication.as_ref().is_some_and(|r| r.heartbeat_ms == 0) {
+            return Err("[replication] heartbeat_ms must be positive".into());
         }
         if self.reader.server_id == 0 {
             return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());

@@ -1,7 +1,7 @@
 //! The `drc` command line. Each subcommand lives in `cli/`; this file only parses
 //! arguments, sets up logging and maps errors to exit codes:
 //! 0 success, 1 definite error (the message says what to fix), 2 usage error,
-//! 3 `drc check` found problems.
+//! 3 the condition checked was not met (`drc check` found problems, `drc wait` timed out).
 
 mod cli;
 
@@ -35,6 +35,18 @@ enum Cmd {
     Run(cli::run::RunArgs),
     /// Create drc's schema and tombstone triggers in this zone's server.
     Init(cli::run::RunArgs),
+    /// Show the daemon's state per direction: positions, lag, last error (admin API).
+    Status(cli::ops::CommonArgs),
+    /// Pause applying (every direction, or --from ZONE) at the next transaction boundary.
+    Pause(cli::ops::PauseArgs),
+    /// Resume applying.
+    Resume(cli::ops::PauseArgs),
+    /// Wait until every transaction committed in --from before the call is applied in --to.
+    Wait(cli::ops::WaitArgs),
+    /// Make a zone's server refuse application writes (read_only); drc keeps applying.
+    Fence(cli::ops::FenceArgs),
+    /// Undo `drc fence`.
+    Unfence(cli::ops::FenceArgs),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +77,12 @@ fn main() {
         Cmd::Check(c) => runtime().block_on(cli::check::run(c)),
         Cmd::Run(r) => runtime().block_on(cli::run::run(r)),
         Cmd::Init(r) => runtime().block_on(cli::run::init(r)),
+        Cmd::Status(a) => cli::ops::status(a),
+        Cmd::Pause(a) => cli::ops::pause(a, true),
+        Cmd::Resume(a) => cli::ops::pause(a, false),
+        Cmd::Wait(a) => runtime().block_on(cli::ops::wait(a)),
+        Cmd::Fence(a) => runtime().block_on(cli::ops::fence(a, true)),
+        Cmd::Unfence(a) => runtime().block_on(cli::ops::fence(a, false)),
     };
     std::process::exit(code);
 }

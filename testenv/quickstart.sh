@@ -23,18 +23,9 @@ done
 log "drc check, zone a:"; $DRC check --config testenv/zone-a.toml | tail -4
 log "drc check, zone b:"; $DRC check --config testenv/zone-b.toml | tail -4
 
-start_daemon() { # zone
-  local z="$1" pidf="$RUN_DIR/drc-$1.pid"
-  if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then kill "$(cat "$pidf")"; sleep 1; fi
-  : > "$RUN_DIR/drc-$z.log"
-  setsid "$DRC" run --config "testenv/zone-$z.toml" >/dev/null 2>>"$RUN_DIR/drc-$z.log" < /dev/null &
-  echo $! > "$pidf"
-  for _ in $(seq 1 100); do grep -q replicating "$RUN_DIR/drc-$z.log" && return 0; sleep 0.1; done
-  log "daemon of zone $z did not start:"; cat "$RUN_DIR/drc-$z.log" >&2; exit 1
-}
 log "starting the drc daemons: drc run --config testenv/zone-a.toml / zone-b.toml"
-start_daemon a
-start_daemon b
+start_daemon a "$DRC"
+start_daemon b "$DRC"
 
 log "writing orders in both zones"
 SQL_A "INSERT INTO shop.orders (customer, amount) VALUES ('alice (written in a)', 42.50)"
@@ -49,7 +40,7 @@ ID=$(SQL_A "SELECT MIN(id) FROM shop.orders")
 SQL_B "UPDATE shop.orders SET status = 'paid' WHERE id = $ID"
 sleep 0.05
 SQL_A "UPDATE shop.orders SET status = 'shipped' WHERE id = $ID"
-start_daemon a
+start_daemon a "$DRC"
 sleep 1.5
 echo "--- order $ID in zone a: $(SQL_A "SELECT status, updated_at FROM shop.orders WHERE id = $ID")"
 echo "--- order $ID in zone b: $(SQL_B "SELECT status, updated_at FROM shop.orders WHERE id = $ID")"

@@ -5,7 +5,8 @@
 #   zone a: 127.0.0.1:33061  server_id=1  gtid_domain_id=1  auto_increment_offset=1
 #   zone b: 127.0.0.1:33062  server_id=2  gtid_domain_id=2  auto_increment_offset=2
 # with ROW binlogs, FULL row image, FULL row metadata, auto_increment_increment=2.
-# Users: drc/drc (replication + apply, least privilege) and drc_test/drc_test (ALL, tests).
+# Users: drc/drc (replication + apply, least privilege), drc_test/drc_test (ALL, tests),
+# app/app (DML on shop only: an application, for the failover drill).
 # Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
 # (default testenv/.run). Stop with testenv/down.sh.
 set -euo pipefail
@@ -21,6 +22,8 @@ ensure_pkg mariadb mariadb-server mariadb-client
 MARIADBD="$(mariadb_bin)" || { log "mariadbd not found after install"; exit 1; }
 mkdir -p "$RUN_DIR/secrets"
 printf 'drc' > "$RUN_DIR/secrets/drc.password"
+[ -s "$RUN_DIR/secrets/admin.token" ] || printf 'testenv-%s' "$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')" > "$RUN_DIR/secrets/admin.token"
+chmod 600 "$RUN_DIR/secrets/admin.token"
 
 # A Kafka-protocol broker (tansu, from crates.io) on 127.0.0.1:9092 with durable
 # SQLite storage, and the topics of the testenv zones (one partition each).
@@ -116,6 +119,12 @@ setup_sql() {
     CREATE USER IF NOT EXISTS 'drc'@'localhost' IDENTIFIED BY 'drc';
     GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
     GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, TRIGGER, CREATE TEMPORARY TABLES ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    -- drc fence sets read_only; the applier keeps writing under it.
+    GRANT READ_ONLY ADMIN ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    -- An application user (no admin rights: read_only stops it), for the failover drill.
+    CREATE USER IF NOT EXISTS 'app'@'127.0.0.1' IDENTIFIED BY 'app';
+    CREATE USER IF NOT EXISTS 'app'@'localhost' IDENTIFIED BY 'app';
+    GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'app'@'127.0.0.1', 'app'@'localhost';
     CREATE USER IF NOT EXISTS 'drc_test'@'127.0.0.1' IDENTIFIED BY 'drc_test';
     CREATE USER IF NOT EXISTS 'drc_test'@'localhost' IDENTIFIED BY 'drc_test';
     GRANT ALL PRIVILEGES ON *.* TO 'drc_test'@'127.0.0.1', 'drc_test'@'localhost' WITH GRANT OPTION;

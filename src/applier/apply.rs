@@ -18,6 +18,8 @@ use super::lww::{decide, Action, Conflict, Incoming, Local};
 use super::sql::{bind, ident, parse_decimal, version_of};
 use super::table::{ensure_trigger, LocalTable};
 use crate::error::Error;
+use crate::ops::metrics as m;
+use crate::ops::status::registry;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction};
 use crate::position::{Checkpoint, FilePos, GtidState};
 use mysql_async::prelude::Queryable;
@@ -98,6 +100,8 @@ pub struct Applier {
     /// Applied GTID state per origin (mirror of drc.applied).
     applied: HashMap<String, Option<GtidState>>,
     pub stats: ApplyStats,
+    /// `stats.rows` already counted in the rows metric.
+    rows_reported: u64,
 }
 
 fn definite(s: &ApplierSettings, what: String) -> Error {
@@ -144,6 +148,7 @@ impl Applier {
             applied: HashMap::new(),
             transport_position: None,
             stats: ApplyStats::default(),
+            rows_reported: 0,
         })
     }
 
@@ -161,6 +166,9 @@ impl Applier {
             ("kafka_topic", "VARCHAR(255) NULL"),
             ("kafka_partition", "INT NULL"),
             ("kafka_offset", "BIGINT NULL"),
+            ("hb_seq", "BIGINT UNSIGNED NULL"),
+            ("hb_ts_us", "BIGINT NULL"),
+            ("hb_applied_us", "BIGINT NULL"),
         ] {
             let have: Option<String> = self
                 .conn
@@ -332,9 +340,16 @@ impl Applier {
         }
         if let Some(reason) = &self.skipping {
             if tx.last {
+                let labels = self.labels(origin);
                 match reason {
-                    SkipReason::Loop => self.stats.loops_suppressed += 1,
-                    SkipReason::Duplicate => self.stats.duplicates_skipped += 1,
+                    SkipReason::Loop => {
+                        self.stats.loops_suppressed += 1;
+                        metrics::counter!(m::LOOPS_SUPPRESSED, &labels).increment(1);
+                    }
+                    SkipReason::Duplicate => {
+                        self.stats.duplicates_skipped += 1;
+                        metrics::counter!(m::DUPLICATES_SKIPPED, &labels).increment(1);
+                    }
                 }
                 self.skipping = None;
             }
@@ -344,6 +359,12 @@ impl Applier {
             .changes
             .iter()
             .any(|c| matches!(c, Change::Row(r) if self.replicated(r) || self.tombstone_of_replicated(r)));
+        if self.open.is_none() && !relevant && tx.fragment == 0 && tx.last {
+            if let Some(hb) = self.heartbeat_of(origin, tx) {
+                self.apply_heartbeat(origin, tx, hb).await?;
+                return Ok(Outcome::Skipped);
+            }
+        }
         if self.open.is_none() && (relevant || tx.last) {
             if !relevant && tx.fragment == 0 {
                 // nothing to write (DDL, other databases): only the position moves, lazily
@@ -386,11 +407,163 @@ impl Applier {
                 self.open = None;
                 self.applied.insert(origin.to_string(), cp.gtid.clone());
                 self.stats.transactions += 1;
+                self.committed(origin, tx, cp);
                 return Ok(Outcome::Applied { committed: true });
             }
             return Ok(Outcome::Skipped);
         }
         Ok(Outcome::Applied { committed: false })
+    }
+
+    fn labels(&self, origin: &str) -> [(&'static str, String); 2] {
+        [("from_zone", origin.to_string()), ("to_zone", self.s.zone.clone())]
+    }
+
+    /// Metrics and status after an origin transaction committed here.
+    fn committed(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) {
+        let labels = self.labels(origin);
+        metrics::counter!(m::TXNS_APPLIED, &labels).increment(1);
+        metrics::counter!(m::ROWS_APPLIED, &labels).increment(self.stats.rows - self.rows_reported);
+        self.rows_reported = self.stats.rows;
+        metrics::gauge!(m::APPLIED_COMMIT_TS, &labels).set(tx.commit_ts_us as f64 / 1e6);
+        let d = registry().direction(origin);
+        if tx.commit_ts_us > 0 {
+            d.observe_lag(tx.commit_ts_us);
+        }
+        self.report_position(&d, cp);
+        let stats = self.stats.clone();
+        let last = tx.gtid.as_ref().map(|g| g.to_string());
+        d.update(|st| {
+            st.transactions = stats.transactions;
+            st.rows = stats.rows;
+            st.conflicts = stats.conflicts;
+            st.last_gtid = last;
+            st.state = "applying".into();
+        });
+    }
+
+    fn report_position(&self, d: &crate::ops::status::Direction, cp: &Checkpoint) {
+        let gtid = cp.gtid.as_ref().map(|g| g.to_string());
+        let binlog = format!("{}:{}", cp.file.file, cp.file.pos);
+        let kafka = self.transport_position.as_ref().map(|(t, p, o)| format!("{t}/{p}@{o}"));
+        if let Some((_, _, o)) = &self.transport_position {
+            let labels = [("from_zone", d.snapshot().from_zone), ("to_zone", self.s.zone.clone())];
+            metrics::gauge!(m::APPLIED_KAFKA_OFFSET, &labels).set(*o as f64);
+        }
+        d.update(|st| {
+            st.applied_gtid = gtid;
+            st.applied_binlog = Some(binlog);
+            if kafka.is_some() {
+                st.kafka_position = kafka;
+            }
+        });
+    }
+
+    /// The origin's own heartbeat row in `tx` (seq, write time µs, lags JSON), if any.
+    fn heartbeat_of(&self, origin: &str, tx: &Transaction) -> Option<(u64, i64, Option<String>)> {
+        use crate::model::Value as V;
+        let key = self.s.channel_key(origin);
+        tx.changes.iter().find_map(|c| match c {
+            Change::Row(r) if &*r.db == "drc" && &*r.table == "heartbeat" => {
+                let img = r.after.as_ref()?;
+                if !matches!(img.get("origin_zone"), Some(V::Text(k)) if *k == key) {
+                    return None;
+                }
+                let seq = match img.get("seq")? {
+                    V::UInt(n) => *n,
+                    V::Int(n) => *n as u64,
+                    _ => return None,
+                };
+                let ts = match img.get("ts_us")? {
+                    V::Int(n) => *n,
+                    V::UInt(n) => *n as i64,
+                    _ => return None,
+                };
+                let lags = match img.get("lags") {
+                    Some(V::Text(t)) => Some(t.to_string()),
+                    _ => None,
+                };
+                Some((seq, ts, lags))
+            }
+            _ => None,
+        })
+    }
+
+    /// Applies the origin's heartbeat: a small applier transaction (marker first, so
+    /// it is never shipped onward) that moves the stored position and records the
+    /// heartbeat; then the lag and clock-skew samples.
+    async fn apply_heartbeat(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        (seq, ts_us, lags): (u64, i64, Option<String>),
+    ) -> Result<(), Error> {
+        let cp = tx.checkpoint.as_ref().expect("last fragment has a checkpoint");
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        let (kt, kp, ko) = match &self.transport_position {
+            Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
+            None => (None, None, None),
+        };
+        let key = self.s.channel_key(origin);
+        let applied_us = crate::ops::status::now_us();
+        let r: Result<(), mysql_async::Error> = async {
+            self.conn.query_drop("START TRANSACTION").await?;
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                    (&key, &self.s.zone),
+                )
+                .await?;
+            let params: Vec<MyValue> = vec![
+                key.clone().into(),
+                gtid.into(),
+                cp.file.file.as_str().into(),
+                cp.file.pos.into(),
+                kt.into(),
+                kp.into(),
+                ko.into(),
+                seq.into(),
+                ts_us.into(),
+                applied_us.into(),
+            ];
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, applied_txns, kafka_topic, kafka_partition, kafka_offset, hb_seq, hb_ts_us, hb_applied_us) \
+                     VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), \
+                     kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
+                     kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset), \
+                     hb_seq = VALUES(hb_seq), hb_ts_us = VALUES(hb_ts_us), hb_applied_us = VALUES(hb_applied_us)",
+                    params,
+                )
+                .await?;
+            self.conn.query_drop("COMMIT").await
+        }
+        .await;
+        r.map_err(|e| mysql_err(&self.s, "recording the heartbeat", e))?;
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+        let d = registry().direction(origin);
+        d.observe_lag(ts_us);
+        self.report_position(&d, cp);
+        d.update(|st| {
+            st.heartbeat_seq = Some(seq);
+            if st.state != "paused" {
+                st.state = "applying".into();
+            }
+        });
+        // Clock skew (to − from) ≈ (lag from→to − lag to→from) / 2, from the lag the
+        // origin measured last in the other direction.
+        let back = lags
+            .and_then(|l| serde_json::from_str::<BTreeMap<String, f64>>(&l).ok())
+            .and_then(|m| m.get(&self.s.zone).copied());
+        if let (Some(back), Some(here)) = (back, d.last_lag()) {
+            let labels = self.labels(origin);
+            metrics::gauge!(m::CLOCK_SKEW_SECONDS, &labels).set((here - back) / 2.0);
+        }
+        Ok(())
     }
 
     fn replicated(&self, r: &RowChange) -> bool {
@@ -944,6 +1117,12 @@ impl Applier {
             row: incoming,
         } = *subject;
         self.stats.conflicts += 1;
+        let labels = self.labels(origin);
+        metrics::counter!(m::CONFLICTS, "from_zone" => labels[0].1.clone(), "to_zone" => labels[1].1.clone(), "kind" => kind.to_string())
+            .increment(1);
+        if kind == "id_out_of_range" {
+            metrics::counter!(m::ID_RANGE_VIOLATIONS, &labels).increment(1);
+        }
         let local_row = if local_version.is_some() {
             self.local_json(t, key).await?
         } else {

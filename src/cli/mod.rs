@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod ops;
 pub mod run;
 pub mod tail;
 

@@ -87,6 +87,27 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     let s = settings(&cfg, &a.config)?;
     let local_opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
     let start = StartSpec::parse(&cfg.reader.start).map_err(|e| cfg_err(&a.config, e))?;
+    // Metrics and the admin endpoint first: a DBA sees the daemon even while it waits.
+    drc::ops::status::registry().set_zone(&cfg.zone);
+    for p in &cfg.peers {
+        drc::ops::status::registry().direction(&p.zone);
+    }
+    let prometheus = drc::ops::metrics::install().map_err(|e| cfg_err(&a.config, format!("metrics: {e}")))?;
+    let mut admin_task = None;
+    if let Some(admin) = &cfg.admin {
+        let token = admin.token(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
+        if token.is_none() {
+            tracing::warn!("[admin] has no token: POST /pause and /resume are refused");
+        }
+        let listener = tokio::net::TcpListener::bind(&admin.listen).await.map_err(|e| {
+            cfg_err(
+                &a.config,
+                format!("[admin] listen = {:?}: cannot listen: {e} (another daemon on this port?)", admin.listen),
+            )
+        })?;
+        tracing::info!(listen = %admin.listen, "admin endpoint: /metrics /status /pause /resume");
+        admin_task = Some(tokio::spawn(drc::ops::admin::serve(listener, prometheus, token)));
+    }
     // Schema and triggers first (DDL: before any apply transaction).
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -147,6 +168,16 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
             }
         }
     }
+    // Heartbeats into this zone (the peers measure the lag from them).
+    let every = Duration::from_millis(cfg.replication.as_ref().map_or(1000, |r| r.heartbeat_ms));
+    tasks.spawn(drc::ops::heartbeat::run(
+        local_opts.clone(),
+        cfg.zone.clone(),
+        s.channel_key(&cfg.zone),
+        every,
+        stop_rx.clone(),
+    ));
+    let stall_watch = tokio::spawn(drc::ops::status::registry().stall_watch(every));
     // Tables created later get their tombstone trigger within seconds.
     let keeper = {
         let (opts, s, mut stop) = (local_opts.clone(), s.clone(), stop_rx.clone());
@@ -175,5 +206,9 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     keeper.abort();
+    stall_watch.abort();
+    if let Some(t) = admin_task {
+        t.abort();
+    }
     result
 }

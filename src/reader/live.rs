@@ -447,6 +447,8 @@ impl LiveReader {
                 end: ev.header().log_pos() as u64,
                 arrival: Some(SystemTime::now()),
             };
+            metrics::counter!(crate::ops::metrics::BYTES_READ, "zone" => self.settings.zone.clone())
+                .increment(ev.header().event_size() as u64);
             self.asm.push(&ev, at, &mut out)?;
             if out.is_empty() {
                 continue;
@@ -468,10 +470,16 @@ impl LiveReader {
             }
             self.skip = None;
         }
+        let zone = || self.settings.zone.clone();
+        metrics::counter!(crate::ops::metrics::ROWS_READ, "zone" => zone()).increment(tx.changes.len() as u64);
         if tx.last {
+            metrics::counter!(crate::ops::metrics::TXNS_READ, "zone" => zone()).increment(1);
             self.handed_on = None;
             if let Some(cp) = &tx.checkpoint {
                 self.resume = cp.clone();
+                metrics::gauge!(crate::ops::metrics::READER_BINLOG_OFFSET, "zone" => zone()).set(cp.file.pos as f64);
+                metrics::gauge!(crate::ops::metrics::READER_BINLOG_FILE, "zone" => zone())
+                    .set(crate::ops::metrics::binlog_file_number(&cp.file.file));
             }
         } else {
             self.handed_on = Some((key, tx.fragment + 1));

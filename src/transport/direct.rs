@@ -28,7 +28,7 @@ pub struct Direction {
 /// Runs a direction until `shutdown` turns true or a definite error happens.
 pub async fn run(d: Direction, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let what = format!("replication from zone {}", d.origin);
-    super::restart_on_transient(&what, shutdown, || session(&d)).await
+    super::restart_on_transient(&what, shutdown, || super::tracked(&d.origin, session(&d))).await
 }
 
 async fn session(d: &Direction) -> Result<(), Error> {
@@ -39,6 +39,8 @@ async fn session(d: &Direction) -> Result<(), Error> {
         applier.pin_position(&d.origin, reader.resume_point()).await?;
     }
     tracing::info!(from = %d.origin, to = %d.applier.zone, resume = %reader.resume_point(), "replicating");
+    let dir = crate::ops::status::registry().direction(&d.origin);
+    dir.set_state("applying");
     let (tx, mut rx) = mpsc::channel(CHANNEL_FRAGMENTS);
     let mut reading = tokio::spawn(async move {
         loop {
@@ -62,6 +64,12 @@ async fn session(d: &Direction) -> Result<(), Error> {
             }
             t = rx.recv() => match t {
                 Some(t) => {
+                    if t.fragment == 0 {
+                        dir.wait_if_paused().await;
+                        if t.last {
+                            metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => origin.clone(), "transport" => "direct").increment(1);
+                        }
+                    }
                     if let Err(e) = applier.apply(&origin, &t).await {
                         break Err(e);
                     }

@@ -273,7 +273,11 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                     }
                 }
             }
-            let (_, cp) = inflight.pop_front().expect("front exists");
+            let (fut, cp) = inflight.pop_front().expect("front exists");
+            if fut.is_some() && cp.is_some() {
+                metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => p.reader.zone.clone(), "transport" => "kafka")
+                    .increment(1);
+            }
             if waiting_since
                 .take()
                 .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
@@ -286,7 +290,13 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                 dirty = true;
             }
         }
+        metrics::gauge!(crate::ops::metrics::KAFKA_UNACKED, "zone" => p.reader.zone.clone()).set(inflight.len() as f64);
         if dirty && last_flush.elapsed() >= Duration::from_millis(200) {
+            crate::ops::status::registry().set_producer(serde_json::json!({
+                "topic": topic,
+                "unacknowledged_fragments": inflight.len(),
+                "read_position": reader.resume_point().to_string(),
+            }));
             store.flush()?;
             dirty = false;
             last_flush = Instant::now();
@@ -305,6 +315,8 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
             if is_applier_transaction(&tx) || (tx.changes.is_empty() && tx.last) {
                 if tx.fragment == 0 && is_applier_transaction(&tx) && tx.last {
                     suppressed += 1;
+                    metrics::counter!(crate::ops::metrics::LOOPS_SUPPRESSED, "from_zone" => p.reader.zone.clone(), "to_zone" => "kafka")
+                        .increment(1);
                 }
                 inflight.push_back((None, tx.checkpoint.clone()));
                 continue;
@@ -324,6 +336,8 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                     key: "drc-zone",
                     value: Some(&p.reader.zone),
                 });
+            metrics::counter!(crate::ops::metrics::BYTES_SHIPPED, "from_zone" => p.reader.zone.clone())
+                .increment(payload.len() as u64);
             let mut record = FutureRecord::to(&topic).payload(&payload).key(&key).headers(headers);
             let fut = loop {
                 match producer.send_result(record) {
@@ -353,7 +367,7 @@ pub struct ConsumerSide {
 
 pub async fn run_consumer(c: ConsumerSide, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let what = format!("applying zone {}'s topic", c.origin);
-    super::restart_on_transient(&what, shutdown, || consume(&c)).await
+    super::restart_on_transient(&what, shutdown, || super::tracked(&c.origin, consume(&c))).await
 }
 
 /// The definite error for a consumer position the broker no longer has.
@@ -411,6 +425,8 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
         .map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
     consumer.assign(&tpl).map_err(|e| kerr(&c.kafka.brokers, "assign", e))?;
     tracing::info!(topic, from = ?offset, to = %c.applier.zone, "applying");
+    let dir = crate::ops::status::registry().direction(&c.origin);
+    dir.set_state("applying");
     let waiting = RateLimitedLog::default();
     loop {
         let msg = match consumer.recv().await {
@@ -444,6 +460,9 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
             addr: c.kafka.brokers.clone(),
             what: format!("{topic} offset {}: {e}", msg.offset()),
         })?;
+        if tx.fragment == 0 {
+            dir.wait_if_paused().await;
+        }
         applier.set_transport_position(Some((topic.clone(), msg.partition(), msg.offset())));
         applier.apply(&c.origin, &tx).await?;
     }

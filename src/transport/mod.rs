@@ -40,6 +40,7 @@ where
         };
         match r {
             Err(e) if e.is_transient() => {
+                metrics::counter!(crate::ops::metrics::RECONNECTS, "component" => what.to_string()).increment(1);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} interrupted; resuming");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -47,4 +48,17 @@ where
             other => return other,
         }
     }
+}
+
+/// Runs one session of the direction from `origin`, recording its errors in the
+/// status registry (`GET /status` → `last_error`).
+pub async fn tracked<Fut>(origin: &str, session: Fut) -> Result<(), Error>
+where
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let r = session.await;
+    if let Err(e) = &r {
+        crate::ops::status::registry().direction(origin).error(e);
+    }
+    r
 }

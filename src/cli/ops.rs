@@ -1,0 +1,312 @@
+//! Commands for DBAs and failover-drill scripts. All take the zone daemon's
+//! `--config`, print text or `--format json`, and exit 0 on success, 1 on an error
+//! (unreachable daemon or server, refused call), 3 when the condition was not met
+//! (`drc wait` timed out).
+//!
+//! * `drc status` — `GET /status` of this zone's daemon.
+//! * `drc pause [--from ZONE]` / `drc resume [--from ZONE]` — `POST /pause|/resume`.
+//! * `drc wait --drained --from a --to b --timeout 60s` — writes a heartbeat in zone
+//!   a (a sync point: every transaction committed in a before it precedes it in a's
+//!   binlog) and waits until zone b's applier has applied it.
+//! * `drc fence --zone a` / `drc unfence --zone a` — `read_only` on zone a's server.
+
+use drc::config::{Config, MysqlConfig};
+use drc::error::Error;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct CommonArgs {
+    /// The zone daemon's config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Output: text or json.
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+#[derive(clap::Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Only the direction from this zone (default: every direction).
+    #[arg(long)]
+    from: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Wait until every transaction committed in `--from` before the call is applied
+    /// in `--to`.
+    #[arg(long, required = true)]
+    drained: bool,
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: String,
+    /// Give up after this long (e.g. 60s, 500ms, 2m): exit code 3.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(clap::Args)]
+pub struct FenceArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The zone to fence (this config's zone or one of its `[[peers]]` with `[peers.mysql]`).
+    #[arg(long)]
+    zone: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 60s, 500ms, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn load(path: &PathBuf) -> Result<Config, Error> {
+    Ok(Config::load(path)?)
+}
+
+fn cfg_err(cfg: &Config, what: String) -> Error {
+    Error::Config(drc::config::ConfigError {
+        path: cfg.base_dir.display().to_string(),
+        what,
+    })
+}
+
+/// The admin endpoint's base URL and token from the config.
+fn admin(cfg: &Config) -> Result<(String, Option<String>), Error> {
+    let a = cfg.admin.as_ref().ok_or_else(|| {
+        cfg_err(
+            cfg,
+            "no [admin] section: the daemon serves no admin endpoint to ask".into(),
+        )
+    })?;
+    let token = a.token(&cfg.base_dir).map_err(|e| cfg_err(cfg, e))?;
+    Ok((format!("http://{}", a.listen), token))
+}
+
+fn http_err(url: &str, e: ureq::Error) -> Error {
+    match e {
+        ureq::Error::Status(code, r) => Error::Server {
+            addr: url.to_string(),
+            what: format!("HTTP {code}: {}", r.into_string().unwrap_or_default().trim()),
+        },
+        other => Error::Transient {
+            addr: url.to_string(),
+            what: format!("{other} (is `drc run` running with this config?)"),
+        },
+    }
+}
+
+fn print(format: &str, json: &serde_json::Value, text: impl FnOnce() -> String) {
+    if format == "json" {
+        println!("{json}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub fn status(a: CommonArgs) -> i32 {
+    let r = (|| {
+        let cfg = load(&a.config)?;
+        let (base, _) = admin(&cfg)?;
+        let url = format!("{base}/status");
+        let v: serde_json::Value = ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .map_err(|e| http_err(&url, e))?
+            .into_json()
+            .map_err(|e| Error::Server {
+                addr: url.clone(),
+                what: e.to_string(),
+            })?;
+        print(&a.format, &v, || {
+            let mut out = format!("zone {}\n", v["zone"].as_str().unwrap_or("?"));
+            for d in v["directions"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "{} -> {}: {}{} lag {} applied {} transactions, position {}{}\n",
+                    d["from_zone"].as_str().unwrap_or("?"),
+                    d["to_zone"].as_str().unwrap_or("?"),
+                    d["state"].as_str().unwrap_or("?"),
+                    if d["paused"].as_bool() == Some(true) { " (paused)" } else { "" },
+                    d["lag_seconds"].as_f64().map(|l| format!("{:.3}s", l)).unwrap_or("-".into()),
+                    d["transactions"],
+                    d["applied_gtid"].as_str().unwrap_or("-"),
+                    d["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+                );
+            }
+            out.trim_end().to_string()
+        });
+        Ok::<(), Error>(())
+    })();
+    match r {
+        Ok(()) => 0,
+        Err(e) => super::fail(e),
+    }
+}
+
+pub fn pause(a: PauseArgs, on: bool) -> i32 {
+    let r = (|| {
+        let cfg = load(&a.common.config)?;
+        let (base, token) = admin(&cfg)?;
+        let mut url = format!("{base}/{}", if on { "pause" } else { "resume" });
+        if let Some(f) = &a.from {
+            url += &format!("?from={f}");
+        }
+        let mut req = ureq::post(&url).timeout(Duration::from_secs(5));
+        if let Some(t) = &token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let v: serde_json::Value = req
+            .call()
+            .map_err(|e| http_err(&url, e))?
+            .into_json()
+            .map_err(|e| Error::Server {
+                addr: url.clone(),
+                what: e.to_string(),
+            })?;
+        print(&a.common.format, &v, || {
+            format!(
+                "{} from {}",
+                if on { "paused" } else { "resumed" },
+                v["from_zones"]
+            )
+        });
+        Ok::<(), Error>(())
+    })();
+    match r {
+        Ok(()) => 0,
+        Err(e) => super::fail(e),
+    }
+}
+
+/// The MySQL connection of `zone` from the config: its own or a peer's.
+fn zone_mysql<'c>(cfg: &'c Config, zone: &str) -> Result<&'c MysqlConfig, Error> {
+    if zone == cfg.zone {
+        return Ok(&cfg.mysql);
+    }
+    cfg.peers
+        .iter()
+        .find(|p| p.zone == zone)
+        .and_then(|p| p.mysql.as_ref())
+        .ok_or_else(|| {
+            cfg_err(
+                cfg,
+                format!(
+                    "zone {zone:?} is neither this config's zone ({:?}) nor a [[peers]] entry with [peers.mysql]",
+                    cfg.zone
+                ),
+            )
+        })
+}
+
+fn channel_key(cfg: &Config, zone: &str) -> String {
+    match cfg.replication.as_ref().map(|r| r.channel.as_str()) {
+        Some(c) if !c.is_empty() => format!("{zone}/{c}"),
+        _ => zone.to_string(),
+    }
+}
+
+pub async fn wait(a: WaitArgs) -> i32 {
+    let started = Instant::now();
+    let r = async {
+        let cfg = load(&a.common.config)?;
+        let from = zone_mysql(&cfg, &a.from)?.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+        let to = zone_mysql(&cfg, &a.to)?.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+        let from_addr = format!("{}:{}", from.ip_or_hostname(), from.tcp_port());
+        let to_addr = format!("{}:{}", to.ip_or_hostname(), to.tcp_port());
+        let key = channel_key(&cfg, &a.from);
+        let mut c = mysql_async::Conn::new(from)
+            .await
+            .map_err(|e| Error::from_mysql(&from_addr, "connecting", e))?;
+        let target = drc::ops::heartbeat::beat(&mut c, &key, "{}")
+            .await
+            .map_err(|e| Error::from_mysql(&from_addr, "writing the sync heartbeat", e))?;
+        let mut d = mysql_async::Conn::new(to)
+            .await
+            .map_err(|e| Error::from_mysql(&to_addr, "connecting", e))?;
+        loop {
+            use mysql_async::prelude::Queryable;
+            let seen: Option<Option<u64>> = d
+                .exec_first("SELECT hb_seq FROM drc.applied WHERE origin_zone = ?", (&key,))
+                .await
+                .map_err(|e| Error::from_mysql(&to_addr, "reading drc.applied", e))?;
+            let seen = seen.flatten().unwrap_or(0);
+            if seen >= target {
+                return Ok::<(bool, u64, u64), Error>((true, target, seen));
+            }
+            if started.elapsed() >= a.timeout {
+                return Ok((false, target, seen));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    .await;
+    match r {
+        Ok((drained, target, seen)) => {
+            let ms = started.elapsed().as_millis() as u64;
+            let v = serde_json::json!({"drained": drained, "from": a.from, "to": a.to, "waited_ms": ms, "sync_seq": target, "applied_seq": seen});
+            print(&a.common.format, &v, || {
+                if drained {
+                    format!("drained: every transaction committed in {} before the call is applied in {} ({ms} ms)", a.from, a.to)
+                } else {
+                    format!("NOT drained after {ms} ms: zone {} has not applied {}'s sync point (heartbeat {target}, at {seen}); is the daemon of zone {} running?", a.to, a.from, a.to)
+                }
+            });
+            if drained {
+                0
+            } else {
+                3
+            }
+        }
+        Err(e) => super::fail(e),
+    }
+}
+
+pub async fn fence(a: FenceArgs, on: bool) -> i32 {
+    let r = async {
+        let cfg = load(&a.common.config)?;
+        let m = zone_mysql(&cfg, &a.zone)?;
+        let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+        let addr = m.addr();
+        let report = drc::ops::fence::set_fence(&a.zone, opts, on)
+            .await
+            .map_err(|e| Error::from_mysql(&addr, "setting read_only", e))?;
+        let v = serde_json::to_value(&report).expect("report serializes");
+        print(&a.common.format, &v, || {
+            format!(
+                "zone {} ({}): read_only = {}; drc's applier can write: {}; other sessions in a transaction: {}",
+                report.zone,
+                report.server,
+                if report.read_only { "ON (fenced)" } else { "OFF (open)" },
+                if report.drc_can_write { "yes" } else { "NO" },
+                report.open_transactions.map_or("unknown (no PROCESS privilege)".into(), |n| n.to_string())
+            )
+        });
+        if on && !report.drc_can_write {
+            return Err(Error::Server {
+                addr,
+                what: "fenced, but drc's user cannot write under read_only either: grant it READ_ONLY ADMIN (MariaDB) or CONNECTION_ADMIN (MySQL 8), see docs/OPERATIONS.md".into(),
+            });
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match r {
+        Ok(()) => 0,
+        Err(e) => super::fail(e),
+    }
+}

@@ -1,0 +1,138 @@
+//! Every metric drc exports, in one place. docs/METRICS.md lists the same names (a
+//! test keeps the two in step). Metrics go through the `metrics` crate; the admin
+//! endpoint renders them in the Prometheus text format (`GET /metrics`).
+//!
+//! Labels: `from_zone`/`to_zone` for a replication direction (the zone names of the
+//! configs, channel excluded), `zone` for the daemon's own zone, `kind` where stated.
+//! Counters count since the daemon started (Prometheus handles resets).
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Gauge, seconds: end-to-end lag per direction, origin write → applied here, from the
+/// last heartbeat or transaction applied; grows while nothing arrives (stall).
+pub const LAG_SECONDS: &str = "drc_replication_lag_seconds";
+/// Histogram, seconds: every lag sample (each heartbeat and each applied transaction).
+pub const LAG_HISTOGRAM: &str = "drc_replication_lag_histogram_seconds";
+/// Gauge, seconds: estimated clock offset of `to_zone` minus `from_zone`, from the
+/// heartbeats of both directions ((lag a→b − lag b→a) / 2).
+pub const CLOCK_SKEW_SECONDS: &str = "drc_clock_skew_seconds";
+/// Counter: heartbeats this daemon wrote into its own zone (`zone`).
+pub const HEARTBEATS_WRITTEN: &str = "drc_heartbeats_written_total";
+/// Counter: transactions the binlog reader completed (`zone` = the server read).
+pub const TXNS_READ: &str = "drc_reader_transactions_total";
+/// Counter: row changes the binlog reader decoded (`zone`).
+pub const ROWS_READ: &str = "drc_reader_rows_total";
+/// Counter: binlog bytes received by the reader (`zone`).
+pub const BYTES_READ: &str = "drc_reader_bytes_total";
+/// Counter: transactions shipped to peers (`from_zone`, `transport`): published to
+/// Kafka and acknowledged, or handed to the applier by the direct transport.
+pub const TXNS_SHIPPED: &str = "drc_shipped_transactions_total";
+/// Counter: message bytes published to Kafka (`from_zone`).
+pub const BYTES_SHIPPED: &str = "drc_shipped_bytes_total";
+/// Counter: origin transactions committed here by the applier (`from_zone`, `to_zone`).
+pub const TXNS_APPLIED: &str = "drc_applied_transactions_total";
+/// Counter: rows written by the applier (`from_zone`, `to_zone`).
+pub const ROWS_APPLIED: &str = "drc_applied_rows_total";
+/// Counter: conflicts logged in `drc.conflicts` (`from_zone`, `to_zone`, `kind` =
+/// local_row_newer, equal_version, update_of_deleted, unique_key, id_out_of_range, ...).
+pub const CONFLICTS: &str = "drc_conflicts_total";
+/// Counter: transactions not applied or not shipped because they were written by a
+/// drc applier (loop suppression) (`from_zone`, `to_zone`).
+pub const LOOPS_SUPPRESSED: &str = "drc_loops_suppressed_total";
+/// Counter: rows outside their origin zone's ID range (`from_zone`, `to_zone`).
+pub const ID_RANGE_VIOLATIONS: &str = "drc_id_range_violations_total";
+/// Counter: transactions received again and skipped (already applied) (`from_zone`, `to_zone`).
+pub const DUPLICATES_SKIPPED: &str = "drc_duplicates_skipped_total";
+/// Gauge: origin commit time of the last applied transaction, seconds since the epoch
+/// (`from_zone`, `to_zone`).
+pub const APPLIED_COMMIT_TS: &str = "drc_applied_commit_timestamp_seconds";
+/// Gauge: Kafka offset of the last applied message (`from_zone`, `to_zone`).
+pub const APPLIED_KAFKA_OFFSET: &str = "drc_applied_kafka_offset";
+/// Gauge: binlog offset of the reader's last completed transaction (`zone`).
+pub const READER_BINLOG_OFFSET: &str = "drc_reader_binlog_offset_bytes";
+/// Gauge: numeric suffix of the reader's current binlog file (`zone`).
+pub const READER_BINLOG_FILE: &str = "drc_reader_binlog_file_number";
+/// Gauge: fragments published to Kafka and not yet acknowledged (`zone`).
+pub const KAFKA_UNACKED: &str = "drc_kafka_unacknowledged_fragments";
+/// Gauge: 1 while a direction is paused by `POST /pause` or `drc pause` (`from_zone`, `to_zone`).
+pub const PAUSED: &str = "drc_direction_paused";
+/// Counter: sessions restarted after a transient error (`component` = the session,
+/// e.g. `replication from zone a`).
+pub const RECONNECTS: &str = "drc_reconnects_total";
+/// Counter: errors by `kind` (`transient`, `definite`).
+pub const ERRORS: &str = "drc_errors_total";
+
+/// Every name above, for the docs check.
+pub const ALL: &[&str] = &[
+    LAG_SECONDS,
+    LAG_HISTOGRAM,
+    CLOCK_SKEW_SECONDS,
+    HEARTBEATS_WRITTEN,
+    TXNS_READ,
+    ROWS_READ,
+    BYTES_READ,
+    TXNS_SHIPPED,
+    BYTES_SHIPPED,
+    TXNS_APPLIED,
+    ROWS_APPLIED,
+    CONFLICTS,
+    LOOPS_SUPPRESSED,
+    ID_RANGE_VIOLATIONS,
+    DUPLICATES_SKIPPED,
+    APPLIED_COMMIT_TS,
+    APPLIED_KAFKA_OFFSET,
+    READER_BINLOG_OFFSET,
+    READER_BINLOG_FILE,
+    KAFKA_UNACKED,
+    PAUSED,
+    RECONNECTS,
+    ERRORS,
+];
+
+/// Lag histogram buckets, seconds: 1 ms to 5 min.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Installs the Prometheus recorder (once per process) and describes every metric.
+pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(LAG_HISTOGRAM.into()), LAG_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!(LAG_SECONDS, Unit::Seconds, "end-to-end replication lag, origin write to applied here");
+    describe_histogram!(LAG_HISTOGRAM, Unit::Seconds, "replication lag samples (heartbeats and transactions)");
+    describe_gauge!(CLOCK_SKEW_SECONDS, Unit::Seconds, "estimated clock offset to_zone minus from_zone");
+    describe_counter!(HEARTBEATS_WRITTEN, "heartbeats written into the daemon's own zone");
+    describe_counter!(TXNS_READ, "transactions read from the binlog");
+    describe_counter!(ROWS_READ, "row changes read from the binlog");
+    describe_counter!(BYTES_READ, Unit::Bytes, "binlog bytes read");
+    describe_counter!(TXNS_SHIPPED, "transactions shipped to the peer zones");
+    describe_counter!(BYTES_SHIPPED, Unit::Bytes, "bytes published to Kafka");
+    describe_counter!(TXNS_APPLIED, "origin transactions applied here");
+    describe_counter!(ROWS_APPLIED, "rows written by the applier");
+    describe_counter!(CONFLICTS, "conflicts logged in drc.conflicts, by kind");
+    describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
+    describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
+    describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
+    describe_gauge!(APPLIED_COMMIT_TS, Unit::Seconds, "origin commit time of the last applied transaction");
+    describe_gauge!(APPLIED_KAFKA_OFFSET, "Kafka offset of the last applied message");
+    describe_gauge!(READER_BINLOG_OFFSET, Unit::Bytes, "binlog offset of the reader");
+    describe_gauge!(READER_BINLOG_FILE, "binlog file number of the reader");
+    describe_gauge!(KAFKA_UNACKED, "fragments published and not yet acknowledged");
+    describe_gauge!(PAUSED, "1 while the direction is paused");
+    describe_counter!(RECONNECTS, "sessions restarted after a transient error");
+    describe_counter!(ERRORS, "errors by kind");
+}
+
+/// The numeric suffix of a binlog file name (`zone-a-bin.000042` → 42).
+pub fn binlog_file_number(file: &str) -> f64 {
+    file.rsplit('.').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) as f64
+}

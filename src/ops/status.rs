@@ -1,0 +1,226 @@
+//! The daemon's live state: per replication direction (origin zone → this zone) its
+//! state, positions, lag and last error; pause/resume; the lag bookkeeping behind
+//! `drc_replication_lag_seconds`. One registry per process ([`registry`]); the
+//! transports and the applier write it, the admin endpoint reads it.
+//!
+//! Invariants: a paused direction stops only at a transaction boundary (no target
+//! transaction is held open while paused); lag samples are taken when a heartbeat or
+//! transaction is committed here, with this host's clock minus the origin's.
+
+use super::metrics as m;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Microseconds since the epoch, this host's clock.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// What `GET /status` reports for one direction.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DirectionState {
+    pub from_zone: String,
+    pub to_zone: String,
+    /// `starting`, `applying`, `paused`, `waiting` (for a server or the broker), `stopped`, `failed`.
+    pub state: String,
+    pub paused: bool,
+    /// Origin GTID state after the last applied transaction (the resume point).
+    pub applied_gtid: Option<String>,
+    /// GTID of the last applied transaction.
+    pub last_gtid: Option<String>,
+    /// Origin binlog file:offset of the resume point.
+    pub applied_binlog: Option<String>,
+    /// Kafka topic/partition/offset of the last applied message.
+    pub kafka_position: Option<String>,
+    /// Lag, seconds (last sample, or growing since the last sample when nothing arrives).
+    pub lag_seconds: Option<f64>,
+    /// Last heartbeat sequence of the origin applied here.
+    pub heartbeat_seq: Option<u64>,
+    pub transactions: u64,
+    pub rows: u64,
+    pub conflicts: u64,
+    pub last_error: Option<String>,
+    /// When the last error happened (RFC 3339).
+    pub last_error_at: Option<String>,
+}
+
+/// One direction's shared state.
+pub struct Direction {
+    pause: watch::Sender<bool>,
+    state: Mutex<DirectionState>,
+    /// (origin write time, time applied here) of the last lag sample, µs.
+    last_sample: Mutex<Option<(i64, i64)>>,
+}
+
+impl Direction {
+    fn labels(&self) -> [(&'static str, String); 2] {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        [("from_zone", s.from_zone.clone()), ("to_zone", s.to_zone.clone())]
+    }
+
+    /// Edits the reported state.
+    pub fn update(&self, f: impl FnOnce(&mut DirectionState)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
+    pub fn snapshot(&self) -> DirectionState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_state(&self, state: &str) {
+        self.update(|s| s.state = state.to_string());
+    }
+
+    /// Records an error (and counts it).
+    pub fn error(&self, e: &crate::error::Error) {
+        let kind = if e.is_transient() { "transient" } else { "definite" };
+        metrics::counter!(m::ERRORS, "kind" => kind).increment(1);
+        self.update(|s| {
+            s.last_error = Some(e.to_string());
+            s.last_error_at = Some(chrono::Utc::now().to_rfc3339());
+            s.state = if e.is_transient() { "waiting" } else { "failed" }.into();
+        });
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.send_replace(paused);
+        let labels = self.labels();
+        metrics::gauge!(m::PAUSED, &labels).set(if paused { 1.0 } else { 0.0 });
+        self.update(|s| s.paused = paused);
+    }
+
+    /// Waits while the direction is paused (call at a transaction boundary).
+    pub async fn wait_if_paused(&self) {
+        let mut rx = self.pause.subscribe();
+        if !*rx.borrow() {
+            return;
+        }
+        let before = self.snapshot().state;
+        self.set_state("paused");
+        tracing::info!(from = %self.snapshot().from_zone, "direction paused; waiting for resume");
+        let _ = rx.wait_for(|p| !*p).await;
+        self.set_state(if before == "paused" { "applying" } else { &before });
+        tracing::info!(from = %self.snapshot().from_zone, "direction resumed");
+    }
+
+    /// A lag sample: the origin wrote at `origin_us` (its clock), applied here now.
+    pub fn observe_lag(&self, origin_us: i64) {
+        let now = now_us();
+        let lag = (now - origin_us) as f64 / 1e6;
+        let labels = self.labels();
+        metrics::gauge!(m::LAG_SECONDS, &labels).set(lag);
+        metrics::histogram!(m::LAG_HISTOGRAM, &labels).record(lag.max(0.0));
+        *self.last_sample.lock().unwrap_or_else(|e| e.into_inner()) = Some((origin_us, now));
+        self.update(|s| s.lag_seconds = Some(lag));
+    }
+
+    /// The lag measured at the last sample, seconds.
+    pub fn last_lag(&self) -> Option<f64> {
+        self.last_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(o, at)| (at - o) as f64 / 1e6)
+    }
+
+    /// When nothing arrived for `stall`, the lag is at least the age of the last
+    /// origin write seen: the gauge grows instead of freezing.
+    fn refresh_stalled(&self, stall: Duration) {
+        let Some((origin, at)) = *self.last_sample.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return;
+        };
+        let now = now_us();
+        if now - at > stall.as_micros() as i64 {
+            let lag = (now - origin) as f64 / 1e6;
+            let labels = self.labels();
+            metrics::gauge!(m::LAG_SECONDS, &labels).set(lag);
+            self.update(|s| s.lag_seconds = Some(lag));
+        }
+    }
+}
+
+/// The process-wide registry.
+#[derive(Default)]
+pub struct Registry {
+    zone: Mutex<String>,
+    directions: Mutex<BTreeMap<String, Arc<Direction>>>,
+    producer: Mutex<Option<serde_json::Value>>,
+}
+
+pub fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Registry::default)
+}
+
+impl Registry {
+    pub fn set_zone(&self, zone: &str) {
+        *self.zone.lock().unwrap_or_else(|e| e.into_inner()) = zone.to_string();
+    }
+
+    /// The direction `from` → this zone (created on first use).
+    pub fn direction(&self, from: &str) -> Arc<Direction> {
+        let to = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut d = self.directions.lock().unwrap_or_else(|e| e.into_inner());
+        d.entry(from.to_string())
+            .or_insert_with(|| {
+                Arc::new(Direction {
+                    pause: watch::Sender::new(false),
+                    state: Mutex::new(DirectionState {
+                        from_zone: from.to_string(),
+                        to_zone: to,
+                        state: "starting".into(),
+                        ..Default::default()
+                    }),
+                    last_sample: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    pub fn directions(&self) -> Vec<Arc<Direction>> {
+        self.directions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The Kafka producer's state (`GET /status` → `publishing`).
+    pub fn set_producer(&self, v: serde_json::Value) {
+        *self.producer.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+
+    /// Lags measured here, by origin zone: what this zone's heartbeat carries.
+    pub fn lags(&self) -> BTreeMap<String, f64> {
+        self.directions()
+            .iter()
+            .filter_map(|d| d.last_lag().map(|l| (d.snapshot().from_zone, l)))
+            .collect()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let zone = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let directions: Vec<DirectionState> = self.directions().iter().map(|d| d.snapshot()).collect();
+        serde_json::json!({
+            "zone": zone,
+            "directions": directions,
+            "publishing": self.producer.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        })
+    }
+
+    /// Keeps the lag gauges growing while directions are stalled (runs forever).
+    pub async fn stall_watch(&self, heartbeat: Duration) {
+        let stall = (heartbeat * 2).max(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            for d in self.directions() {
+                d.refresh_stalled(stall);
+            }
+        }
+    }
+}

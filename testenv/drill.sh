@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# testenv/drill.sh — a complete failover drill against the local test environment,
+# driven only through drc's CLI, the way a drill script drives production:
+#
+#   1. an application load writes orders in zone a (user `app`, DML only);
+#   2. `drc fence --zone a`: zone a's server refuses application writes (read_only),
+#      drc's applier keeps working; the application notices and stops writing in a;
+#   3. `drc wait --drained --from a --to b`: everything committed in a is applied in b;
+#   4. the load moves to zone b;
+#   5. verification: every write the application saw committed is in both zones
+#      (none lost), and no conflict on the drill's rows is left unexplained;
+#   6. `drc unfence --zone a`.
+#
+# Prints a short report ending in "RESULT: PASS" (exit 0) or "RESULT: FAIL" (exit 1).
+# Starts the servers and the two daemons (testenv/zone-a.toml, zone-b.toml) if needed
+# and leaves them running. Options: DRILL_SECONDS (load duration per zone, default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. testenv/lib.sh
+
+secs="${DRILL_SECONDS:-3}"
+testenv/up.sh >/dev/null
+cargo build --quiet
+DRC="$REPO_ROOT/target/debug/drc"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+app() { # zone port, SQL -> output
+  mariadb --no-defaults -h127.0.0.1 -P"$(zone_port "$1")" -uapp -papp -N -B -e "$2"
+}
+admin_sql() { mariadb --no-defaults -h127.0.0.1 -P"$(zone_port "$1")" -udrc_test -pdrc_test -N -B -e "$2"; }
+
+for z in a b; do
+  zone_sql "$z" "CREATE TABLE IF NOT EXISTS shop.drill_orders (
+    id BIGINT PRIMARY KEY AUTO_INCREMENT, drill VARCHAR(32) NOT NULL, zone CHAR(1) NOT NULL, n INT NOT NULL,
+    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    KEY (drill))"
+  "$DRC" init --config "testenv/zone-$z.toml" >/dev/null
+done
+for z in a b; do
+  if ! "$DRC" status --config "testenv/zone-$z.toml" >/dev/null 2>&1; then
+    start_daemon "$z" "$DRC"
+  fi
+done
+"$DRC" unfence --config testenv/zone-a.toml --zone a >/dev/null   # a previous drill may have stopped half-way
+drill="drill-$(date +%s%N | cut -c1-13)"
+since="$(admin_sql b "SELECT NOW(6)")"
+
+# The application: writes one order per statement until told to stop or refused;
+# records every id it saw committed (a.ok) and every refusal (a.err).
+load() { # zone
+  local z="$1" n=0 out
+  while [ ! -f "$work/stop-$z" ] && [ "$n" -lt 5000 ]; do
+    n=$((n + 1))
+    if out="$(app "$z" "INSERT INTO shop.drill_orders (drill, zone, n) VALUES ('$drill', '$z', $n); SELECT LAST_INSERT_ID();" 2>&1)"; then
+      echo "$out" >> "$work/$z.ok"
+    else
+      echo "$out" >> "$work/$z.err"
+      break   # the application sees the fence and stops writing here
+    fi
+  done
+}
+touch "$work/a.ok" "$work/a.err" "$work/b.ok" "$work/b.err"
+
+echo "drill $drill: load in zone a for ${secs}s"
+load a & loader=$!
+sleep "$secs"
+fence_out="$("$DRC" fence --config testenv/zone-a.toml --zone a)"
+echo "  $fence_out"
+wait "$loader" || true
+refused="$(grep -c 'read-only\|read_only\|1290' "$work/a.err" || true)"
+t0=$(date +%s%N)
+wait_out="$("$DRC" wait --config testenv/zone-b.toml --drained --from a --to b --timeout 60s)" || {
+  echo "  $wait_out"; echo "RESULT: FAIL (zone b did not drain zone a's writes)"; exit 1; }
+drain_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "  $wait_out"
+
+echo "drill $drill: load moved to zone b for ${secs}s"
+load b & loader=$!
+sleep "$secs"
+touch "$work/stop-b"
+wait "$loader" || true
+"$DRC" wait --config testenv/zone-a.toml --drained --from b --to a --timeout 60s >/dev/null || {
+  echo "RESULT: FAIL (zone a did not drain zone b's writes)"; exit 1; }
+
+# Verification: every committed id is in both zones; nothing else of this drill is.
+lost=0
+for z in a b; do
+  admin_sql "$z" "SELECT id FROM shop.drill_orders WHERE drill = '$drill' ORDER BY id" > "$work/in-$z"
+done
+sort -n "$work/a.ok" "$work/b.ok" > "$work/committed"
+for z in a b; do
+  missing="$(comm -23 "$work/committed" <(sort -n "$work/in-$z") | wc -l)"
+  extra="$(comm -13 "$work/committed" <(sort -n "$work/in-$z") | wc -l)"
+  if [ "$missing" != 0 ] || [ "$extra" != 0 ]; then
+    echo "  zone $z: $missing committed writes missing, $extra unexpected rows"; lost=$((lost + missing))
+  fi
+done
+conflicts="$(admin_sql b "SELECT COUNT(*) FROM drc.conflicts WHERE db = 'shop' AND tbl = 'drill_orders' AND drc.conflicts.at >= '$since'")"
+conflicts_a="$(admin_sql a "SELECT COUNT(*) FROM drc.conflicts WHERE db = 'shop' AND tbl = 'drill_orders' AND drc.conflicts.at >= '$since'")"
+"$DRC" unfence --config testenv/zone-a.toml --zone a >/dev/null
+ro="$(admin_sql a "SELECT @@global.read_only")"
+
+ok_a=$(wc -l < "$work/a.ok"); ok_b=$(wc -l < "$work/b.ok")
+cat <<REPORT
+drill report ($drill)
+  writes committed in zone a before the fence: $ok_a (refused after the fence: $refused)
+  drained a -> b in ${drain_ms} ms
+  writes committed in zone b after the move:  $ok_b
+  lost writes: $lost
+  conflicts on the drill's rows: $((conflicts + conflicts_a)) unexplained
+  zone a unfenced: read_only = $ro
+REPORT
+if [ "$lost" = 0 ] && [ "$conflicts" = 0 ] && [ "$conflicts_a" = 0 ] && [ "$ok_a" -gt 0 ] && [ "$ok_b" -gt 0 ] && [ "$ro" = 0 ]; then
+  echo "RESULT: PASS"
+else
+  echo "RESULT: FAIL"; exit 1
+fi
