@@ -277,9 +277,12 @@ impl Config {
             if n > 1 {
                 return Err("[admin] set only one of token_env, token_file, token".into());
             }
-            a.listen
-                .parse::<std::net::SocketAddr>()
-                .map_err(|e| format!("[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)", a.listen))?;
+            a.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                format!(
+                    "[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)",
+                    a.listen
+                )
+            })?;
         }
         if self.replication.as_ref().is_some_and(|r| r.heartbeat_ms == 0) {
             return Err("[replication] heartbeat_ms must be positive".into());

@@ -65,7 +65,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map(|i| s.split_at(i))
         .unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 60s, 500ms, 2m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 60s, 500ms, 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -75,7 +77,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn load(path: &PathBuf) -> Result<Config, Error> {
+fn load(path: &std::path::Path) -> Result<Config, Error> {
     Ok(Config::load(path)?)
 }
 
@@ -141,11 +143,21 @@ pub fn status(a: CommonArgs) -> i32 {
                     d["from_zone"].as_str().unwrap_or("?"),
                     d["to_zone"].as_str().unwrap_or("?"),
                     d["state"].as_str().unwrap_or("?"),
-                    if d["paused"].as_bool() == Some(true) { " (paused)" } else { "" },
-                    d["lag_seconds"].as_f64().map(|l| format!("{:.3}s", l)).unwrap_or("-".into()),
+                    if d["paused"].as_bool() == Some(true) {
+                        " (paused)"
+                    } else {
+                        ""
+                    },
+                    d["lag_seconds"]
+                        .as_f64()
+                        .map(|l| format!("{:.3}s", l))
+                        .unwrap_or("-".into()),
                     d["transactions"],
                     d["applied_gtid"].as_str().unwrap_or("-"),
-                    d["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+                    d["last_error"]
+                        .as_str()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default(),
                 );
             }
             out.trim_end().to_string()
@@ -170,20 +182,16 @@ pub fn pause(a: PauseArgs, on: bool) -> i32 {
         if let Some(t) = &token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        let v: serde_json::Value = req
-            .call()
-            .map_err(|e| http_err(&url, e))?
-            .into_json()
-            .map_err(|e| Error::Server {
-                addr: url.clone(),
-                what: e.to_string(),
-            })?;
+        let v: serde_json::Value =
+            req.call()
+                .map_err(|e| http_err(&url, e))?
+                .into_json()
+                .map_err(|e| Error::Server {
+                    addr: url.clone(),
+                    what: e.to_string(),
+                })?;
         print(&a.common.format, &v, || {
-            format!(
-                "{} from {}",
-                if on { "paused" } else { "resumed" },
-                v["from_zones"]
-            )
+            format!("{} from {}", if on { "paused" } else { "resumed" }, v["from_zones"])
         });
         Ok::<(), Error>(())
     })();
@@ -224,8 +232,12 @@ pub async fn wait(a: WaitArgs) -> i32 {
     let started = Instant::now();
     let r = async {
         let cfg = load(&a.common.config)?;
-        let from = zone_mysql(&cfg, &a.from)?.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
-        let to = zone_mysql(&cfg, &a.to)?.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+        let from = zone_mysql(&cfg, &a.from)?
+            .opts(&cfg.base_dir)
+            .map_err(|e| cfg_err(&cfg, e))?;
+        let to = zone_mysql(&cfg, &a.to)?
+            .opts(&cfg.base_dir)
+            .map_err(|e| cfg_err(&cfg, e))?;
         let from_addr = format!("{}:{}", from.ip_or_hostname(), from.tcp_port());
         let to_addr = format!("{}:{}", to.ip_or_hostname(), to.tcp_port());
         let key = channel_key(&cfg, &a.from);
@@ -261,7 +273,10 @@ pub async fn wait(a: WaitArgs) -> i32 {
             let v = serde_json::json!({"drained": drained, "from": a.from, "to": a.to, "waited_ms": ms, "sync_seq": target, "applied_seq": seen});
             print(&a.common.format, &v, || {
                 if drained {
-                    format!("drained: every transaction committed in {} before the call is applied in {} ({ms} ms)", a.from, a.to)
+                    format!(
+                        "drained: every transaction committed in {} before the call is applied in {} ({ms} ms)",
+                        a.from, a.to
+                    )
                 } else {
                     format!("NOT drained after {ms} ms: zone {} has not applied {}'s sync point (heartbeat {target}, at {seen}); is the daemon of zone {} running?", a.to, a.from, a.to)
                 }

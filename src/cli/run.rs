@@ -102,7 +102,10 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
         let listener = tokio::net::TcpListener::bind(&admin.listen).await.map_err(|e| {
             cfg_err(
                 &a.config,
-                format!("[admin] listen = {:?}: cannot listen: {e} (another daemon on this port?)", admin.listen),
+                format!(
+                    "[admin] listen = {:?}: cannot listen: {e} (another daemon on this port?)",
+                    admin.listen
+                ),
             )
         })?;
         tracing::info!(listen = %admin.listen, "admin endpoint: /metrics /status /pause /resume");

@@ -49,11 +49,7 @@ pub async fn serve(
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.prometheus.render(),
-    )
-        .into_response()
+    ([("content-type", "text/plain; version=0.0.4")], s.prometheus.render()).into_response()
 }
 
 async fn status() -> Json<serde_json::Value> {
@@ -97,7 +93,10 @@ async fn set_paused(State(s): State<AppState>, headers: HeaderMap, Query(q): Que
     if dirs.is_empty() {
         return (
             StatusCode::NOT_FOUND,
-            format!("no direction from zone {:?} in this daemon\n", q.from.unwrap_or_default()),
+            format!(
+                "no direction from zone {:?} in this daemon\n",
+                q.from.unwrap_or_default()
+            ),
         )
             .into_response();
     }

@@ -107,9 +107,21 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
 }
 
 fn describe() {
-    describe_gauge!(LAG_SECONDS, Unit::Seconds, "end-to-end replication lag, origin write to applied here");
-    describe_histogram!(LAG_HISTOGRAM, Unit::Seconds, "replication lag samples (heartbeats and transactions)");
-    describe_gauge!(CLOCK_SKEW_SECONDS, Unit::Seconds, "estimated clock offset to_zone minus from_zone");
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "end-to-end replication lag, origin write to applied here"
+    );
+    describe_histogram!(
+        LAG_HISTOGRAM,
+        Unit::Seconds,
+        "replication lag samples (heartbeats and transactions)"
+    );
+    describe_gauge!(
+        CLOCK_SKEW_SECONDS,
+        Unit::Seconds,
+        "estimated clock offset to_zone minus from_zone"
+    );
     describe_counter!(HEARTBEATS_WRITTEN, "heartbeats written into the daemon's own zone");
     describe_counter!(TXNS_READ, "transactions read from the binlog");
     describe_counter!(ROWS_READ, "row changes read from the binlog");
@@ -122,7 +134,11 @@ fn describe() {
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
     describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
-    describe_gauge!(APPLIED_COMMIT_TS, Unit::Seconds, "origin commit time of the last applied transaction");
+    describe_gauge!(
+        APPLIED_COMMIT_TS,
+        Unit::Seconds,
+        "origin commit time of the last applied transaction"
+    );
     describe_gauge!(APPLIED_KAFKA_OFFSET, "Kafka offset of the last applied message");
     describe_gauge!(READER_BINLOG_OFFSET, Unit::Bytes, "binlog offset of the reader");
     describe_gauge!(READER_BINLOG_FILE, "binlog file number of the reader");

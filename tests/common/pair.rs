@@ -174,6 +174,20 @@ impl Pair {
         }
     }
 
+    /// Gives every zone's daemon an admin endpoint on 127.0.0.1:`base_port + zone`
+    /// with bearer token `token`; returns the endpoints' base URLs.
+    pub fn with_admin(&mut self, base_port: u16, token: &str) -> Vec<String> {
+        (0..self.n)
+            .map(|z| {
+                let port = base_port + z as u16;
+                let mut text = std::fs::read_to_string(&self.cfg[z]).unwrap();
+                text += &format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n");
+                std::fs::write(&self.cfg[z], text).unwrap();
+                format!("http://127.0.0.1:{port}")
+            })
+            .collect()
+    }
+
     pub fn start(&mut self, zone: usize) {
         let log = std::fs::OpenOptions::new()
             .create(true)
