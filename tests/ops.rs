@@ -105,6 +105,42 @@ async fn metrics_show_lag_and_mutations_need_the_token() {
     let committed = load.finish().await;
     p.assert_applied_exactly(&committed).await;
 
+    // With no user traffic the heartbeats keep measuring; both zones' heartbeats give
+    // a clock-skew estimate, ~0 here (one host, one clock).
+    let idle_before = sample(
+        &get(&format!("{}/metrics", admin[1])),
+        "drc_replication_lag_histogram_seconds_count",
+        &[from_a, to_b],
+    )
+    .unwrap();
+    let skew = wait_until(Duration::from_secs(10), || async {
+        sample(
+            &get(&format!("{}/metrics", admin[1])),
+            "drc_clock_skew_seconds",
+            &[from_a, to_b],
+        )
+        .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = get(&format!("{}/metrics", admin[1]));
+    let idle_after = sample(&text, "drc_replication_lag_histogram_seconds_count", &[from_a, to_b]).unwrap();
+    assert!(
+        idle_after >= idle_before + 2.0,
+        "no lag samples without traffic: {idle_before} -> {idle_after}"
+    );
+    assert!(skew, "no clock-skew estimate in zone b:\n{text}");
+    let skew = sample(&text, "drc_clock_skew_seconds", &[from_a, to_b]).unwrap();
+    eprintln!(
+        "idle: {} heartbeat lag samples in 2.5 s; clock skew estimate {:.2} ms",
+        idle_after - idle_before,
+        skew * 1e3
+    );
+    assert!(
+        skew.abs() < 0.05,
+        "clock skew between two zones on one host estimated at {skew} s"
+    );
+
     // Mutations need the token; reads do not.
     assert_eq!(post_status(&format!("{}/pause", admin[1]), None), 401);
     assert_eq!(post_status(&format!("{}/pause", admin[1]), Some("wrong")), 401);
