@@ -62,6 +62,8 @@ enum BinlogCmd {
     },
     /// Connect to the zone's server as a replica and print committed transactions live.
     Tail(cli::tail::TailArgs),
+    /// Read and decode the binlog up to the server's current end, output nothing, print a summary.
+    Drain(cli::drain::DrainArgs),
 }
 
 fn main() {
@@ -74,6 +76,9 @@ fn main() {
         Cmd::Binlog {
             cmd: BinlogCmd::Tail(t),
         } => runtime().block_on(cli::tail::run(t)),
+        Cmd::Binlog {
+            cmd: BinlogCmd::Drain(d),
+        } => runtime().block_on(cli::drain::run(d)),
         Cmd::Check(c) => runtime().block_on(cli::check::run(c)),
         Cmd::Run(r) => runtime().block_on(cli::run::run(r)),
         Cmd::Init(r) => runtime().block_on(cli::run::init(r)),

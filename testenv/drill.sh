@@ -13,15 +13,15 @@
 #
 # Prints a short report ending in "RESULT: PASS" (exit 0) or "RESULT: FAIL" (exit 1).
 # Starts the servers and the two daemons (testenv/zone-a.toml, zone-b.toml) if needed
-# and leaves them running. Options: DRILL_SECONDS (load duration per zone, default 3).
+# and leaves them running. Options: DRILL_SECONDS (load duration per zone, default 3),
+# DRC_BIN (a drc binary to use instead of building target/debug/drc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
 
 secs="${DRILL_SECONDS:-3}"
 testenv/up.sh >/dev/null
-cargo build --quiet
-DRC="$REPO_ROOT/target/debug/drc"
+if [ -n "${DRC_BIN:-}" ]; then DRC="$DRC_BIN"; else cargo build --quiet; DRC="$REPO_ROOT/target/debug/drc"; fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 app() { # zone port, SQL -> output

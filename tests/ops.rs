@@ -272,6 +272,7 @@ fn drill_script_fences_drains_moves_and_reports_pass() {
     let out = Command::new("bash")
         .arg(repo().join("testenv/drill.sh"))
         .env("DRILL_SECONDS", "2")
+        .env("DRC_BIN", drc_bin())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -1,6 +1,7 @@
 //! Subcommands of the `drc` binary. Each returns the process exit code.
 
 pub mod check;
+pub mod drain;
 pub mod dump;
 pub mod ops;
 pub mod run;
