@@ -3,11 +3,14 @@
 //! zone d, read from the live server and decoded with nothing downstream by:
 //! * drc: `drc binlog drain` (release build);
 //! * python-mysql-replication (PyPI `mysql-replication`, in a venv under testenv/.run)
-//!   iterating every row (`benches/peers/pyrepl_drain.py`);
+//!   iterating every row (`benches/peers/pyrepl_drain.py`); it reads a few thousand
+//!   rows/s, so its runs are time-boxed (`PY_SECONDS`, default 60) and its rate is
+//!   taken over the part it read;
 //! * `mariadb-binlog --read-from-remote-server --base64-output=decode-rows -v` to /dev/null.
 //!
 //! For each: rows/s, binlog MB/s and CPU-seconds per million rows (user+sys of the
-//! process, from wait4), median of `RUNS` runs, and drc's ratios to each peer.
+//! process, from wait4), median of `RUNS` runs (python-mysql-replication: `PY_RUNS`,
+//! default 1 — it takes minutes per run), and drc's ratios to each peer.
 //! Run: `cargo bench --bench parse`. Results: docs/BENCHMARKS.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -36,14 +39,15 @@ const TABLES: &[&str] = &[
 /// Generates the data once (zone d keeps it); returns (first binlog, row events, binlog bytes).
 async fn generate() -> (String, u64, u64) {
     let mut c = conn(ZONE_D).await;
-    let done: Option<u64> = c
-        .query_first("SELECT rows_total FROM bench.done")
-        .await
-        .unwrap_or(None);
+    let done: Option<u64> = c.query_first("SELECT rows_total FROM bench.done").await.unwrap_or(None);
     let rows = match done {
         Some(n) => n,
         None => {
             eprintln!("generating the benchmark binlog on zone d (once)…");
+            // contiguous ids (the testenv servers interleave them for active-active)
+            c.query_drop("SET SESSION auto_increment_increment = 1, auto_increment_offset = 1")
+                .await
+                .unwrap();
             c.query_drop("RESET MASTER").await.unwrap();
             c.query_drop("DROP DATABASE IF EXISTS bench").await.unwrap();
             c.query_drop("CREATE DATABASE bench").await.unwrap();
@@ -74,7 +78,7 @@ async fn generate() -> (String, u64, u64) {
                 ))
                 .await
                 .unwrap();
-                n += CHUNK;
+                n += c.affected_rows();
             }
             for i in 0..300u64 {
                 c.query_drop(format!(
@@ -84,9 +88,11 @@ async fn generate() -> (String, u64, u64) {
                 ))
                 .await
                 .unwrap();
-                n += CHUNK;
+                n += c.affected_rows(); // ids have gaps: fewer than CHUNK
             }
-            c.query_drop("CREATE TABLE bench.done (rows_total BIGINT)").await.unwrap();
+            c.query_drop("CREATE TABLE bench.done (rows_total BIGINT)")
+                .await
+                .unwrap();
             c.exec_drop("INSERT INTO bench.done VALUES (?)", (n,)).await.unwrap();
             c.query_drop("FLUSH BINARY LOGS").await.unwrap();
             n
@@ -105,10 +111,16 @@ struct Run {
 }
 
 /// Runs a command to the end: wall time, the child's user+sys CPU (wait4), stdout.
+/// The child is reaped by `wait4` (not `Child::wait`), to get its resource usage.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> Run {
     use std::io::Read;
     let t = Instant::now();
-    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut se = child.stderr.take().unwrap();
     let errs = std::thread::spawn(move || {
         let mut e = String::new();
@@ -150,10 +162,19 @@ fn python_venv() -> std::path::PathBuf {
         .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("installing python-mysql-replication into {}", venv.display());
-        let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap();
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
         if !st.success() {
             let _ = Command::new("apt-get").args(["install", "-y", "python3-venv"]).status();
-            assert!(Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success());
+            assert!(Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success());
         }
         let st = Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "mysql-replication"])
@@ -171,20 +192,28 @@ fn main() {
         .status()
         .unwrap();
     assert!(st.success(), "testenv/up.sh d failed");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (first, rows, bytes) = rt.block_on(generate());
     let binlogs: Vec<String> = rt.block_on(async {
         let mut c = conn(ZONE_D).await;
         let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
         logs.iter().map(|r| r.get::<String, _>(0).unwrap()).collect()
     });
-    eprintln!("binlog: {rows} row events generated, {:.1} MB in {} files", bytes as f64 / 1e6, binlogs.len());
+    eprintln!(
+        "binlog: {rows} row events generated, {:.1} MB in {} files",
+        bytes as f64 / 1e6,
+        binlogs.len()
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "d", ZONE_D, 7001, "beginning");
     let py = python_venv();
 
     let mut results: Vec<(&str, f64, f64, f64)> = Vec::new();
-    let tools: Vec<(&str, Box<dyn Fn() -> Command>)> = vec![
+    type MakeCommand<'a> = Box<dyn Fn() -> Command + 'a>;
+    let tools: Vec<(&str, MakeCommand)> = vec![
         (
             "drc binlog drain",
             Box::new(|| {
@@ -199,7 +228,8 @@ fn main() {
                 let mut c = Command::new(&py);
                 c.arg(repo().join("benches/peers/pyrepl_drain.py"))
                     .args(["127.0.0.1", "33064", "drc_test", "drc_test", "7002"])
-                    .arg(&first);
+                    .arg(&first)
+                    .arg(std::env::var("PY_SECONDS").unwrap_or_else(|_| "60".into()));
                 c
             }),
         ),
@@ -218,25 +248,55 @@ fn main() {
     ];
     for (name, make) in &tools {
         let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-        for run in 0..RUNS {
+        // python-mysql-replication needs minutes per run: one run unless asked
+        let runs = if name.starts_with("python") {
+            std::env::var("PY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+        } else {
+            RUNS
+        };
+        for run in 0..runs {
             let r = measure(&mut make());
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(r.out.trim()) {
-                let got = v["rows"].as_u64().unwrap_or(0);
-                assert!(got >= rows, "{name} saw {got} rows, expected at least {rows}");
-            }
-            eprintln!("{name} run {run}: {:.2} s wall, {:.2} s CPU", r.wall, r.cpu);
-            walls.push(r.wall);
-            cpus.push(r.cpu);
+            // (rows iterated, seconds): the whole binlog, or python's time-boxed part
+            let (got, secs) = match serde_json::from_str::<serde_json::Value>(r.out.trim()) {
+                Ok(v) if v["complete"] == false => (v["rows"].as_u64().unwrap_or(0), v["seconds"].as_f64().unwrap()),
+                Ok(v) => {
+                    let got = v["rows"].as_u64().unwrap_or(0);
+                    assert!(got >= rows, "{name} saw {got} rows, expected at least {rows}");
+                    (rows, r.wall)
+                }
+                Err(_) => (rows, r.wall),
+            };
+            eprintln!(
+                "{name} run {run}: {got} rows in {secs:.2} s wall, {:.2} s CPU{}",
+                r.cpu,
+                if got < rows { " (time-boxed)" } else { "" }
+            );
+            walls.push(secs / got as f64);
+            cpus.push(r.cpu / got as f64);
         }
+        // medians of seconds per row
         let (w, c) = (median(walls), median(cpus));
-        results.push((name, rows as f64 / w, bytes as f64 / 1e6 / w, c / (rows as f64 / 1e6)));
+        let mb_per_row = bytes as f64 / 1e6 / rows as f64;
+        results.push((name, 1.0 / w, mb_per_row / w, c * 1e6));
     }
-    println!("\nparse drain of {rows} row events ({:.1} MB of binlog), median of {RUNS}:", bytes as f64 / 1e6);
-    println!("  {:<26} {:>12} {:>9} {:>16}", "tool", "rows/s", "MB/s", "CPU s / M rows");
+    println!(
+        "\nparse drain of {rows} row events ({:.1} MB of binlog), median of {RUNS} runs (python-mysql-replication: PY_RUNS, default 1):",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  {:<26} {:>12} {:>9} {:>16}",
+        "tool", "rows/s", "MB/s", "CPU s / M rows"
+    );
     for (name, rps, mbps, cpu) in &results {
         println!("  {name:<26} {rps:>12.0} {mbps:>9.1} {cpu:>16.2}");
     }
     let drc = results[0].1;
-    println!("  ratio drc / python-mysql-replication (rows/s): {:.1}x (target >= 30x)", drc / results[1].1);
-    println!("  ratio drc / mariadb-binlog (rows/s):           {:.2}x (target >= 1x)", drc / results[2].1);
+    println!(
+        "  ratio drc / python-mysql-replication (rows/s): {:.1}x (target >= 30x)",
+        drc / results[1].1
+    );
+    println!(
+        "  ratio drc / mariadb-binlog (rows/s):           {:.2}x (target >= 1x)",
+        drc / results[2].1
+    );
 }

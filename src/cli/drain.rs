@@ -6,7 +6,7 @@
 
 use drc::config::Config;
 use drc::error::Error;
-use drc::position::FilePos;
+use drc::position::{Checkpoint, FilePos, GtidState, MariaGtidPos};
 use drc::reader::live::{LiveReader, LiveSettings, StartSpec};
 use mysql_async::prelude::Queryable;
 use std::path::PathBuf;
@@ -22,8 +22,10 @@ pub struct DrainArgs {
     from: String,
 }
 
-/// The binlog end of the server now.
-async fn end_position(opts: mysql_async::Opts, addr: &str) -> Result<FilePos, Error> {
+/// Where the server's binlog ends now: its file position and, on MariaDB, its GTID
+/// position (the exact end: the file position may lie after a rotation with no
+/// transaction to reach it).
+async fn end_position(opts: mysql_async::Opts, addr: &str) -> Result<(FilePos, Option<MariaGtidPos>), Error> {
     let m = |e| Error::from_mysql(addr, "reading the binlog end", e);
     let mut c = mysql_async::Conn::new(opts).await.map_err(m)?;
     let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await.map_err(m)?;
@@ -33,12 +35,19 @@ async fn end_position(opts: mysql_async::Opts, addr: &str) -> Result<FilePos, Er
     })?;
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();
-    Ok(FilePos::new(file, pos))
+    let gtid: Option<String> = c.query_first("SELECT @@gtid_binlog_pos").await.ok().flatten();
+    let gtid = gtid
+        .and_then(|g| g.parse::<MariaGtidPos>().ok())
+        .filter(|g| !g.is_empty());
+    Ok((FilePos::new(file, pos), gtid))
 }
 
-fn reached(at: &FilePos, end: &FilePos) -> bool {
+fn reached(at: &Checkpoint, end: &(FilePos, Option<MariaGtidPos>)) -> bool {
+    if let (Some(end), Some(GtidState::Mariadb(pos))) = (&end.1, &at.gtid) {
+        return end.is_reached_by(pos);
+    }
     let n = |f: &str| drc::ops::metrics::binlog_file_number(f);
-    (n(&at.file), at.pos) >= (n(&end.file), end.pos)
+    (n(&at.file.file), at.file.pos) >= (n(&end.0.file), end.0.pos)
 }
 
 pub async fn run(a: DrainArgs) -> i32 {
@@ -60,7 +69,7 @@ pub async fn run(a: DrainArgs) -> i32 {
         let t0 = Instant::now();
         let mut reader = LiveReader::start(settings, None, &start).await?;
         let (mut txns, mut rows, mut last) = (0u64, 0u64, t0);
-        while !reached(&reader.resume_point().file, &end) {
+        while !reached(reader.resume_point(), &end) {
             // The end may lie after events that close no transaction (a rotation, a
             // restart): nothing for 3 s means everything was read.
             let Ok(batch) = tokio::time::timeout(std::time::Duration::from_secs(3), reader.next()).await else {
@@ -78,7 +87,7 @@ pub async fn run(a: DrainArgs) -> i32 {
             "rows": rows,
             "seconds": secs,
             "rows_per_second": rows as f64 / secs,
-            "end": end.to_string(),
+            "end": end.0.to_string(),
         }))
     }
     .await;

@@ -5,7 +5,7 @@
 //! signedness, charset and ENUM/SET labels from [`ColumnInfo`].
 
 use super::schema::ColumnInfo;
-use crate::model::{with_fraction, Value};
+use crate::model::{format_date, format_datetime, with_fraction, Value};
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::collations::{Collation, CollationId};
 use mysql_common::constants::ColumnType as T;
@@ -79,12 +79,10 @@ fn convert_plain(col: &ColumnInfo, v: MyValue) -> Result<Value, String> {
             // The binlog stores YEAR as (year - 1900); 0 means the zero year 0000.
             Value::Year(if y == 1900 { 0 } else { y })
         }
-        (T::MYSQL_TYPE_NEWDATE | T::MYSQL_TYPE_DATE, MyValue::Date(y, m, d, ..)) => {
-            Value::Date(format!("{y:04}-{m:02}-{d:02}"))
+        (T::MYSQL_TYPE_NEWDATE | T::MYSQL_TYPE_DATE, MyValue::Date(y, m, d, ..)) => Value::Date(format_date(y, m, d)),
+        (T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2, MyValue::Date(y, mo, d, h, mi, s, us)) => {
+            Value::DateTime(format_datetime(y, mo, d, h, mi, s, us, col.fsp()))
         }
-        (T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2, MyValue::Date(y, mo, d, h, mi, s, us)) => Value::DateTime(
-            with_fraction(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"), us, col.fsp()),
-        ),
         (T::MYSQL_TYPE_TIME | T::MYSQL_TYPE_TIME2, MyValue::Time(neg, days, h, m, s, us)) => {
             let hours = days * 24 + h as u32;
             let sign = if neg { "-" } else { "" };
