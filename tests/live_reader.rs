@@ -361,3 +361,37 @@ async fn check_reports_ready_and_problems() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to 127.0.0.1:1"));
 }
+
+/// `drc binlog drain` reads from a position to the server's end at the call, decodes
+/// everything and reports exact counts (zone c: no other writer while it runs).
+#[tokio::test]
+async fn zone_c_drain_reads_to_the_end_and_counts_exactly() {
+    testenv_up("c");
+    let db = format!("drc_drain_{}", std::process::id());
+    let pos = fresh_db_at(ZONE_C, &db, "t (id INT PRIMARY KEY, v VARCHAR(20), at DATETIME(6))").await;
+    let mut stmts = Vec::new();
+    for t in 0..10 {
+        let values: Vec<String> = (0..100)
+            .map(|i| format!("({}, 'row {i}', NOW(6))", t * 100 + i))
+            .collect();
+        stmts.push(format!("INSERT INTO {db}.t VALUES {}", values.join(",")));
+    }
+    stmts.push(format!("UPDATE {db}.t SET v = 'changed' WHERE id < 250"));
+    let refs: Vec<&str> = stmts.iter().map(|s| s.as_str()).collect();
+    exec(ZONE_C, &refs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "c", ZONE_C, 8101, "now");
+    let out = std::process::Command::new(drc_bin())
+        .args(["binlog", "drain", "--config"])
+        .arg(&cfg)
+        .arg("--from")
+        .arg(format!("gtid:{pos}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["transactions"], 11, "{v}");
+    assert_eq!(v["rows"], 1250, "{v}");
+    exec(ZONE_C, &[&format!("DROP DATABASE {db}")]).await;
+}

@@ -37,7 +37,7 @@ pub fn convert(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
                     "value": value,
                 }));
             }
-            Ok(Value::JsonDiff(serde_json::Value::Array(out)))
+            Ok(Value::JsonDiff(Box::new(serde_json::Value::Array(out))))
         }
     }
 }

@@ -102,7 +102,7 @@ pub fn value_in(v: serde_json::Value) -> Result<Value, String> {
                         .map_err(|e| e.to_string())?,
                 )
             } else if let Some(d) = o.remove("json_diff") {
-                Value::JsonDiff(d)
+                Value::JsonDiff(Box::new(d))
             } else {
                 return Err("unknown object value".into());
             }
