@@ -380,7 +380,9 @@ async fn check_refuses_a_table_without_version_column() {
         "{text}"
     );
     assert!(
-        text.contains("ok      id_range") && text.contains("ok      time_zone"),
+        text.contains("ok      id_range")
+            && text.contains("ok      time_zone")
+            && text.contains("ok      fence_privilege"),
         "{text}"
     );
 }

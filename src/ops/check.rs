@@ -139,6 +139,28 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
             ));
         }
     }
+    // `drc fence` sets read_only; the applier must keep writing under it.
+    let grants = conn
+        .query::<String, _>("SHOW GRANTS")
+        .await?
+        .join(" ")
+        .to_ascii_uppercase();
+    let writes_when_read_only = ["READ_ONLY ADMIN", "CONNECTION_ADMIN", "SUPER", "ALL PRIVILEGES ON *.*"]
+        .iter()
+        .any(|p| grants.contains(p));
+    if writes_when_read_only {
+        f.push(Finding::ok(
+            "fence_privilege",
+            "the drc user can write while the zone is fenced (read_only)",
+        ));
+    } else {
+        f.push(Finding::bad(
+            Warn,
+            "fence_privilege",
+            "the drc user cannot write under read_only: while `drc fence` fences this zone the applier would stop",
+            "GRANT READ_ONLY ADMIN ON *.* TO <drc user> (MariaDB 10.5+), or SYSTEM_VARIABLES_ADMIN, CONNECTION_ADMIN (MySQL 8)",
+        ));
+    }
     if let Some(r) = &cfg.replication {
         for db in &r.databases {
             let rows: Vec<(String, u64, u64)> = conn
