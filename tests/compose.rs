@@ -84,3 +84,27 @@ fn compose_file_matches_what_drc_requires() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("cargo build --release --locked --bin drc"));
 }
+
+/// Every config shipped in testenv/ loads (strict parsing, validation), and the Kafka
+/// ones differ from the direct ones only in the transport.
+#[test]
+fn testenv_configs_load_and_match() {
+    for z in ["a", "b"] {
+        let direct = drc::config::Config::load(&repo_path(&format!("testenv/zone-{z}.toml"))).unwrap();
+        let kafka = drc::config::Config::load(&repo_path(&format!("testenv/zone-{z}.kafka.toml"))).unwrap();
+        assert_eq!(direct.transport, drc::config::TransportKind::Direct);
+        assert_eq!(kafka.transport, drc::config::TransportKind::Kafka);
+        assert_eq!(direct.zone, kafka.zone);
+        assert_eq!(format!("{:?}", direct.replication), format!("{:?}", kafka.replication));
+        assert_eq!(format!("{:?}", direct.id_ranges), format!("{:?}", kafka.id_ranges));
+        assert_eq!(
+            direct.admin.as_ref().unwrap().listen,
+            kafka.admin.as_ref().unwrap().listen
+        );
+        assert!(kafka.kafka.is_some());
+    }
+}
+
+fn repo_path(p: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
