@@ -182,6 +182,16 @@ impl AdminConfig {
     }
 }
 
+/// Key of a zone in `drc.applied`, `drc.marker` and `drc.heartbeat`: `zone`, or
+/// `zone/<channel>` when `[replication] channel` is set.
+pub fn channel_key(channel: &str, zone: &str) -> String {
+    if channel.is_empty() {
+        zone.to_string()
+    } else {
+        format!("{zone}/{channel}")
+    }
+}
+
 fn default_admin_listen() -> String {
     "127.0.0.1:9450".into()
 }

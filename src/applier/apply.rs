@@ -20,7 +20,7 @@ use super::table::{ensure_trigger, LocalTable};
 use crate::error::Error;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction};
 use crate::ops::metrics as m;
-use crate::ops::status::registry;
+use crate::ops::status::{registry, Direction};
 use crate::position::{Checkpoint, FilePos, GtidState};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Value as MyValue};
@@ -54,11 +54,7 @@ pub struct ApplierSettings {
 impl ApplierSettings {
     /// Key of the origin in `drc.applied` / `drc.marker`: `a`, or `a/<channel>`.
     pub fn channel_key(&self, origin: &str) -> String {
-        if self.channel.is_empty() {
-            origin.to_string()
-        } else {
-            format!("{origin}/{}", self.channel)
-        }
+        crate::config::channel_key(&self.channel, origin)
     }
 }
 
@@ -102,6 +98,8 @@ pub struct Applier {
     pub stats: ApplyStats,
     /// `stats.rows` already counted in the rows metric.
     rows_reported: u64,
+    /// Status and metric handles per origin.
+    directions: HashMap<String, Arc<Direction>>,
 }
 
 fn definite(s: &ApplierSettings, what: String) -> Error {
@@ -149,6 +147,7 @@ impl Applier {
             transport_position: None,
             stats: ApplyStats::default(),
             rows_reported: 0,
+            directions: HashMap::new(),
         })
     }
 
@@ -338,20 +337,19 @@ impl Applier {
                 }
             }
         }
-        if let Some(reason) = &self.skipping {
+        if self.skipping.is_some() {
             if tx.last {
-                let labels = self.labels(origin);
-                match reason {
-                    SkipReason::Loop => {
+                let d = self.direction(origin);
+                match self.skipping.take() {
+                    Some(SkipReason::Loop) => {
                         self.stats.loops_suppressed += 1;
-                        metrics::counter!(m::LOOPS_SUPPRESSED, &labels).increment(1);
+                        d.metrics.loops_suppressed.increment(1);
                     }
-                    SkipReason::Duplicate => {
+                    _ => {
                         self.stats.duplicates_skipped += 1;
-                        metrics::counter!(m::DUPLICATES_SKIPPED, &labels).increment(1);
+                        d.metrics.duplicates_skipped.increment(1);
                     }
                 }
-                self.skipping = None;
             }
             return Ok(Outcome::Skipped);
         }
@@ -373,18 +371,7 @@ impl Applier {
                 }
                 return Ok(Outcome::Skipped);
             }
-            self.conn
-                .query_drop("START TRANSACTION")
-                .await
-                .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
-            self.open = Some(origin.to_string());
-            self.conn
-                .exec_drop(
-                    "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
-                    (self.s.channel_key(origin), &self.s.zone),
-                )
-                .await
-                .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))?;
+            self.begin(origin).await?;
         }
         for change in &tx.changes {
             match change {
@@ -419,20 +406,28 @@ impl Applier {
         [("from_zone", origin.to_string()), ("to_zone", self.s.zone.clone())]
     }
 
+    /// The status/metrics of the direction from `origin` (looked up once per origin).
+    fn direction(&mut self, origin: &str) -> Arc<Direction> {
+        if let Some(d) = self.directions.get(origin) {
+            return d.clone();
+        }
+        let d = registry().direction(origin);
+        self.directions.insert(origin.to_string(), d.clone());
+        d
+    }
+
     /// Metrics and status after an origin transaction committed here.
     fn committed(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) {
-        let labels = self.labels(origin);
-        metrics::counter!(m::TXNS_APPLIED, &labels).increment(1);
-        metrics::counter!(m::ROWS_APPLIED, &labels).increment(self.stats.rows - self.rows_reported);
+        let d = self.direction(origin);
+        d.metrics.applied_transactions.increment(1);
+        d.metrics.applied_rows.increment(self.stats.rows - self.rows_reported);
         self.rows_reported = self.stats.rows;
-        metrics::gauge!(m::APPLIED_COMMIT_TS, &labels).set(tx.commit_ts_us as f64 / 1e6);
-        let d = registry().direction(origin);
+        d.metrics.applied_commit_ts.set(tx.commit_ts_us as f64 / 1e6);
         if tx.commit_ts_us > 0 {
             d.observe_lag(tx.commit_ts_us);
         }
         self.report_position(&d, cp);
-        let stats = self.stats.clone();
-        let last = tx.gtid.as_ref().map(|g| g.to_string());
+        let (stats, last) = (&self.stats, tx.gtid.as_ref().map(|g| g.to_string()));
         d.update(|st| {
             st.transactions = stats.transactions;
             st.rows = stats.rows;
@@ -442,19 +437,16 @@ impl Applier {
         });
     }
 
-    fn report_position(&self, d: &crate::ops::status::Direction, cp: &Checkpoint) {
-        let gtid = cp.gtid.as_ref().map(|g| g.to_string());
-        let binlog = format!("{}:{}", cp.file.file, cp.file.pos);
-        let kafka = self.transport_position.as_ref().map(|(t, p, o)| format!("{t}/{p}@{o}"));
+    /// The applied position, kept raw (formatted only when `/status` is read).
+    fn report_position(&self, d: &Direction, cp: &Checkpoint) {
         if let Some((_, _, o)) = &self.transport_position {
-            let labels = [("from_zone", d.snapshot().from_zone), ("to_zone", self.s.zone.clone())];
-            metrics::gauge!(m::APPLIED_KAFKA_OFFSET, &labels).set(*o as f64);
+            d.metrics.applied_kafka_offset.set(*o as f64);
         }
+        let kafka = self.transport_position.clone();
         d.update(|st| {
-            st.applied_gtid = gtid;
-            st.applied_binlog = Some(binlog);
+            st.position = Some(cp.clone());
             if kafka.is_some() {
-                st.kafka_position = kafka;
+                st.kafka = kafka;
             }
         });
     }
@@ -499,53 +491,28 @@ impl Applier {
         (seq, ts_us, lags): (u64, i64, Option<String>),
     ) -> Result<(), Error> {
         let cp = tx.checkpoint.as_ref().expect("last fragment has a checkpoint");
-        let gtid = cp
-            .gtid
-            .as_ref()
-            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
-        let (kt, kp, ko) = match &self.transport_position {
-            Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
-            None => (None, None, None),
-        };
-        let key = self.s.channel_key(origin);
-        let applied_us = crate::ops::status::now_us();
-        let r: Result<(), mysql_async::Error> = async {
-            self.conn.query_drop("START TRANSACTION").await?;
-            self.conn
-                .exec_drop(
-                    "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
-                    (&key, &self.s.zone),
-                )
-                .await?;
-            let params: Vec<MyValue> = vec![
-                key.clone().into(),
-                gtid.into(),
-                cp.file.file.as_str().into(),
-                cp.file.pos.into(),
-                kt.into(),
-                kp.into(),
-                ko.into(),
-                seq.into(),
-                ts_us.into(),
-                applied_us.into(),
-            ];
-            self.conn
-                .exec_drop(
-                    "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, applied_txns, kafka_topic, kafka_partition, kafka_offset, hb_seq, hb_ts_us, hb_applied_us) \
-                     VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) \
-                     ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), \
-                     kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
-                     kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset), \
-                     hb_seq = VALUES(hb_seq), hb_ts_us = VALUES(hb_ts_us), hb_applied_us = VALUES(hb_applied_us)",
-                    params,
-                )
-                .await?;
-            self.conn.query_drop("COMMIT").await
-        }
-        .await;
-        r.map_err(|e| mysql_err(&self.s, "recording the heartbeat", e))?;
+        let mut params = self.position_params(origin, cp);
+        params.extend([seq.into(), ts_us.into(), crate::ops::status::now_us().into()]);
+        self.begin(origin).await?;
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, applied_txns, hb_seq, hb_ts_us, hb_applied_us) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), \
+                 kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
+                 kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset), \
+                 hb_seq = VALUES(hb_seq), hb_ts_us = VALUES(hb_ts_us), hb_applied_us = VALUES(hb_applied_us)",
+                params,
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "recording the heartbeat", e))?;
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
+        self.open = None;
         self.applied.insert(origin.to_string(), cp.gtid.clone());
-        let d = registry().direction(origin);
+        let d = self.direction(origin);
         d.observe_lag(ts_us);
         self.report_position(&d, cp);
         d.update(|st| {
@@ -560,8 +527,7 @@ impl Applier {
             .and_then(|l| serde_json::from_str::<BTreeMap<String, f64>>(&l).ok())
             .and_then(|m| m.get(&self.s.zone).copied());
         if let (Some(back), Some(here)) = (back, d.last_lag()) {
-            let labels = self.labels(origin);
-            metrics::gauge!(m::CLOCK_SKEW_SECONDS, &labels).set((here - back) / 2.0);
+            d.metrics.clock_skew.set((here - back) / 2.0);
         }
         Ok(())
     }
@@ -620,37 +586,57 @@ impl Applier {
         self.applied.insert(origin.to_string(), cp.gtid.clone());
     }
 
-    async fn write_position(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) -> Result<(), Error> {
+    /// Opens the target transaction for an origin transaction: the loop marker first,
+    /// so this zone's reader recognises it as an applier transaction.
+    async fn begin(&mut self, origin: &str) -> Result<(), Error> {
+        self.conn
+            .query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
+        self.open = Some(origin.to_string());
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                (self.s.channel_key(origin), &self.s.zone),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))
+    }
+
+    /// `origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset` of
+    /// the position written into `drc.applied`.
+    fn position_params(&self, origin: &str, cp: &Checkpoint) -> Vec<MyValue> {
         let gtid = cp
             .gtid
             .as_ref()
             .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        let (kt, kp, ko) = match &self.transport_position {
+            Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
+            None => (None, None, None),
+        };
+        vec![
+            self.s.channel_key(origin).into(),
+            gtid.into(),
+            cp.file.file.as_str().into(),
+            cp.file.pos.into(),
+            kt.into(),
+            kp.into(),
+            ko.into(),
+        ]
+    }
+
+    async fn write_position(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) -> Result<(), Error> {
+        let mut params = self.position_params(origin, cp);
+        params.extend([tx.gtid.as_ref().map(|g| g.to_string()).into(), tx.commit_ts_us.into()]);
         self.conn
             .exec_drop(
-                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, last_gtid, commit_ts_us, applied_txns, kafka_topic, kafka_partition, kafka_offset) \
-                 VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) \
+                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, last_gtid, commit_ts_us, applied_txns) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
                  ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
                  commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1, \
                  kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
                  kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)",
-                {
-                    let (kt, kp, ko) = match &self.transport_position {
-                        Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
-                        None => (None, None, None),
-                    };
-                    let params: Vec<MyValue> = vec![
-                        self.s.channel_key(origin).into(),
-                        gtid.into(),
-                        cp.file.file.as_str().into(),
-                        cp.file.pos.into(),
-                        tx.gtid.as_ref().map(|g| g.to_string()).into(),
-                        tx.commit_ts_us.into(),
-                        kt.into(),
-                        kp.into(),
-                        ko.into(),
-                    ];
-                    params
-                },
+                params,
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
@@ -1121,7 +1107,7 @@ impl Applier {
         metrics::counter!(m::CONFLICTS, "from_zone" => labels[0].1.clone(), "to_zone" => labels[1].1.clone(), "kind" => kind.to_string())
             .increment(1);
         if kind == "id_out_of_range" {
-            metrics::counter!(m::ID_RANGE_VIOLATIONS, &labels).increment(1);
+            self.direction(origin).metrics.id_range_violations.increment(1);
         }
         let local_row = if local_version.is_some() {
             self.local_json(t, key).await?

@@ -113,6 +113,18 @@ fn http_err(url: &str, e: ureq::Error) -> Error {
     }
 }
 
+/// Sends an admin request (5 s timeout) and reads its JSON answer.
+fn call(req: ureq::Request, url: &str) -> Result<serde_json::Value, Error> {
+    req.timeout(Duration::from_secs(5))
+        .call()
+        .map_err(|e| http_err(url, e))?
+        .into_json()
+        .map_err(|e| Error::Server {
+            addr: url.to_string(),
+            what: e.to_string(),
+        })
+}
+
 fn print(format: &str, json: &serde_json::Value, text: impl FnOnce() -> String) {
     if format == "json" {
         println!("{json}");
@@ -126,15 +138,7 @@ pub fn status(a: CommonArgs) -> i32 {
         let cfg = load(&a.config)?;
         let (base, _) = admin(&cfg)?;
         let url = format!("{base}/status");
-        let v: serde_json::Value = ureq::get(&url)
-            .timeout(Duration::from_secs(5))
-            .call()
-            .map_err(|e| http_err(&url, e))?
-            .into_json()
-            .map_err(|e| Error::Server {
-                addr: url.clone(),
-                what: e.to_string(),
-            })?;
+        let v = call(ureq::get(&url), &url)?;
         print(&a.format, &v, || {
             let mut out = format!("zone {}\n", v["zone"].as_str().unwrap_or("?"));
             for d in v["directions"].as_array().into_iter().flatten() {
@@ -178,18 +182,11 @@ pub fn pause(a: PauseArgs, on: bool) -> i32 {
         if let Some(f) = &a.from {
             url += &format!("?from={f}");
         }
-        let mut req = ureq::post(&url).timeout(Duration::from_secs(5));
+        let mut req = ureq::post(&url);
         if let Some(t) = &token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        let v: serde_json::Value =
-            req.call()
-                .map_err(|e| http_err(&url, e))?
-                .into_json()
-                .map_err(|e| Error::Server {
-                    addr: url.clone(),
-                    what: e.to_string(),
-                })?;
+        let v = call(req, &url)?;
         print(&a.common.format, &v, || {
             format!("{} from {}", if on { "paused" } else { "resumed" }, v["from_zones"])
         });
@@ -221,13 +218,6 @@ fn zone_mysql<'c>(cfg: &'c Config, zone: &str) -> Result<&'c MysqlConfig, Error>
         })
 }
 
-fn channel_key(cfg: &Config, zone: &str) -> String {
-    match cfg.replication.as_ref().map(|r| r.channel.as_str()) {
-        Some(c) if !c.is_empty() => format!("{zone}/{c}"),
-        _ => zone.to_string(),
-    }
-}
-
 pub async fn wait(a: WaitArgs) -> i32 {
     let started = Instant::now();
     let r = async {
@@ -240,7 +230,8 @@ pub async fn wait(a: WaitArgs) -> i32 {
             .map_err(|e| cfg_err(&cfg, e))?;
         let from_addr = format!("{}:{}", from.ip_or_hostname(), from.tcp_port());
         let to_addr = format!("{}:{}", to.ip_or_hostname(), to.tcp_port());
-        let key = channel_key(&cfg, &a.from);
+        let channel = cfg.replication.as_ref().map_or("", |r| r.channel.as_str());
+        let key = drc::config::channel_key(channel, &a.from);
         let mut c = mysql_async::Conn::new(from)
             .await
             .map_err(|e| Error::from_mysql(&from_addr, "connecting", e))?;

@@ -88,11 +88,12 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     let local_opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
     let start = StartSpec::parse(&cfg.reader.start).map_err(|e| cfg_err(&a.config, e))?;
     // Metrics and the admin endpoint first: a DBA sees the daemon even while it waits.
+    // (the recorder before any metric handle is taken: handles taken earlier are no-ops)
+    let prometheus = drc::ops::metrics::install().map_err(|e| cfg_err(&a.config, format!("metrics: {e}")))?;
     drc::ops::status::registry().set_zone(&cfg.zone);
     for p in &cfg.peers {
         drc::ops::status::registry().direction(&p.zone);
     }
-    let prometheus = drc::ops::metrics::install().map_err(|e| cfg_err(&a.config, format!("metrics: {e}")))?;
     let mut admin_task = None;
     if let Some(admin) = &cfg.admin {
         let token = admin.token(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;

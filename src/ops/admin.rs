@@ -88,7 +88,7 @@ async fn set_paused(State(s): State<AppState>, headers: HeaderMap, Query(q): Que
     let dirs: Vec<_> = registry()
         .directions()
         .into_iter()
-        .filter(|d| q.from.as_deref().is_none_or(|f| d.snapshot().from_zone == f))
+        .filter(|d| q.from.as_deref().is_none_or(|f| d.from_zone == f))
         .collect();
     if dirs.is_empty() {
         return (
@@ -103,7 +103,7 @@ async fn set_paused(State(s): State<AppState>, headers: HeaderMap, Query(q): Que
     let mut changed = Vec::new();
     for d in dirs {
         d.set_paused(pause);
-        changed.push(d.snapshot().from_zone);
+        changed.push(d.from_zone.clone());
     }
     tracing::info!(directions = ?changed, pause, "admin request");
     Json(serde_json::json!({ "paused": pause, "from_zones": changed })).into_response()

@@ -6,7 +6,7 @@
 //! configs, channel excluded), `zone` for the daemon's own zone, `kind` where stated.
 //! Counters count since the daemon started (Prometheus handles resets).
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Counter, Gauge, Histogram, Unit};
 
 /// Gauge, seconds: end-to-end lag per direction, origin write → applied here, from the
 /// last heartbeat or transaction applied; grows while nothing arrives (stall).
@@ -151,4 +151,62 @@ fn describe() {
 /// The numeric suffix of a binlog file name (`zone-a-bin.000042` → 42).
 pub fn binlog_file_number(file: &str) -> f64 {
     file.rsplit('.').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) as f64
+}
+
+/// The reader's metrics for the server of `zone`, registered once: the per-event and
+/// per-transaction path only increments handles (no label allocation or lookup).
+#[derive(Clone)]
+pub struct ReaderMetrics {
+    pub bytes: Counter,
+    pub rows: Counter,
+    pub transactions: Counter,
+    pub binlog_offset: Gauge,
+    pub binlog_file: Gauge,
+}
+
+impl ReaderMetrics {
+    pub fn new(zone: &str) -> Self {
+        let l = [("zone", zone.to_string())];
+        ReaderMetrics {
+            bytes: metrics::counter!(BYTES_READ, &l),
+            rows: metrics::counter!(ROWS_READ, &l),
+            transactions: metrics::counter!(TXNS_READ, &l),
+            binlog_offset: metrics::gauge!(READER_BINLOG_OFFSET, &l),
+            binlog_file: metrics::gauge!(READER_BINLOG_FILE, &l),
+        }
+    }
+}
+
+/// The metrics of one direction (`from_zone` → `to_zone`), registered once.
+pub struct DirectionMetrics {
+    pub applied_transactions: Counter,
+    pub applied_rows: Counter,
+    pub applied_commit_ts: Gauge,
+    pub applied_kafka_offset: Gauge,
+    pub loops_suppressed: Counter,
+    pub duplicates_skipped: Counter,
+    pub id_range_violations: Counter,
+    pub lag: Gauge,
+    pub lag_histogram: Histogram,
+    pub clock_skew: Gauge,
+    pub paused: Gauge,
+}
+
+impl DirectionMetrics {
+    pub fn new(from: &str, to: &str) -> Self {
+        let l = [("from_zone", from.to_string()), ("to_zone", to.to_string())];
+        DirectionMetrics {
+            applied_transactions: metrics::counter!(TXNS_APPLIED, &l),
+            applied_rows: metrics::counter!(ROWS_APPLIED, &l),
+            applied_commit_ts: metrics::gauge!(APPLIED_COMMIT_TS, &l),
+            applied_kafka_offset: metrics::gauge!(APPLIED_KAFKA_OFFSET, &l),
+            loops_suppressed: metrics::counter!(LOOPS_SUPPRESSED, &l),
+            duplicates_skipped: metrics::counter!(DUPLICATES_SKIPPED, &l),
+            id_range_violations: metrics::counter!(ID_RANGE_VIOLATIONS, &l),
+            lag: metrics::gauge!(LAG_SECONDS, &l),
+            lag_histogram: metrics::histogram!(LAG_HISTOGRAM, &l),
+            clock_skew: metrics::gauge!(CLOCK_SKEW_SECONDS, &l),
+            paused: metrics::gauge!(PAUSED, &l),
+        }
+    }
 }

@@ -35,6 +35,14 @@ pub struct DirectionState {
     pub applied_binlog: Option<String>,
     /// Kafka topic/partition/offset of the last applied message.
     pub kafka_position: Option<String>,
+    /// The applied position as written with the rows; `applied_gtid`/`applied_binlog`
+    /// are derived from it when the status is read (not on every transaction).
+    #[serde(skip)]
+    pub position: Option<crate::position::Checkpoint>,
+    /// Kafka (topic, partition, offset) of the last applied message; `kafka_position`
+    /// is derived from it when the status is read.
+    #[serde(skip)]
+    pub kafka: Option<(String, i32, i64)>,
     /// Lag, seconds (last sample, or growing since the last sample when nothing arrives).
     pub lag_seconds: Option<f64>,
     /// Last heartbeat sequence of the origin applied here.
@@ -49,6 +57,9 @@ pub struct DirectionState {
 
 /// One direction's shared state.
 pub struct Direction {
+    pub from_zone: String,
+    /// Its metric handles.
+    pub metrics: m::DirectionMetrics,
     pause: watch::Sender<bool>,
     state: Mutex<DirectionState>,
     /// (origin write time, time applied here) of the last lag sample, µs.
@@ -56,11 +67,6 @@ pub struct Direction {
 }
 
 impl Direction {
-    fn labels(&self) -> [(&'static str, String); 2] {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        [("from_zone", s.from_zone.clone()), ("to_zone", s.to_zone.clone())]
-    }
-
     /// Edits the reported state.
     pub fn update(&self, f: impl FnOnce(&mut DirectionState)) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -68,7 +74,13 @@ impl Direction {
     }
 
     pub fn snapshot(&self) -> DirectionState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(cp) = &s.position {
+            s.applied_gtid = cp.gtid.as_ref().map(|g| g.to_string());
+            s.applied_binlog = Some(cp.file.to_string());
+        }
+        s.kafka_position = s.kafka.as_ref().map(|(t, p, o)| format!("{t}/{p}@{o}"));
+        s
     }
 
     pub fn set_state(&self, state: &str) {
@@ -88,8 +100,7 @@ impl Direction {
 
     pub fn set_paused(&self, paused: bool) {
         self.pause.send_replace(paused);
-        let labels = self.labels();
-        metrics::gauge!(m::PAUSED, &labels).set(if paused { 1.0 } else { 0.0 });
+        self.metrics.paused.set(if paused { 1.0 } else { 0.0 });
         self.update(|s| s.paused = paused);
     }
 
@@ -101,19 +112,18 @@ impl Direction {
         }
         let before = self.snapshot().state;
         self.set_state("paused");
-        tracing::info!(from = %self.snapshot().from_zone, "direction paused; waiting for resume");
+        tracing::info!(from = %self.from_zone, "direction paused; waiting for resume");
         let _ = rx.wait_for(|p| !*p).await;
-        self.set_state(if before == "paused" { "applying" } else { &before });
-        tracing::info!(from = %self.snapshot().from_zone, "direction resumed");
+        self.set_state(&before);
+        tracing::info!(from = %self.from_zone, "direction resumed");
     }
 
     /// A lag sample: the origin wrote at `origin_us` (its clock), applied here now.
     pub fn observe_lag(&self, origin_us: i64) {
         let now = now_us();
         let lag = (now - origin_us) as f64 / 1e6;
-        let labels = self.labels();
-        metrics::gauge!(m::LAG_SECONDS, &labels).set(lag);
-        metrics::histogram!(m::LAG_HISTOGRAM, &labels).record(lag.max(0.0));
+        self.metrics.lag.set(lag);
+        self.metrics.lag_histogram.record(lag.max(0.0));
         *self.last_sample.lock().unwrap_or_else(|e| e.into_inner()) = Some((origin_us, now));
         self.update(|s| s.lag_seconds = Some(lag));
     }
@@ -135,8 +145,7 @@ impl Direction {
         let now = now_us();
         if now - at > stall.as_micros() as i64 {
             let lag = (now - origin) as f64 / 1e6;
-            let labels = self.labels();
-            metrics::gauge!(m::LAG_SECONDS, &labels).set(lag);
+            self.metrics.lag.set(lag);
             self.update(|s| s.lag_seconds = Some(lag));
         }
     }
@@ -167,6 +176,8 @@ impl Registry {
         d.entry(from.to_string())
             .or_insert_with(|| {
                 Arc::new(Direction {
+                    from_zone: from.to_string(),
+                    metrics: m::DirectionMetrics::new(from, &to),
                     pause: watch::Sender::new(false),
                     state: Mutex::new(DirectionState {
                         from_zone: from.to_string(),
@@ -198,7 +209,7 @@ impl Registry {
     pub fn lags(&self) -> BTreeMap<String, f64> {
         self.directions()
             .iter()
-            .filter_map(|d| d.last_lag().map(|l| (d.snapshot().from_zone, l)))
+            .filter_map(|d| d.last_lag().map(|l| (d.from_zone.clone(), l)))
             .collect()
     }
 

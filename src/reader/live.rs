@@ -228,6 +228,7 @@ pub struct LiveReader {
     skip: Option<(GroupKey, u32)>,
     /// Reconnects so far (for logs and metrics).
     pub reconnects: u64,
+    metrics: crate::ops::metrics::ReaderMetrics,
     /// The server writes event checksums (`binlog_checksum` is not NONE).
     checksums: bool,
     /// A FORMAT_DESCRIPTION event has arrived on the current connection.
@@ -260,7 +261,9 @@ impl LiveReader {
         };
         tracing::info!(server = %addr, version = %info.version, server_id = info.server_id, from = %resume, "binlog reader starting");
         let asm = Assembler::new(&settings.zone, &resume.file.file, settings.limits, resume.gtid.clone());
+        let metrics = crate::ops::metrics::ReaderMetrics::new(&settings.zone);
         Ok(LiveReader {
+            metrics,
             settings,
             info,
             resume,
@@ -447,8 +450,7 @@ impl LiveReader {
                 end: ev.header().log_pos() as u64,
                 arrival: Some(SystemTime::now()),
             };
-            metrics::counter!(crate::ops::metrics::BYTES_READ, "zone" => self.settings.zone.clone())
-                .increment(ev.header().event_size() as u64);
+            self.metrics.bytes.increment(ev.header().event_size() as u64);
             self.asm.push(&ev, at, &mut out)?;
             if out.is_empty() {
                 continue;
@@ -470,15 +472,15 @@ impl LiveReader {
             }
             self.skip = None;
         }
-        let zone = || self.settings.zone.clone();
-        metrics::counter!(crate::ops::metrics::ROWS_READ, "zone" => zone()).increment(tx.changes.len() as u64);
+        self.metrics.rows.increment(tx.changes.len() as u64);
         if tx.last {
-            metrics::counter!(crate::ops::metrics::TXNS_READ, "zone" => zone()).increment(1);
+            self.metrics.transactions.increment(1);
             self.handed_on = None;
             if let Some(cp) = &tx.checkpoint {
                 self.resume = cp.clone();
-                metrics::gauge!(crate::ops::metrics::READER_BINLOG_OFFSET, "zone" => zone()).set(cp.file.pos as f64);
-                metrics::gauge!(crate::ops::metrics::READER_BINLOG_FILE, "zone" => zone())
+                self.metrics.binlog_offset.set(cp.file.pos as f64);
+                self.metrics
+                    .binlog_file
                     .set(crate::ops::metrics::binlog_file_number(&cp.file.file));
             }
         } else {

@@ -41,6 +41,8 @@ async fn session(d: &Direction) -> Result<(), Error> {
     tracing::info!(from = %d.origin, to = %d.applier.zone, resume = %reader.resume_point(), "replicating");
     let dir = crate::ops::status::registry().direction(&d.origin);
     dir.set_state("applying");
+    let shipped =
+        metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => d.origin.clone(), "transport" => "direct");
     let (tx, mut rx) = mpsc::channel(CHANNEL_FRAGMENTS);
     let mut reading = tokio::spawn(async move {
         loop {
@@ -67,7 +69,7 @@ async fn session(d: &Direction) -> Result<(), Error> {
                     if t.fragment == 0 {
                         dir.wait_if_paused().await;
                         if t.last {
-                            metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => origin.clone(), "transport" => "direct").increment(1);
+                            shipped.increment(1);
                         }
                     }
                     if let Err(e) = applier.apply(&origin, &t).await {

@@ -221,6 +221,12 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
         store.flush()?;
     }
     tracing::info!(topic, resume = %reader.resume_point(), "publishing");
+    let zone = p.reader.zone.clone();
+    let shipped =
+        metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => zone.clone(), "transport" => "kafka");
+    let bytes_shipped = metrics::counter!(crate::ops::metrics::BYTES_SHIPPED, "from_zone" => zone.clone());
+    let unacked = metrics::gauge!(crate::ops::metrics::KAFKA_UNACKED, "zone" => zone.clone());
+    let loops = metrics::counter!(crate::ops::metrics::LOOPS_SUPPRESSED, "from_zone" => zone, "to_zone" => "kafka");
     let mut inflight: VecDeque<(Option<DeliveryFuture>, Option<crate::position::Checkpoint>)> = VecDeque::new();
     let (mut dirty, mut last_flush) = (false, Instant::now());
     let mut suppressed = 0u64;
@@ -275,8 +281,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
             }
             let (fut, cp) = inflight.pop_front().expect("front exists");
             if fut.is_some() && cp.is_some() {
-                metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => p.reader.zone.clone(), "transport" => "kafka")
-                    .increment(1);
+                shipped.increment(1);
             }
             if waiting_since
                 .take()
@@ -290,7 +295,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                 dirty = true;
             }
         }
-        metrics::gauge!(crate::ops::metrics::KAFKA_UNACKED, "zone" => p.reader.zone.clone()).set(inflight.len() as f64);
+        unacked.set(inflight.len() as f64);
         if dirty && last_flush.elapsed() >= Duration::from_millis(200) {
             crate::ops::status::registry().set_producer(serde_json::json!({
                 "topic": topic,
@@ -315,8 +320,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
             if is_applier_transaction(&tx) || (tx.changes.is_empty() && tx.last) {
                 if tx.fragment == 0 && is_applier_transaction(&tx) && tx.last {
                     suppressed += 1;
-                    metrics::counter!(crate::ops::metrics::LOOPS_SUPPRESSED, "from_zone" => p.reader.zone.clone(), "to_zone" => "kafka")
-                        .increment(1);
+                    loops.increment(1);
                 }
                 inflight.push_back((None, tx.checkpoint.clone()));
                 continue;
@@ -336,8 +340,7 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
                     key: "drc-zone",
                     value: Some(&p.reader.zone),
                 });
-            metrics::counter!(crate::ops::metrics::BYTES_SHIPPED, "from_zone" => p.reader.zone.clone())
-                .increment(payload.len() as u64);
+            bytes_shipped.increment(payload.len() as u64);
             let mut record = FutureRecord::to(&topic).payload(&payload).key(&key).headers(headers);
             let fut = loop {
                 match producer.send_result(record) {
