@@ -39,6 +39,31 @@ async fn broker(start: bool) {
     .unwrap();
 }
 
+/// The broker stopped for a test; started again when dropped, even if the test
+/// fails meanwhile (the other Kafka tests need it).
+struct BrokerDown;
+
+impl BrokerDown {
+    async fn stop() -> BrokerDown {
+        broker(false).await;
+        BrokerDown
+    }
+
+    async fn start(self) {
+        broker(true).await;
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BrokerDown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo().join("testenv/up.sh"))
+            .arg("--kafka")
+            .status();
+    }
+}
+
 /// Peak and current resident memory of a daemon, in MB (from /proc).
 fn rss_mb(child: &std::process::Child) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
@@ -121,9 +146,9 @@ async fn broker_restart_and_twenty_kills_lose_nothing_and_repeat_nothing() {
     let stop = load.stop.clone();
     let restart = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        broker(false).await;
+        let down = BrokerDown::stop().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        broker(true).await;
+        down.start().await;
         let back = std::time::Instant::now();
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -157,7 +182,7 @@ async fn broker_outage_pauses_the_reader_with_bounded_memory_and_loses_nothing()
     broker_up();
     let mut p = Pair::audited("outage", 4931, Transport::Kafka, 2).await;
     p.start_both().await;
-    broker(false).await;
+    let down = BrokerDown::stop().await;
     // More single-row transactions than the producer keeps in flight (2,000).
     let db = p.db.clone();
     let mut c = conn(ZONE_A).await;
@@ -181,7 +206,7 @@ async fn broker_outage_pauses_the_reader_with_bounded_memory_and_loses_nothing()
         peak < 150,
         "memory must stay bounded while the broker is down: peak {peak} MB"
     );
-    broker(true).await;
+    down.start().await;
     p.assert_applied_exactly(&[5000, 0]).await;
     assert!(wait_converged(&p, "ledger", 30).await, "ledgers differ");
     p.assert_audit(&[5000, 0]).await;

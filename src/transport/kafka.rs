@@ -154,7 +154,11 @@ pub async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), Error> {
     let r = admin
         .create_topics(
             [&t],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            // bounded: a producer restarting while the broker is down must reach its
+            // reader (and its back-pressure and "waiting" logs) instead of hanging here
+            &AdminOptions::new()
+                .operation_timeout(Some(Duration::from_secs(10)))
+                .request_timeout(Some(Duration::from_secs(5))),
         )
         .await
         .map_err(|e| kerr(&k.brokers, "creating topics", e))?;
