@@ -21,7 +21,6 @@ use common::pair::*;
 use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -365,14 +364,8 @@ async fn check_refuses_a_table_without_version_column() {
         4701,
     )
     .await;
-    let out = Command::new(drc_bin())
-        .arg("check")
-        .arg("--config")
-        .arg(&p.cfg[0])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    let (code, text) = drc(&["check", "--config", p.cfg[0].to_str().unwrap()]);
+    assert_eq!(code, 3, "{text}");
     assert!(
         text.contains("PROBLEM replicated_table")
             && text.contains("`legacy` has no version column `updated_at`")
@@ -405,14 +398,8 @@ async fn unversioned_tables_replicate_when_listed() {
         );
         std::fs::write(cfg, text).unwrap();
     }
-    let out = Command::new(drc_bin())
-        .arg("check")
-        .arg("--config")
-        .arg(&p.cfg[0])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = drc(&["check", "--config", p.cfg[0].to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("WARN    replicated_table") && text.contains("origin wins"),
         "{text}"
@@ -436,4 +423,166 @@ async fn unversioned_tables_replicate_when_listed() {
         p.log(1)
     );
     assert_eq!(p.rows(1, "legacy").await, vec!["1|B".to_string(), "2|14".to_string()]);
+}
+
+/// The applier's batch path (multi-row statements, one locking read per batch) must
+/// decide exactly like the row path. One origin transaction meets every kind of local
+/// state at once in two identical tables; `slow` has an extra unique key, so it is
+/// applied row by row, `fast` in batches. Both must end identical in zone b, with the
+/// same conflicts logged, and the batch path must have been taken. (Zone b's local
+/// inserts of zone a's keys are quarantined in zone a, so the zones do not converge
+/// on those two rows by design.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_rows_decide_like_row_by_row() {
+    const FAST: &str =
+        "CREATE TABLE fast (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+    const SLOW: &str = "CREATE TABLE slow (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), u BIGINT NOT NULL UNIQUE)";
+    let mut p = Pair::new("batch", &[FAST, SLOW], 4801).await;
+    let admin = p.with_admin(9481, "batch-token");
+    p.start_both().await;
+    let db = p.db.clone();
+    let seed: Vec<String> = (1..40)
+        .step_by(2)
+        .map(|id| format!("({id}, 'seed', 0, '2026-01-01 00:00:00', {id})"))
+        .collect();
+    for t in ["fast", "slow"] {
+        let values = if t == "fast" {
+            seed.iter()
+                .map(|v| v.rsplit_once(',').unwrap().0.to_string() + ")")
+                .collect::<Vec<_>>()
+        } else {
+            seed.clone()
+        };
+        exec(
+            ZONE_A,
+            &[&format!("INSERT INTO `{db}`.{t} VALUES {}", values.join(", "))],
+        )
+        .await;
+    }
+    let seeded = wait_until(Duration::from_secs(20), || async {
+        p.rows(1, "fast").await.len() == 20 && p.rows(1, "slow").await.len() == 20
+    })
+    .await;
+    assert!(seeded, "seed rows did not reach zone b\n{}", p.logs());
+    p.kill9(0);
+    p.kill9(1);
+
+    // Local state in zone b, the same in both tables.
+    for t in ["fast", "slow"] {
+        let u = |id: u32| if t == "slow" { format!(", {id}") } else { String::new() };
+        let ucol = if t == "slow" { ", u" } else { "" };
+        exec(
+            ZONE_B,
+            &[
+                // 3: newer here (the incoming update loses)
+                &format!("UPDATE `{db}`.{t} SET customer = 'b newer', updated_at = '2026-06-01' WHERE id = 3"),
+                // 5: older here, but not the row the origin updated (concurrent, incoming wins)
+                &format!("UPDATE `{db}`.{t} SET customer = 'b older', updated_at = '2026-02-01' WHERE id = 5"),
+                // 7: deleted here now (later than the incoming update)
+                &format!("DELETE FROM `{db}`.{t} WHERE id = 7"),
+                // 9: deleted here now, the incoming update is from the future
+                &format!("DELETE FROM `{db}`.{t} WHERE id = 9"),
+                // 13: the same version as the incoming update, other content (tie-break)
+                &format!("UPDATE `{db}`.{t} SET customer = 'b tie', updated_at = '2026-03-01' WHERE id = 13"),
+                // 41, 43: inserted here too, older and newer than the incoming inserts
+                &format!("INSERT INTO `{db}`.{t} (id, customer, updated_at{ucol}) VALUES (41, 'b 41', '2026-03-01'{}), (43, 'b 43', '2026-05-01'{})", u(41), u(43)),
+            ],
+        )
+        .await;
+    }
+    // One origin transaction in zone a over both tables.
+    let mut c = conn(ZONE_A).await;
+    c.query_drop("START TRANSACTION").await.unwrap();
+    for t in ["fast", "slow"] {
+        let u = |id: u32| if t == "slow" { format!(", {id}") } else { String::new() };
+        let ucol = if t == "slow" { ", u" } else { "" };
+        let updated: Vec<String> = [3, 5, 7, 13]
+            .into_iter()
+            .chain((15..40).step_by(2))
+            .map(|i| i.to_string())
+            .collect();
+        c.query_drop(format!(
+            "UPDATE `{db}`.{t} SET customer = CONCAT('a', id), n = n + 1, updated_at = '2026-03-01' WHERE id IN ({})",
+            updated.join(", ")
+        ))
+        .await
+        .unwrap();
+        c.query_drop(format!(
+            "UPDATE `{db}`.{t} SET customer = 'a future', updated_at = '2027-01-01' WHERE id = 9"
+        ))
+        .await
+        .unwrap();
+        // 100 is in zone b's ID range: quarantined
+        let inserted: Vec<String> = (41..100)
+            .step_by(2)
+            .chain([100])
+            .map(|id| format!("({id}, 'a{id}', '2026-04-01'{})", u(id)))
+            .collect();
+        c.query_drop(format!(
+            "INSERT INTO `{db}`.{t} (id, customer, updated_at{ucol}) VALUES {}",
+            inserted.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    c.query_drop("COMMIT").await.unwrap();
+    drop(c);
+    p.start(0);
+    p.start(1);
+    // two seed transactions and the one above
+    let applied = wait_until(Duration::from_secs(30), || async { p.applied_from(1, 0).await >= 3 }).await;
+    assert!(applied, "zone b did not apply zone a's transaction\n{}", p.logs());
+    let rows = |z: usize, t: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut c = conn(PORTS[z]).await;
+            let r: Vec<(u64, String, i32, String)> = c
+                .query(format!(
+                    "SELECT id, customer, n, CAST(updated_at AS CHAR) FROM `{db}`.{t} ORDER BY id"
+                ))
+                .await
+                .unwrap();
+            r
+        }
+    };
+    let (fast_b, slow_b) = (rows(1, "fast").await, rows(1, "slow").await);
+    assert_eq!(fast_b, slow_b, "the batch path decided differently from the row path");
+    let get_row = |id: u64| fast_b.iter().find(|r| r.0 == id).cloned();
+    assert_eq!(get_row(3).unwrap().1, "b newer");
+    assert_eq!(get_row(5).unwrap().1, "a5");
+    assert_eq!(get_row(7), None);
+    assert_eq!(get_row(9).unwrap().1, "a future");
+    assert_eq!(get_row(13).unwrap().1, "b tie", "the greater content wins a tie");
+    assert_eq!(get_row(15).unwrap().1, "a15");
+    assert_eq!(get_row(41).unwrap().1, "a41");
+    assert_eq!(get_row(43).unwrap().1, "b 43");
+    assert_eq!(get_row(99).unwrap().1, "a99");
+    assert_eq!(get_row(100), None, "out of zone a's range");
+    let mut bc = conn(ZONE_B).await;
+    for t in ["fast", "slow"] {
+        let kinds: Vec<(String, String, u64)> = bc
+            .exec(
+                "SELECT kind, resolution, COUNT(*) FROM `drc`.`conflicts` WHERE db = ? AND tbl = ? AND origin_zone = 'a' GROUP BY kind, resolution ORDER BY kind, resolution",
+                (&db, t),
+            )
+            .await
+            .unwrap();
+        let expected: Vec<(String, String, u64)> = [
+            ("concurrent_update", "applied_incoming", 2),
+            ("deleted_later", "kept_local", 1),
+            ("id_out_of_range", "quarantined", 1),
+            ("local_row_newer", "kept_local", 3),
+            ("resurrected_after_delete", "applied_incoming", 1),
+        ]
+        .iter()
+        .map(|(k, r, n)| (k.to_string(), r.to_string(), *n))
+        .collect();
+        assert_eq!(kinds, expected, "conflicts logged for {t}");
+    }
+    let text = get(&format!("{}/metrics", admin[1]));
+    let batched = sample(&text, "drc_applied_rows_batched_total", &["from_zone=\"a\""]).unwrap_or(0.0);
+    // 13 clean updates and 28 clean inserts, in fragments of at most 50 rows
+    assert!(batched >= 30.0, "only {batched} rows took the batch path:\n{text}");
 }

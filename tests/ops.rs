@@ -18,25 +18,6 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn get(url: &str) -> String {
-    ureq::get(url)
-        .timeout(Duration::from_secs(5))
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .into_string()
-        .unwrap()
-}
-
-/// The value of the first sample of `name` whose labels include every `labels` pair.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn post_status(url: &str, token: Option<&str>) -> u16 {
     let mut r = ureq::post(url).timeout(Duration::from_secs(5));
     if let Some(t) = token {
@@ -47,14 +28,6 @@ fn post_status(url: &str, token: Option<&str>) -> u16 {
         Err(ureq::Error::Status(code, _)) => code,
         Err(e) => panic!("POST {url}: {e}"),
     }
-}
-
-fn drc(args: &[&str]) -> (i32, String) {
-    let out = Command::new(drc_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

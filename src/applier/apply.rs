@@ -100,7 +100,44 @@ pub struct Applier {
     rows_reported: u64,
     /// Status and metric handles per origin.
     directions: HashMap<String, Arc<Direction>>,
+    /// Origin transactions applied in the open target transaction, not yet committed
+    /// (group commit, see [`Applier::apply_grouped`]).
+    group: Option<Group>,
+    /// Inside an origin transaction whose last fragment has not been applied yet.
+    partial: bool,
 }
+
+/// Kafka topic, partition and offset of a message.
+type TransportPosition = Option<(String, i32, i64)>;
+
+/// Complete origin transactions applied in the open target transaction.
+struct Group {
+    origin: String,
+    started: std::time::Instant,
+    txs: Vec<Pending>,
+}
+
+/// An applied origin transaction waiting for the group's commit.
+struct Pending {
+    gtid: Option<String>,
+    commit_ts_us: i64,
+    cp: Checkpoint,
+    transport: TransportPosition,
+}
+
+/// A group commits when it holds this many origin transactions,
+const GROUP_MAX_TXS: usize = 1_000;
+/// or this many applied rows,
+const GROUP_MAX_ROWS: u64 = 20_000;
+/// or has been open this long (locks are held until the commit).
+const GROUP_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// At most this many rows go into one batched statement,
+const BATCH_MAX_ROWS: usize = 1_000;
+/// with at most this many bound values,
+const BATCH_MAX_PARAMS: usize = 30_000;
+/// and about this many bytes of values (well under max_allowed_packet).
+const BATCH_MAX_BYTES: usize = 4 << 20;
 
 fn definite(s: &ApplierSettings, what: String) -> Error {
     Error::Server {
@@ -148,6 +185,8 @@ impl Applier {
             stats: ApplyStats::default(),
             rows_reported: 0,
             directions: HashMap::new(),
+            group: None,
+            partial: false,
         })
     }
 
@@ -315,19 +354,62 @@ impl Applier {
         }
     }
 
-    /// Applies one fragment of an origin transaction from `origin`.
+    /// Applies one fragment of an origin transaction from `origin`; the last fragment
+    /// commits.
     pub async fn apply(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
-        let r = self.apply_inner(origin, tx).await;
+        self.apply_mode(origin, tx, false).await
+    }
+
+    /// Like [`Applier::apply`], but a complete origin transaction may stay uncommitted in
+    /// the open target transaction, grouped with the next ones (group commit: one
+    /// commit and one position write for many small origin transactions). The caller
+    /// calls [`Applier::flush`] as soon as no further transaction is at hand, so a
+    /// group only forms while the applier is behind; it also commits by itself at
+    /// `GROUP_MAX_TXS` transactions, `GROUP_MAX_ROWS` rows or `GROUP_MAX_AGE`.
+    /// Exactly once holds as before: the group's rows and the position of its last
+    /// transaction commit together, or none of them do.
+    pub async fn apply_grouped(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
+        self.apply_mode(origin, tx, true).await
+    }
+
+    /// Commits the open group, if any.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        let Some(g) = self.group.take() else {
+            return Ok(());
+        };
+        let r = self.commit_group(&g).await;
         if r.is_err() {
-            self.rollback().await;
-            self.skipping = None;
+            self.abort().await;
+            return r;
+        }
+        self.group_committed(g);
+        Ok(())
+    }
+
+    async fn apply_mode(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Outcome, Error> {
+        let r = self.apply_inner(origin, tx, defer).await;
+        if r.is_err() {
+            self.abort().await;
         }
         r
     }
 
-    async fn apply_inner(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
+    /// Rolls back the open target transaction, group included.
+    async fn abort(&mut self) {
+        self.rollback().await;
+        self.skipping = None;
+        self.group = None;
+        self.partial = false;
+    }
+
+    async fn apply_inner(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Outcome, Error> {
         if tx.fragment == 0 {
-            self.rollback().await; // a restarted stream re-sends a transaction from its start
+            if self.partial {
+                // a restarted stream re-sends a transaction from its start (such a
+                // transaction never shares its target transaction with a group)
+                self.rollback().await;
+                self.partial = false;
+            }
             self.skipping = None;
             if is_applier_transaction(tx) {
                 self.skipping = Some(SkipReason::Loop);
@@ -357,6 +439,15 @@ impl Applier {
             .changes
             .iter()
             .any(|c| matches!(c, Change::Row(r) if self.replicated(r) || self.tombstone_of_replicated(r)));
+        // Only complete, single-fragment transactions with rows of the same origin join
+        // an open group; anything else (heartbeats, position-only, big transactions)
+        // commits it first.
+        if self.group.is_some()
+            && tx.fragment == 0
+            && (!relevant || !tx.last || self.group.as_ref().is_some_and(|g| g.origin != origin))
+        {
+            self.flush().await?;
+        }
         if self.open.is_none() && !relevant && tx.fragment == 0 && tx.last {
             if let Some(hb) = self.heartbeat_of(origin, tx) {
                 self.apply_heartbeat(origin, tx, hb).await?;
@@ -373,33 +464,70 @@ impl Applier {
             }
             self.begin(origin).await?;
         }
-        for change in &tx.changes {
-            match change {
-                Change::Row(r) if self.replicated(r) => self.apply_row(origin, tx, r).await?,
+        if self.open.is_some() {
+            self.partial = !tx.last;
+        }
+        let mut i = 0;
+        while i < tx.changes.len() {
+            match &tx.changes[i] {
+                Change::Row(r) if self.replicated(r) => {
+                    let n = self.batch_len(&tx.changes[i..]).await?;
+                    if n >= 2 {
+                        self.apply_batch(origin, tx, &tx.changes[i..i + n]).await?;
+                        i += n;
+                        continue;
+                    }
+                    self.apply_row(origin, tx, r).await?
+                }
                 Change::Row(r) if self.tombstone_of_replicated(r) => self.apply_tombstone(origin, tx, r).await?,
                 Change::Row(_) => {}
                 Change::Statement(st) => {
                     tracing::warn!(origin, db = %st.db, sql = %st.sql, "statement from the origin zone not applied (drc replicates rows; run DDL in every zone)");
                 }
             }
+            i += 1;
         }
         if tx.last {
             if self.open.is_some() {
-                let cp = tx.checkpoint.as_ref().expect("last fragment has a checkpoint");
-                self.write_position(origin, tx, cp).await?;
-                self.conn
-                    .query_drop("COMMIT")
-                    .await
-                    .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
-                self.open = None;
+                let cp = tx.checkpoint.clone().expect("last fragment has a checkpoint");
+                self.partial = false;
                 self.applied.insert(origin.to_string(), cp.gtid.clone());
-                self.stats.transactions += 1;
-                self.committed(origin, tx, cp);
+                let rows_in_group = self.stats.rows - self.rows_reported;
+                let g = self.group.get_or_insert_with(|| Group {
+                    origin: origin.to_string(),
+                    started: std::time::Instant::now(),
+                    txs: Vec::new(),
+                });
+                g.txs.push(Pending {
+                    gtid: tx.gtid.as_ref().map(|g| g.to_string()),
+                    commit_ts_us: tx.commit_ts_us,
+                    cp,
+                    transport: self.transport_position.clone(),
+                });
+                let full = g.txs.len() >= GROUP_MAX_TXS
+                    || rows_in_group >= GROUP_MAX_ROWS
+                    || g.started.elapsed() >= GROUP_MAX_AGE;
+                if defer && !full {
+                    return Ok(Outcome::Applied { committed: false });
+                }
+                self.flush().await?;
                 return Ok(Outcome::Applied { committed: true });
             }
             return Ok(Outcome::Skipped);
         }
         Ok(Outcome::Applied { committed: false })
+    }
+
+    /// Writes the position of the group's last transaction and commits.
+    async fn commit_group(&mut self, g: &Group) -> Result<(), Error> {
+        let last = g.txs.last().expect("a group holds a transaction");
+        self.write_position(&g.origin, last, g.txs.len() as u64).await?;
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
+        self.open = None;
+        Ok(())
     }
 
     fn labels(&self, origin: &str) -> [(&'static str, String); 2] {
@@ -416,18 +544,25 @@ impl Applier {
         d
     }
 
-    /// Metrics and status after an origin transaction committed here.
-    fn committed(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) {
-        let d = self.direction(origin);
-        d.metrics.applied_transactions.increment(1);
+    /// Metrics and status after a group of origin transactions committed here.
+    fn group_committed(&mut self, g: Group) {
+        let d = self.direction(&g.origin);
+        d.metrics.commits.increment(1);
+        self.stats.transactions += g.txs.len() as u64;
+        d.metrics.applied_transactions.increment(g.txs.len() as u64);
         d.metrics.applied_rows.increment(self.stats.rows - self.rows_reported);
         self.rows_reported = self.stats.rows;
-        d.metrics.applied_commit_ts.set(tx.commit_ts_us as f64 / 1e6);
-        if tx.commit_ts_us > 0 {
-            d.observe_lag(tx.commit_ts_us);
+        for p in &g.txs {
+            if p.commit_ts_us > 0 {
+                d.observe_lag(p.commit_ts_us);
+            }
         }
-        self.report_position(&d, cp);
-        let (stats, last) = (&self.stats, tx.gtid.as_ref().map(|g| g.to_string()));
+        let Some(last) = g.txs.into_iter().last() else {
+            return;
+        };
+        d.metrics.applied_commit_ts.set(last.commit_ts_us as f64 / 1e6);
+        Self::report_position(&d, &last.cp, &last.transport);
+        let (stats, last) = (&self.stats, last.gtid);
         d.update(|st| {
             st.transactions = stats.transactions;
             st.rows = stats.rows;
@@ -438,11 +573,11 @@ impl Applier {
     }
 
     /// The applied position, kept raw (formatted only when `/status` is read).
-    fn report_position(&self, d: &Direction, cp: &Checkpoint) {
-        if let Some((_, _, o)) = &self.transport_position {
+    fn report_position(d: &Direction, cp: &Checkpoint, transport: &TransportPosition) {
+        if let Some((_, _, o)) = transport {
             d.metrics.applied_kafka_offset.set(*o as f64);
         }
-        let kafka = self.transport_position.clone();
+        let kafka = transport.clone();
         d.update(|st| {
             st.position = Some(cp.clone());
             if kafka.is_some() {
@@ -491,7 +626,7 @@ impl Applier {
         (seq, ts_us, lags): (u64, i64, Option<String>),
     ) -> Result<(), Error> {
         let cp = tx.checkpoint.as_ref().expect("last fragment has a checkpoint");
-        let mut params = self.position_params(origin, cp);
+        let mut params = self.position_params(origin, cp, &self.transport_position);
         params.extend([seq.into(), ts_us.into(), crate::ops::status::now_us().into()]);
         self.begin(origin).await?;
         self.conn
@@ -514,7 +649,7 @@ impl Applier {
         self.applied.insert(origin.to_string(), cp.gtid.clone());
         let d = self.direction(origin);
         d.observe_lag(ts_us);
-        self.report_position(&d, cp);
+        Self::report_position(&d, cp, &self.transport_position);
         d.update(|st| {
             st.heartbeat_seq = Some(seq);
             if st.state != "paused" {
@@ -605,12 +740,12 @@ impl Applier {
 
     /// `origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset` of
     /// the position written into `drc.applied`.
-    fn position_params(&self, origin: &str, cp: &Checkpoint) -> Vec<MyValue> {
+    fn position_params(&self, origin: &str, cp: &Checkpoint, transport: &TransportPosition) -> Vec<MyValue> {
         let gtid = cp
             .gtid
             .as_ref()
             .map(|g| serde_json::to_string(g).expect("gtid serializes"));
-        let (kt, kp, ko) = match &self.transport_position {
+        let (kt, kp, ko) = match transport {
             Some((t, p, o)) => (Some(t.clone()), Some(*p), Some(*o)),
             None => (None, None, None),
         };
@@ -625,15 +760,21 @@ impl Applier {
         ]
     }
 
-    async fn write_position(&mut self, origin: &str, tx: &Transaction, cp: &Checkpoint) -> Result<(), Error> {
-        let mut params = self.position_params(origin, cp);
-        params.extend([tx.gtid.as_ref().map(|g| g.to_string()).into(), tx.commit_ts_us.into()]);
+    /// Records `last` (the last of `txns` origin transactions) as the position of `origin`.
+    async fn write_position(&mut self, origin: &str, last: &Pending, txns: u64) -> Result<(), Error> {
+        let mut params = self.position_params(origin, &last.cp, &last.transport);
+        params.extend([
+            last.gtid.clone().into(),
+            last.commit_ts_us.into(),
+            txns.into(),
+            txns.into(),
+        ]);
         self.conn
             .exec_drop(
                 "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, last_gtid, commit_ts_us, applied_txns) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
-                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + 1, \
+                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + ?, \
                  kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
                  kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)",
                 params,
@@ -713,6 +854,244 @@ impl Applier {
                 self.delete_row(origin, tx, &t, &kb, before, version(before)?).await
             }
         }
+    }
+
+    /// How many changes from the start of `changes` form one batch: consecutive
+    /// inserts and key-preserving updates of one versioned table with an all-integer
+    /// primary key, no other unique key and no foreign key, each key at most once,
+    /// within the batch limits. 0 or 1: apply row by row.
+    async fn batch_len(&mut self, changes: &[Change]) -> Result<usize, Error> {
+        let Some(Change::Row(first)) = changes.first() else {
+            return Ok(0);
+        };
+        let t = self.table(&first.db, &first.tbl_name()).await?;
+        if t.version.is_none() || !t.batchable {
+            return Ok(0);
+        }
+        let mut keys = std::collections::HashSet::new();
+        let (mut params, mut bytes) = (0usize, 0usize);
+        let mut n = 0;
+        for c in changes {
+            let Change::Row(r) = c else { break };
+            if r.db != first.db || r.table != first.table || n >= BATCH_MAX_ROWS {
+                break;
+            }
+            let Some(after) = &r.after else { break };
+            if self.check_image(&t, after).is_err() {
+                break; // the row path reports it
+            }
+            let Some(key) = int_key(&t, after) else { break };
+            match (r.op, &r.before) {
+                (Op::Insert, _) => {}
+                (Op::Update, Some(before))
+                    if self.check_image(&t, before).is_ok() && int_key(&t, before).as_ref() == Some(&key) => {}
+                _ => break,
+            }
+            params += after.values.len();
+            bytes += after.values.iter().map(approx_size).sum::<usize>();
+            if (n > 0 && (params > BATCH_MAX_PARAMS || bytes > BATCH_MAX_BYTES)) || !keys.insert(key) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Applies a batch found by [`Applier::batch_len`] with the same decisions as row by
+    /// row: one locking read of all its rows and tombstones, then one multi-row INSERT
+    /// for the absent keys and one multi-row upsert for the rows the origin changed as
+    /// they are here. Anything else (a conflict, a tie, a tombstone, a key inserted
+    /// here meanwhile) goes through the row path, which logs it. The keys are distinct
+    /// and the table has no other unique key, so the order of the writes is free.
+    async fn apply_batch(&mut self, origin: &str, tx: &Transaction, rows: &[Change]) -> Result<(), Error> {
+        struct Item<'a> {
+            key: Vec<i128>,
+            img: &'a RowImage,
+            v: i128,
+            before: Option<i128>,
+        }
+        let Some(Change::Row(first)) = rows.first() else {
+            return Ok(());
+        };
+        let t = self.table(&first.db, &first.tbl_name()).await?;
+        let vcol = t.version.clone().expect("batches are versioned");
+        let version = |img: &RowImage| -> Result<i128, Error> {
+            img.get(&vcol).and_then(version_of).ok_or_else(|| {
+                definite(
+                    &self.s,
+                    format!(
+                        "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
+                        t.db, t.tbl
+                    ),
+                )
+            })
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for c in rows {
+            let Change::Row(r) = c else { continue };
+            let after = r.after.as_ref().expect("batched rows have an after image");
+            let (v, before) = (version(after)?, r.before.as_ref().map(version).transpose()?);
+            items.push(Item {
+                key: int_key(&t, after).expect("batched keys are integers"),
+                img: after,
+                v,
+                before,
+            });
+        }
+        let mut in_range = Vec::with_capacity(items.len());
+        for it in items {
+            if it.before.is_some() || self.range_ok(origin, tx, &t, it.img).await? {
+                in_range.push(it);
+            }
+        }
+        let items = in_range;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[i128]> = items.iter().map(|i| i.key.as_slice()).collect();
+        let (local, tombs) = self.lock_keys(&t, &keys).await?;
+        let (mut inserts, mut upserts, mut slow) = (Vec::new(), Vec::new(), Vec::new());
+        for it in items {
+            let lv = local.get(&it.key).copied();
+            let clean = match (lv, it.before) {
+                (None, None) => tombs.get(&it.key).is_none_or(|&x| it.v > x),
+                (Some(l), Some(b)) => l == b && it.v > l && tombs.get(&it.key).is_none_or(|&x| it.v > x),
+                _ => false,
+            };
+            match (clean, lv) {
+                (true, None) => inserts.push(it),
+                (true, Some(_)) => upserts.push(it),
+                (false, _) => slow.push(it),
+            }
+        }
+        let non_key: Vec<String> = t
+            .columns
+            .iter()
+            .filter(|c| !t.pk.contains(c))
+            .map(|c| ident(c))
+            .collect();
+        if non_key.is_empty() {
+            slow.append(&mut upserts);
+        }
+        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
+        let statement = |n: usize, tail: &str| {
+            format!(
+                "INSERT INTO {} ({}) VALUES {}{tail}",
+                t.qualified(),
+                cols.join(", "),
+                vec![row_marks.as_str(); n].join(", ")
+            )
+        };
+        let settings = self.s.clone();
+        let bound = |items: &[Item]| -> Result<Vec<MyValue>, Error> {
+            let mut p = Vec::with_capacity(items.len() * cols.len());
+            for it in items {
+                for v in &it.img.values {
+                    p.push(bind(v).map_err(|e| definite(&settings, e))?);
+                }
+            }
+            Ok(p)
+        };
+        if !inserts.is_empty() {
+            let (sql, p) = (statement(inserts.len(), ""), bound(&inserts)?);
+            match self.conn.exec_drop(sql, p).await {
+                Ok(()) => {
+                    self.stats.rows += inserts.len() as u64;
+                    self.direction(origin)
+                        .metrics
+                        .batched_rows
+                        .increment(inserts.len() as u64);
+                }
+                // a key inserted here after the locking read: row by row decides and logs
+                Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut inserts),
+                Err(e) => {
+                    return Err(mysql_err(
+                        &self.s,
+                        &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
+                        e,
+                    ))
+                }
+            }
+        }
+        if !upserts.is_empty() {
+            let set: Vec<String> = non_key.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+            let sql = statement(upserts.len(), &format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
+            let p = bound(&upserts)?;
+            self.conn
+                .exec_drop(sql, p)
+                .await
+                .map_err(|e| mysql_err(&self.s, &format!("writing rows of `{}`.`{}`", t.db, t.tbl), e))?;
+            self.stats.rows += upserts.len() as u64;
+            self.direction(origin)
+                .metrics
+                .batched_rows
+                .increment(upserts.len() as u64);
+        }
+        for it in slow {
+            let key = self.key_values(&t, it.img)?;
+            self.write_row(origin, tx, &t, &key, it.img, it.v, it.before).await?;
+        }
+        Ok(())
+    }
+
+    /// Locks the local rows and tombstones of `keys` (integer primary keys); returns
+    /// their versions by key.
+    async fn lock_keys(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<(KeyVersions, KeyVersions), Error> {
+        let vcol = ident(t.version.as_ref().expect("version"));
+        let pk_cols: Vec<String> = t.pk.iter().map(|c| ident(c)).collect();
+        let filter = if t.pk.len() == 1 {
+            format!("{} IN ({})", pk_cols[0], vec!["?"; keys.len()].join(", "))
+        } else {
+            let one = format!("({})", t.pk_where());
+            vec![one.as_str(); keys.len()].join(" OR ")
+        };
+        let key_params: Vec<MyValue> = keys.iter().flat_map(|k| k.iter().map(|&x| int_param(x))).collect();
+        let sql = format!(
+            "SELECT {}, CAST({vcol} AS DECIMAL(30,6)) FROM {} WHERE {filter} FOR UPDATE",
+            pk_cols.join(", "),
+            t.qualified()
+        );
+        let m = |e| mysql_err(&self.s, &format!("locking rows of `{}`.`{}`", t.db, t.tbl), e);
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, key_params.clone()).await.map_err(m)?;
+        let mut local = KeyVersions::with_capacity(rows.len());
+        for row in rows {
+            let vals = row.unwrap();
+            let key: Option<Vec<i128>> = vals[..t.pk.len()].iter().map(int_of).collect();
+            let v = match &vals[t.pk.len()] {
+                MyValue::Bytes(b) => std::str::from_utf8(b).ok().and_then(parse_decimal),
+                _ => None,
+            };
+            if let (Some(key), Some(v)) = (key, v) {
+                local.insert(key, v);
+            }
+        }
+        let sql = format!(
+            "SELECT pk, CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND pk IN ({}) FOR UPDATE",
+            vec![t.pk_json_params(); keys.len()].join(", ")
+        );
+        let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
+        p.extend(key_params);
+        let found: Vec<(String, String)> = self
+            .conn
+            .exec(sql, p)
+            .await
+            .map_err(|e| mysql_err(&self.s, "locking tombstones", e))?;
+        let mut tombs = KeyVersions::new();
+        for (pk, v) in found {
+            let key: Option<Vec<i128>> = serde_json::from_str::<Vec<serde_json::Value>>(&pk)
+                .ok()
+                .and_then(|parts| {
+                    parts
+                        .iter()
+                        .map(|p| p.as_i64().map(i128::from).or_else(|| p.as_u64().map(i128::from)))
+                        .collect()
+                });
+            if let (Some(key), Some(v)) = (key, parse_decimal(&v)) {
+                tombs.insert(key, v);
+            }
+        }
+        Ok((local, tombs))
     }
 
     /// A table listed in `[replication] unversioned`: no version, so no conflict
@@ -821,8 +1200,9 @@ impl Applier {
         img: &RowImage,
         key: &[MyValue],
     ) -> Result<Option<String>, Error> {
+        // in the drc schema: the applier's session has no default database
         let tmp = format!(
-            "`drc_tie_{:08x}`",
+            "`drc`.`drc_tie_{:08x}`",
             crc32fast::hash(format!("{}.{}", t.db, t.tbl).as_bytes())
         );
         let m = |e| mysql_err(&self.s, "computing a tie-break", e);
@@ -1150,6 +1530,47 @@ struct Subject<'a> {
     t: &'a LocalTable,
     key: &'a [MyValue],
     row: &'a RowImage,
+}
+
+/// Versions by integer primary key.
+type KeyVersions = HashMap<Vec<i128>, i128>;
+
+/// The primary key of `img` as integers, if every key column holds one.
+fn int_key(t: &LocalTable, img: &RowImage) -> Option<Vec<i128>> {
+    use crate::model::Value as V;
+    t.pk.iter()
+        .map(|c| match img.get(c)? {
+            V::Int(i) => Some(*i as i128),
+            V::UInt(u) => Some(*u as i128),
+            _ => None,
+        })
+        .collect()
+}
+
+fn int_param(x: i128) -> MyValue {
+    match i64::try_from(x) {
+        Ok(i) => MyValue::Int(i),
+        Err(_) => MyValue::UInt(x as u64),
+    }
+}
+
+fn int_of(v: &MyValue) -> Option<i128> {
+    match v {
+        MyValue::Int(i) => Some(*i as i128),
+        MyValue::UInt(u) => Some(*u as i128),
+        MyValue::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// About how many bytes a value takes in a statement.
+fn approx_size(v: &crate::model::Value) -> usize {
+    use crate::model::Value as V;
+    match v {
+        V::Decimal(t) | V::Date(t) | V::DateTime(t) | V::Time(t) | V::Text(t) | V::Json(t) => t.len() + 4,
+        V::Bytes(b) => b.len() + 4,
+        _ => 9,
+    }
 }
 
 /// True for a transaction an applier wrote: it touches `drc`.`marker`.

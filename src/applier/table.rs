@@ -21,6 +21,10 @@ pub struct LocalTable {
     pub pk_types: Vec<String>,
     /// Data type of the version column (`datetime`, `timestamp`, `bigint`, ...).
     pub version_type: String,
+    /// Rows may be applied in batches (see `Applier::apply_batch`): every key column
+    /// is an integer, and no unique key but the primary key and no foreign key can
+    /// make the order of writes within a batch matter.
+    pub batchable: bool,
 }
 
 impl LocalTable {
@@ -47,7 +51,21 @@ impl LocalTable {
                 (db, tbl),
             )
             .await?;
+        let other_constraints: Option<u64> = conn
+            .exec_first(
+                "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') \
+                 + (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?))",
+                (db, tbl, db, tbl, db, tbl),
+            )
+            .await?;
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
+        let integer_key = !pk_rows.is_empty()
+            && pk_rows.iter().all(|r| {
+                matches!(
+                    r.1.to_ascii_lowercase().as_str(),
+                    "tinyint" | "smallint" | "mediumint" | "int" | "bigint"
+                )
+            });
         let version = columns.iter().find(|c| c.eq_ignore_ascii_case(version_column)).cloned();
         let version_type = cols
             .iter()
@@ -62,6 +80,7 @@ impl LocalTable {
             pk_types: pk_rows.iter().map(|r| r.1.to_ascii_lowercase()).collect(),
             version,
             version_type,
+            batchable: integer_key && other_constraints == Some(0),
         }))
     }
 

@@ -33,6 +33,11 @@ pub const BYTES_SHIPPED: &str = "drc_shipped_bytes_total";
 pub const TXNS_APPLIED: &str = "drc_applied_transactions_total";
 /// Counter: rows written by the applier (`from_zone`, `to_zone`).
 pub const ROWS_APPLIED: &str = "drc_applied_rows_total";
+/// Of those, rows written by multi-row statements (the applier's batch path).
+pub const ROWS_BATCHED: &str = "drc_applied_rows_batched_total";
+/// Target-database commits of the applier; fewer than applied transactions while
+/// group commit combines transactions of a backlog.
+pub const APPLIER_COMMITS: &str = "drc_applier_commits_total";
 /// Counter: conflicts logged in `drc.conflicts` (`from_zone`, `to_zone`, `kind` =
 /// local_row_newer, equal_version, update_of_deleted, unique_key, id_out_of_range, ...).
 pub const CONFLICTS: &str = "drc_conflicts_total";
@@ -75,6 +80,8 @@ pub const ALL: &[&str] = &[
     BYTES_SHIPPED,
     TXNS_APPLIED,
     ROWS_APPLIED,
+    ROWS_BATCHED,
+    APPLIER_COMMITS,
     CONFLICTS,
     LOOPS_SUPPRESSED,
     ID_RANGE_VIOLATIONS,
@@ -130,6 +137,11 @@ fn describe() {
     describe_counter!(BYTES_SHIPPED, Unit::Bytes, "bytes published to Kafka");
     describe_counter!(TXNS_APPLIED, "origin transactions applied here");
     describe_counter!(ROWS_APPLIED, "rows written by the applier");
+    describe_counter!(ROWS_BATCHED, "rows written by the applier in multi-row statements");
+    describe_counter!(
+        APPLIER_COMMITS,
+        "commits of the applier (group commit: fewer than applied transactions)"
+    );
     describe_counter!(CONFLICTS, "conflicts logged in drc.conflicts, by kind");
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
@@ -181,6 +193,8 @@ impl ReaderMetrics {
 pub struct DirectionMetrics {
     pub applied_transactions: Counter,
     pub applied_rows: Counter,
+    pub batched_rows: Counter,
+    pub commits: Counter,
     pub applied_commit_ts: Gauge,
     pub applied_kafka_offset: Gauge,
     pub loops_suppressed: Counter,
@@ -198,6 +212,8 @@ impl DirectionMetrics {
         DirectionMetrics {
             applied_transactions: metrics::counter!(TXNS_APPLIED, &l),
             applied_rows: metrics::counter!(ROWS_APPLIED, &l),
+            batched_rows: metrics::counter!(ROWS_BATCHED, &l),
+            commits: metrics::counter!(APPLIER_COMMITS, &l),
             applied_commit_ts: metrics::gauge!(APPLIED_COMMIT_TS, &l),
             applied_kafka_offset: metrics::gauge!(APPLIED_KAFKA_OFFSET, &l),
             loops_suppressed: metrics::counter!(LOOPS_SUPPRESSED, &l),

@@ -104,6 +104,11 @@ impl Direction {
         self.update(|s| s.paused = paused);
     }
 
+    /// True while the direction is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.pause.borrow()
+    }
+
     /// Waits while the direction is paused (call at a transaction boundary).
     pub async fn wait_if_paused(&self) {
         let mut rx = self.pause.subscribe();

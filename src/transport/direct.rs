@@ -67,16 +67,26 @@ async fn session(d: &Direction) -> Result<(), Error> {
             t = rx.recv() => match t {
                 Some(t) => {
                     if t.fragment == 0 {
+                        if dir.is_paused() {
+                            if let Err(e) = applier.flush().await {
+                                break Err(e);
+                            }
+                        }
                         dir.wait_if_paused().await;
                         if t.last {
                             shipped.increment(1);
                         }
                     }
-                    if let Err(e) = applier.apply(&origin, &t).await {
+                    // group commit while behind: commit once nothing more is queued
+                    let r = match applier.apply_grouped(&origin, &t).await {
+                        Ok(_) if rx.is_empty() => applier.flush().await,
+                        r => r.map(|_| ()),
+                    };
+                    if let Err(e) = r {
                         break Err(e);
                     }
                 }
-                None => break Ok(()),
+                None => break applier.flush().await,
             },
             r = &mut reading => break match r {
                 Ok(Ok(())) => Ok(()),

@@ -28,6 +28,7 @@ use crate::applier::apply::{is_applier_transaction, Applier, ApplierSettings};
 use crate::error::Error;
 use crate::reader::checkpoint::{CheckpointStore, Saved};
 use crate::reader::live::{LiveReader, LiveSettings, StartSpec};
+use futures_util::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -435,8 +436,14 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
     let dir = crate::ops::status::registry().direction(&c.origin);
     dir.set_state("applying");
     let waiting = RateLimitedLog::default();
+    // a message already received while applying the previous one (group commit)
+    let mut ready = None;
     loop {
-        let msg = match consumer.recv().await {
+        let received = match ready.take() {
+            Some(r) => r,
+            None => consumer.recv().await,
+        };
+        let msg = match received {
             Ok(m) => m,
             Err(KafkaError::MessageConsumption(
                 RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
@@ -468,9 +475,17 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
             what: format!("{topic} offset {}: {e}", msg.offset()),
         })?;
         if tx.fragment == 0 {
+            if dir.is_paused() {
+                applier.flush().await?;
+            }
             dir.wait_if_paused().await;
         }
         applier.set_transport_position(Some((topic.clone(), msg.partition(), msg.offset())));
-        applier.apply(&c.origin, &tx).await?;
+        applier.apply_grouped(&c.origin, &tx).await?;
+        // group commit while behind: commit once no further message is at hand
+        ready = consumer.recv().now_or_never();
+        if !matches!(ready, Some(Ok(_))) {
+            applier.flush().await?;
+        }
     }
 }

@@ -129,3 +129,32 @@ where
     }
     false
 }
+
+/// GET `url` (an admin endpoint); panics with the error.
+pub fn get(url: &str) -> String {
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .into_string()
+        .unwrap()
+}
+
+/// The value of the first sample of `name` whose labels include every `labels` pair.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs the drc binary; its exit code and output (stdout then stderr).
+pub fn drc(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(drc_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
