@@ -10,11 +10,11 @@ RUN_DIR="${DRC_TESTENV_DIR:-$TESTENV_HOME/.run}"
 ZONES="a b"
 
 # zone -> port / server_id / gtid_domain_id / auto_increment_offset
-# (zone d is the benchmarks' private server: `cargo bench --bench parse`)
-zone_port()   { case "$1" in a) echo 33061 ;; b) echo 33062 ;; c) echo 33063 ;; d) echo 33064 ;; *) echo "unknown zone $1" >&2; return 1 ;; esac; }
-zone_sid()    { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
-zone_domain() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
-zone_offset() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; esac; }
+# (zones d and e are the benchmarks' private servers: `cargo bench --bench parse|apply`)
+zone_port()   { case "$1" in a) echo 33061 ;; b) echo 33062 ;; c) echo 33063 ;; d) echo 33064 ;; e) echo 33065 ;; *) echo "unknown zone $1" >&2; return 1 ;; esac; }
+zone_sid()    { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; esac; }
+zone_domain() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; esac; }
+zone_offset() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; esac; }
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 

@@ -132,6 +132,39 @@ async fn concurrent_writes_with_kills_converge_over_kafka() {
     eprintln!("rows at the end: {}", p.rows(0, "orders").await.len());
 }
 
+/// An applier transaction longer than one fragment (here 300 rows, fragments of 50)
+/// carries its loop marker only in its first fragment: none of its fragments may be
+/// published back. (Group commit makes such transactions common: a backlog of small
+/// origin transactions is applied as one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_fragment_applier_transaction_is_not_published_back() {
+    broker_up();
+    let mut p = Pair::with("bigloop", &[ORDERS], 4951, Transport::Kafka).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    let values: Vec<String> = (0..300).map(|i| format!("('big {i}')")).collect();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (customer) VALUES {}",
+            values.join(", ")
+        )],
+    )
+    .await;
+    let applied = wait_until(Duration::from_secs(30), || async { p.applied_txns(1).await >= 1 }).await;
+    assert!(applied, "zone b did not apply the transaction\n{}", p.logs());
+    assert_eq!(p.rows(1, "orders").await.len(), 300);
+    // zone b's heartbeats keep flowing to zone a meanwhile; give an echo time to arrive
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        p.applied_txns(0).await,
+        0,
+        "fragments of zone b's applier transaction came back to zone a\n{}",
+        p.logs()
+    );
+    assert_eq!(p.applied_txns(1).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_and_twenty_kills_lose_nothing_and_repeat_nothing() {
     broker_up();

@@ -235,6 +235,8 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
     let mut inflight: VecDeque<(Option<DeliveryFuture>, Option<crate::position::Checkpoint>)> = VecDeque::new();
     let (mut dirty, mut last_flush) = (false, Instant::now());
     let mut suppressed = 0u64;
+    // the transaction being read was written by an applier (see below)
+    let mut applier_tx = false;
     // Since when the oldest fragment waits for its acknowledgement; last warning.
     let (mut waiting_since, mut warned) = (None::<Instant>, None::<Instant>);
     loop {
@@ -322,8 +324,13 @@ async fn produce(p: &ProducerSide, store: &CheckpointStore) -> Result<(), Error>
         };
         let Some(batch) = next else { continue };
         for tx in batch {
-            if is_applier_transaction(&tx) || (tx.changes.is_empty() && tx.last) {
-                if tx.fragment == 0 && is_applier_transaction(&tx) && tx.last {
+            // An applier transaction is recognised by its marker, which only its first
+            // fragment holds: the rest of it is skipped too.
+            if tx.fragment == 0 {
+                applier_tx = is_applier_transaction(&tx);
+            }
+            if applier_tx || (tx.changes.is_empty() && tx.last) {
+                if applier_tx && tx.last {
                     suppressed += 1;
                     loops.increment(1);
                 }

@@ -1,0 +1,492 @@
+//! Apply catch-up benchmark (issue 6, scenarios 2 and 4): one change set, committed in
+//! testenv zone d, applied into the empty zone e by
+//! * MariaDB's own replication: zone e as a replica of zone d (`START SLAVE` from the
+//!   GTID before the change set, `replicate_do_db`), with `slave_parallel_threads=0`,
+//!   and again with 4 threads in `optimistic` mode;
+//! * drc, direct: zone e's daemon reads zone d's binlog and applies;
+//! * drc, Kafka: zone d's daemon publishes to tansu, zone e's daemon consumes and
+//!   applies (both start together; the clock includes publishing).
+//!
+//! The clock runs from the start (START SLAVE, or the daemons' start) until zone e has
+//! applied the change set's last transaction (`@@gtid_slave_pos`, or drc.applied);
+//! the rows in zone e are then counted against zone d. Reported: rows/s and seconds
+//! to catch up (medians of `RUNS`; the modes alternate within each run), the daemons'
+//! peak RSS (VmHWM), and drc's ratios to both native modes.
+//!
+//! Change sets:
+//! * `oltp` (`APPLY_TXNS`, default 30,000 transactions from two clients): each inserts
+//!   an order, inserts 3 of its items and updates an earlier order: 5 row events;
+//! * `big`: one transaction inserting 1,000,000 rows (`APPLY_BIG=0` skips it), for
+//!   drc's peak memory on a huge transaction (target: <= 150 MB).
+//!
+//! Tables carry the `updated_at` version column, so drc applies them with
+//! last-writer-wins, as in production.
+//!
+//! Run: `cargo bench --bench apply` (starts testenv zones d and e and the broker).
+//! Results: docs/BENCHMARKS.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ZONE_D: u16 = 33064;
+const ZONE_E: u16 = 33065;
+const RUNS: usize = 3;
+const DB: &str = "applybench";
+
+const TABLES: &[&str] = &[
+    "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
+     status ENUM('new','paid','shipped') NOT NULL, note TEXT, qty INT NOT NULL, created DATETIME(6) NOT NULL, \
+     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+    "CREATE TABLE items (id BIGINT PRIMARY KEY AUTO_INCREMENT, order_id BIGINT NOT NULL, sku VARCHAR(32) NOT NULL, \
+     qty INT NOT NULL, price DECIMAL(10,2) NOT NULL, \
+     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), KEY (order_id))",
+    "CREATE TABLE big (id BIGINT PRIMARY KEY, v VARCHAR(32) NOT NULL, n INT NOT NULL, \
+     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+];
+
+/// A change set in zone d: the GTID position before and after it, and its rows.
+struct ChangeSet {
+    name: &'static str,
+    start: String,
+    end_seq: u64,
+    txns: u64,
+    rows: u64,
+}
+
+async fn gtid_pos(c: &mut mysql_async::Conn) -> String {
+    c.query_first::<String, _>("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Sequence number of zone d's domain (4) in a MariaDB GTID position.
+fn seq_of(pos: &str) -> u64 {
+    pos.split(',')
+        .filter_map(|g| {
+            let mut p = g.trim().split('-');
+            (p.next() == Some("4")).then(|| p.nth(1).and_then(|s| s.parse().ok()))?
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+async fn create_tables(port: u16) {
+    let mut c = conn(port).await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS {DB}")).await.unwrap();
+    c.query_drop(format!("CREATE DATABASE {DB}")).await.unwrap();
+    for t in TABLES {
+        c.query_drop(format!("USE {DB}")).await.unwrap();
+        c.query_drop(*t).await.unwrap();
+    }
+}
+
+async fn generate_oltp(txns: u64) -> ChangeSet {
+    create_tables(ZONE_D).await;
+    let mut c = conn(ZONE_D).await;
+    let start = gtid_pos(&mut c).await;
+    let clients = 2;
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut c = conn(ZONE_D).await;
+            c.query_drop("SET SESSION auto_increment_increment = 1, auto_increment_offset = 1")
+                .await
+                .unwrap();
+            let mut mine: Vec<u64> = Vec::new();
+            for i in 0..txns / clients {
+                let upd = if mine.is_empty() {
+                    "0".to_string()
+                } else {
+                    mine[(i as usize * 7919) % mine.len()].to_string()
+                };
+                c.query_drop(format!(
+                    "START TRANSACTION; \
+                     INSERT INTO {DB}.orders (customer, amount, status, note, qty, created) VALUES ('customer {w}/{i}', {i}.25, 'new', 'a note for order {i}', 1, NOW(6)); \
+                     SET @o = LAST_INSERT_ID(); \
+                     INSERT INTO {DB}.items (order_id, sku, qty, price) VALUES (@o, 'sku-{i}-1', 1, 9.99), (@o, 'sku-{i}-2', 2, 19.99), (@o, 'sku-{i}-3', 3, 29.99); \
+                     UPDATE {DB}.orders SET status = 'paid', qty = qty + 1 WHERE id = IF({upd} = 0, @o, {upd}); \
+                     COMMIT"
+                ))
+                .await
+                .unwrap();
+                let id: u64 = c.query_first("SELECT @o").await.unwrap().unwrap();
+                mine.push(id);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let end = gtid_pos(&mut c).await;
+    let rows = count_rows(ZONE_D).await;
+    let n = (txns / clients) * clients;
+    assert_eq!(rows, n * 4, "orders + items in zone d");
+    ChangeSet {
+        name: "oltp",
+        start,
+        end_seq: seq_of(&end),
+        txns: n,
+        rows: n * 5,
+    }
+}
+
+async fn generate_big() -> ChangeSet {
+    create_tables(ZONE_D).await;
+    let mut c = conn(ZONE_D).await;
+    let start = gtid_pos(&mut c).await;
+    c.query_drop(format!(
+        "INSERT INTO {DB}.big (id, v, n) SELECT seq, CONCAT('value ', seq), seq % 1000 FROM seq_1_to_1000000"
+    ))
+    .await
+    .unwrap();
+    let end = gtid_pos(&mut c).await;
+    ChangeSet {
+        name: "big",
+        start,
+        end_seq: seq_of(&end),
+        txns: 1,
+        rows: 1_000_000,
+    }
+}
+
+/// Rows of the change set's tables in a zone (orders + items + big).
+async fn count_rows(port: u16) -> u64 {
+    let mut c = conn(port).await;
+    let n: Option<u64> = c
+        .query_first(format!(
+            "SELECT (SELECT COUNT(*) FROM {DB}.orders) + (SELECT COUNT(*) FROM {DB}.items) + (SELECT COUNT(*) FROM {DB}.big)"
+        ))
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+/// Zone e empty: no replica configured, the change set's tables empty, no drc state.
+async fn reset_target() {
+    let mut c = conn(ZONE_E).await;
+    c.query_drop("STOP SLAVE").await.ok();
+    c.query_drop("RESET SLAVE ALL").await.ok();
+    c.query_drop("DROP DATABASE IF EXISTS drc").await.unwrap();
+    c.query_drop("RESET MASTER").await.unwrap();
+    drop(c);
+    create_tables(ZONE_E).await;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Native(u32),
+    DrcDirect,
+    DrcKafka,
+}
+
+impl Mode {
+    fn label(self) -> String {
+        match self {
+            Mode::Native(0) => "MariaDB replication, 0 threads".into(),
+            Mode::Native(n) => format!("MariaDB replication, {n} optimistic"),
+            Mode::DrcDirect => "drc direct".into(),
+            Mode::DrcKafka => "drc over Kafka (tansu)".into(),
+        }
+    }
+}
+
+struct Outcome {
+    secs: f64,
+    /// Peak RSS of the daemons (zone e's; Kafka: zone d's publisher too), MB.
+    rss_mb: Vec<f64>,
+}
+
+async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
+    let mut c = conn(ZONE_E).await;
+    for q in [
+        format!("SET GLOBAL slave_parallel_threads = {threads}"),
+        "SET GLOBAL slave_parallel_mode = 'optimistic'".to_string(),
+        format!("SET GLOBAL replicate_do_db = '{DB}'"),
+        format!("SET GLOBAL gtid_slave_pos = '{}'", cs.start),
+        format!("CHANGE MASTER TO master_host = '127.0.0.1', master_port = {ZONE_D}, master_user = 'drc', master_password = 'drc', master_use_gtid = slave_pos"),
+    ] {
+        c.query_drop(&q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    let t = Instant::now();
+    c.query_drop("START SLAVE").await.unwrap();
+    loop {
+        let pos: String = c
+            .query_first("SELECT @@gtid_slave_pos")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        if seq_of(&pos) >= cs.end_seq {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(900) {
+            let st: Vec<mysql_async::Row> = c.query("SHOW SLAVE STATUS").await.unwrap();
+            panic!("native replication did not catch up in 15 minutes: {st:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    c.query_drop("STOP SLAVE").await.unwrap();
+    c.query_drop("RESET SLAVE ALL").await.unwrap();
+    Outcome { secs, rss_mb: vec![] }
+}
+
+fn config(dir: &Path, zone: &str, port: u16, server_id: u32, start: &str, kafka: Option<&str>) -> std::path::PathBuf {
+    let peer = if zone == "e" { ("d", ZONE_D) } else { ("e", ZONE_E) };
+    let (transport, kafka_section) = match kafka {
+        Some(prefix) => (
+            "transport = \"kafka\"\n",
+            format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic_prefix = \"{prefix}\"\n"),
+        ),
+        None => ("", String::new()),
+    };
+    let path = dir.join(format!("zone-{zone}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"zone = "{zone}"
+{transport}[mysql]
+host = "127.0.0.1"
+port = {port}
+user = "drc"
+password = "drc"
+[reader]
+server_id = {server_id}
+state_dir = "state-{zone}"
+start = "{start}"
+[replication]
+databases = ["{DB}"]
+version_column = "updated_at"
+{kafka_section}[[peers]]
+zone = "{}"
+[peers.mysql]
+host = "127.0.0.1"
+port = {}
+user = "drc"
+password = "drc"
+"#,
+            peer.0, peer.1
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn drc_cmd(args: &[&str], cfg: &Path) -> Command {
+    let mut c = Command::new(drc_bin());
+    c.args(args).arg("--config").arg(cfg).env("DRC_LOG", "warn");
+    c
+}
+
+fn init(cfg: &Path) {
+    let out = drc_cmd(&["init"], cfg).output().unwrap();
+    assert!(
+        out.status.success(),
+        "drc init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn spawn(cfg: &Path, log: &Path) -> Child {
+    drc_cmd(&["run"], cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Peak resident set (VmHWM) of a running process, MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn applied_txns(port: u16) -> u64 {
+    let mut c = conn(port).await;
+    c.query_first::<Option<u64>, _>("SELECT SUM(applied_txns) FROM drc.applied WHERE origin_zone = 'd'")
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+        .unwrap_or(0)
+}
+
+async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let start = format!("gtid:{}", cs.start);
+    let prefix = format!("applybench{}{run}{}.", std::process::id(), cs.name);
+    let sid = 7100 + 10 * run as u32 + if kafka { 5 } else { 0 };
+    let e = config(dir.path(), "e", ZONE_E, sid, &start, kafka.then_some(prefix.as_str()));
+    init(&e);
+    let mut daemons = Vec::new();
+    let d = kafka.then(|| config(dir.path(), "d", ZONE_D, sid + 1, &start, Some(&prefix)));
+    if let Some(d) = &d {
+        init(d);
+    }
+    let t = Instant::now();
+    daemons.push(spawn(&e, &dir.path().join("e.log")));
+    if let Some(d) = &d {
+        daemons.push(spawn(d, &dir.path().join("d.log")));
+    }
+    let logs = || {
+        ["e.log", "d.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    loop {
+        if applied_txns(ZONE_E).await >= cs.txns {
+            break;
+        }
+        for dm in daemons.iter_mut() {
+            if let Ok(Some(st)) = dm.try_wait() {
+                panic!("a drc daemon exited ({st}):\n{}", logs());
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(900),
+            "drc did not catch up in 15 minutes:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rss_mb = daemons.iter().map(|c| peak_rss_mb(c.id())).collect();
+    for mut dm in daemons {
+        dm.kill().ok();
+        dm.wait().ok();
+    }
+    if kafka {
+        // zone d's daemon wrote its drc schema there; leave zone d as generated
+        conn(ZONE_D).await.query_drop("DROP DATABASE IF EXISTS drc").await.ok();
+    }
+    Outcome { secs, rss_mb }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f64)> {
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut rss: Vec<f64> = vec![0.0; modes.len()];
+    for run in 0..runs {
+        for (i, &mode) in modes.iter().enumerate() {
+            reset_target().await;
+            let o = match mode {
+                Mode::Native(n) => run_native(cs, n).await,
+                Mode::DrcDirect => run_drc(cs, false, run).await,
+                Mode::DrcKafka => run_drc(cs, true, run).await,
+            };
+            let got = count_rows(ZONE_E).await;
+            let want = match cs.name {
+                "oltp" => cs.rows / 5 * 4, // orders + items (updates change rows in place)
+                _ => cs.rows,
+            };
+            assert_eq!(
+                got,
+                want,
+                "{} left {got} rows in zone e, zone d has {want}",
+                mode.label()
+            );
+            let peak = o.rss_mb.iter().cloned().fold(0.0, f64::max);
+            rss[i] = rss[i].max(peak);
+            eprintln!(
+                "{} run {run}: {} rows in {} transactions in {:.2} s = {:.0} rows/s{}",
+                mode.label(),
+                cs.rows,
+                cs.txns,
+                o.secs,
+                cs.rows as f64 / o.secs,
+                if o.rss_mb.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", daemon peak RSS {:?} MB",
+                        o.rss_mb.iter().map(|m| m.round()).collect::<Vec<_>>()
+                    )
+                }
+            );
+            secs[i].push(o.secs);
+        }
+    }
+    modes
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| (m, median(secs[i].clone()), rss[i]))
+        .collect()
+}
+
+fn report(cs: &ChangeSet, results: &[(Mode, f64, f64)], runs: usize) {
+    println!(
+        "\napply catch-up, change set `{}`: {} rows in {} transactions, median of {runs}:",
+        cs.name, cs.rows, cs.txns
+    );
+    println!(
+        "  {:<34} {:>10} {:>10} {:>14}",
+        "mode", "seconds", "rows/s", "peak RSS MB"
+    );
+    for (m, s, rss) in results {
+        let rss = if *rss > 0.0 { format!("{rss:.0}") } else { "-".into() };
+        println!("  {:<34} {s:>10.2} {:>10.0} {rss:>14}", m.label(), cs.rows as f64 / s);
+    }
+    let find = |m: Mode| results.iter().find(|r| r.0 == m).map(|r| cs.rows as f64 / r.1);
+    for drc in [Mode::DrcDirect, Mode::DrcKafka] {
+        let Some(ours) = find(drc) else { continue };
+        for (native, target) in [(Mode::Native(0), 3.0), (Mode::Native(4), 1.5)] {
+            if let Some(theirs) = find(native) {
+                println!(
+                    "  ratio {} / {}: {:.2}x (target >= {target}x)",
+                    drc.label(),
+                    native.label(),
+                    ours / theirs
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    let st = Command::new("bash")
+        .arg(repo().join("testenv/up.sh"))
+        .args(["d", "e", "--kafka"])
+        .status()
+        .expect("run testenv/up.sh");
+    assert!(st.success(), "testenv/up.sh d e --kafka failed");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let txns: u64 = std::env::var("APPLY_TXNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    let modes = [Mode::Native(0), Mode::Native(4), Mode::DrcDirect, Mode::DrcKafka];
+    rt.block_on(async {
+        eprintln!("generating {txns} OLTP transactions in zone d…");
+        let cs = generate_oltp(txns).await;
+        let r = bench(&cs, &modes, RUNS).await;
+        report(&cs, &r, RUNS);
+        if std::env::var("APPLY_BIG").as_deref() != Ok("0") {
+            eprintln!("generating one 1,000,000-row transaction in zone d…");
+            let cs = generate_big().await;
+            let r = bench(&cs, &[Mode::Native(0), Mode::DrcDirect], 1).await;
+            report(&cs, &r, 1);
+        }
+        reset_target().await;
+    });
+}
