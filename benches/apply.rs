@@ -174,9 +174,10 @@ async fn reset_target() {
     c.query_drop("STOP SLAVE").await.ok();
     c.query_drop("RESET SLAVE ALL").await.ok();
     c.query_drop("DROP DATABASE IF EXISTS drc").await.unwrap();
-    c.query_drop("RESET MASTER").await.unwrap();
     drop(c);
     create_tables(ZONE_E).await;
+    // an empty binlog: the replica's GTID position then needs only zone d's domain
+    conn(ZONE_E).await.query_drop("RESET MASTER").await.unwrap();
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -327,7 +328,10 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     let start = format!("gtid:{}", cs.start);
     let prefix = format!("applybench{}{run}{}.", std::process::id(), cs.name);
     let sid = 7100 + 10 * run as u32 + if kafka { 5 } else { 0 };
-    let e = config(dir.path(), "e", ZONE_E, sid, &start, kafka.then_some(prefix.as_str()));
+    // direct: zone e's daemon reads zone d from the change set's start; Kafka: zone d's
+    // daemon does, and zone e's reads (and publishes) only its own zone from now on
+    let e_start = if kafka { "now" } else { start.as_str() };
+    let e = config(dir.path(), "e", ZONE_E, sid, e_start, kafka.then_some(prefix.as_str()));
     init(&e);
     let mut daemons = Vec::new();
     let d = kafka.then(|| config(dir.path(), "d", ZONE_D, sid + 1, &start, Some(&prefix)));
@@ -375,6 +379,18 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     Outcome { secs, rss_mb }
 }
 
+/// Zone e's (client statements, commits) counters; a replica's SQL thread counts
+/// neither, so these show what drc sent.
+async fn server_counters() -> (u64, u64) {
+    let mut c = conn(ZONE_E).await;
+    let rows: Vec<(String, u64)> = c
+        .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Handler_commit')")
+        .await
+        .unwrap();
+    let get = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.1).unwrap_or(0);
+    (get("Questions"), get("Handler_commit"))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -386,11 +402,13 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
     for run in 0..runs {
         for (i, &mode) in modes.iter().enumerate() {
             reset_target().await;
+            let before = server_counters().await;
             let o = match mode {
                 Mode::Native(n) => run_native(cs, n).await,
                 Mode::DrcDirect => run_drc(cs, false, run).await,
                 Mode::DrcKafka => run_drc(cs, true, run).await,
             };
+            let after = server_counters().await;
             let got = count_rows(ZONE_E).await;
             let want = match cs.name {
                 "oltp" => cs.rows / 5 * 4, // orders + items (updates change rows in place)
@@ -405,12 +423,14 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
             let peak = o.rss_mb.iter().cloned().fold(0.0, f64::max);
             rss[i] = rss[i].max(peak);
             eprintln!(
-                "{} run {run}: {} rows in {} transactions in {:.2} s = {:.0} rows/s{}",
+                "{} run {run}: {} rows in {} transactions in {:.2} s = {:.0} rows/s; zone e ran {} statements, {} commits{}",
                 mode.label(),
                 cs.rows,
                 cs.txns,
                 o.secs,
                 cs.rows as f64 / o.secs,
+                after.0 - before.0,
+                after.1 - before.1,
                 if o.rss_mb.is_empty() {
                     String::new()
                 } else {
@@ -475,7 +495,18 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30_000);
-    let modes = [Mode::Native(0), Mode::Native(4), Mode::DrcDirect, Mode::DrcKafka];
+    // APPLY_MODES=native0,native4,direct,kafka (default: all)
+    let wanted = std::env::var("APPLY_MODES").unwrap_or_else(|_| "native0,native4,direct,kafka".into());
+    let modes: Vec<Mode> = wanted
+        .split(',')
+        .map(|m| match m.trim() {
+            "native0" => Mode::Native(0),
+            "native4" => Mode::Native(4),
+            "direct" => Mode::DrcDirect,
+            "kafka" => Mode::DrcKafka,
+            other => panic!("APPLY_MODES: unknown mode {other:?}"),
+        })
+        .collect();
     rt.block_on(async {
         eprintln!("generating {txns} OLTP transactions in zone d…");
         let cs = generate_oltp(txns).await;

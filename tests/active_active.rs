@@ -528,11 +528,39 @@ async fn batched_rows_decide_like_row_by_row() {
         .unwrap();
     }
     c.query_drop("COMMIT").await.unwrap();
+    // Then small transactions, each on one table, first those on `fast` (so that they
+    // are grouped and batched across transactions): chains of updates of one key, clean (15, 17)
+    // or starting with a conflict (3), and an insert followed by updates (201).
+    for t in ["fast", "slow"] {
+        for r in 0..5u32 {
+            let u = |id: u32| if t == "slow" { format!(", {id}") } else { String::new() };
+            let ucol = if t == "slow" { ", u" } else { "" };
+            let day = format!("2026-03-{:02} 00:00:00", r + 2);
+            c.query_drop(format!(
+                "START TRANSACTION; \
+                 UPDATE `{db}`.{t} SET n = n + 1, updated_at = '{day}' WHERE id IN (3, 15, 17); \
+                 INSERT INTO `{db}`.{t} (id, customer, updated_at{ucol}) VALUES ({id}, 'small {r}', '{day}'{}); \
+                 {chain}; COMMIT",
+                u(101 + 2 * r),
+                id = 101 + 2 * r,
+                chain = if r == 0 {
+                    format!(
+                        "INSERT INTO `{db}`.{t} (id, customer, updated_at{ucol}) VALUES (201, 'chain 0', '{day}'{})",
+                        u(201)
+                    )
+                } else {
+                    format!("UPDATE `{db}`.{t} SET customer = 'chain {r}', updated_at = '{day}' WHERE id = 201")
+                },
+            ))
+            .await
+            .unwrap();
+        }
+    }
     drop(c);
     p.start(0);
     p.start(1);
-    // two seed transactions and the one above
-    let applied = wait_until(Duration::from_secs(30), || async { p.applied_from(1, 0).await >= 3 }).await;
+    // two seed transactions, the big one and ten small ones
+    let applied = wait_until(Duration::from_secs(30), || async { p.applied_from(1, 0).await >= 13 }).await;
     assert!(applied, "zone b did not apply zone a's transaction\n{}", p.logs());
     let rows = |z: usize, t: &'static str| {
         let db = db.clone();
@@ -560,6 +588,9 @@ async fn batched_rows_decide_like_row_by_row() {
     assert_eq!(get_row(43).unwrap().1, "b 43");
     assert_eq!(get_row(99).unwrap().1, "a99");
     assert_eq!(get_row(100), None, "out of zone a's range");
+    assert_eq!(get_row(15).unwrap().2, 6, "every update of a chain counts");
+    assert_eq!(get_row(201).unwrap().1, "chain 4");
+    assert_eq!(get_row(109).unwrap().1, "small 4");
     let mut bc = conn(ZONE_B).await;
     for t in ["fast", "slow"] {
         let kinds: Vec<(String, String, u64)> = bc
@@ -573,7 +604,8 @@ async fn batched_rows_decide_like_row_by_row() {
             ("concurrent_update", "applied_incoming", 2),
             ("deleted_later", "kept_local", 1),
             ("id_out_of_range", "quarantined", 1),
-            ("local_row_newer", "kept_local", 3),
+            // 3, 43, the tie on 13, and the five later updates of 3
+            ("local_row_newer", "kept_local", 8),
             ("resurrected_after_delete", "applied_incoming", 1),
         ]
         .iter()
@@ -583,6 +615,7 @@ async fn batched_rows_decide_like_row_by_row() {
     }
     let text = get(&format!("{}/metrics", admin[1]));
     let batched = sample(&text, "drc_applied_rows_batched_total", &["from_zone=\"a\""]).unwrap_or(0.0);
-    // 13 clean updates and 28 clean inserts, in fragments of at most 50 rows
-    assert!(batched >= 30.0, "only {batched} rows took the batch path:\n{text}");
+    // 13 clean updates and 28 clean inserts, in fragments of at most 50 rows, and the
+    // small transactions' rows: the chains of 15, 17 and 201, the inserts
+    assert!(batched >= 45.0, "only {batched} rows took the batch path:\n{text}");
 }

@@ -78,6 +78,14 @@ pub enum Outcome {
     Skipped,
 }
 
+/// What `apply_inner` did with a fragment.
+enum Step {
+    Done(Outcome),
+    /// A complete transaction whose rows can wait for the group's batches: the caller
+    /// hands it to the group (it owns the transaction).
+    Defer,
+}
+
 enum SkipReason {
     Loop,
     Duplicate,
@@ -115,6 +123,9 @@ struct Group {
     origin: String,
     started: std::time::Instant,
     txs: Vec<Pending>,
+    /// Transactions whose rows wait to be applied in batches (see `apply_deferred`).
+    deferred: Vec<Transaction>,
+    deferred_rows: usize,
 }
 
 /// An applied origin transaction waiting for the group's commit.
@@ -357,7 +368,14 @@ impl Applier {
     /// Applies one fragment of an origin transaction from `origin`; the last fragment
     /// commits.
     pub async fn apply(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
-        self.apply_mode(origin, tx, false).await
+        match self.apply_inner(origin, tx, false).await {
+            Ok(Step::Done(o)) => Ok(o),
+            Ok(Step::Defer) => unreachable!("nothing is deferred outside a group"),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Like [`Applier::apply`], but a complete origin transaction may stay uncommitted in
@@ -368,30 +386,87 @@ impl Applier {
     /// `GROUP_MAX_TXS` transactions, `GROUP_MAX_ROWS` rows or `GROUP_MAX_AGE`.
     /// Exactly once holds as before: the group's rows and the position of its last
     /// transaction commit together, or none of them do.
-    pub async fn apply_grouped(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
-        self.apply_mode(origin, tx, true).await
-    }
-
-    /// Commits the open group, if any.
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        let Some(g) = self.group.take() else {
-            return Ok(());
+    ///
+    /// Within a group, the rows of transactions that touch only batchable tables
+    /// (inserts and key-preserving updates) are kept and applied together at the next
+    /// transaction that is not, or at the commit: per table in multi-row statements
+    /// (see `apply_deferred`).
+    pub async fn apply_grouped(&mut self, origin: &str, tx: Transaction) -> Result<Outcome, Error> {
+        let r = match self.apply_inner(origin, &tx, true).await {
+            Ok(Step::Done(o)) => Ok(o),
+            Ok(Step::Defer) => self.defer(origin, tx).await,
+            Err(e) => Err(e),
         };
-        let r = self.commit_group(&g).await;
-        if r.is_err() {
-            self.abort().await;
-            return r;
-        }
-        self.group_committed(g);
-        Ok(())
-    }
-
-    async fn apply_mode(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Outcome, Error> {
-        let r = self.apply_inner(origin, tx, defer).await;
         if r.is_err() {
             self.abort().await;
         }
         r
+    }
+
+    /// Adds a complete transaction whose rows all wait for the group's batches.
+    async fn defer(&mut self, origin: &str, tx: Transaction) -> Result<Outcome, Error> {
+        self.join_group(origin, &tx);
+        let g = self.group.as_mut().expect("joined");
+        g.deferred_rows += tx.changes.len();
+        g.deferred.push(tx);
+        if self.group_full() {
+            self.flush().await?;
+            return Ok(Outcome::Applied { committed: true });
+        }
+        Ok(Outcome::Applied { committed: false })
+    }
+
+    /// Applies the rows still waiting in the open group and commits it, if any.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if self.group.is_none() {
+            return Ok(());
+        }
+        let r = match self.apply_deferred().await {
+            Ok(()) => {
+                let g = self.group.take().expect("checked above");
+                self.commit_group(&g).await.map(|()| g)
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(g) => {
+                self.group_committed(g);
+                Ok(())
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the complete origin transaction `tx` in the open group (opening one).
+    fn join_group(&mut self, origin: &str, tx: &Transaction) {
+        let cp = tx.checkpoint.clone().expect("last fragment has a checkpoint");
+        self.partial = false;
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+        let g = self.group.get_or_insert_with(|| Group {
+            origin: origin.to_string(),
+            started: std::time::Instant::now(),
+            txs: Vec::new(),
+            deferred: Vec::new(),
+            deferred_rows: 0,
+        });
+        g.txs.push(Pending {
+            gtid: tx.gtid.as_ref().map(|g| g.to_string()),
+            commit_ts_us: tx.commit_ts_us,
+            cp,
+            transport: self.transport_position.clone(),
+        });
+    }
+
+    fn group_full(&self) -> bool {
+        let applied = self.stats.rows - self.rows_reported;
+        self.group.as_ref().is_some_and(|g| {
+            g.txs.len() >= GROUP_MAX_TXS
+                || applied + g.deferred_rows as u64 >= GROUP_MAX_ROWS
+                || g.started.elapsed() >= GROUP_MAX_AGE
+        })
     }
 
     /// Rolls back the open target transaction, group included.
@@ -402,7 +477,7 @@ impl Applier {
         self.partial = false;
     }
 
-    async fn apply_inner(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Outcome, Error> {
+    async fn apply_inner(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Step, Error> {
         if tx.fragment == 0 {
             if self.partial {
                 // a restarted stream re-sends a transaction from its start (such a
@@ -433,7 +508,7 @@ impl Applier {
                     }
                 }
             }
-            return Ok(Outcome::Skipped);
+            return Ok(Step::Done(Outcome::Skipped));
         }
         let relevant = tx
             .changes
@@ -451,7 +526,7 @@ impl Applier {
         if self.open.is_none() && !relevant && tx.fragment == 0 && tx.last {
             if let Some(hb) = self.heartbeat_of(origin, tx) {
                 self.apply_heartbeat(origin, tx, hb).await?;
-                return Ok(Outcome::Skipped);
+                return Ok(Step::Done(Outcome::Skipped));
             }
         }
         if self.open.is_none() && (relevant || tx.last) {
@@ -460,20 +535,33 @@ impl Applier {
                 if let Some(cp) = &tx.checkpoint {
                     self.note_position_only(origin, cp);
                 }
-                return Ok(Outcome::Skipped);
+                return Ok(Step::Done(Outcome::Skipped));
             }
             self.begin(origin).await?;
         }
         if self.open.is_some() {
             self.partial = !tx.last;
         }
+        if defer && self.open.is_some() && tx.fragment == 0 && tx.last && self.deferrable(tx).await? {
+            return Ok(Step::Defer);
+        }
+        // the rows of earlier transactions of the group come first
+        self.apply_deferred().await?;
         let mut i = 0;
         while i < tx.changes.len() {
             match &tx.changes[i] {
                 Change::Row(r) if self.replicated(r) => {
                     let n = self.batch_len(&tx.changes[i..]).await?;
                     if n >= 2 {
-                        self.apply_batch(origin, tx, &tx.changes[i..i + n]).await?;
+                        let rows: Vec<(&Transaction, &RowChange)> = tx.changes[i..i + n]
+                            .iter()
+                            .filter_map(|c| match c {
+                                Change::Row(r) => Some((tx, r)),
+                                _ => None,
+                            })
+                            .collect();
+                        let chains: Vec<&[(&Transaction, &RowChange)]> = rows.chunks(1).collect();
+                        self.apply_batch(origin, &chains).await?;
                         i += n;
                         continue;
                     }
@@ -489,33 +577,16 @@ impl Applier {
         }
         if tx.last {
             if self.open.is_some() {
-                let cp = tx.checkpoint.clone().expect("last fragment has a checkpoint");
-                self.partial = false;
-                self.applied.insert(origin.to_string(), cp.gtid.clone());
-                let rows_in_group = self.stats.rows - self.rows_reported;
-                let g = self.group.get_or_insert_with(|| Group {
-                    origin: origin.to_string(),
-                    started: std::time::Instant::now(),
-                    txs: Vec::new(),
-                });
-                g.txs.push(Pending {
-                    gtid: tx.gtid.as_ref().map(|g| g.to_string()),
-                    commit_ts_us: tx.commit_ts_us,
-                    cp,
-                    transport: self.transport_position.clone(),
-                });
-                let full = g.txs.len() >= GROUP_MAX_TXS
-                    || rows_in_group >= GROUP_MAX_ROWS
-                    || g.started.elapsed() >= GROUP_MAX_AGE;
-                if defer && !full {
-                    return Ok(Outcome::Applied { committed: false });
+                self.join_group(origin, tx);
+                if defer && !self.group_full() {
+                    return Ok(Step::Done(Outcome::Applied { committed: false }));
                 }
                 self.flush().await?;
-                return Ok(Outcome::Applied { committed: true });
+                return Ok(Step::Done(Outcome::Applied { committed: true }));
             }
-            return Ok(Outcome::Skipped);
+            return Ok(Step::Done(Outcome::Skipped));
         }
-        Ok(Outcome::Applied { committed: false })
+        Ok(Step::Done(Outcome::Applied { committed: false }))
     }
 
     /// Writes the position of the group's last transaction and commits.
@@ -876,17 +947,8 @@ impl Applier {
             if r.db != first.db || r.table != first.table || n >= BATCH_MAX_ROWS {
                 break;
             }
-            let Some(after) = &r.after else { break };
-            if self.check_image(&t, after).is_err() {
-                break; // the row path reports it
-            }
-            let Some(key) = int_key(&t, after) else { break };
-            match (r.op, &r.before) {
-                (Op::Insert, _) => {}
-                (Op::Update, Some(before))
-                    if self.check_image(&t, before).is_ok() && int_key(&t, before).as_ref() == Some(&key) => {}
-                _ => break,
-            }
+            let Some(key) = self.batch_key(&t, r) else { break };
+            let after = r.after.as_ref().expect("batchable rows have an after image");
             params += after.values.len();
             bytes += after.values.iter().map(approx_size).sum::<usize>();
             if (n > 0 && (params > BATCH_MAX_PARAMS || bytes > BATCH_MAX_BYTES)) || !keys.insert(key) {
@@ -897,20 +959,140 @@ impl Applier {
         Ok(n)
     }
 
+    /// The integer key of `r` if it can go into a batch of its table `t`: an insert or a
+    /// key-preserving update whose images match the local columns.
+    fn batch_key(&self, t: &LocalTable, r: &RowChange) -> Option<Vec<i128>> {
+        let after = r.after.as_ref()?;
+        if self.check_image(t, after).is_err() {
+            return None; // the row path reports it
+        }
+        let key = int_key(t, after)?;
+        match (r.op, &r.before) {
+            (Op::Insert, _) => Some(key),
+            (Op::Update, Some(before))
+                if self.check_image(t, before).is_ok() && int_key(t, before).as_ref() == Some(&key) =>
+            {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// True when every change of `tx` can wait for the group's batches: rows of other
+    /// databases, or batchable rows of versioned tables (see `batch_key`).
+    async fn deferrable(&mut self, tx: &Transaction) -> Result<bool, Error> {
+        for c in &tx.changes {
+            match c {
+                Change::Row(r) if self.replicated(r) => {
+                    let t = self.table(&r.db, &r.tbl_name()).await?;
+                    if t.version.is_none() || !t.batchable || self.batch_key(&t, r).is_none() {
+                        return Ok(false);
+                    }
+                }
+                Change::Row(r) if self.tombstone_of_replicated(r) => return Ok(false),
+                Change::Row(_) => {}
+                Change::Statement(_) => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies the rows of the group's deferred transactions: per table, each key's
+    /// changes in order as a chain, the chains in batches. A chain whose first change
+    /// is clean (no conflict) and whose later changes each continue the one before is
+    /// written as its last image; any other chain goes row by row. The tables are
+    /// batchable (no foreign key, no other unique key, no trigger of their own), so
+    /// only each key's order matters and the result is the result of applying the
+    /// transactions one by one; the group commits as one.
+    async fn apply_deferred(&mut self) -> Result<(), Error> {
+        let Some(g) = self.group.as_mut() else {
+            return Ok(());
+        };
+        if g.deferred.is_empty() {
+            return Ok(());
+        }
+        let txs = std::mem::take(&mut g.deferred);
+        g.deferred_rows = 0;
+        let origin = g.origin.clone();
+        let mut tables: Vec<(&RowChange, Vec<(&Transaction, &RowChange)>)> = Vec::new();
+        for tx in &txs {
+            for c in &tx.changes {
+                let Change::Row(r) = c else { continue };
+                if !self.replicated(r) {
+                    continue;
+                }
+                match tables.iter_mut().find(|(k, _)| k.db == r.db && k.table == r.table) {
+                    Some((_, rows)) => rows.push((tx, r)),
+                    None => tables.push((r, vec![(tx, r)])),
+                }
+            }
+        }
+        for (first, rows) in tables {
+            let t = self.table(&first.db, &first.tbl_name()).await?;
+            // each key's changes in order: a chain
+            let mut index: HashMap<Vec<i128>, usize> = HashMap::new();
+            let mut chains: Vec<Vec<(&Transaction, &RowChange)>> = Vec::new();
+            for (tx, r) in rows {
+                let key = self.batch_key(&t, r).expect("deferred rows are batchable");
+                match index.get(&key) {
+                    Some(&i) => chains[i].push((tx, r)),
+                    None => {
+                        index.insert(key, chains.len());
+                        chains.push(vec![(tx, r)]);
+                    }
+                }
+            }
+            // batches of chains within the statement limits (one image per chain)
+            let (mut from, mut params, mut bytes) = (0, 0usize, 0usize);
+            for i in 0..chains.len() {
+                let (_, r) = chains[i].last().expect("a chain has a change");
+                let after = r.after.as_ref().expect("batchable rows have an after image");
+                let (p, b) = (after.values.len(), after.values.iter().map(approx_size).sum::<usize>());
+                if i > from
+                    && (i - from >= BATCH_MAX_ROWS || params + p > BATCH_MAX_PARAMS || bytes + b > BATCH_MAX_BYTES)
+                {
+                    self.apply_wave(&origin, &chains[from..i]).await?;
+                    (from, params, bytes) = (i, 0, 0);
+                }
+                (params, bytes) = (params + p, bytes + b);
+            }
+            self.apply_wave(&origin, &chains[from..]).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_wave(&mut self, origin: &str, chains: &[Vec<(&Transaction, &RowChange)>]) -> Result<(), Error> {
+        match chains {
+            [] => Ok(()),
+            [one] if one.len() == 1 => self.apply_row(origin, one[0].0, one[0].1).await,
+            _ => {
+                let chains: Vec<&[(&Transaction, &RowChange)]> = chains.iter().map(|c| c.as_slice()).collect();
+                self.apply_batch(origin, &chains).await
+            }
+        }
+    }
+
     /// Applies a batch found by [`Applier::batch_len`] with the same decisions as row by
     /// row: one locking read of all its rows and tombstones, then one multi-row INSERT
     /// for the absent keys and one multi-row upsert for the rows the origin changed as
     /// they are here. Anything else (a conflict, a tie, a tombstone, a key inserted
     /// here meanwhile) goes through the row path, which logs it. The keys are distinct
     /// and the table has no other unique key, so the order of the writes is free.
-    async fn apply_batch(&mut self, origin: &str, tx: &Transaction, rows: &[Change]) -> Result<(), Error> {
+    async fn apply_batch(&mut self, origin: &str, chains: &[&[(&Transaction, &RowChange)]]) -> Result<(), Error> {
         struct Item<'a> {
+            tx: &'a Transaction,
             key: Vec<i128>,
             img: &'a RowImage,
             v: i128,
             before: Option<i128>,
+            /// The key's later changes in the group, and whether each continues the
+            /// one before it (its before-image version is the previous after-image
+            /// version, and its version is greater): then, if the first change is
+            /// clean, all are, and the last image is the result.
+            rest: &'a [(&'a Transaction, &'a RowChange)],
+            chained: bool,
         }
-        let Some(Change::Row(first)) = rows.first() else {
+        let Some((_, first)) = chains.first().and_then(|c| c.first()) else {
             return Ok(());
         };
         let t = self.table(&first.db, &first.tbl_name()).await?;
@@ -926,22 +1108,38 @@ impl Applier {
                 )
             })
         };
-        let mut items = Vec::with_capacity(rows.len());
-        for c in rows {
-            let Change::Row(r) = c else { continue };
+        let mut items = Vec::with_capacity(chains.len());
+        for chain in chains {
+            let (tx, r) = chain[0];
             let after = r.after.as_ref().expect("batched rows have an after image");
             let (v, before) = (version(after)?, r.before.as_ref().map(version).transpose()?);
+            let mut chained = true;
+            let mut prev = v;
+            for (_, next) in &chain[1..] {
+                let nv = version(next.after.as_ref().expect("batched rows have an after image"))?;
+                let nb = next.before.as_ref().map(version).transpose()?;
+                chained &= next.op == Op::Update && nb == Some(prev) && nv > prev;
+                prev = nv;
+            }
             items.push(Item {
+                tx,
                 key: int_key(&t, after).expect("batched keys are integers"),
                 img: after,
                 v,
                 before,
+                rest: &chain[1..],
+                chained,
             });
         }
         let mut in_range = Vec::with_capacity(items.len());
         for it in items {
-            if it.before.is_some() || self.range_ok(origin, tx, &t, it.img).await? {
+            if it.before.is_some() || self.range_ok(origin, it.tx, &t, it.img).await? {
                 in_range.push(it);
+            } else {
+                // the key's later changes meet the state the row path would leave
+                for &(tx, r) in it.rest {
+                    self.apply_row(origin, tx, r).await?;
+                }
             }
         }
         let items = in_range;
@@ -958,7 +1156,7 @@ impl Applier {
                 (Some(l), Some(b)) => l == b && it.v > l && tombs.get(&it.key).is_none_or(|&x| it.v > x),
                 _ => false,
             };
-            match (clean, lv) {
+            match (clean && it.chained, lv) {
                 (true, None) => inserts.push(it),
                 (true, Some(_)) => upserts.push(it),
                 (false, _) => slow.push(it),
@@ -987,21 +1185,22 @@ impl Applier {
         let bound = |items: &[Item]| -> Result<Vec<MyValue>, Error> {
             let mut p = Vec::with_capacity(items.len() * cols.len());
             for it in items {
-                for v in &it.img.values {
+                // a clean chain leaves its last image
+                let img = it.rest.last().and_then(|(_, r)| r.after.as_ref()).unwrap_or(it.img);
+                for v in &img.values {
                     p.push(bind(v).map_err(|e| definite(&settings, e))?);
                 }
             }
             Ok(p)
         };
+        let changes = |items: &[Item]| items.iter().map(|i| 1 + i.rest.len() as u64).sum::<u64>();
         if !inserts.is_empty() {
             let (sql, p) = (statement(inserts.len(), ""), bound(&inserts)?);
             match self.conn.exec_drop(sql, p).await {
                 Ok(()) => {
-                    self.stats.rows += inserts.len() as u64;
-                    self.direction(origin)
-                        .metrics
-                        .batched_rows
-                        .increment(inserts.len() as u64);
+                    let n = changes(&inserts);
+                    self.stats.rows += n;
+                    self.direction(origin).metrics.batched_rows.increment(n);
                 }
                 // a key inserted here after the locking read: row by row decides and logs
                 Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut inserts),
@@ -1022,15 +1221,16 @@ impl Applier {
                 .exec_drop(sql, p)
                 .await
                 .map_err(|e| mysql_err(&self.s, &format!("writing rows of `{}`.`{}`", t.db, t.tbl), e))?;
-            self.stats.rows += upserts.len() as u64;
-            self.direction(origin)
-                .metrics
-                .batched_rows
-                .increment(upserts.len() as u64);
+            let n = changes(&upserts);
+            self.stats.rows += n;
+            self.direction(origin).metrics.batched_rows.increment(n);
         }
         for it in slow {
             let key = self.key_values(&t, it.img)?;
-            self.write_row(origin, tx, &t, &key, it.img, it.v, it.before).await?;
+            self.write_row(origin, it.tx, &t, &key, it.img, it.v, it.before).await?;
+            for &(tx, r) in it.rest {
+                self.apply_row(origin, tx, r).await?;
+            }
         }
         Ok(())
     }

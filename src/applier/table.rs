@@ -22,8 +22,9 @@ pub struct LocalTable {
     /// Data type of the version column (`datetime`, `timestamp`, `bigint`, ...).
     pub version_type: String,
     /// Rows may be applied in batches (see `Applier::apply_batch`): every key column
-    /// is an integer, and no unique key but the primary key and no foreign key can
-    /// make the order of writes within a batch matter.
+    /// is an integer, and no unique key but the primary key, no foreign key and no
+    /// INSERT/UPDATE trigger can make the order of writes within a target transaction
+    /// matter.
     pub batchable: bool,
 }
 
@@ -54,8 +55,9 @@ impl LocalTable {
         let other_constraints: Option<u64> = conn
             .exec_first(
                 "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') \
-                 + (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?))",
-                (db, tbl, db, tbl, db, tbl),
+                 + (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)) \
+                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE'))",
+                (db, tbl, db, tbl, db, tbl, db, tbl),
             )
             .await?;
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();

@@ -13,8 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Fragments buffered between the reader and the applier (bounded memory).
-const CHANNEL_FRAGMENTS: usize = 16;
+/// Fragments buffered between the reader and the applier: enough for the reader to
+/// run ahead while the applier commits a group (group commit needs a backlog), and
+/// bounded in memory by rows as well.
+const CHANNEL_FRAGMENTS: usize = 4096;
+/// At most this many rows wait between the reader and the applier.
+const CHANNEL_ROWS: usize = 100_000;
 
 /// One direction: `reader` (of the peer zone) → applier (of this zone).
 pub struct Direction {
@@ -43,11 +47,19 @@ async fn session(d: &Direction) -> Result<(), Error> {
     dir.set_state("applying");
     let shipped =
         metrics::counter!(crate::ops::metrics::TXNS_SHIPPED, "from_zone" => d.origin.clone(), "transport" => "direct");
-    let (tx, mut rx) = mpsc::channel(CHANNEL_FRAGMENTS);
+    let (tx, mut rx) = mpsc::channel::<(crate::model::Transaction, u32)>(CHANNEL_FRAGMENTS);
+    let budget = Arc::new(tokio::sync::Semaphore::new(CHANNEL_ROWS));
+    let reader_budget = budget.clone();
     let mut reading = tokio::spawn(async move {
         loop {
             for t in reader.next().await? {
-                if tx.send(t).await.is_err() {
+                // rows in the channel are bounded: wait for the applier to take some
+                let n = t.changes.len().clamp(1, CHANNEL_ROWS) as u32;
+                match reader_budget.acquire_many(n).await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return Ok::<(), Error>(()),
+                }
+                if tx.send((t, n)).await.is_err() {
                     return Ok::<(), Error>(());
                 }
             }
@@ -65,7 +77,8 @@ async fn session(d: &Direction) -> Result<(), Error> {
                     "applier totals since start");
             }
             t = rx.recv() => match t {
-                Some(t) => {
+                Some((t, n)) => {
+                    budget.add_permits(n as usize);
                     if t.fragment == 0 {
                         if dir.is_paused() {
                             if let Err(e) = applier.flush().await {
@@ -78,7 +91,7 @@ async fn session(d: &Direction) -> Result<(), Error> {
                         }
                     }
                     // group commit while behind: commit once nothing more is queued
-                    let r = match applier.apply_grouped(&origin, &t).await {
+                    let r = match applier.apply_grouped(&origin, t).await {
                         Ok(_) if rx.is_empty() => applier.flush().await,
                         r => r.map(|_| ()),
                     };

@@ -488,7 +488,7 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
             dir.wait_if_paused().await;
         }
         applier.set_transport_position(Some((topic.clone(), msg.partition(), msg.offset())));
-        applier.apply_grouped(&c.origin, &tx).await?;
+        applier.apply_grouped(&c.origin, tx).await?;
         // group commit while behind: commit once no further message is at hand
         ready = consumer.recv().now_or_never();
         if !matches!(ready, Some(Ok(_))) {
