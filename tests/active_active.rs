@@ -615,7 +615,8 @@ async fn batched_rows_decide_like_row_by_row() {
     }
     let text = get(&format!("{}/metrics", admin[1]));
     let batched = sample(&text, "drc_applied_rows_batched_total", &["from_zone=\"a\""]).unwrap_or(0.0);
-    // 13 clean updates and 28 clean inserts, in fragments of at most 50 rows, and the
-    // small transactions' rows: the chains of 15, 17 and 201, the inserts
-    assert!(batched >= 45.0, "only {batched} rows took the batch path:\n{text}");
+    // The big transaction's 13 clean updates (its inserts meet 41 and 43, which exist
+    // here: the multi-row INSERT fails and they go row by row), and the small
+    // transactions' rows: the chains of 15, 17 and 201 (15 changes) and 5 inserts.
+    assert!(batched >= 30.0, "only {batched} rows took the batch path:\n{text}");
 }

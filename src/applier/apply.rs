@@ -1146,8 +1146,15 @@ impl Applier {
         if items.is_empty() {
             return Ok(());
         }
+        // An insert needs no read of its row: if the key exists here after all, the
+        // multi-row INSERT fails (1062) and its rows go row by row.
         let keys: Vec<&[i128]> = items.iter().map(|i| i.key.as_slice()).collect();
-        let (local, tombs) = self.lock_keys(&t, &keys).await?;
+        let updated: Vec<&[i128]> = items
+            .iter()
+            .filter(|i| i.before.is_some())
+            .map(|i| i.key.as_slice())
+            .collect();
+        let (local, tombs) = self.lock_keys(&t, &updated, &keys).await?;
         let (mut inserts, mut upserts, mut slow) = (Vec::new(), Vec::new(), Vec::new());
         for it in items {
             let lv = local.get(&it.key).copied();
@@ -1237,7 +1244,24 @@ impl Applier {
 
     /// Locks the local rows and tombstones of `keys` (integer primary keys); returns
     /// their versions by key.
-    async fn lock_keys(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<(KeyVersions, KeyVersions), Error> {
+    /// Locks the local rows of `rows` and the tombstones of `keys`; returns their
+    /// versions by key.
+    async fn lock_keys(
+        &mut self,
+        t: &LocalTable,
+        rows: &[&[i128]],
+        keys: &[&[i128]],
+    ) -> Result<(KeyVersions, KeyVersions), Error> {
+        let local = if rows.is_empty() {
+            KeyVersions::new()
+        } else {
+            self.lock_rows(t, rows).await?
+        };
+        let tombs = self.lock_tombstones(t, keys).await?;
+        Ok((local, tombs))
+    }
+
+    async fn lock_rows(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<KeyVersions, Error> {
         let vcol = ident(t.version.as_ref().expect("version"));
         let pk_cols: Vec<String> = t.pk.iter().map(|c| ident(c)).collect();
         let filter = if t.pk.len() == 1 {
@@ -1253,7 +1277,7 @@ impl Applier {
             t.qualified()
         );
         let m = |e| mysql_err(&self.s, &format!("locking rows of `{}`.`{}`", t.db, t.tbl), e);
-        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, key_params.clone()).await.map_err(m)?;
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, key_params).await.map_err(m)?;
         let mut local = KeyVersions::with_capacity(rows.len());
         for row in rows {
             let vals = row.unwrap();
@@ -1266,6 +1290,11 @@ impl Applier {
                 local.insert(key, v);
             }
         }
+        Ok(local)
+    }
+
+    async fn lock_tombstones(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<KeyVersions, Error> {
+        let key_params: Vec<MyValue> = keys.iter().flat_map(|k| k.iter().map(|&x| int_param(x))).collect();
         let sql = format!(
             "SELECT pk, CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND pk IN ({}) FOR UPDATE",
             vec![t.pk_json_params(); keys.len()].join(", ")
@@ -1291,7 +1320,7 @@ impl Applier {
                 tombs.insert(key, v);
             }
         }
-        Ok((local, tombs))
+        Ok(tombs)
     }
 
     /// A table listed in `[replication] unversioned`: no version, so no conflict
