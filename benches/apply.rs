@@ -5,7 +5,8 @@
 //!   and again with 4 threads in `optimistic` mode;
 //! * drc, direct: zone e's daemon reads zone d's binlog and applies;
 //! * drc, Kafka: zone d's daemon publishes to tansu, zone e's daemon consumes and
-//!   applies (both start together; the clock includes publishing).
+//!   applies (both start together; the clock includes publishing), through the
+//!   benchmark's own tansu broker on 127.0.0.1:9093 with in-memory storage.
 //!
 //! The clock runs from the start (START SLAVE, or the daemons' start) until zone e has
 //! applied the change set's last transaction (`@@gtid_slave_pos`, or drc.applied);
@@ -38,6 +39,44 @@ const ZONE_D: u16 = 33064;
 const ZONE_E: u16 = 33065;
 const RUNS: usize = 3;
 const DB: &str = "applybench";
+/// The benchmark's own broker: tansu with in-memory storage (the testenv broker on
+/// 9092 stores in SQLite, which slows down as it grows: docs/KAFKA.md).
+const BENCH_BROKER: &str = "127.0.0.1:9093";
+
+/// Kills the benchmark's broker when dropped.
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn start_broker() -> Broker {
+    let log = std::fs::File::create(repo().join("testenv/.run/tansu-bench.log")).unwrap();
+    let child = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://{BENCH_BROKER}"),
+            "--advertised-listener-url",
+            &format!("tcp://{BENCH_BROKER}"),
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tansu (installed by testenv/up.sh --kafka)");
+    let broker = Broker(child);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(BENCH_BROKER).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "tansu did not listen on {BENCH_BROKER}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker
+}
 
 const TABLES: &[&str] = &[
     "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
@@ -243,7 +282,7 @@ fn config(dir: &Path, zone: &str, port: u16, server_id: u32, start: &str, kafka:
     let (transport, kafka_section) = match kafka {
         Some(prefix) => (
             "transport = \"kafka\"\n",
-            format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic_prefix = \"{prefix}\"\n"),
+            format!("[kafka]\nbrokers = \"{BENCH_BROKER}\"\ntopic_prefix = \"{prefix}\"\n"),
         ),
         None => ("", String::new()),
     };
@@ -486,6 +525,7 @@ fn main() {
         .status()
         .expect("run testenv/up.sh");
     assert!(st.success(), "testenv/up.sh d e --kafka failed");
+    let _broker = start_broker();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
