@@ -28,56 +28,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::*;
 
-const ZONE_D: u16 = 33064;
-const ZONE_E: u16 = 33065;
 const RUNS: usize = 3;
 const DB: &str = "applybench";
-/// The benchmark's own broker: tansu with in-memory storage (the testenv broker on
-/// 9092 stores in SQLite, which slows down as it grows: docs/KAFKA.md).
-const BENCH_BROKER: &str = "127.0.0.1:9093";
-
-/// Kills the benchmark's broker when dropped.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn start_broker() -> Broker {
-    let log = std::fs::File::create(repo().join("testenv/.run/tansu-bench.log")).unwrap();
-    let child = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://{BENCH_BROKER}"),
-            "--advertised-listener-url",
-            &format!("tcp://{BENCH_BROKER}"),
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start tansu (installed by testenv/up.sh --kafka)");
-    let broker = Broker(child);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(BENCH_BROKER).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "tansu did not listen on {BENCH_BROKER}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    broker
-}
-
 const TABLES: &[&str] = &[
     "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
      status ENUM('new','paid','shipped') NOT NULL, note TEXT, qty INT NOT NULL, created DATETIME(6) NOT NULL, \
@@ -96,24 +56,6 @@ struct ChangeSet {
     end_seq: u64,
     txns: u64,
     rows: u64,
-}
-
-async fn gtid_pos(c: &mut mysql_async::Conn) -> String {
-    c.query_first::<String, _>("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
-/// Sequence number of zone d's domain (4) in a MariaDB GTID position.
-fn seq_of(pos: &str) -> u64 {
-    pos.split(',')
-        .filter_map(|g| {
-            let mut p = g.trim().split('-');
-            (p.next() == Some("4")).then(|| p.nth(1).and_then(|s| s.parse().ok()))?
-        })
-        .next()
-        .unwrap_or(0)
 }
 
 async fn create_tables(port: u16) {
@@ -245,17 +187,8 @@ struct Outcome {
 
 async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
     let mut c = conn(ZONE_E).await;
-    for q in [
-        format!("SET GLOBAL slave_parallel_threads = {threads}"),
-        "SET GLOBAL slave_parallel_mode = 'optimistic'".to_string(),
-        format!("SET GLOBAL replicate_do_db = '{DB}'"),
-        format!("SET GLOBAL gtid_slave_pos = '{}'", cs.start),
-        format!("CHANGE MASTER TO master_host = '127.0.0.1', master_port = {ZONE_D}, master_user = 'drc', master_password = 'drc', master_use_gtid = slave_pos"),
-    ] {
-        c.query_drop(&q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
     let t = Instant::now();
-    c.query_drop("START SLAVE").await.unwrap();
+    start_replica(&mut c, &cs.start, threads, DB).await;
     loop {
         let pos: String = c
             .query_first("SELECT @@gtid_slave_pos")
@@ -277,81 +210,6 @@ async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
     Outcome { secs, rss_mb: vec![] }
 }
 
-fn config(dir: &Path, zone: &str, port: u16, server_id: u32, start: &str, kafka: Option<&str>) -> std::path::PathBuf {
-    let peer = if zone == "e" { ("d", ZONE_D) } else { ("e", ZONE_E) };
-    let (transport, kafka_section) = match kafka {
-        Some(prefix) => (
-            "transport = \"kafka\"\n",
-            format!("[kafka]\nbrokers = \"{BENCH_BROKER}\"\ntopic_prefix = \"{prefix}\"\n"),
-        ),
-        None => ("", String::new()),
-    };
-    let path = dir.join(format!("zone-{zone}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"zone = "{zone}"
-{transport}[mysql]
-host = "127.0.0.1"
-port = {port}
-user = "drc"
-password = "drc"
-[reader]
-server_id = {server_id}
-state_dir = "state-{zone}"
-start = "{start}"
-[replication]
-databases = ["{DB}"]
-version_column = "updated_at"
-{kafka_section}[[peers]]
-zone = "{}"
-[peers.mysql]
-host = "127.0.0.1"
-port = {}
-user = "drc"
-password = "drc"
-"#,
-            peer.0, peer.1
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn drc_cmd(args: &[&str], cfg: &Path) -> Command {
-    let mut c = Command::new(drc_bin());
-    c.args(args).arg("--config").arg(cfg).env("DRC_LOG", "warn");
-    c
-}
-
-fn init(cfg: &Path) {
-    let out = drc_cmd(&["init"], cfg).output().unwrap();
-    assert!(
-        out.status.success(),
-        "drc init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn spawn(cfg: &Path, log: &Path) -> Child {
-    drc_cmd(&["run"], cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-/// Peak resident set (VmHWM) of a running process, MB.
-fn peak_rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn applied_txns(port: u16) -> u64 {
     let mut c = conn(port).await;
     c.query_first::<Option<u64>, _>("SELECT SUM(applied_txns) FROM drc.applied WHERE origin_zone = 'd'")
@@ -370,10 +228,18 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     // direct: zone e's daemon reads zone d from the change set's start; Kafka: zone d's
     // daemon does, and zone e's reads (and publishes) only its own zone from now on
     let e_start = if kafka { "now" } else { start.as_str() };
-    let e = config(dir.path(), "e", ZONE_E, sid, e_start, kafka.then_some(prefix.as_str()));
+    let e = config(
+        dir.path(),
+        "e",
+        ZONE_E,
+        sid,
+        e_start,
+        DB,
+        kafka.then_some(prefix.as_str()),
+    );
     init(&e);
     let mut daemons = Vec::new();
-    let d = kafka.then(|| config(dir.path(), "d", ZONE_D, sid + 1, &start, Some(&prefix)));
+    let d = kafka.then(|| config(dir.path(), "d", ZONE_D, sid + 1, &start, DB, Some(&prefix)));
     if let Some(d) = &d {
         init(d);
     }
@@ -394,7 +260,7 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
             break;
         }
         for dm in daemons.iter_mut() {
-            if let Ok(Some(st)) = dm.try_wait() {
+            if let Some(st) = dm.exited() {
                 panic!("a drc daemon exited ({st}):\n{}", logs());
             }
         }
@@ -407,10 +273,7 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     }
     let secs = t.elapsed().as_secs_f64();
     let rss_mb = daemons.iter().map(|c| peak_rss_mb(c.id())).collect();
-    for mut dm in daemons {
-        dm.kill().ok();
-        dm.wait().ok();
-    }
+    drop(daemons);
     if kafka {
         // zone d's daemon wrote its drc schema there; leave zone d as generated
         conn(ZONE_D).await.query_drop("DROP DATABASE IF EXISTS drc").await.ok();
@@ -428,11 +291,6 @@ async fn server_counters() -> (u64, u64) {
         .unwrap();
     let get = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.1).unwrap_or(0);
     (get("Questions"), get("Handler_commit"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f64)> {
@@ -519,12 +377,7 @@ fn report(cs: &ChangeSet, results: &[(Mode, f64, f64)], runs: usize) {
 }
 
 fn main() {
-    let st = Command::new("bash")
-        .arg(repo().join("testenv/up.sh"))
-        .args(["d", "e", "--kafka"])
-        .status()
-        .expect("run testenv/up.sh");
-    assert!(st.success(), "testenv/up.sh d e --kafka failed");
+    testenv_up_args(&["d", "e", "--kafka"]);
     let _broker = start_broker();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
