@@ -439,7 +439,7 @@ async fn batched_rows_decide_like_row_by_row() {
         updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
     const SLOW: &str = "CREATE TABLE slow (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
         updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), u BIGINT NOT NULL UNIQUE)";
-    let mut p = Pair::new("batch", &[FAST, SLOW], 4801).await;
+    let mut p = Pair::new("batch", &[FAST, SLOW], 4811).await;
     let admin = p.with_admin(9481, "batch-token");
     p.start_both().await;
     let db = p.db.clone();

@@ -936,7 +936,7 @@ impl Applier {
             return Ok(0);
         };
         let t = self.table(&first.db, &first.tbl_name()).await?;
-        if t.version.is_none() || !t.batchable {
+        if !t.batchable {
             return Ok(0);
         }
         let mut keys = std::collections::HashSet::new();
@@ -985,7 +985,7 @@ impl Applier {
             match c {
                 Change::Row(r) if self.replicated(r) => {
                     let t = self.table(&r.db, &r.tbl_name()).await?;
-                    if t.version.is_none() || !t.batchable || self.batch_key(&t, r).is_none() {
+                    if !t.batchable || self.batch_key(&t, r).is_none() {
                         return Ok(false);
                     }
                 }
@@ -1096,7 +1096,9 @@ impl Applier {
             return Ok(());
         };
         let t = self.table(&first.db, &first.tbl_name()).await?;
-        let vcol = t.version.clone().expect("batches are versioned");
+        let Some(vcol) = t.version.clone() else {
+            return self.apply_batch_unversioned(origin, &t, chains).await;
+        };
         let version = |img: &RowImage| -> Result<i128, Error> {
             img.get(&vcol).and_then(version_of).ok_or_else(|| {
                 definite(
@@ -1242,10 +1244,60 @@ impl Applier {
         Ok(())
     }
 
-    /// Locks the local rows and tombstones of `keys` (integer primary keys); returns
-    /// their versions by key.
-    /// Locks the local rows of `rows` and the tombstones of `keys`; returns their
-    /// versions by key.
+    /// A batch of a table listed in `[replication] unversioned`: the origin wins, so
+    /// each key's last image is upserted, with no read (the row path's upsert, in one
+    /// statement); inserts outside the origin's ID range are caught as row by row.
+    async fn apply_batch_unversioned(
+        &mut self,
+        origin: &str,
+        t: &LocalTable,
+        chains: &[&[(&Transaction, &RowChange)]],
+    ) -> Result<(), Error> {
+        let mut images: Vec<&RowImage> = Vec::with_capacity(chains.len());
+        let mut n = 0u64;
+        for chain in chains {
+            let (tx, r) = chain[0];
+            let after = r.after.as_ref().expect("batched rows have an after image");
+            if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
+                for &(tx, r) in &chain[1..] {
+                    self.apply_row(origin, tx, r).await?;
+                }
+                continue;
+            }
+            let (_, last) = chain[chain.len() - 1];
+            images.push(last.after.as_ref().expect("batched rows have an after image"));
+            n += chain.len() as u64;
+        }
+        if images.is_empty() {
+            return Ok(());
+        }
+        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+        let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {}",
+            t.qualified(),
+            cols.join(", "),
+            vec![row_marks.as_str(); images.len()].join(", "),
+            upd.join(", ")
+        );
+        let mut p = Vec::with_capacity(images.len() * cols.len());
+        for img in images {
+            for v in &img.values {
+                p.push(bind(v).map_err(|e| definite(&self.s, e))?);
+            }
+        }
+        self.conn
+            .exec_drop(sql, p)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("writing rows of `{}`.`{}`", t.db, t.tbl), e))?;
+        self.stats.rows += n;
+        self.direction(origin).metrics.batched_rows.increment(n);
+        Ok(())
+    }
+
+    /// Locks the local rows of `rows` and the tombstones of `keys` (integer primary
+    /// keys); returns their versions by key.
     async fn lock_keys(
         &mut self,
         t: &LocalTable,
