@@ -107,6 +107,8 @@ async fn generate() -> (String, u64, u64) {
 struct Run {
     wall: f64,
     cpu: f64,
+    /// Peak resident set of the process, MB (wait4's ru_maxrss).
+    rss_mb: f64,
     out: String,
 }
 
@@ -144,6 +146,7 @@ fn measure(cmd: &mut Command) -> Run {
     Run {
         wall,
         cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
+        rss_mb: ru.ru_maxrss as f64 / 1024.0,
         out,
     }
 }
@@ -211,7 +214,7 @@ fn main() {
     let cfg = write_config(dir.path(), "d", ZONE_D, 7001, "beginning");
     let py = python_venv();
 
-    let mut results: Vec<(&str, f64, f64, f64)> = Vec::new();
+    let mut results: Vec<(&str, f64, f64, f64, f64)> = Vec::new();
     type MakeCommand<'a> = Box<dyn Fn() -> Command + 'a>;
     let tools: Vec<(&str, MakeCommand)> = vec![
         (
@@ -247,7 +250,7 @@ fn main() {
         ),
     ];
     for (name, make) in &tools {
-        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+        let (mut walls, mut cpus, mut rss) = (Vec::new(), Vec::new(), 0f64);
         // python-mysql-replication needs minutes per run: one run unless asked
         let runs = if name.starts_with("python") {
             std::env::var("PY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
@@ -266,9 +269,11 @@ fn main() {
                 }
                 Err(_) => (rows, r.wall),
             };
+            rss = rss.max(r.rss_mb);
             eprintln!(
-                "{name} run {run}: {got} rows in {secs:.2} s wall, {:.2} s CPU{}",
+                "{name} run {run}: {got} rows in {secs:.2} s wall, {:.2} s CPU, peak RSS {:.0} MB{}",
                 r.cpu,
+                r.rss_mb,
                 if got < rows { " (time-boxed)" } else { "" }
             );
             walls.push(secs / got as f64);
@@ -277,18 +282,18 @@ fn main() {
         // medians of seconds per row
         let (w, c) = (median(walls), median(cpus));
         let mb_per_row = bytes as f64 / 1e6 / rows as f64;
-        results.push((name, 1.0 / w, mb_per_row / w, c * 1e6));
+        results.push((name, 1.0 / w, mb_per_row / w, c * 1e6, rss));
     }
     println!(
         "\nparse drain of {rows} row events ({:.1} MB of binlog), median of {RUNS} runs (python-mysql-replication: PY_RUNS, default 1):",
         bytes as f64 / 1e6
     );
     println!(
-        "  {:<26} {:>12} {:>9} {:>16}",
-        "tool", "rows/s", "MB/s", "CPU s / M rows"
+        "  {:<26} {:>12} {:>9} {:>16} {:>12}",
+        "tool", "rows/s", "MB/s", "CPU s / M rows", "peak RSS MB"
     );
-    for (name, rps, mbps, cpu) in &results {
-        println!("  {name:<26} {rps:>12.0} {mbps:>9.1} {cpu:>16.2}");
+    for (name, rps, mbps, cpu, rss) in &results {
+        println!("  {name:<26} {rps:>12.0} {mbps:>9.1} {cpu:>16.2} {rss:>12.0}");
     }
     let drc = results[0].1;
     println!(

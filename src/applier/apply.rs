@@ -2,12 +2,24 @@
 //! [`crate::applier`] and docs/CONFLICTS.md.
 //!
 //! # Exactly once
-//! One origin transaction = one target transaction: it opens on fragment 0 by bumping
-//! the loop marker (`drc.marker`), applies every row with last-writer-wins, and on
-//! the last fragment writes the origin position into `drc.applied` and commits. A crash
-//! at any instant leaves either nothing or everything of the transaction, position
-//! included; the reader resumes from `drc.applied`. A transaction whose GTID the stored
-//! position already contains is skipped (a duplicate delivery).
+//! An origin transaction is applied inside one target transaction: it opens on
+//! fragment 0 by bumping the loop marker (`drc.marker`), applies every row with
+//! last-writer-wins, and on the last fragment writes the origin position into
+//! `drc.applied` and commits. With [`Applier::apply_grouped`] several complete origin
+//! transactions share the target transaction (group commit) and the position written
+//! is the last one's. A crash at any instant leaves either nothing or everything of
+//! the (group of) transactions, position included; the reader resumes from
+//! `drc.applied`. A transaction whose GTID the stored position already contains is
+//! skipped (a duplicate delivery).
+//!
+//! # Batches
+//! Runs of inserts and key-preserving updates of a batchable table (see
+//! [`LocalTable::batchable`]) are applied with one locking read and multi-row
+//! statements, with exactly the decisions of the row path: only rows whose decision
+//! is a plain insert or overwrite take the batch path, the rest go row by row. Within
+//! a group, the rows of batchable transactions are applied per table and per key
+//! (chains). docs/ARCHITECTURE.md, "Applying fast", states why the result is the
+//! same as row by row; a differential test checks it.
 //!
 //! # Loops
 //! A transaction that writes `drc.marker` was written by an applier: it is never

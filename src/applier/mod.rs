@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`lww`] | the last-writer-wins decision for one row (pure, property-tested) |
 //! | [`id_range`] | per-zone primary-key ranges |
-//! | [`apply`] | one origin transaction → one target transaction (marker, rows, position) |
+//! | [`apply`] | origin transactions → target transactions (marker, rows, position), group commit, batches |
 //! | [`table`] | local table metadata, the tombstone trigger |
 //! | [`sql`] | identifier quoting, value binding, version arithmetic |
 
