@@ -1,16 +1,16 @@
 //! Apply catch-up benchmark (issue 6, scenarios 2 and 4): one change set, committed in
-//! testenv zone d, applied into the empty zone e by
-//! * MariaDB's own replication: zone e as a replica of zone d (`START SLAVE` from the
+//! testenv zone f, applied into the empty zone e by
+//! * MariaDB's own replication: zone e as a replica of zone f (`START SLAVE` from the
 //!   GTID before the change set, `replicate_do_db`), with `slave_parallel_threads=0`,
 //!   and again with 4 threads in `optimistic` mode;
-//! * drc, direct: zone e's daemon reads zone d's binlog and applies;
-//! * drc, Kafka: zone d's daemon publishes to tansu, zone e's daemon consumes and
+//! * drc, direct: zone e's daemon reads zone f's binlog and applies;
+//! * drc, Kafka: zone f's daemon publishes to tansu, zone e's daemon consumes and
 //!   applies (both start together; the clock includes publishing), through the
 //!   benchmark's own tansu broker on 127.0.0.1:9093 with in-memory storage.
 //!
 //! The clock runs from the start (START SLAVE, or the daemons' start) until zone e has
 //! applied the change set's last transaction (`@@gtid_slave_pos`, or drc.applied);
-//! the rows in zone e are then counted against zone d. Reported: rows/s and seconds
+//! the rows in zone e are then counted against zone f. Reported: rows/s and seconds
 //! to catch up (medians of `RUNS`; the modes alternate within each run), the daemons'
 //! peak RSS (VmHWM), and drc's ratios to both native modes.
 //!
@@ -49,7 +49,7 @@ const TABLES: &[&str] = &[
      updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
 ];
 
-/// A change set in zone d: the GTID position before and after it, and its rows.
+/// A change set in zone f: the GTID position before and after it, and its rows.
 struct ChangeSet {
     name: &'static str,
     start: String,
@@ -69,14 +69,14 @@ async fn create_tables(port: u16) {
 }
 
 async fn generate_oltp(txns: u64) -> ChangeSet {
-    create_tables(ZONE_D).await;
-    let mut c = conn(ZONE_D).await;
+    create_tables(ZONE_F).await;
+    let mut c = conn(ZONE_F).await;
     let start = gtid_pos(&mut c).await;
     let clients = 2;
     let mut tasks = Vec::new();
     for w in 0..clients {
         tasks.push(tokio::spawn(async move {
-            let mut c = conn(ZONE_D).await;
+            let mut c = conn(ZONE_F).await;
             c.query_drop("SET SESSION auto_increment_increment = 1, auto_increment_offset = 1")
                 .await
                 .unwrap();
@@ -106,9 +106,9 @@ async fn generate_oltp(txns: u64) -> ChangeSet {
         t.await.unwrap();
     }
     let end = gtid_pos(&mut c).await;
-    let rows = count_rows(ZONE_D).await;
+    let rows = count_rows(ZONE_F).await;
     let n = (txns / clients) * clients;
-    assert_eq!(rows, n * 4, "orders + items in zone d");
+    assert_eq!(rows, n * 4, "orders + items in zone f");
     ChangeSet {
         name: "oltp",
         start,
@@ -119,8 +119,8 @@ async fn generate_oltp(txns: u64) -> ChangeSet {
 }
 
 async fn generate_big() -> ChangeSet {
-    create_tables(ZONE_D).await;
-    let mut c = conn(ZONE_D).await;
+    create_tables(ZONE_F).await;
+    let mut c = conn(ZONE_F).await;
     let start = gtid_pos(&mut c).await;
     c.query_drop(format!(
         "INSERT INTO {DB}.big (id, v, n) SELECT seq, CONCAT('value ', seq), seq % 1000 FROM seq_1_to_1000000"
@@ -157,7 +157,7 @@ async fn reset_target() {
     c.query_drop("DROP DATABASE IF EXISTS drc").await.unwrap();
     drop(c);
     create_tables(ZONE_E).await;
-    // an empty binlog: the replica's GTID position then needs only zone d's domain
+    // an empty binlog: the replica's GTID position then needs only zone f's domain
     conn(ZONE_E).await.query_drop("RESET MASTER").await.unwrap();
 }
 
@@ -181,7 +181,7 @@ impl Mode {
 
 struct Outcome {
     secs: f64,
-    /// Peak RSS of the daemons (zone e's; Kafka: zone d's publisher too), MB.
+    /// Peak RSS of the daemons (zone e's; Kafka: zone f's publisher too), MB.
     rss_mb: Vec<f64>,
 }
 
@@ -212,7 +212,7 @@ async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
 
 async fn applied_txns(port: u16) -> u64 {
     let mut c = conn(port).await;
-    c.query_first::<Option<u64>, _>("SELECT SUM(applied_txns) FROM drc.applied WHERE origin_zone = 'd'")
+    c.query_first::<Option<u64>, _>("SELECT SUM(applied_txns) FROM drc.applied WHERE origin_zone = 'f'")
         .await
         .ok()
         .flatten()
@@ -225,7 +225,7 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     let start = format!("gtid:{}", cs.start);
     let prefix = format!("applybench{}{run}{}.", std::process::id(), cs.name);
     let sid = 7100 + 10 * run as u32 + if kafka { 5 } else { 0 };
-    // direct: zone e's daemon reads zone d from the change set's start; Kafka: zone d's
+    // direct: zone e's daemon reads zone f from the change set's start; Kafka: zone f's
     // daemon does, and zone e's reads (and publishes) only its own zone from now on
     let e_start = if kafka { "now" } else { start.as_str() };
     let e = config(
@@ -239,17 +239,17 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     );
     init(&e);
     let mut daemons = Vec::new();
-    let d = kafka.then(|| config(dir.path(), "d", ZONE_D, sid + 1, &start, DB, Some(&prefix)));
-    if let Some(d) = &d {
-        init(d);
+    let f = kafka.then(|| config(dir.path(), "f", ZONE_F, sid + 1, &start, DB, Some(&prefix)));
+    if let Some(f) = &f {
+        init(f);
     }
     let t = Instant::now();
     daemons.push(spawn(&e, &dir.path().join("e.log")));
-    if let Some(d) = &d {
-        daemons.push(spawn(d, &dir.path().join("d.log")));
+    if let Some(f) = &f {
+        daemons.push(spawn(f, &dir.path().join("f.log")));
     }
     let logs = || {
-        ["e.log", "d.log"]
+        ["e.log", "f.log"]
             .iter()
             .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
             .collect::<Vec<_>>()
@@ -275,8 +275,8 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     let rss_mb = daemons.iter().map(|c| peak_rss_mb(c.id())).collect();
     drop(daemons);
     if kafka {
-        // zone d's daemon wrote its drc schema there; leave zone d as generated
-        conn(ZONE_D).await.query_drop("DROP DATABASE IF EXISTS drc").await.ok();
+        // zone f's daemon wrote its drc schema there; leave zone f as generated
+        conn(ZONE_F).await.query_drop("DROP DATABASE IF EXISTS drc").await.ok();
     }
     Outcome { secs, rss_mb }
 }
@@ -314,7 +314,7 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
             assert_eq!(
                 got,
                 want,
-                "{} left {got} rows in zone e, zone d has {want}",
+                "{} left {got} rows in zone e, zone f has {want}",
                 mode.label()
             );
             let peak = o.rss_mb.iter().cloned().fold(0.0, f64::max);
@@ -377,7 +377,7 @@ fn report(cs: &ChangeSet, results: &[(Mode, f64, f64)], runs: usize) {
 }
 
 fn main() {
-    testenv_up_args(&["d", "e", "--kafka"]);
+    testenv_up_args(&["e", "f", "--kafka"]);
     let _broker = start_broker();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -401,12 +401,12 @@ fn main() {
         })
         .collect();
     rt.block_on(async {
-        eprintln!("generating {txns} OLTP transactions in zone d…");
+        eprintln!("generating {txns} OLTP transactions in zone f…");
         let cs = generate_oltp(txns).await;
         let r = bench(&cs, &modes, RUNS).await;
         report(&cs, &r, RUNS);
         if std::env::var("APPLY_BIG").as_deref() != Ok("0") {
-            eprintln!("generating one 1,000,000-row transaction in zone d…");
+            eprintln!("generating one 1,000,000-row transaction in zone f…");
             let cs = generate_big().await;
             let r = bench(&cs, &[Mode::Native(0), Mode::DrcDirect], 1).await;
             report(&cs, &r, 1);

@@ -1,7 +1,7 @@
 //! Steady-state lag benchmark (issue 6, scenario 3): fixed-rate writes in testenv
-//! zone d, carried to zone e at the same time by drc (database `lagdrc`, direct
+//! zone f, carried to zone e at the same time by drc (database `lagdrc`, direct
 //! transport, zone e's daemon) and by MariaDB's own replication (database
-//! `lagnative`, zone e a replica of zone d with one SQL thread, `replicate_do_db`).
+//! `lagnative`, zone e a replica of zone f with one SQL thread, `replicate_do_db`).
 //!
 //! Two writers (one per database) insert rows at `rate` rows/s each, 5 rows per
 //! transaction, every row stamped with the writer's clock (µs) just before its
@@ -57,7 +57,7 @@ async fn create_databases(port: u16) {
 
 /// Writes `rate` rows/s into `db`.`t<rate>` for `secs`; returns the rows written.
 async fn writer(db: &'static str, rate: u64, secs: u64) -> u64 {
-    let mut c = conn(ZONE_D).await;
+    let mut c = conn(ZONE_F).await;
     c.query_drop("SET SESSION auto_increment_increment = 1, auto_increment_offset = 1")
         .await
         .unwrap();
@@ -123,7 +123,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    testenv_up_args(&["d", "e"]);
+    testenv_up_args(&["e", "f"]);
     let secs: u64 = std::env::var("LAG_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -140,19 +140,19 @@ fn main() {
         e.query_drop("DROP DATABASE IF EXISTS drc").await.unwrap();
         create_databases(ZONE_E).await;
         e.query_drop("RESET MASTER").await.unwrap();
-        create_databases(ZONE_D).await;
-        let start = gtid_pos(&mut conn(ZONE_D).await).await;
+        create_databases(ZONE_F).await;
+        let start = gtid_pos(&mut conn(ZONE_F).await).await;
         start_replica(&mut e, &start, 0, NATIVE_DB).await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), "e", ZONE_E, 7301, &format!("gtid:{start}"), DRC_DB, None);
         init(&cfg);
         let log = dir.path().join("e.log");
         let daemon = spawn(&cfg, &log);
-        // running once it has recorded where it reads zone d from
+        // running once it has recorded where it reads zone f from
         let up = wait_until(Duration::from_secs(30), || async {
             let n: Option<u64> = conn(ZONE_E)
                 .await
-                .query_first("SELECT COUNT(*) FROM drc.applied WHERE origin_zone = 'd'")
+                .query_first("SELECT COUNT(*) FROM drc.applied WHERE origin_zone = 'f'")
                 .await
                 .unwrap_or(None);
             n.unwrap_or(0) > 0

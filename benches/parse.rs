@@ -39,10 +39,17 @@ const TABLES: &[&str] = &[
 /// Generates the data once (zone d keeps it); returns (first binlog, row events, binlog bytes).
 async fn generate() -> (String, u64, u64) {
     let mut c = conn(ZONE_D).await;
-    let done: Option<u64> = c.query_first("SELECT rows_total FROM bench.done").await.unwrap_or(None);
+    // The binlog must be exactly the generated one: anything written to zone d since
+    // (or an older generation) means generating again.
+    let done: Option<(u64, u64)> = c
+        .query_first("SELECT rows_total, binlog_bytes FROM bench.done")
+        .await
+        .unwrap_or(None);
+    let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
+    let bytes_now: u64 = logs.iter().map(|r| r.get::<u64, _>(1).unwrap()).sum();
     let rows = match done {
-        Some(n) => n,
-        None => {
+        Some((n, bytes)) if bytes == bytes_now => n,
+        _ => {
             eprintln!("generating the benchmark binlog on zone d (once)…");
             // contiguous ids (the testenv servers interleave them for active-active)
             c.query_drop("SET SESSION auto_increment_increment = 1, auto_increment_offset = 1")
@@ -90,11 +97,18 @@ async fn generate() -> (String, u64, u64) {
                 .unwrap();
                 n += c.affected_rows(); // ids have gaps: fewer than CHUNK
             }
-            c.query_drop("CREATE TABLE bench.done (rows_total BIGINT)")
+            c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+            // bench.done itself is not binlogged, so the binlog stays as generated
+            c.query_drop("SET SESSION sql_log_bin = 0").await.unwrap();
+            c.query_drop("CREATE TABLE bench.done (rows_total BIGINT, binlog_bytes BIGINT)")
                 .await
                 .unwrap();
-            c.exec_drop("INSERT INTO bench.done VALUES (?)", (n,)).await.unwrap();
-            c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+            let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
+            let bytes: u64 = logs.iter().map(|r| r.get::<u64, _>(1).unwrap()).sum();
+            c.exec_drop("INSERT INTO bench.done VALUES (?, ?)", (n, bytes))
+                .await
+                .unwrap();
+            c.query_drop("SET SESSION sql_log_bin = 1").await.unwrap();
             n
         }
     };

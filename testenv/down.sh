@@ -31,5 +31,5 @@ stop_kafka() {
 
 zones=()
 for a in "$@"; do case "$a" in --kafka) stop_kafka ;; *) zones+=("$a") ;; esac; done
-if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES c d e); fi
+if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES c d e f); fi
 for z in "${zones[@]}"; do stop_zone "$z"; done

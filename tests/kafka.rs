@@ -20,7 +20,6 @@ mod common;
 use common::pair::*;
 use common::*;
 use mysql_async::prelude::Queryable;
-use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
 /// Stops (`down.sh --kafka`) or starts (`up.sh --kafka`) the testenv broker; its
@@ -90,31 +89,12 @@ async fn concurrent_writes_with_kills_converge_over_kafka() {
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
     let load = Load::spawn(&p, 2, 500, seed);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
-        let z = rng.gen_range(0..2);
-        p.kill9(z);
-        p.start(z);
-    }
+    p.kill_randomly(10, seed).await;
     let committed = load.finish().await;
     let (ca, cb) = (committed[0], committed[1]);
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 10 daemon kills");
-    let all = wait_until(Duration::from_secs(120), || async {
-        p.applied_txns(1).await >= ca && p.applied_txns(0).await >= cb
-    })
-    .await;
-    assert!(
-        all,
-        "applied a->b {} of {ca}, b->a {} of {cb}\n{}\n{}",
-        p.applied_txns(1).await,
-        p.applied_txns(0).await,
-        p.log(0),
-        p.log(1)
-    );
+    p.assert_applied_exactly(&[ca, cb]).await;
     assert!(wait_converged(&p, "orders", 30).await, "zones differ");
-    assert_eq!(p.applied_txns(1).await, ca, "a -> b exactly once");
-    assert_eq!(p.applied_txns(0).await, cb, "b -> a exactly once");
     let mut c = conn(ZONE_B).await;
     let topic: Option<String> = c
         .exec_first(
@@ -187,13 +167,7 @@ async fn broker_restart_and_twenty_kills_lose_nothing_and_repeat_nothing() {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         back
     });
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
-        let z = rng.gen_range(0..2);
-        p.kill9(z);
-        p.start(z);
-    }
+    p.kill_randomly(20, seed).await;
     let committed = load.finish().await;
     let load_end = std::time::Instant::now();
     assert!(
@@ -258,14 +232,8 @@ async fn zone_c_three_zones_by_config_alone_with_a_mariadb_restart() {
     p.start_both().await;
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let load = Load::spawn(&p, 2, 250, seed);
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
-        let z = rng.gen_range(0..3);
-        p.kill9(z);
-        p.start(z);
-    }
+    p.kill_randomly(6, seed).await;
     let mut committed = load.finish().await;
     // Zone c's MariaDB goes down while a and b keep writing: c's daemon waits
     // (its consumers and its producer) and catches up when the server is back.

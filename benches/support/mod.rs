@@ -1,4 +1,4 @@
-//! Helpers shared by the benchmarks that use testenv zones d (origin) and e (target):
+//! Helpers shared by the benchmarks that use testenv zones f (origin) and e (target):
 //! configs and processes of `drc run`, native MariaDB replication, the benchmark's
 //! own in-memory Kafka broker, peak RSS, medians.
 #![allow(dead_code)]
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ZONE_D: u16 = 33064;
+pub const ZONE_F: u16 = 33066;
 pub const ZONE_E: u16 = 33065;
 /// The benchmark's own broker: tansu with in-memory storage (the testenv broker on
 /// 9092 stores in SQLite, which slows down as it grows: docs/KAFKA.md).
@@ -60,18 +60,18 @@ pub async fn gtid_pos(c: &mut mysql_async::Conn) -> String {
         .unwrap_or_default()
 }
 
-/// Sequence number of zone d's domain (4) in a MariaDB GTID position.
+/// Sequence number of zone f's domain (6) in a MariaDB GTID position.
 pub fn seq_of(pos: &str) -> u64 {
     pos.split(',')
         .filter_map(|g| {
             let mut p = g.trim().split('-');
-            (p.next() == Some("4")).then(|| p.nth(1).and_then(|s| s.parse().ok()))?
+            (p.next() == Some("6")).then(|| p.nth(1).and_then(|s| s.parse().ok()))?
         })
         .next()
         .unwrap_or(0)
 }
 
-/// Makes zone e a replica of zone d from GTID position `start` (zone d's domain only),
+/// Makes zone e a replica of zone f from GTID position `start` (zone f's domain only),
 /// applying database `db`, with `threads` parallel workers in optimistic mode (0:
 /// the single SQL thread), and starts it.
 pub async fn start_replica(c: &mut mysql_async::Conn, start: &str, threads: u32, db: &str) {
@@ -82,7 +82,7 @@ pub async fn start_replica(c: &mut mysql_async::Conn, start: &str, threads: u32,
         "SET GLOBAL slave_parallel_mode = 'optimistic'".to_string(),
         format!("SET GLOBAL replicate_do_db = '{db}'"),
         format!("SET GLOBAL gtid_slave_pos = '{start}'"),
-        format!("CHANGE MASTER TO master_host = '127.0.0.1', master_port = {ZONE_D}, master_user = 'drc', master_password = 'drc', master_use_gtid = slave_pos"),
+        format!("CHANGE MASTER TO master_host = '127.0.0.1', master_port = {ZONE_F}, master_user = 'drc', master_password = 'drc', master_use_gtid = slave_pos"),
         "START SLAVE".to_string(),
     ] {
         c.query_drop(&q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
@@ -98,7 +98,7 @@ pub fn config(
     db: &str,
     kafka: Option<&str>,
 ) -> std::path::PathBuf {
-    let peer = if zone == "e" { ("d", ZONE_D) } else { ("e", ZONE_E) };
+    let peer = if zone == "e" { ("f", ZONE_F) } else { ("e", ZONE_E) };
     let (transport, kafka_section) = match kafka {
         Some(prefix) => (
             "transport = \"kafka\"\n",

@@ -42,7 +42,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let mut conn: Option<mysql_async::Conn> = None;
-    let mut failing_since: Option<std::time::Instant> = None;
+    let mut failing = false;
+    let warnings = crate::ops::ratelimit::RateLimitedLog::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,15 +62,15 @@ pub async fn run(
         match r {
             Ok(_) => {
                 metrics::counter!(m::HEARTBEATS_WRITTEN, "zone" => zone.clone()).increment(1);
-                if failing_since.take().is_some() {
+                if std::mem::take(&mut failing) {
                     tracing::info!(zone, "heartbeats written again");
                 }
             }
             Err(e) => {
                 conn = None;
-                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() < every || since.elapsed().as_secs() % 30 == 0 {
-                    tracing::warn!(zone, error = %e, "cannot write the heartbeat into this zone's server; lag is not measured meanwhile");
+                failing = true;
+                if let Some(repeats) = warnings.allow("heartbeat") {
+                    tracing::warn!(zone, error = %e, repeats, "cannot write the heartbeat into this zone's server; lag is not measured meanwhile");
                 }
             }
         }

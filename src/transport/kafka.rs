@@ -37,9 +37,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -79,38 +79,7 @@ impl KafkaConfig {
     }
 }
 
-/// How often one kind of librdkafka line or error is logged during an outage.
-const LOG_EVERY: Duration = Duration::from_secs(30);
-
-/// librdkafka's log lines and errors, rate-limited per kind: during a broker outage
-/// librdkafka repeats the same line every few hundred milliseconds; the log gets it
-/// once per [`LOG_EVERY`] with the number of repeats suppressed.
-#[derive(Default)]
-pub struct RateLimitedLog {
-    last: Mutex<HashMap<String, (Instant, u64)>>,
-}
-
-impl RateLimitedLog {
-    /// `Some(repeats suppressed since the last line)` when `key` may be logged now.
-    fn allow(&self, key: &str) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        match last.get_mut(key) {
-            Some((at, n)) if at.elapsed() < LOG_EVERY => {
-                *n += 1;
-                None
-            }
-            Some((at, n)) => {
-                let repeats = *n;
-                (*at, *n) = (Instant::now(), 0);
-                Some(repeats)
-            }
-            None => {
-                last.insert(key.to_string(), (Instant::now(), 0));
-                Some(0)
-            }
-        }
-    }
-}
+pub use crate::ops::ratelimit::RateLimitedLog;
 
 impl ClientContext for RateLimitedLog {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, line: &str) {

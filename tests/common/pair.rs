@@ -235,6 +235,19 @@ impl Pair {
         }
     }
 
+    /// `kill -9`s and restarts the daemon of a random zone `times` times, 100–400 ms
+    /// apart, drawn from `seed` (printed by the tests, so a failure can be replayed).
+    pub async fn kill_randomly(&mut self, times: usize, seed: u64) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..times {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
+            let z = rng.gen_range(0..self.n);
+            self.kill9(z);
+            self.start(z);
+        }
+    }
+
     pub fn log(&self, zone: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", ZONES[zone]))).unwrap_or_default()
     }
