@@ -123,7 +123,7 @@ async fn generate_big() -> ChangeSet {
     let mut c = conn(ZONE_F).await;
     let start = gtid_pos(&mut c).await;
     c.query_drop(format!(
-        "INSERT INTO {DB}.big (id, v, n) SELECT seq, CONCAT('value ', seq), seq % 1000 FROM seq_1_to_1000000"
+        "INSERT INTO {DB}.big (id, v, n) SELECT seq, CONCAT('value ', seq), seq % 1000 FROM {DB}.seq_1_to_1000000"
     ))
     .await
     .unwrap();
@@ -183,6 +183,8 @@ struct Outcome {
     secs: f64,
     /// Peak RSS of the daemons (zone e's; Kafka: zone f's publisher too), MB.
     rss_mb: Vec<f64>,
+    /// CPU seconds the daemons used.
+    drc_cpu: f64,
 }
 
 async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
@@ -207,7 +209,11 @@ async fn run_native(cs: &ChangeSet, threads: u32) -> Outcome {
     let secs = t.elapsed().as_secs_f64();
     c.query_drop("STOP SLAVE").await.unwrap();
     c.query_drop("RESET SLAVE ALL").await.unwrap();
-    Outcome { secs, rss_mb: vec![] }
+    Outcome {
+        secs,
+        rss_mb: vec![],
+        drc_cpu: 0.0,
+    }
 }
 
 async fn applied_txns(port: u16) -> u64 {
@@ -273,12 +279,13 @@ async fn run_drc(cs: &ChangeSet, kafka: bool, run: usize) -> Outcome {
     }
     let secs = t.elapsed().as_secs_f64();
     let rss_mb = daemons.iter().map(|c| peak_rss_mb(c.id())).collect();
+    let drc_cpu = daemons.iter().map(|c| cpu_secs(c.id())).sum();
     drop(daemons);
     if kafka {
         // zone f's daemon wrote its drc schema there; leave zone f as generated
         conn(ZONE_F).await.query_drop("DROP DATABASE IF EXISTS drc").await.ok();
     }
-    Outcome { secs, rss_mb }
+    Outcome { secs, rss_mb, drc_cpu }
 }
 
 /// Zone e's (client statements, commits) counters; a replica's SQL thread counts
@@ -293,19 +300,27 @@ async fn server_counters() -> (u64, u64) {
     (get("Questions"), get("Handler_commit"))
 }
 
-async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f64)> {
+/// Per mode: (mode, median seconds, peak RSS MB, median CPU seconds of the target
+/// server, the origin server and drc).
+type Results = Vec<(Mode, f64, f64, [f64; 3])>;
+
+async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Results {
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut cpus: Vec<[Vec<f64>; 3]> = vec![Default::default(); modes.len()];
+    let (target, origin) = (server_pid("e"), server_pid("f"));
     let mut rss: Vec<f64> = vec![0.0; modes.len()];
     for run in 0..runs {
         for (i, &mode) in modes.iter().enumerate() {
             reset_target().await;
             let before = server_counters().await;
+            let (e0, f0) = (cpu_secs(target), cpu_secs(origin));
             let o = match mode {
                 Mode::Native(n) => run_native(cs, n).await,
                 Mode::DrcDirect => run_drc(cs, false, run).await,
                 Mode::DrcKafka => run_drc(cs, true, run).await,
             };
             let after = server_counters().await;
+            let cpu = [cpu_secs(target) - e0, cpu_secs(origin) - f0, o.drc_cpu];
             let got = count_rows(ZONE_E).await;
             let want = match cs.name {
                 "oltp" => cs.rows / 5 * 4, // orders + items (updates change rows in place)
@@ -320,7 +335,8 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
             let peak = o.rss_mb.iter().cloned().fold(0.0, f64::max);
             rss[i] = rss[i].max(peak);
             eprintln!(
-                "{} run {run}: {} rows in {} transactions in {:.2} s = {:.0} rows/s; zone e ran {} statements, {} commits{}",
+                "{} run {run}: {} rows in {} transactions in {:.2} s = {:.0} rows/s; zone e ran {} statements, {} commits; \
+                 CPU s: zone e server {:.2}, zone f server {:.2}, drc {:.2}{}",
                 mode.label(),
                 cs.rows,
                 cs.txns,
@@ -328,6 +344,9 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
                 cs.rows as f64 / o.secs,
                 after.0 - before.0,
                 after.1 - before.1,
+                cpu[0],
+                cpu[1],
+                cpu[2],
                 if o.rss_mb.is_empty() {
                     String::new()
                 } else {
@@ -338,27 +357,38 @@ async fn bench(cs: &ChangeSet, modes: &[Mode], runs: usize) -> Vec<(Mode, f64, f
                 }
             );
             secs[i].push(o.secs);
+            for k in 0..3 {
+                cpus[i][k].push(cpu[k]);
+            }
         }
     }
     modes
         .iter()
         .enumerate()
-        .map(|(i, &m)| (m, median(secs[i].clone()), rss[i]))
+        .map(|(i, &m)| {
+            let cpu = [0, 1, 2].map(|k| median(cpus[i][k].clone()));
+            (m, median(secs[i].clone()), rss[i], cpu)
+        })
         .collect()
 }
 
-fn report(cs: &ChangeSet, results: &[(Mode, f64, f64)], runs: usize) {
+fn report(cs: &ChangeSet, results: &Results, runs: usize) {
     println!(
         "\napply catch-up, change set `{}`: {} rows in {} transactions, median of {runs}:",
         cs.name, cs.rows, cs.txns
     );
     println!(
-        "  {:<34} {:>10} {:>10} {:>14}",
-        "mode", "seconds", "rows/s", "peak RSS MB"
+        "  {:<34} {:>10} {:>10} {:>14} {:>28}",
+        "mode", "seconds", "rows/s", "peak RSS MB", "CPU s: target/origin/drc"
     );
-    for (m, s, rss) in results {
+    for (m, s, rss, cpu) in results {
         let rss = if *rss > 0.0 { format!("{rss:.0}") } else { "-".into() };
-        println!("  {:<34} {s:>10.2} {:>10.0} {rss:>14}", m.label(), cs.rows as f64 / s);
+        let cpu = format!("{:.2} / {:.2} / {:.2}", cpu[0], cpu[1], cpu[2]);
+        println!(
+            "  {:<34} {s:>10.2} {:>10.0} {rss:>14} {cpu:>28}",
+            m.label(),
+            cs.rows as f64 / s
+        );
     }
     let find = |m: Mode| results.iter().find(|r| r.0 == m).map(|r| cs.rows as f64 / r.1);
     for drc in [Mode::DrcDirect, Mode::DrcKafka] {

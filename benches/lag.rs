@@ -6,7 +6,7 @@
 //! Two writers (one per database) insert rows at `rate` rows/s each, 5 rows per
 //! transaction, every row stamped with the writer's clock (µs) just before its
 //! statement; one poller per database reads zone e every millisecond and takes, for
-//! each new row, (seen in e) − (stamped in d). Both sides pay the same stamping and
+//! each new row, (seen in e) − (stamped in f). Both sides pay the same stamping and
 //! polling, so the difference is the replication's. Reported per rate: p50, p99 and
 //! p99.9 for each, drc's p99 − native p99 (target at 5,000 rows/s: <= 10 ms), and
 //! the daemon's peak RSS.
@@ -197,7 +197,7 @@ fn main() {
         drop(daemon);
         e.query_drop("STOP SLAVE").await.ok();
         e.query_drop("RESET SLAVE ALL").await.ok();
-        println!("\nsteady-state lag d -> e, {secs} s per rate, (seen in e) - (stamped in d):");
+        println!("\nsteady-state lag f -> e, {secs} s per rate, (seen in e) - (stamped in f):");
         println!(
             "  {:<8} {:<22} {:>8} {:>10} {:>10} {:>10}",
             "rows/s", "replication", "rows", "p50 ms", "p99 ms", "p99.9 ms"

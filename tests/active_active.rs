@@ -591,6 +591,19 @@ async fn batched_rows_decide_like_row_by_row() {
         .map(|(k, r, n)| (k.to_string(), r.to_string(), *n))
         .collect();
         assert_eq!(kinds, expected, "conflicts logged for {t}");
+        // the conflict log keeps what a concurrent write overwrote, for recovery
+        let overwritten: Option<Option<String>> = bc
+            .exec_first(
+                "SELECT local_row FROM `drc`.`conflicts` WHERE db = ? AND tbl = ? AND kind = 'concurrent_update' AND pk = '[5]'",
+                (&db, t),
+            )
+            .await
+            .unwrap();
+        let overwritten = overwritten.flatten().unwrap_or_default();
+        assert!(
+            overwritten.contains("b older"),
+            "{t}: the log should hold the overwritten local row, has {overwritten:?}"
+        );
     }
     let text = get(&format!("{}/metrics", admin[1]));
     let batched = sample(&text, "drc_applied_rows_batched_total", &["from_zone=\"a\""]).unwrap_or(0.0);

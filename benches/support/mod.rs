@@ -195,6 +195,29 @@ pub fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds (user + system) a running process has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Process id of a testenv zone's MariaDB server.
+pub fn server_pid(zone: &str) -> u32 {
+    let f = repo().join(format!("testenv/.run/mariadb-{zone}/mysqld.pid"));
+    std::fs::read_to_string(&f)
+        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]

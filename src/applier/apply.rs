@@ -1358,6 +1358,20 @@ impl Applier {
     }
 
     async fn lock_tombstones(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<KeyVersions, Error> {
+        // Most tables have no tombstone at all (no deletes yet): one probe then saves
+        // looking up every key. Equivalent to the lookup: it only ever locks
+        // tombstones that exist, and there are none.
+        let any: Option<u8> = self
+            .conn
+            .exec_first(
+                "SELECT 1 FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? LIMIT 1",
+                (t.db.as_str(), t.tbl.as_str()),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading tombstones", e))?;
+        if any.is_none() {
+            return Ok(KeyVersions::new());
+        }
         let key_params: Vec<MyValue> = keys.iter().flat_map(|k| k.iter().map(|&x| int_param(x))).collect();
         let sql = format!(
             "SELECT pk, CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND pk IN ({}) FOR UPDATE",
@@ -1577,6 +1591,12 @@ impl Applier {
             (None, Some(_)) => true, // an update met a deleted row
             (None, None) => false,
         };
+        // the local row a concurrent write overwrites, for the conflict log
+        let overwritten = match (&action, concurrent, lv) {
+            (Action::Insert | Action::Overwrite, true, Some(_)) => Some(self.local_json(t, key).await?),
+            (Action::Insert | Action::Overwrite, true, None) => Some(None),
+            _ => None,
+        };
         let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
         let result = match &action {
             Action::Insert => {
@@ -1596,7 +1616,7 @@ impl Applier {
                 self.conn.exec_drop(sql, p).await
             }
             Action::Keep(Some(c)) => {
-                self.log_conflict(&subj, (Some(v), lv.or(tomb)), c.as_str(), "kept_local", None)
+                self.log_conflict(&subj, (Some(v), lv.or(tomb)), c.as_str(), "kept_local", None, None)
                     .await?;
                 return Ok(());
             }
@@ -1611,8 +1631,15 @@ impl Applier {
                     } else {
                         "resurrected_after_delete"
                     };
-                    self.log_conflict(&subj, (Some(v), lv.or(tomb)), kind, "applied_incoming", None)
-                        .await?;
+                    self.log_conflict(
+                        &subj,
+                        (Some(v), lv.or(tomb)),
+                        kind,
+                        "applied_incoming",
+                        None,
+                        overwritten,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -1625,6 +1652,7 @@ impl Applier {
                     "unique_key",
                     "quarantined",
                     Some(e.message.clone()),
+                    None,
                 )
                 .await
             }
@@ -1658,6 +1686,12 @@ impl Applier {
             tombstone: tomb,
         };
         let action = decide(&local, &Incoming::Delete(b));
+        // the local row a concurrent delete removes, for the conflict log
+        let removed = if matches!(action, Action::Delete) && lv != Some(b) {
+            Some(self.local_json(t, key).await?)
+        } else {
+            None
+        };
         if matches!(action, Action::Delete) {
             // the tombstone trigger records the origin's delete version, not our clock
             self.conn
@@ -1681,8 +1715,15 @@ impl Applier {
             r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
             self.stats.rows += 1;
             if lv != Some(b) {
-                self.log_conflict(&subj, (Some(b), lv), "concurrent_delete", "applied_incoming", None)
-                    .await?;
+                self.log_conflict(
+                    &subj,
+                    (Some(b), lv),
+                    "concurrent_delete",
+                    "applied_incoming",
+                    None,
+                    removed,
+                )
+                .await?;
             }
         }
         if matches!(action, Action::Delete | Action::Tombstone) {
@@ -1705,6 +1746,7 @@ impl Applier {
                     (Some(b), lv),
                     Conflict::RowNewerThanDelete.as_str(),
                     "kept_local",
+                    None,
                     None,
                 )
                 .await?;
@@ -1751,6 +1793,7 @@ impl Applier {
             "id_out_of_range",
             if reject { "quarantined" } else { "applied_incoming" },
             Some(detail),
+            None,
         )
         .await?;
         if reject {
@@ -1767,6 +1810,7 @@ impl Applier {
         kind: &str,
         resolution: &str,
         detail: Option<String>,
+        fetched: Option<Option<String>>,
     ) -> Result<(), Error> {
         let Subject {
             origin,
@@ -1782,10 +1826,12 @@ impl Applier {
         if kind == "id_out_of_range" {
             self.direction(origin).metrics.id_range_violations.increment(1);
         }
-        let local_row = if local_version.is_some() {
-            self.local_json(t, key).await?
-        } else {
-            None
+        // the local row as it was before an applied write (fetched by the caller), or
+        // as it is (kept)
+        let local_row = match fetched {
+            Some(row) => row,
+            None if local_version.is_some() => self.local_json(t, key).await?,
+            None => None,
         };
         let sql = format!(
             "INSERT INTO `drc`.`conflicts` (kind, resolution, db, tbl, pk, origin_zone, local_zone, origin_gtid, incoming_version, local_version, incoming_row, local_row, detail) \

@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, watch};
 /// run ahead while the applier commits a group (group commit needs a backlog), and
 /// bounded in memory by rows as well.
 const CHANNEL_FRAGMENTS: usize = 4096;
-/// At most this many rows wait between the reader and the applier.
-const CHANNEL_ROWS: usize = 100_000;
+/// At most this many rows wait between the reader and the applier (about two
+/// fragments of a large transaction; thousands of small transactions).
+const CHANNEL_ROWS: usize = 20_000;
 
 /// One direction: `reader` (of the peer zone) → applier (of this zone).
 pub struct Direction {
