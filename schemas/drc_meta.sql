@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`tombstones` (
 CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   id               BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   at               DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | id_out_of_range | unique_key
+  kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | concurrent_update | resurrected_after_delete | concurrent_delete | id_out_of_range | unique_key
   resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined
   db               VARCHAR(64)   NOT NULL,
   tbl              VARCHAR(64)   NOT NULL,
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   incoming_version DECIMAL(30,6) NULL,
   local_version    DECIMAL(30,6) NULL,
   incoming_row     LONGTEXT      NULL,      -- JSON (change_event value encoding)
-  local_row        LONGTEXT      NULL,      -- JSON_OBJECT of the local row, when there was one
+  local_row        LONGTEXT      NULL,      -- JSON_OBJECT of the local row (the one kept, or the one an applied write replaced), when there was one
   detail           TEXT          NULL,
   KEY by_table (db, tbl, at),
   KEY by_kind (kind, at)
