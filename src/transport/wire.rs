@@ -14,8 +14,67 @@ use std::sync::Arc;
 
 pub const FORMAT: &str = "json/1";
 
-#[derive(Serialize, Deserialize)]
-struct WireTx {
+/// A fragment as written: borrows the transaction (no copy of its values).
+#[derive(Serialize)]
+struct WireTxOut<'a> {
+    v: u32,
+    zone: &'a str,
+    server_id: u32,
+    gtid: &'a Option<Gtid>,
+    xid: Option<u64>,
+    file: &'a str,
+    start_pos: u64,
+    commit_ts_us: i64,
+    ts_source: TsSource,
+    fragment: u32,
+    last: bool,
+    ddl: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: &'a Option<Checkpoint>,
+    changes: Vec<WireChangeOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum WireChangeOut<'a> {
+    Row {
+        db: &'a str,
+        table: &'a str,
+        op: Op,
+        pk: &'a [Arc<str>],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<ImageOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<ImageOut<'a>>,
+        pos: u64,
+        ts: u32,
+    },
+    Statement {
+        db: &'a str,
+        sql: &'a str,
+        pos: u64,
+        ts: u32,
+    },
+}
+
+/// A row image written as a JSON object column → value, straight from the image.
+struct ImageOut<'a>(&'a RowImage);
+
+impl Serialize for ImageOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.values.len()))?;
+        for (c, v) in self.0.columns.iter().zip(&self.0.values) {
+            m.serialize_entry(&**c, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A fragment as read. A change is read as one struct whose fields depend on its
+/// `kind` (serde's tagged enums would buffer every change before reading it).
+#[derive(Deserialize)]
+struct WireTxIn {
     v: u32,
     zone: String,
     server_id: u32,
@@ -28,54 +87,77 @@ struct WireTx {
     fragment: u32,
     last: bool,
     ddl: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     checkpoint: Option<Checkpoint>,
-    changes: Vec<WireChange>,
+    changes: Vec<WireChangeIn>,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum WireChange {
-    Row {
-        db: String,
-        table: String,
-        op: Op,
-        pk: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<serde_json::Map<String, serde_json::Value>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<serde_json::Map<String, serde_json::Value>>,
-        pos: u64,
-        ts: u32,
-    },
-    Statement {
-        db: String,
-        sql: String,
-        pos: u64,
-        ts: u32,
-    },
+#[derive(Deserialize)]
+struct WireChangeIn {
+    kind: String,
+    db: String,
+    #[serde(default)]
+    table: Option<String>,
+    #[serde(default)]
+    op: Option<Op>,
+    #[serde(default)]
+    pk: Option<Vec<String>>,
+    #[serde(default)]
+    before: Option<ImageIn>,
+    #[serde(default)]
+    after: Option<ImageIn>,
+    #[serde(default)]
+    sql: Option<String>,
+    pos: u64,
+    ts: u32,
 }
 
-fn image_out(img: &RowImage) -> serde_json::Map<String, serde_json::Value> {
-    img.columns
-        .iter()
-        .zip(&img.values)
-        .map(|(c, v)| (c.to_string(), serde_json::to_value(v).expect("value serializes")))
-        .collect()
+/// A row image read from its JSON object. Consecutive images of one table share
+/// their column list (the previous one is reused when the names are the same).
+struct ImageIn(RowImage);
+
+thread_local! {
+    static LAST_COLUMNS: std::cell::RefCell<Arc<[Arc<str>]>> = std::cell::RefCell::new(Arc::from(Vec::new()));
 }
 
-fn image_in(m: serde_json::Map<String, serde_json::Value>) -> Result<RowImage, String> {
-    let mut cols = Vec::with_capacity(m.len());
-    let mut values = Vec::with_capacity(m.len());
-    for (k, v) in m {
-        cols.push(Arc::<str>::from(k.as_str()));
-        values.push(value_in(v).map_err(|e| format!("column {k}: {e}"))?);
+impl<'de> Deserialize<'de> for ImageIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ImageIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a row image (an object of column values)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<ImageIn, A::Error> {
+                let last = LAST_COLUMNS.with(|l| l.borrow().clone());
+                let mut names: Vec<Arc<str>> = Vec::with_capacity(last.len());
+                let mut values = Vec::with_capacity(last.len());
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let v: serde_json::Value = m.next_value()?;
+                    let i = names.len();
+                    names.push(match last.get(i) {
+                        Some(c) if **c == *k => c.clone(),
+                        _ => Arc::from(&*k),
+                    });
+                    values.push(value_in(v).map_err(|e| serde::de::Error::custom(format!("column {k}: {e}")))?);
+                }
+                let columns: Arc<[Arc<str>]> =
+                    if names.len() == last.len() && names.iter().zip(last.iter()).all(|(a, b)| Arc::ptr_eq(a, b)) {
+                        last
+                    } else {
+                        let c: Arc<[Arc<str>]> = names.into();
+                        LAST_COLUMNS.with(|l| *l.borrow_mut() = c.clone());
+                        c
+                    };
+                Ok(ImageIn(RowImage {
+                    columns,
+                    positions: None,
+                    values,
+                }))
+            }
+        }
+        d.deserialize_map(V)
     }
-    Ok(RowImage {
-        columns: cols.into(),
-        positions: None,
-        values,
-    })
 }
 
 /// JSON back to a [`Value`] the applier can bind.
@@ -113,37 +195,37 @@ pub fn value_in(v: serde_json::Value) -> Result<Value, String> {
 
 /// Encodes one fragment.
 pub fn encode(tx: &Transaction) -> Vec<u8> {
-    let w = WireTx {
+    let w = WireTxOut {
         v: 1,
-        zone: tx.zone.to_string(),
+        zone: &tx.zone,
         server_id: tx.server_id,
-        gtid: tx.gtid.clone(),
+        gtid: &tx.gtid,
         xid: tx.xid,
-        file: tx.file.to_string(),
+        file: &tx.file,
         start_pos: tx.start_pos,
         commit_ts_us: tx.commit_ts_us,
         ts_source: tx.ts_source,
         fragment: tx.fragment,
         last: tx.last,
         ddl: tx.ddl,
-        checkpoint: tx.checkpoint.clone(),
+        checkpoint: &tx.checkpoint,
         changes: tx
             .changes
             .iter()
             .map(|c| match c {
-                Change::Row(r) => WireChange::Row {
-                    db: r.db.to_string(),
-                    table: r.table.to_string(),
+                Change::Row(r) => WireChangeOut::Row {
+                    db: &r.db,
+                    table: &r.table,
                     op: r.op,
-                    pk: r.pk.iter().map(|p| p.to_string()).collect(),
-                    before: r.before.as_ref().map(image_out),
-                    after: r.after.as_ref().map(image_out),
+                    pk: &r.pk,
+                    before: r.before.as_ref().map(ImageOut),
+                    after: r.after.as_ref().map(ImageOut),
                     pos: r.pos,
                     ts: r.ts,
                 },
-                Change::Statement(s) => WireChange::Statement {
-                    db: s.db.clone(),
-                    sql: s.sql.clone(),
+                Change::Statement(s) => WireChangeOut::Statement {
+                    db: &s.db,
+                    sql: &s.sql,
                     pos: s.pos,
                     ts: s.ts,
                 },
@@ -156,33 +238,37 @@ pub fn encode(tx: &Transaction) -> Vec<u8> {
 /// Decodes one fragment; an error names what is wrong (the message is poison: the
 /// consumer stops rather than skip it).
 pub fn decode(bytes: &[u8]) -> Result<Transaction, String> {
-    let w: WireTx = serde_json::from_slice(bytes).map_err(|e| format!("not a drc json/1 message: {e}"))?;
+    let w: WireTxIn = serde_json::from_slice(bytes).map_err(|e| format!("not a drc json/1 message: {e}"))?;
     if w.v != 1 {
         return Err(format!("message format version {} (this drc reads 1)", w.v));
     }
     let mut changes = Vec::with_capacity(w.changes.len());
     for c in w.changes {
-        changes.push(match c {
-            WireChange::Row {
-                db,
-                table,
-                op,
-                pk,
-                before,
-                after,
-                pos,
-                ts,
-            } => Change::Row(RowChange {
-                db: db.into(),
-                table: table.into(),
-                op,
-                pk: pk.into_iter().map(|p| Arc::<str>::from(p.as_str())).collect(),
-                before: before.map(image_in).transpose()?,
-                after: after.map(image_in).transpose()?,
-                pos,
-                ts,
+        let missing = |f: &str| format!("{} change without `{f}`", c.kind);
+        changes.push(match c.kind.as_str() {
+            "row" => Change::Row(RowChange {
+                table: c.table.clone().ok_or_else(|| missing("table"))?.into(),
+                op: c.op.ok_or_else(|| missing("op"))?,
+                pk: c
+                    .pk
+                    .as_ref()
+                    .ok_or_else(|| missing("pk"))?
+                    .iter()
+                    .map(|p| Arc::<str>::from(p.as_str()))
+                    .collect(),
+                db: c.db.into(),
+                before: c.before.map(|i| i.0),
+                after: c.after.map(|i| i.0),
+                pos: c.pos,
+                ts: c.ts,
             }),
-            WireChange::Statement { db, sql, pos, ts } => Change::Statement(Statement { db, sql, pos, ts }),
+            "statement" => Change::Statement(Statement {
+                sql: c.sql.clone().ok_or_else(|| missing("sql"))?,
+                db: c.db,
+                pos: c.pos,
+                ts: c.ts,
+            }),
+            other => return Err(format!("unknown change kind {other:?}")),
         });
     }
     Ok(Transaction {
@@ -269,6 +355,51 @@ mod tests {
         let tx = sample();
         let back = decode(&encode(&tx)).unwrap();
         assert_eq!(back, tx);
+    }
+
+    /// The JSON is the documented one (`schemas/kafka_message.v1.json`), written
+    /// straight from the images: compare with the values' own JSON, key by key.
+    #[test]
+    fn images_are_objects_of_change_event_values() {
+        let tx = sample();
+        let v: serde_json::Value = serde_json::from_slice(&encode(&tx)).unwrap();
+        let Change::Row(r) = &tx.changes[0] else { unreachable!() };
+        let after = r.after.as_ref().unwrap();
+        let expected: serde_json::Map<String, serde_json::Value> = after
+            .columns
+            .iter()
+            .zip(&after.values)
+            .map(|(c, v)| (c.to_string(), serde_json::to_value(v).unwrap()))
+            .collect();
+        assert_eq!(v["changes"][0]["after"], serde_json::Value::Object(expected));
+        assert_eq!(v["changes"][0]["kind"], "row");
+        assert_eq!(v["changes"][1]["kind"], "statement");
+        assert_eq!(v["changes"][1]["sql"], "SAVEPOINT x");
+    }
+
+    /// Column lists are shared between consecutive images of one table, never
+    /// carried over to another table's image.
+    #[test]
+    fn images_of_different_tables_keep_their_columns() {
+        let mut tx = sample();
+        let Change::Row(first) = tx.changes[0].clone() else {
+            unreachable!()
+        };
+        let other = RowChange {
+            table: "u".into(),
+            op: Op::Insert,
+            before: None,
+            after: Some(RowImage {
+                columns: vec![Arc::from("id"), Arc::from("z")].into(),
+                positions: None,
+                values: vec![Value::Int(1), Value::Text("z".into())],
+            }),
+            ..first.clone()
+        };
+        tx.changes = vec![Change::Row(first.clone()), Change::Row(other), Change::Row(first)];
+        assert_eq!(decode(&encode(&tx)).unwrap(), tx);
+        // and across messages
+        assert_eq!(decode(&encode(&sample())).unwrap(), sample());
     }
 
     #[test]
