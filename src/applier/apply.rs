@@ -120,11 +120,22 @@ pub struct Applier {
     rows_reported: u64,
     /// Status and metric handles per origin.
     directions: HashMap<String, Arc<Direction>>,
+    /// Counted in the open target transaction, reported to the metrics when it
+    /// commits (a rolled-back group is applied again and must not count twice):
+    /// rows written in batches, conflicts by kind, ID-range violations.
+    uncommitted: Uncounted,
     /// Origin transactions applied in the open target transaction, not yet committed
     /// (group commit, see [`Applier::apply_grouped`]).
     group: Option<Group>,
     /// Inside an origin transaction whose last fragment has not been applied yet.
     partial: bool,
+}
+
+#[derive(Default)]
+struct Uncounted {
+    batched_rows: u64,
+    conflicts: Vec<String>,
+    id_range_violations: u64,
 }
 
 /// Kafka topic, partition and offset of a message.
@@ -210,6 +221,7 @@ impl Applier {
             directions: HashMap::new(),
             group: None,
             partial: false,
+            uncommitted: Uncounted::default(),
         })
     }
 
@@ -483,6 +495,7 @@ impl Applier {
 
     /// Rolls back the open target transaction, group included.
     async fn abort(&mut self) {
+        self.uncommitted = Uncounted::default();
         self.rollback().await;
         self.skipping = None;
         self.group = None;
@@ -613,10 +626,6 @@ impl Applier {
         Ok(())
     }
 
-    fn labels(&self, origin: &str) -> [(&'static str, String); 2] {
-        [("from_zone", origin.to_string()), ("to_zone", self.s.zone.clone())]
-    }
-
     /// The status/metrics of the direction from `origin` (looked up once per origin).
     fn direction(&mut self, origin: &str) -> Arc<Direction> {
         if let Some(d) = self.directions.get(origin) {
@@ -631,6 +640,13 @@ impl Applier {
     fn group_committed(&mut self, g: Group) {
         let d = self.direction(&g.origin);
         d.metrics.commits.increment(1);
+        let u = std::mem::take(&mut self.uncommitted);
+        d.metrics.batched_rows.increment(u.batched_rows);
+        d.metrics.id_range_violations.increment(u.id_range_violations);
+        for kind in u.conflicts {
+            metrics::counter!(m::CONFLICTS, "from_zone" => g.origin.clone(), "to_zone" => self.s.zone.clone(), "kind" => kind)
+                .increment(1);
+        }
         self.stats.transactions += g.txs.len() as u64;
         d.metrics.applied_transactions.increment(g.txs.len() as u64);
         d.metrics.applied_rows.increment(self.stats.rows - self.rows_reported);
@@ -1160,15 +1176,11 @@ impl Applier {
         if items.is_empty() {
             return Ok(());
         }
-        // An insert needs no read of its row: if the key exists here after all, the
-        // multi-row INSERT fails (1062) and its rows go row by row.
+        // Every key's row is locked first (an insert that meets a row here is a
+        // conflict for the row path; a local delete of it waits for us), then the
+        // tombstones are read: as the row path's single locking read does.
         let keys: Vec<&[i128]> = items.iter().map(|i| i.key.as_slice()).collect();
-        let updated: Vec<&[i128]> = items
-            .iter()
-            .filter(|i| i.before.is_some())
-            .map(|i| i.key.as_slice())
-            .collect();
-        let (local, tombs) = self.lock_keys(&t, &updated, &keys).await?;
+        let (local, tombs) = self.lock_keys(&t, &keys, &keys).await?;
         let (mut inserts, mut upserts, mut slow) = (Vec::new(), Vec::new(), Vec::new());
         for it in items {
             let lv = local.get(&it.key).copied();
@@ -1221,7 +1233,7 @@ impl Applier {
                 Ok(()) => {
                     let n = changes(&inserts);
                     self.stats.rows += n;
-                    self.direction(origin).metrics.batched_rows.increment(n);
+                    self.uncommitted.batched_rows += n;
                 }
                 // a key inserted here after the locking read: row by row decides and logs
                 Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut inserts),
@@ -1238,13 +1250,22 @@ impl Applier {
             let set: Vec<String> = non_key.iter().map(|c| format!("{c} = VALUES({c})")).collect();
             let sql = statement(upserts.len(), &format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
             let p = bound(&upserts)?;
-            self.conn
-                .exec_drop(sql, p)
-                .await
-                .map_err(|e| mysql_err(&self.s, &format!("writing rows of `{}`.`{}`", t.db, t.tbl), e))?;
-            let n = changes(&upserts);
-            self.stats.rows += n;
-            self.direction(origin).metrics.batched_rows.increment(n);
+            match self.conn.exec_drop(sql, p).await {
+                Ok(()) => {
+                    let n = changes(&upserts);
+                    self.stats.rows += n;
+                    self.uncommitted.batched_rows += n;
+                }
+                // a unique key added since the table was read: row by row quarantines
+                Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut upserts),
+                Err(e) => {
+                    return Err(mysql_err(
+                        &self.s,
+                        &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
+                        e,
+                    ))
+                }
+            }
         }
         for it in slow {
             let key = self.key_values(&t, it.img)?;
@@ -1299,13 +1320,27 @@ impl Applier {
                 p.push(bind(v).map_err(|e| definite(&self.s, e))?);
             }
         }
-        self.conn
-            .exec_drop(sql, p)
-            .await
-            .map_err(|e| mysql_err(&self.s, &format!("writing rows of `{}`.`{}`", t.db, t.tbl), e))?;
-        self.stats.rows += n;
-        self.direction(origin).metrics.batched_rows.increment(n);
-        Ok(())
+        match self.conn.exec_drop(sql, p).await {
+            Ok(()) => {
+                self.stats.rows += n;
+                self.uncommitted.batched_rows += n;
+                Ok(())
+            }
+            // a unique key added since the table was read: the row path reports it
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
+                for chain in chains {
+                    for &(tx, r) in chain.iter() {
+                        self.apply_row(origin, tx, r).await?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(mysql_err(
+                &self.s,
+                &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
+                e,
+            )),
+        }
     }
 
     /// Locks the local rows of `rows` and the tombstones of `keys` (integer primary
@@ -1359,8 +1394,9 @@ impl Applier {
 
     async fn lock_tombstones(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<KeyVersions, Error> {
         // Most tables have no tombstone at all (no deletes yet): one probe then saves
-        // looking up every key. Equivalent to the lookup: it only ever locks
-        // tombstones that exist, and there are none.
+        // looking up every key. Called after the keys' rows are locked: a delete of
+        // one of them (which writes its tombstone) has committed by then, so the
+        // probe sees what the per-key locking lookup would.
         let any: Option<u8> = self
             .conn
             .exec_first(
@@ -1374,8 +1410,9 @@ impl Applier {
         }
         let key_params: Vec<MyValue> = keys.iter().flat_map(|k| k.iter().map(|&x| int_param(x))).collect();
         let sql = format!(
-            "SELECT pk, CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND pk IN ({}) FOR UPDATE",
-            vec![t.pk_json_params(); keys.len()].join(", ")
+            "SELECT pk, CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND ({}) FOR UPDATE",
+            // `=` as in the row path (MySQL does not support JSON values in IN())
+            vec![format!("pk = {}", t.pk_json_params()); keys.len()].join(" OR ")
         );
         let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
         p.extend(key_params);
@@ -1820,11 +1857,9 @@ impl Applier {
             row: incoming,
         } = *subject;
         self.stats.conflicts += 1;
-        let labels = self.labels(origin);
-        metrics::counter!(m::CONFLICTS, "from_zone" => labels[0].1.clone(), "to_zone" => labels[1].1.clone(), "kind" => kind.to_string())
-            .increment(1);
+        self.uncommitted.conflicts.push(kind.to_string());
         if kind == "id_out_of_range" {
-            self.direction(origin).metrics.id_range_violations.increment(1);
+            self.uncommitted.id_range_violations += 1;
         }
         // the local row as it was before an applied write (fetched by the caller), or
         // as it is (kept)
@@ -1908,6 +1943,8 @@ fn approx_size(v: &crate::model::Value) -> usize {
     match v {
         V::Decimal(t) | V::Date(t) | V::DateTime(t) | V::Time(t) | V::Text(t) | V::Json(t) => t.len() + 4,
         V::Bytes(b) => b.len() + 4,
+        V::Enum { label: Some(l), .. } | V::Set { labels: Some(l), .. } => l.len() + 4,
+        V::Timestamp { .. } => 30,
         _ => 9,
     }
 }

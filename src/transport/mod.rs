@@ -20,7 +20,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Runs `session` until it ends, a definite error happens or `shutdown` turns true;
-/// a transient error restarts it after a backoff (200 ms doubling to 5 s). Every
+/// a transient error restarts it after a backoff (200 ms doubling to 5 s, back to
+/// 200 ms after a session that ran for 30 s). Every
 /// session resumes from the position stored with the applied rows, so a restart
 /// neither loses nor repeats anything. `what` says in the log what was interrupted.
 pub async fn restart_on_transient<F, Fut>(
@@ -34,10 +35,15 @@ where
 {
     let mut backoff = Duration::from_millis(200);
     loop {
+        let started = std::time::Instant::now();
         let r = tokio::select! {
             r = session() => r,
             _ = shutdown.wait_for(|s| *s) => return Ok(()),
         };
+        if started.elapsed() > Duration::from_secs(30) {
+            // a session that ran for a while: the next failure is a new one
+            backoff = Duration::from_millis(200);
+        }
         match r {
             Err(e) if e.is_transient() => {
                 metrics::counter!(crate::ops::metrics::RECONNECTS, "component" => what.to_string()).increment(1);
