@@ -612,3 +612,83 @@ async fn batched_rows_decide_like_row_by_row() {
     // transactions' rows: the chains of 15, 17 and 201 (15 changes) and 5 inserts.
     assert!(batched >= 30.0, "only {batched} rows took the batch path:\n{text}");
 }
+
+/// A unique key added in one zone while its daemon runs: the applier still believes
+/// the table batchable, so a multi-row upsert meets the new key. The clashing row is
+/// quarantined as row by row would (`unique_key`), the others apply, and the daemon
+/// keeps replicating instead of stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_key_added_at_runtime_is_quarantined_not_fatal() {
+    let t = "CREATE TABLE people (id BIGINT PRIMARY KEY, email VARCHAR(64) NOT NULL, \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+    let mut p = Pair::new("uniqlate", &[t], 4821).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.people (id, email) VALUES (1, 'one'), (3, 'three'), (5, 'five')"
+        )],
+    )
+    .await;
+    let seeded = wait_until(Duration::from_secs(20), || async {
+        p.rows(1, "people").await.len() == 3
+    })
+    .await;
+    assert!(seeded, "rows did not reach zone b\n{}", p.logs());
+    // zone b only: a unique e-mail, and a local row holding 'taken'
+    exec(
+        ZONE_B,
+        &[
+            &format!("ALTER TABLE `{db}`.people ADD UNIQUE KEY (email)"),
+            &format!("INSERT INTO `{db}`.people (id, email) VALUES (2, 'taken')"),
+        ],
+    )
+    .await;
+    // one statement, two rows: a batch; row 1 takes the e-mail zone b now refuses
+    exec(
+        ZONE_A,
+        &[&format!(
+            "UPDATE `{db}`.people SET email = IF(id = 1, 'taken', 'third') WHERE id IN (1, 3)"
+        )],
+    )
+    .await;
+    let decided = wait_until(Duration::from_secs(20), || async {
+        p.conflicts(1, "unique_key").await == 1
+    })
+    .await;
+    assert!(decided, "no unique_key conflict in zone b\n{}", p.logs());
+    let emails = |z: usize| {
+        let db = db.clone();
+        async move {
+            let mut c = conn(PORTS[z]).await;
+            let e: Vec<String> = c
+                .query(format!("SELECT email FROM `{db}`.people ORDER BY id"))
+                .await
+                .unwrap();
+            e.join(" ")
+        }
+    };
+    let rows = emails(1).await;
+    assert!(
+        rows.contains("third"),
+        "the other row of the batch was not applied: {rows}"
+    );
+    assert!(
+        rows.contains("one"),
+        "the clashing row must stay as it was here: {rows}"
+    );
+    assert!(
+        p.daemons[1].as_mut().unwrap().try_wait().unwrap().is_none(),
+        "zone b's daemon stopped\n{}",
+        p.log(1)
+    );
+    // and it still replicates
+    exec(
+        ZONE_A,
+        &[&format!("UPDATE `{db}`.people SET email = 'five!' WHERE id = 5")],
+    )
+    .await;
+    let on = wait_until(Duration::from_secs(20), || async { emails(1).await.contains("five!") }).await;
+    assert!(on, "replication stopped after the clash\n{}", p.log(1));
+}
