@@ -407,13 +407,9 @@ fn report(cs: &ChangeSet, results: &Results, runs: usize) {
 }
 
 fn main() {
-    testenv_up_args(&["e", "f", "--kafka"]);
+    testenv_up_with(&["e", "f", "--kafka"]);
     let _broker = start_broker();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let txns: u64 = std::env::var("APPLY_TXNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -25,7 +25,7 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
-use support::{median, testenv_up_args};
+use support::{median, runtime};
 
 const RUNS: usize = 3;
 const KEYS: u64 = 2_000;
@@ -160,16 +160,12 @@ async fn run(case: Case, txns: u64, run: usize) -> (u64, f64, u64) {
 }
 
 fn main() {
-    testenv_up_args(&[]);
+    testenv_up_with(&[]);
     let txns: u64 = std::env::var("CONFLICT_TXNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let cases = [Case::OneZone, Case::BothZones, Case::OneZoneUnversioned];
     let mut rates = vec![Vec::new(); cases.len()];
     let mut conflicts = vec![0u64; cases.len()];

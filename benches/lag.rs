@@ -123,16 +123,12 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    testenv_up_args(&["e", "f"]);
+    testenv_up_with(&["e", "f"]);
     let secs: u64 = std::env::var("LAG_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut e = conn(ZONE_E).await;
         e.query_drop("STOP SLAVE").await.ok();

@@ -203,12 +203,7 @@ fn python_venv() -> std::path::PathBuf {
 }
 
 fn main() {
-    let st = Command::new("bash")
-        .arg(repo().join("testenv/up.sh"))
-        .arg("d")
-        .status()
-        .unwrap();
-    assert!(st.success(), "testenv/up.sh d failed");
+    testenv_up("d");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

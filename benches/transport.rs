@@ -92,12 +92,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let st = std::process::Command::new("bash")
-        .arg(repo().join("testenv/up.sh"))
-        .arg("--kafka")
-        .status()
-        .expect("run testenv/up.sh --kafka");
-    assert!(st.success(), "testenv/up.sh --kafka failed");
+    testenv_up_with(&["--kafka"]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -107,34 +107,10 @@ pub fn config(
         None => ("", String::new()),
     };
     let path = dir.join(format!("zone-{zone}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"zone = "{zone}"
-{transport}[mysql]
-host = "127.0.0.1"
-port = {port}
-user = "drc"
-password = "drc"
-[reader]
-server_id = {server_id}
-state_dir = "state-{zone}"
-start = "{start}"
-[replication]
-databases = ["{db}"]
-version_column = "updated_at"
-{kafka_section}[[peers]]
-zone = "{}"
-[peers.mysql]
-host = "127.0.0.1"
-port = {}
-user = "drc"
-password = "drc"
-"#,
-            peer.0, peer.1
-        ),
-    )
-    .unwrap();
+    let text = config_head(zone, transport, port, server_id, start)
+        + &format!("[replication]\ndatabases = [\"{db}\"]\nversion_column = \"updated_at\"\n{kafka_section}")
+        + &peer_section(peer.0, Some(peer.1));
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -223,12 +199,11 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Starts the testenv servers named in `args` (`testenv/up.sh ARGS`).
-pub fn testenv_up_args(args: &[&str]) {
-    let st = Command::new("bash")
-        .arg(repo().join("testenv/up.sh"))
-        .args(args)
-        .status()
-        .expect("run testenv/up.sh");
-    assert!(st.success(), "testenv/up.sh {args:?} failed");
+/// The benchmarks' runtime: two workers, like the daemon on this machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -916,17 +916,7 @@ impl Applier {
             return self.apply_unversioned(origin, tx, &t, r).await;
         };
         let settings = self.s.clone();
-        let version = |img: &RowImage| -> Result<i128, Error> {
-            img.get(&vcol).and_then(version_of).ok_or_else(|| {
-                definite(
-                    &settings,
-                    format!(
-                        "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
-                        t.db, t.tbl
-                    ),
-                )
-            })
-        };
+        let version = |img: &RowImage| version_in(&settings, &t, &vcol, img);
         match r.op {
             Op::Insert => {
                 let after = r.after.as_ref().expect("insert has an after image");
@@ -968,18 +958,15 @@ impl Applier {
             return Ok(0);
         }
         let mut keys = std::collections::HashSet::new();
-        let (mut params, mut bytes) = (0usize, 0usize);
+        let mut budget = Budget::default();
         let mut n = 0;
         for c in changes {
             let Change::Row(r) = c else { break };
-            if r.db != first.db || r.table != first.table || n >= BATCH_MAX_ROWS {
+            if r.db != first.db || r.table != first.table {
                 break;
             }
             let Some(key) = self.batch_key(&t, r) else { break };
-            let after = r.after.as_ref().expect("batchable rows have an after image");
-            params += after.values.len();
-            bytes += after.values.iter().map(approx_size).sum::<usize>();
-            if (n > 0 && (params > BATCH_MAX_PARAMS || bytes > BATCH_MAX_BYTES)) || !keys.insert(key) {
+            if !budget.admits(r.after.as_ref().expect("batchable rows have an after image")) || !keys.insert(key) {
                 break;
             }
             n += 1;
@@ -1071,18 +1058,15 @@ impl Applier {
                 }
             }
             // batches of chains within the statement limits (one image per chain)
-            let (mut from, mut params, mut bytes) = (0, 0usize, 0usize);
+            let (mut from, mut budget) = (0, Budget::default());
             for i in 0..chains.len() {
                 let (_, r) = chains[i].last().expect("a chain has a change");
                 let after = r.after.as_ref().expect("batchable rows have an after image");
-                let (p, b) = (after.values.len(), after.values.iter().map(approx_size).sum::<usize>());
-                if i > from
-                    && (i - from >= BATCH_MAX_ROWS || params + p > BATCH_MAX_PARAMS || bytes + b > BATCH_MAX_BYTES)
-                {
+                if !budget.admits(after) {
                     self.apply_wave(&origin, &chains[from..i]).await?;
-                    (from, params, bytes) = (i, 0, 0);
+                    (from, budget) = (i, Budget::default());
+                    budget.admits(after);
                 }
-                (params, bytes) = (params + p, bytes + b);
             }
             self.apply_wave(&origin, &chains[from..]).await?;
         }
@@ -1127,17 +1111,8 @@ impl Applier {
         let Some(vcol) = t.version.clone() else {
             return self.apply_batch_unversioned(origin, &t, chains).await;
         };
-        let version = |img: &RowImage| -> Result<i128, Error> {
-            img.get(&vcol).and_then(version_of).ok_or_else(|| {
-                definite(
-                    &self.s,
-                    format!(
-                        "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
-                        t.db, t.tbl
-                    ),
-                )
-            })
-        };
+        let settings = self.s.clone();
+        let version = |img: &RowImage| version_in(&settings, &t, &vcol, img);
         let mut items = Vec::with_capacity(chains.len());
         for chain in chains {
             let (tx, r) = chain[0];
@@ -1180,7 +1155,7 @@ impl Applier {
         // conflict for the row path; a local delete of it waits for us), then the
         // tombstones are read: as the row path's single locking read does.
         let keys: Vec<&[i128]> = items.iter().map(|i| i.key.as_slice()).collect();
-        let (local, tombs) = self.lock_keys(&t, &keys, &keys).await?;
+        let (local, tombs) = self.lock_keys(&t, &keys).await?;
         let (mut inserts, mut upserts, mut slow) = (Vec::new(), Vec::new(), Vec::new());
         for it in items {
             let lv = local.get(&it.key).copied();
@@ -1204,68 +1179,25 @@ impl Applier {
         if non_key.is_empty() {
             slow.append(&mut upserts);
         }
-        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
-        let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
-        let statement = |n: usize, tail: &str| {
-            format!(
-                "INSERT INTO {} ({}) VALUES {}{tail}",
-                t.qualified(),
-                cols.join(", "),
-                vec![row_marks.as_str(); n].join(", ")
-            )
-        };
-        let settings = self.s.clone();
-        let bound = |items: &[Item]| -> Result<Vec<MyValue>, Error> {
-            let mut p = Vec::with_capacity(items.len() * cols.len());
-            for it in items {
-                // a clean chain leaves its last image
-                let img = it.rest.last().and_then(|(_, r)| r.after.as_ref()).unwrap_or(it.img);
-                for v in &img.values {
-                    p.push(bind(v).map_err(|e| definite(&settings, e))?);
-                }
-            }
-            Ok(p)
-        };
-        let changes = |items: &[Item]| items.iter().map(|i| 1 + i.rest.len() as u64).sum::<u64>();
-        if !inserts.is_empty() {
-            let (sql, p) = (statement(inserts.len(), ""), bound(&inserts)?);
-            match self.conn.exec_drop(sql, p).await {
-                Ok(()) => {
-                    let n = changes(&inserts);
-                    self.stats.rows += n;
-                    self.uncommitted.batched_rows += n;
-                }
-                // a key inserted here after the locking read: row by row decides and logs
-                Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut inserts),
-                Err(e) => {
-                    return Err(mysql_err(
-                        &self.s,
-                        &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
-                        e,
-                    ))
-                }
-            }
+        // a clean chain leaves its last image
+        fn images<'a>(items: &[Item<'a>]) -> Vec<&'a RowImage> {
+            items
+                .iter()
+                .map(|it| it.rest.last().and_then(|(_, r)| r.after.as_ref()).unwrap_or(it.img))
+                .collect()
         }
-        if !upserts.is_empty() {
-            let set: Vec<String> = non_key.iter().map(|c| format!("{c} = VALUES({c})")).collect();
-            let sql = statement(upserts.len(), &format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
-            let p = bound(&upserts)?;
-            match self.conn.exec_drop(sql, p).await {
-                Ok(()) => {
-                    let n = changes(&upserts);
-                    self.stats.rows += n;
-                    self.uncommitted.batched_rows += n;
-                }
-                // a unique key added since the table was read: row by row quarantines
-                Err(mysql_async::Error::Server(e)) if e.code == 1062 => slow.append(&mut upserts),
-                Err(e) => {
-                    return Err(mysql_err(
-                        &self.s,
-                        &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
-                        e,
-                    ))
-                }
-            }
+        let changes = |items: &[Item]| items.iter().map(|i| 1 + i.rest.len() as u64).sum::<u64>();
+        // a key inserted here after the locking read: row by row decides and logs
+        if !inserts.is_empty() && !self.write_rows(&t, &images(&inserts), &[], changes(&inserts)).await? {
+            slow.append(&mut inserts);
+        }
+        // a unique key added since the table was read: row by row quarantines
+        if !upserts.is_empty()
+            && !self
+                .write_rows(&t, &images(&upserts), &non_key, changes(&upserts))
+                .await?
+        {
+            slow.append(&mut upserts);
         }
         for it in slow {
             let key = self.key_values(&t, it.img)?;
@@ -1304,16 +1236,41 @@ impl Applier {
         if images.is_empty() {
             return Ok(());
         }
+        let every: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        if !self.write_rows(t, &images, &every, n).await? {
+            // a unique key added since the table was read: the row path reports it
+            for chain in chains {
+                for &(tx, r) in chain.iter() {
+                    self.apply_row(origin, tx, r).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One multi-row `INSERT` of `images` into `t`, or with `update` columns an
+    /// upsert (`ON DUPLICATE KEY UPDATE c = VALUES(c)`), counting `changes` applied
+    /// rows. `Ok(false)` when it met a duplicate key (1062): the statement did
+    /// nothing and its rows are for the row path.
+    async fn write_rows(
+        &mut self,
+        t: &LocalTable,
+        images: &[&RowImage],
+        update: &[String],
+        changes: u64,
+    ) -> Result<bool, Error> {
         let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
-        let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
         let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {}",
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
             t.qualified(),
             cols.join(", "),
-            vec![row_marks.as_str(); images.len()].join(", "),
-            upd.join(", ")
+            vec![row_marks.as_str(); images.len()].join(", ")
         );
+        if !update.is_empty() {
+            let set: Vec<String> = update.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+            sql += &format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "));
+        }
         let mut p = Vec::with_capacity(images.len() * cols.len());
         for img in images {
             for v in &img.values {
@@ -1322,19 +1279,11 @@ impl Applier {
         }
         match self.conn.exec_drop(sql, p).await {
             Ok(()) => {
-                self.stats.rows += n;
-                self.uncommitted.batched_rows += n;
-                Ok(())
+                self.stats.rows += changes;
+                self.uncommitted.batched_rows += changes;
+                Ok(true)
             }
-            // a unique key added since the table was read: the row path reports it
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
-                for chain in chains {
-                    for &(tx, r) in chain.iter() {
-                        self.apply_row(origin, tx, r).await?;
-                    }
-                }
-                Ok(())
-            }
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
             Err(e) => Err(mysql_err(
                 &self.s,
                 &format!("writing rows of `{}`.`{}`", t.db, t.tbl),
@@ -1343,19 +1292,10 @@ impl Applier {
         }
     }
 
-    /// Locks the local rows of `rows` and the tombstones of `keys` (integer primary
-    /// keys); returns their versions by key.
-    async fn lock_keys(
-        &mut self,
-        t: &LocalTable,
-        rows: &[&[i128]],
-        keys: &[&[i128]],
-    ) -> Result<(KeyVersions, KeyVersions), Error> {
-        let local = if rows.is_empty() {
-            KeyVersions::new()
-        } else {
-            self.lock_rows(t, rows).await?
-        };
+    /// Locks the local rows of `keys` (integer primary keys), then their tombstones;
+    /// returns their versions by key.
+    async fn lock_keys(&mut self, t: &LocalTable, keys: &[&[i128]]) -> Result<(KeyVersions, KeyVersions), Error> {
+        let local = self.lock_rows(t, keys).await?;
         let tombs = self.lock_tombstones(t, keys).await?;
         Ok((local, tombs))
     }
@@ -1904,6 +1844,40 @@ struct Subject<'a> {
     t: &'a LocalTable,
     key: &'a [MyValue],
     row: &'a RowImage,
+}
+
+/// The version of `img` in column `vcol` of `t`, as a comparable integer.
+fn version_in(s: &ApplierSettings, t: &LocalTable, vcol: &str, img: &RowImage) -> Result<i128, Error> {
+    img.get(vcol).and_then(version_of).ok_or_else(|| {
+        definite(
+            s,
+            format!(
+                "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
+                t.db, t.tbl
+            ),
+        )
+    })
+}
+
+/// What one multi-row statement may still take: rows, bound values, bytes.
+#[derive(Default)]
+struct Budget {
+    rows: usize,
+    params: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    /// Takes `img` into the statement if it fits (a first row always does).
+    fn admits(&mut self, img: &RowImage) -> bool {
+        let (p, b) = (img.values.len(), img.values.iter().map(approx_size).sum::<usize>());
+        let fits = self.rows == 0
+            || (self.rows < BATCH_MAX_ROWS && self.params + p <= BATCH_MAX_PARAMS && self.bytes + b <= BATCH_MAX_BYTES);
+        if fits {
+            (self.rows, self.params, self.bytes) = (self.rows + 1, self.params + p, self.bytes + b);
+        }
+        fits
+    }
 }
 
 /// Versions by integer primary key.

@@ -81,12 +81,9 @@ async fn session(d: &Direction) -> Result<(), Error> {
                 Some((t, n)) => {
                     budget.add_permits(n as usize);
                     if t.fragment == 0 {
-                        if dir.is_paused() {
-                            if let Err(e) = applier.flush().await {
-                                break Err(e);
-                            }
+                        if let Err(e) = super::pause_point(&dir, &mut applier).await {
+                            break Err(e);
                         }
-                        dir.wait_if_paused().await;
                         if t.last {
                             shipped.increment(1);
                         }

@@ -451,10 +451,7 @@ async fn consume(c: &ConsumerSide) -> Result<(), Error> {
             what: format!("{topic} offset {}: {e}", msg.offset()),
         })?;
         if tx.fragment == 0 {
-            if dir.is_paused() {
-                applier.flush().await?;
-            }
-            dir.wait_if_paused().await;
+            super::pause_point(&dir, &mut applier).await?;
         }
         applier.set_transport_position(Some((topic.clone(), msg.partition(), msg.offset())));
         applier.apply_grouped(&c.origin, tx).await?;

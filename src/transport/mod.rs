@@ -56,6 +56,19 @@ where
     }
 }
 
+/// A transaction boundary: if the direction is paused, commits the applier's open
+/// group (so a pause leaves everything applied committed) and waits for resume.
+pub async fn pause_point(
+    dir: &crate::ops::status::Direction,
+    applier: &mut crate::applier::apply::Applier,
+) -> Result<(), Error> {
+    if dir.is_paused() {
+        applier.flush().await?;
+    }
+    dir.wait_if_paused().await;
+    Ok(())
+}
+
 /// Runs one session of the direction from `origin`, recording its errors in the
 /// status registry (`GET /status` → `last_error`).
 pub async fn tracked<Fut>(origin: &str, session: Fut) -> Result<(), Error>

@@ -52,26 +52,39 @@ pub async fn exec(port: u16, sqls: &[&str]) {
 /// Writes a zone config for a reader of the server on `port` into `dir`.
 pub fn write_config(dir: &Path, zone: &str, port: u16, reader_server_id: u32, start: &str) -> PathBuf {
     let path = dir.join(format!("zone-{zone}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"zone = "{zone}"
-[mysql]
+    let text =
+        config_head(zone, "", port, reader_server_id, start) + "heartbeat_secs = 1\nreconnect_max_backoff_secs = 1\n";
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The start of a drc config for a testenv zone: top-level keys `top` (e.g.
+/// `transport = "kafka"`), `[mysql]` as user drc on 127.0.0.1:`port`, and `[reader]`
+/// with `server_id`, a state directory and `start`; callers append `[reader]` keys
+/// and further tables.
+pub fn config_head(zone: &str, top: &str, port: u16, server_id: u32, start: &str) -> String {
+    format!(
+        r#"zone = "{zone}"
+{top}[mysql]
 host = "127.0.0.1"
 port = {port}
 user = "drc"
 password = "drc"
 [reader]
-server_id = {reader_server_id}
+server_id = {server_id}
 state_dir = "state-{zone}"
 start = "{start}"
-heartbeat_secs = 1
-reconnect_max_backoff_secs = 1
 "#
-        ),
     )
-    .unwrap();
-    path
+}
+
+/// A `[[peers]]` entry for `zone`, with `[peers.mysql]` (user drc on
+/// 127.0.0.1:`port`) when the daemon reaches that zone's server.
+pub fn peer_section(zone: &str, port: Option<u16>) -> String {
+    let mysql = port
+        .map(|p| format!("[peers.mysql]\nhost = \"127.0.0.1\"\nport = {p}\nuser = \"drc\"\npassword = \"drc\"\n"))
+        .unwrap_or_default();
+    format!("[[peers]]\nzone = \"{zone}\"\n{mysql}")
 }
 
 /// Recreates database `db` on the zone at `port` with one table (`table_ddl`, after
@@ -97,12 +110,17 @@ pub async fn fresh_db_at(port: u16, db: &str, table_ddl: &str) -> String {
 
 /// Starts a testenv zone (idempotent), e.g. the private zone c.
 pub fn testenv_up(zone: &str) {
+    testenv_up_with(&[zone]);
+}
+
+/// `testenv/up.sh ARGS` (zones, `--kafka`); panics if it fails.
+pub fn testenv_up_with(args: &[&str]) {
     let st = std::process::Command::new("bash")
         .arg(repo().join("testenv/up.sh"))
-        .arg(zone)
+        .args(args)
         .status()
         .expect("run testenv/up.sh");
-    assert!(st.success(), "testenv/up.sh {zone} failed");
+    assert!(st.success(), "testenv/up.sh {args:?} failed");
 }
 
 pub fn testenv_down(zone: &str) {

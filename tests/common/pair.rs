@@ -61,31 +61,13 @@ fn daemon_config(dir: &Path, zone: usize, n: usize, db: &str, server_id: u32, tr
         .collect();
     let peers: String = (0..n)
         .filter(|&z| z != zone)
-        .map(|z| {
-            let mysql = match transport {
-                Transport::Direct => format!(
-                    "[peers.mysql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"drc\"\npassword = \"drc\"\n",
-                    PORTS[z]
-                ),
-                Transport::Kafka => String::new(),
-            };
-            format!("[[peers]]\nzone = \"{}\"\n{mysql}", ZONES[z])
-        })
+        .map(|z| peer_section(ZONES[z], (transport == Transport::Direct).then_some(PORTS[z])))
         .collect();
     std::fs::write(
         &path,
-        format!(
-            r#"zone = "{z}"
-{transport_line}[mysql]
-host = "127.0.0.1"
-port = {port}
-user = "drc"
-password = "drc"
-[reader]
-server_id = {server_id}
-state_dir = "state-{z}"
-start = "now"
-heartbeat_secs = 1
+        config_head(ZONES[zone], transport_line, PORTS[zone], server_id, "now")
+            + &format!(
+                r#"heartbeat_secs = 1
 reconnect_max_backoff_secs = 1
 max_fragment_rows = 50
 [replication]
@@ -93,10 +75,8 @@ databases = ["{db}"]
 version_column = "updated_at"
 range_policy = "reject"
 channel = "{db}"
-{ranges}{kafka}{peers}"#,
-            z = ZONES[zone],
-            port = PORTS[zone],
-        ),
+{ranges}{kafka}{peers}"#
+            ),
     )
     .unwrap();
     path
