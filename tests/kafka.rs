@@ -94,7 +94,7 @@ async fn concurrent_writes_with_kills_converge_over_kafka() {
     let (ca, cb) = (committed[0], committed[1]);
     eprintln!("committed transactions: zone a {ca}, zone b {cb}; 10 daemon kills");
     p.assert_applied_exactly(&[ca, cb]).await;
-    assert!(wait_converged(&p, "orders", 30).await, "zones differ");
+    p.assert_converged("orders", 30, seed).await;
     let mut c = conn(ZONE_B).await;
     let topic: Option<String> = c
         .exec_first(
@@ -178,16 +178,7 @@ async fn broker_restart_and_twenty_kills_lose_nothing_and_repeat_nothing() {
     let t = std::time::Instant::now();
     p.assert_applied_exactly(&committed).await;
     eprintln!("caught up {:?} after the load", t.elapsed());
-    if !wait_converged(&p, "orders", 30).await {
-        // name the rows, so an intermittent divergence can be diagnosed from the log
-        let (a, b) = (p.rows(0, "orders").await, p.rows(1, "orders").await);
-        let only_a: Vec<&String> = a.iter().filter(|r| !b.contains(r)).take(10).collect();
-        let only_b: Vec<&String> = b.iter().filter(|r| !a.contains(r)).take(10).collect();
-        panic!(
-            "orders differ (seed {seed}): only in a {only_a:?}, only in b {only_b:?}\n{}",
-            p.logs()
-        );
-    }
+    p.assert_converged("orders", 30, seed).await;
     assert!(wait_converged(&p, "ledger", 30).await, "ledgers differ");
     p.assert_audit(&committed).await;
     eprintln!("rows at the end: {}", p.rows(0, "orders").await.len());
@@ -255,16 +246,7 @@ async fn zone_c_three_zones_by_config_alone_with_a_mariadb_restart() {
     }
     eprintln!("committed transactions per zone: {committed:?}; 6 daemon kills, zone c restarted");
     p.assert_applied_exactly(&committed).await;
-    if !wait_converged(&p, "orders", 30).await {
-        // name the rows, so an intermittent divergence can be diagnosed from the log
-        let (a, b) = (p.rows(0, "orders").await, p.rows(1, "orders").await);
-        let only_a: Vec<&String> = a.iter().filter(|r| !b.contains(r)).take(10).collect();
-        let only_b: Vec<&String> = b.iter().filter(|r| !a.contains(r)).take(10).collect();
-        panic!(
-            "orders differ (seed {seed}): only in a {only_a:?}, only in b {only_b:?}\n{}",
-            p.logs()
-        );
-    }
+    p.assert_converged("orders", 30, seed).await;
     assert!(wait_converged(&p, "ledger", 30).await, "ledgers differ");
     p.assert_audit(&committed).await;
     assert!(

@@ -28,7 +28,7 @@
 use super::id_range::{RangePolicy, ZoneRanges};
 use super::lww::{decide, Action, Conflict, Incoming, Local};
 use super::sql::{bind, ident, parse_decimal, version_of};
-use super::table::{ensure_trigger, LocalTable};
+use super::table::{ensure_triggers, LocalTable};
 use crate::error::Error;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction};
 use crate::ops::metrics as m;
@@ -205,6 +205,8 @@ impl Applier {
                 "SET SESSION time_zone = '+00:00'",
                 "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                // drc's version triggers leave the applier's writes as they come
+                "SET @drc_applier = 1",
             ])
             .into();
         let conn = Conn::new(opts).await.map_err(|e| mysql_err(&s, "connect", e))?;
@@ -266,8 +268,9 @@ impl Applier {
         Ok(())
     }
 
-    /// Installs the tombstone trigger on every table of the replicated databases that
-    /// has the version column and a primary key. Returns how many were created.
+    /// Installs drc's triggers (tombstones; local writes never go back in version) on
+    /// every table of the replicated databases that has the version column and a
+    /// primary key. Returns how many were created.
     pub async fn ensure_triggers(&mut self) -> Result<usize, Error> {
         let mut created = 0;
         for db in self.s.databases.clone() {
@@ -281,12 +284,9 @@ impl Applier {
                     .await
                     .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
                 {
-                    if ensure_trigger(&mut self.conn, &lt)
+                    created += ensure_triggers(&mut self.conn, &lt)
                         .await
-                        .map_err(|e| mysql_err(&self.s, "creating a tombstone trigger", e))?
-                    {
-                        created += 1;
-                    }
+                        .map_err(|e| mysql_err(&self.s, "creating drc's triggers", e))?;
                 }
             }
         }

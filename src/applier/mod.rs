@@ -7,7 +7,7 @@
 //! | [`lww`] | the last-writer-wins decision for one row (pure, property-tested) |
 //! | [`id_range`] | per-zone primary-key ranges |
 //! | [`apply`] | origin transactions → target transactions (marker, rows, position), group commit, batches |
-//! | [`table`] | local table metadata, the tombstone trigger |
+//! | [`table`] | local table metadata, drc's triggers (tombstones, version guards) |
 //! | [`sql`] | identifier quoting, value binding, version arithmetic |
 
 pub mod apply;

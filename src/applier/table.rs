@@ -23,8 +23,8 @@ pub struct LocalTable {
     pub version_type: String,
     /// Rows may be applied in batches (see `Applier::apply_batch`): every key column
     /// is an integer, and no unique key but the primary key, no foreign key and no
-    /// INSERT/UPDATE trigger can make the order of writes within a target transaction
-    /// matter.
+    /// INSERT/UPDATE trigger (but drc's own, which the applier's writes skip) can make
+    /// the order of writes within a target transaction matter.
     pub batchable: bool,
 }
 
@@ -56,7 +56,7 @@ impl LocalTable {
             .exec_first(
                 "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') \
                  + (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)) \
-                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE'))",
+                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE') AND TRIGGER_NAME NOT LIKE 'drc\\_%')",
                 (db, tbl, db, tbl, db, tbl, db, tbl),
             )
             .await?;
@@ -124,81 +124,118 @@ impl LocalTable {
             )
     }
 
-    /// Name of the tombstone trigger: at most 64 characters.
-    pub fn trigger_name(&self) -> String {
-        let name = format!("drc_tombstone_{}", self.tbl);
-        if name.len() <= 64 {
-            name
-        } else {
-            format!("drc_tombstone_{:08x}", crc32fast::hash(self.tbl.as_bytes()))
-        }
-    }
-
-    /// The AFTER DELETE trigger that records a tombstone for every delete, local or
-    /// applied, in the deleting transaction. See docs/CONFLICTS.md.
-    pub fn trigger_sql(&self) -> Option<String> {
-        Some(format!(
-            "CREATE TRIGGER {trigger} AFTER DELETE ON {table} FOR EACH ROW {body}",
-            trigger = table(&self.db, &self.trigger_name()),
-            table = self.qualified(),
-            body = self.trigger_body()?,
-        ))
-    }
-
-    /// The trigger's statement. A delete's version is the applier's
-    /// `@drc_delete_version` (the origin's delete time) or, for a local delete, the
-    /// time of the delete (DATETIME/TIMESTAMP versions) and never less than the row's
-    /// own version.
-    pub fn trigger_body(&self) -> Option<String> {
-        let version = ident(self.version.as_ref()?);
+    /// The triggers drc keeps on this table (docs/CONFLICTS.md, "Local writes"): the
+    /// tombstone of every delete, and for DATETIME/TIMESTAMP versions the two that
+    /// keep a local write from going back in version. None without a version column
+    /// or a primary key.
+    pub fn triggers(&self) -> Vec<Trigger> {
+        let Some(vcol) = self.version.as_ref() else {
+            return Vec::new();
+        };
         if self.pk.is_empty() {
-            return None;
+            return Vec::new();
         }
-        let pk = self
-            .pk
-            .iter()
-            .map(|c| format!("OLD.{}", ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let local = if matches!(self.version_type.as_str(), "datetime" | "timestamp") {
+        let version = ident(vcol);
+        let key = |row: &str| {
+            self.pk
+                .iter()
+                .map(|c| format!("{row}.{}", ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (db, tbl) = (literal(&self.db), literal(&self.tbl));
+        let clock = matches!(self.version_type.as_str(), "datetime" | "timestamp");
+        let deleted = if clock {
             format!("GREATEST(CAST(NOW(6) AS DECIMAL(30,6)), CAST(OLD.{version} AS DECIMAL(30,6)))")
         } else {
             format!("CAST(OLD.{version} AS DECIMAL(30,6))")
         };
-        Some(format!(
-            "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES ({db}, {tbl}, JSON_ARRAY({pk}), COALESCE(@drc_delete_version, {local})) \
-             ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
-            db = literal(&self.db),
-            tbl = literal(&self.tbl),
-        ))
+        let mut out = vec![Trigger {
+            name: self.trigger_name("tombstone"),
+            event: "AFTER DELETE",
+            body: format!(
+                "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES ({db}, {tbl}, JSON_ARRAY({pk}), \
+                 COALESCE(@drc_delete_version, {deleted})) ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
+                pk = key("OLD"),
+            ),
+        }];
+        if clock {
+            out.push(Trigger {
+                name: self.trigger_name("update"),
+                event: "BEFORE UPDATE",
+                body: format!(
+                    "IF @drc_applier IS NULL AND NEW.{version} <= OLD.{version} THEN \
+                     SET NEW.{version} = GREATEST(NOW(6), OLD.{version} + INTERVAL 1 MICROSECOND); END IF"
+                ),
+            });
+            out.push(Trigger {
+                name: self.trigger_name("insert"),
+                event: "BEFORE INSERT",
+                body: format!(
+                    "BEGIN DECLARE deleted DECIMAL(30,6); IF @drc_applier IS NULL THEN \
+                     SET deleted = (SELECT version FROM `drc`.`tombstones` WHERE db = {db} AND tbl = {tbl} AND pk = JSON_ARRAY({pk})); \
+                     IF deleted IS NOT NULL AND CAST(NEW.{version} AS DECIMAL(30,6)) <= deleted THEN \
+                     SET NEW.{version} = CAST(deleted AS DATETIME(6)) + INTERVAL 1 MICROSECOND; END IF; END IF; END",
+                    pk = key("NEW"),
+                ),
+            });
+        }
+        out
+    }
+
+    /// `drc_<what>_<table>`, at most 64 characters.
+    fn trigger_name(&self, what: &str) -> String {
+        let name = format!("drc_{what}_{}", self.tbl);
+        if name.len() <= 64 {
+            name
+        } else {
+            format!("drc_{what}_{:08x}", crc32fast::hash(self.tbl.as_bytes()))
+        }
     }
 }
 
-/// Installs the tombstone trigger on `t` if it is missing. DDL: call it outside an
-/// apply transaction (it commits implicitly).
-pub async fn ensure_trigger(conn: &mut Conn, t: &LocalTable) -> Result<bool, mysql_async::Error> {
-    let Some(sql) = t.trigger_sql() else {
-        return Ok(false);
-    };
-    let exists: Option<String> = conn
-        .exec_first(
-            "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
-            (&t.db, t.trigger_name()),
-        )
-        .await?;
-    match exists {
-        Some(body) if Some(body.trim()) == t.trigger_body().as_deref().map(str::trim) => return Ok(false),
-        Some(_) => {
-            // an older drc's trigger: replace it
-            conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", table(&t.db, &t.trigger_name())))
-                .await?;
+/// A trigger drc installs on a replicated table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub name: String,
+    /// `AFTER DELETE`, `BEFORE UPDATE`, `BEFORE INSERT`.
+    pub event: &'static str,
+    pub body: String,
+}
+
+/// Installs drc's triggers on `t` where missing or different (an older drc's),
+/// returning how many were created. DDL: call it outside an apply transaction (it
+/// commits implicitly).
+pub async fn ensure_triggers(conn: &mut Conn, t: &LocalTable) -> Result<usize, mysql_async::Error> {
+    let mut created = 0;
+    for trig in t.triggers() {
+        let exists: Option<String> = conn
+            .exec_first(
+                "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
+                (&t.db, &trig.name),
+            )
+            .await?;
+        match exists {
+            Some(body) if body.trim() == trig.body.trim() => continue,
+            Some(_) => {
+                conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", table(&t.db, &trig.name)))
+                    .await?;
+            }
+            None => {}
         }
-        None => {}
+        let sql = format!(
+            "CREATE TRIGGER {} {} ON {} FOR EACH ROW {}",
+            table(&t.db, &trig.name),
+            trig.event,
+            t.qualified(),
+            trig.body
+        );
+        match conn.query_drop(sql).await {
+            Ok(()) => created += 1,
+            // created meanwhile by another drc or an earlier attempt
+            Err(mysql_async::Error::Server(e)) if e.code == 1359 => {}
+            Err(e) => return Err(e),
+        }
     }
-    match conn.query_drop(sql).await {
-        Ok(()) => Ok(true),
-        // created meanwhile by another drc or an earlier attempt
-        Err(mysql_async::Error::Server(e)) if e.code == 1359 => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(created)
 }

@@ -1,6 +1,6 @@
 //! `drc run --config FILE`: the zone daemon (direct transport). For every peer zone it
 //! reads the peer's binlog and applies the peer's own transactions here.
-//! `drc init --config FILE`: creates the drc schema and the tombstone triggers.
+//! `drc init --config FILE`: creates the drc schema and drc's triggers (tombstones, version guards).
 
 use drc::applier::apply::{Applier, ApplierSettings};
 use drc::config::Config;
@@ -55,7 +55,7 @@ pub async fn init(a: RunArgs) -> i32 {
         ap.init_schema().await?;
         let n = ap.ensure_triggers().await?;
         println!(
-            "zone {}: drc schema ready on {}; {n} tombstone trigger(s) created",
+            "zone {}: drc schema ready on {}; {n} trigger(s) created",
             cfg.zone,
             cfg.mysql.addr()
         );
@@ -124,7 +124,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
         match r {
             Ok(n) => {
                 if n > 0 {
-                    tracing::info!(created = n, "tombstone triggers installed");
+                    tracing::info!(created = n, "drc triggers installed");
                 }
                 break;
             }
@@ -182,7 +182,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
         stop_rx.clone(),
     ));
     let stall_watch = tokio::spawn(drc::ops::status::registry().stall_watch(every));
-    // Tables created later get their tombstone trigger within seconds.
+    // Tables created later get their triggers within seconds.
     let keeper = {
         let (opts, s, mut stop) = (local_opts.clone(), s.clone(), stop_rx.clone());
         tokio::spawn(async move {
@@ -193,7 +193,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
                 }
                 if let Ok(mut ap) = Applier::connect(opts.clone(), s.clone()).await {
                     if let Err(e) = ap.ensure_triggers().await {
-                        tracing::warn!(error = %e, "cannot install tombstone triggers");
+                        tracing::warn!(error = %e, "cannot install drc triggers");
                     }
                 }
             }

@@ -62,7 +62,7 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
 
 /// Everything `drc run` needs on top of the reader's checks: ID ranges against the
 /// server's auto-increment settings, the version column on every replicated table,
-/// a common time zone, and the right to create the tombstone triggers.
+/// a common time zone, and the right to create drc's triggers.
 pub async fn run_checks_for(
     conn: &mut Conn,
     replica_server_id: u32,
@@ -134,7 +134,7 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
             f.push(Finding::bad(
                 Problem,
                 "trigger_privilege",
-                "the drc user cannot create the tombstone triggers (no SUPER, log_bin_trust_function_creators=OFF)",
+                "the drc user cannot create drc's triggers (no SUPER, log_bin_trust_function_creators=OFF)",
                 format!("set log_bin_trust_function_creators=ON {cnf} and GRANT TRIGGER ON <replicated dbs>.* TO <drc user>"),
             ));
         }

@@ -290,6 +290,66 @@ impl Pair {
         true
     }
 
+    /// Waits up to `secs` for `table` (integer key `id` first) to be identical in
+    /// every zone. If it is not, panics naming up to 10 differing keys with, per zone,
+    /// the row, its tombstone and every conflict-log entry for it, then the daemons'
+    /// logs: enough to find the decision that differed from one failed run.
+    pub async fn assert_converged(&self, table: &str, secs: u64, seed: u64) {
+        if wait_converged(self, table, secs).await {
+            return;
+        }
+        let mut all: Vec<Vec<String>> = Vec::new();
+        for z in 0..self.n {
+            all.push(self.rows(z, table).await);
+        }
+        let mut keys: Vec<u64> = Vec::new();
+        for (z, rows) in all.iter().enumerate() {
+            for r in rows {
+                if all.iter().enumerate().any(|(o, other)| o != z && !other.contains(r)) {
+                    let id = u64::from_str_radix(r.split('|').next().unwrap(), 16).unwrap();
+                    if !keys.contains(&id) {
+                        keys.push(id);
+                    }
+                }
+            }
+        }
+        let mut report = format!("{table} differs (seed {seed}); {} differing key(s)\n", keys.len());
+        for id in keys.iter().take(10) {
+            for z in 0..self.n {
+                let mut c = conn(PORTS[z]).await;
+                let row: Vec<String> = c
+                    .query(format!(
+                        "SELECT CAST(JSON_OBJECT('customer', customer, 'n', n, 'updated_at', updated_at) AS CHAR) \
+                         FROM `{}`.`{table}` WHERE id = {id}",
+                        self.db
+                    ))
+                    .await
+                    .unwrap();
+                let tomb: Vec<String> = c
+                    .exec(
+                        "SELECT CONCAT(version, ' at ', deleted_at) FROM drc.tombstones WHERE db = ? AND tbl = ? AND pk = JSON_ARRAY(?)",
+                        (&self.db, table, id),
+                    )
+                    .await
+                    .unwrap();
+                let log: Vec<String> = c
+                    .exec(
+                        "SELECT CONCAT_WS(' ', at, kind, resolution, 'from', origin_zone, origin_gtid, 'in', incoming_version, \
+                         'local', IFNULL(local_version, '-'), IFNULL(incoming_row, '-'), IFNULL(local_row, '-')) \
+                         FROM drc.conflicts WHERE db = ? AND tbl = ? AND pk = JSON_ARRAY(?) ORDER BY id",
+                        (&self.db, table, id),
+                    )
+                    .await
+                    .unwrap();
+                report += &format!(
+                    "key {id} in zone {}: row {row:?}, tombstone {tomb:?}\n  conflicts: {log:#?}\n",
+                    ZONES[z]
+                );
+            }
+        }
+        panic!("{report}{}", self.logs());
+    }
+
     /// Waits until every zone applied every other zone's `committed` transactions
     /// (by `drc.applied`), then checks the counts are exact: an echo or a repeat would
     /// raise one, a loss lower it. Panics with the daemons' logs otherwise.
