@@ -216,6 +216,10 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
             // an update that changes nothing stays a no-op (no new version)
             "SET TIMESTAMP = DEFAULT",
             &format!("UPDATE `{db}`.orders SET customer = 'b again' WHERE id = 2"),
+            // REPLACE deletes and inserts in one statement, at one statement time: the
+            // tombstone and the new row have the same version unless the insert is raised
+            &format!("REPLACE INTO `{db}`.orders (id, customer) VALUES (4, 'b replaced')"),
+            &format!("REPLACE INTO `{db}`.orders (id, customer) VALUES (4, 'b replaced again')"),
         ],
     )
     .await;
@@ -227,11 +231,16 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
         .unwrap();
     assert_eq!(
         rows,
-        vec![(1, "b after a".to_string()), (2, "b again".to_string())],
+        vec![
+            (1, "b after a".to_string()),
+            (2, "b again".to_string()),
+            (4, "b replaced again".to_string())
+        ],
         "b's later writes win in a too"
     );
-    // a's writes crossed as they were: a's update, a's delete; b's: insert, update, insert
-    p.assert_applied_exactly(&[3, 3]).await;
+    // a's writes crossed as they were: a's insert, update, delete; b's: insert, update,
+    // insert, two REPLACEs
+    p.assert_applied_exactly(&[3, 5]).await;
     assert_eq!(
         p.conflicts(0, "local_row_newer").await + p.conflicts(0, "deleted_later").await,
         0

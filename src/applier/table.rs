@@ -171,28 +171,47 @@ impl LocalTable {
                 name: self.trigger_name("update"),
                 event: "BEFORE UPDATE",
                 body: format!(
-                    "IF @drc_applier IS NULL AND NEW.{version} <= OLD.{version} THEN \
-                     SET NEW.{version} = GREATEST(NOW(6), OLD.{version} + INTERVAL 1 MICROSECOND); END IF"
+                    "IF @drc_applier IS NULL THEN IF NEW.{version} <= OLD.{version} THEN \
+                     SET NEW.{version} = GREATEST(NOW(6), OLD.{version} + INTERVAL 1 MICROSECOND); END IF; END IF"
                 ),
             });
+            // Nested IFs, each condition evaluated only when the one around it holds:
+            // the applier's writes (most of the rows a zone writes) stop at the first,
+            // which reads no table, and cost what an empty trigger costs; a condition
+            // holding a subquery costs as much even when an AND before it is false
+            // (measured: 100,000 rows in multi-row INSERTs, 307k rows/s nested vs 145k).
             // A key the server is about to generate (AUTO_INCREMENT, still 0 here) was
-            // never deleted: no lookup (it costs a third of a one-row insert).
-            let explicit = if self.auto_increment_key {
-                format!("NEW.{} <> 0 AND ", ident(&self.pk[0]))
-            } else {
-                String::new()
-            };
+            // never deleted: no lookup either.
             let tombstone = format!(
                 "SELECT version FROM `drc`.`tombstones` WHERE db = {db} AND tbl = {tbl} AND pk = JSON_ARRAY({pk})",
                 pk = key("NEW"),
             );
+            // A row with the key exists: a REPLACE, which deletes it (tombstone
+            // `GREATEST(NOW(6), its version)`) after this trigger ran, then inserts; the
+            // new row must be greater than that tombstone. (For an INSERT … ON DUPLICATE
+            // KEY UPDATE or a failing INSERT the new row is never written.)
+            let existing = format!(
+                "SELECT {version} FROM {} WHERE {}",
+                self.qualified(),
+                self.pk
+                    .iter()
+                    .map(|c| format!("{0} = NEW.{0}", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            );
+            let mut guard = format!(
+                "IF CAST(NEW.{version} AS DECIMAL(30,6)) <= ({tombstone}) THEN \
+                 SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL 1 MICROSECOND; END IF; \
+                 IF NEW.{version} <= GREATEST(NOW(6), ({existing})) THEN \
+                 SET NEW.{version} = GREATEST(NOW(6), ({existing})) + INTERVAL 1 MICROSECOND; END IF"
+            );
+            if self.auto_increment_key {
+                guard = format!("IF NEW.{} <> 0 THEN {guard}; END IF", ident(&self.pk[0]));
+            }
             out.push(Trigger {
                 name: self.trigger_name("insert"),
                 event: "BEFORE INSERT",
-                body: format!(
-                    "IF @drc_applier IS NULL AND {explicit}CAST(NEW.{version} AS DECIMAL(30,6)) <= ({tombstone}) THEN \
-                     SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL 1 MICROSECOND; END IF"
-                ),
+                body: format!("IF @drc_applier IS NULL THEN {guard}; END IF"),
             });
         }
         out
