@@ -277,6 +277,66 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
     assert_eq!(tie, ("tie b".to_string(), "2030-01-01 00:00:00.000001".to_string()));
 }
 
+/// A table created while the daemons run gets drc's three triggers within seconds
+/// (the trigger keeper reads only tables that miss some), and its rows replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_created_while_running_gets_drc_triggers() {
+    let mut p = Pair::new("keeper", &[ORDERS], 4841).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    let ddl = format!(
+        "CREATE TABLE `{db}`.later (id BIGINT PRIMARY KEY, note VARCHAR(32) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
+    );
+    // and one the keeper must leave alone (no version column), every round
+    let plain = format!("CREATE TABLE `{db}`.plain (id BIGINT PRIMARY KEY)");
+    for port in [ZONE_A, ZONE_B] {
+        exec(port, &[&ddl, &plain]).await;
+    }
+    let triggers = |port: u16| {
+        let db = db.clone();
+        async move {
+            let mut c = conn(port).await;
+            let names: Vec<String> = c
+                .exec(
+                    "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = 'later' ORDER BY 1",
+                    (&db,),
+                )
+                .await
+                .unwrap();
+            names
+        }
+    };
+    let want = vec!["drc_insert_later", "drc_tombstone_later", "drc_update_later"];
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            triggers(ZONE_A).await == want && triggers(ZONE_B).await == want
+        })
+        .await,
+        "triggers: a {:?}, b {:?}\n{}",
+        triggers(ZONE_A).await,
+        triggers(ZONE_B).await,
+        p.logs()
+    );
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.later (id, note) VALUES (1, 'made in a')")],
+    )
+    .await;
+    p.assert_converged("later", 20, 0).await;
+    assert_eq!(p.rows(1, "later").await.len(), 1);
+    let mut c = conn(ZONE_A).await;
+    let plain_triggers: u64 = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = 'plain'",
+            (&db,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plain_triggers, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
     let mut p = Pair::new("ranges", &[ORDERS], 4301).await;

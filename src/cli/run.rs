@@ -53,7 +53,7 @@ pub async fn init(a: RunArgs) -> i32 {
         let opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(&a.config, e))?;
         let mut ap = Applier::connect(opts, s).await?;
         ap.init_schema().await?;
-        let n = ap.ensure_triggers().await?;
+        let n = ap.ensure_triggers(false).await?;
         println!(
             "zone {}: drc schema ready on {}; {n} trigger(s) created",
             cfg.zone,
@@ -118,7 +118,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
         let r = async {
             let mut ap = Applier::connect(local_opts.clone(), s.clone()).await?;
             ap.init_schema().await?;
-            ap.ensure_triggers().await
+            ap.ensure_triggers(false).await
         }
         .await;
         match r {
@@ -192,7 +192,7 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
                     _ = stop.wait_for(|x| *x) => return,
                 }
                 if let Ok(mut ap) = Applier::connect(opts.clone(), s.clone()).await {
-                    if let Err(e) = ap.ensure_triggers().await {
+                    if let Err(e) = ap.ensure_triggers(true).await {
                         tracing::warn!(error = %e, "cannot install drc triggers");
                     }
                 }
