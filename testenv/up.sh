@@ -58,13 +58,17 @@ start_zone() {
   if zone_alive "$z" && mariadb-admin --no-defaults -uroot --socket="$(zone_sock "$z")" ping >/dev/null 2>&1; then
     log "zone $z already running on 127.0.0.1:$port"; setup_sql "$z"; return 0
   fi
-  mkdir -p "$dir/data" "$dir/binlog"
+  mkdir -p "$dir/data" "$dir/binlog" "$dir/tmp"
   cat > "$dir/my.cnf" <<CNF
 [mariadbd]
 user = root
 datadir = $dir/data
 socket = $dir/mysqld.sock
 pid-file = $dir/mysqld.pid
+# Each zone its own tmpdir: a starting mariadbd deletes every #sql* file in its tmpdir,
+# which with a shared /tmp removed the live temporary tables of the other zones'
+# queries (a zone crashed in ha_maria::drop_table; another failed "Error on delete").
+tmpdir = $dir/tmp
 log-error = $dir/error.log
 port = $port
 bind-address = 127.0.0.1
