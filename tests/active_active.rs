@@ -168,7 +168,7 @@ async fn ten_thousand_concurrent_writes_with_kills_converge_exactly_once() {
 /// left as they come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
-    let mut p = Pair::new("clock", &[ORDERS], 4831).await;
+    let mut p = Pair::new("clock", &[ORDERS, COARSE], 4831).await;
     p.start_both().await;
     let db = p.db.clone();
     let seen_in_b = |expect: &'static [(u64, &'static str)]| {
@@ -275,6 +275,44 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
         .unwrap()
         .unwrap();
     assert_eq!(tie, ("tie b".to_string(), "2030-01-01 00:00:00.000001".to_string()));
+    // A version column in whole seconds: the raise is a second, not a microsecond
+    // rounded back to the same value (which would be a tie that b's smaller content
+    // loses in a while b keeps it).
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.coarse (id, note) VALUES (1, 'a')")],
+    )
+    .await;
+    p.assert_converged("coarse", 20, 0).await;
+    exec(
+        ZONE_A,
+        &[&format!("UPDATE `{db}`.coarse SET note = 'a again' WHERE id = 1")],
+    )
+    .await;
+    let b_has = || async {
+        let mut c = conn(ZONE_B).await;
+        let note: Option<String> = c
+            .query_first(format!("SELECT note FROM `{db}`.coarse WHERE id = 1"))
+            .await
+            .unwrap();
+        note.as_deref() == Some("a again")
+    };
+    assert!(wait_until(Duration::from_secs(20), b_has).await);
+    exec(
+        ZONE_B,
+        &[
+            "SET TIMESTAMP = UNIX_TIMESTAMP(NOW(6)) - 1",
+            &format!("UPDATE `{db}`.coarse SET note = '0 from b' WHERE id = 1"),
+        ],
+    )
+    .await;
+    p.assert_converged("coarse", 20, 0).await;
+    let note: String = c
+        .query_first(format!("SELECT note FROM `{db}`.coarse WHERE id = 1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(note, "0 from b");
 }
 
 /// A table created while the daemons run gets drc's three triggers within seconds

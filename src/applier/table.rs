@@ -28,6 +28,9 @@ pub struct LocalTable {
     pub batchable: bool,
     /// The primary key is one AUTO_INCREMENT column.
     pub auto_increment_key: bool,
+    /// The smallest increment the version column stores, in µs (DATETIME(6): 1;
+    /// DATETIME(3): 1,000; DATETIME: 1,000,000): what the version guards add.
+    pub version_step_us: u32,
 }
 
 impl LocalTable {
@@ -37,9 +40,10 @@ impl LocalTable {
         tbl: &str,
         version_column: &str,
     ) -> Result<Option<LocalTable>, mysql_async::Error> {
-        let cols: Vec<(String, String, String, String)> = conn
+        type Col = (String, String, String, String, Option<u32>);
+        let cols: Vec<Col> = conn
             .exec(
-                "SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                "SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE, EXTRA, DATETIME_PRECISION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (db, tbl),
             )
             .await?;
@@ -71,11 +75,10 @@ impl LocalTable {
                 )
             });
         let version = columns.iter().find(|c| c.eq_ignore_ascii_case(version_column)).cloned();
-        let version_type = cols
-            .iter()
-            .find(|c| Some(&c.0) == version.as_ref())
-            .map(|c| c.2.to_ascii_lowercase())
-            .unwrap_or_default();
+        let version_col = cols.iter().find(|c| Some(&c.0) == version.as_ref());
+        let version_type = version_col.map(|c| c.2.to_ascii_lowercase()).unwrap_or_default();
+        // the smallest step the column can store: 1 µs for DATETIME(6), 1 s for DATETIME
+        let version_step_us = 10u32.pow(6 - version_col.and_then(|c| c.4).unwrap_or(6).min(6));
         let auto_increment_key = pk_rows.len() == 1
             && cols
                 .iter()
@@ -90,6 +93,7 @@ impl LocalTable {
             version_type,
             batchable: integer_key && other_constraints == Some(0),
             auto_increment_key,
+            version_step_us,
         }))
     }
 
@@ -152,6 +156,7 @@ impl LocalTable {
         };
         let (db, tbl) = (literal(&self.db), literal(&self.tbl));
         let clock = matches!(self.version_type.as_str(), "datetime" | "timestamp");
+        let step = self.version_step_us;
         let deleted = if clock {
             format!("GREATEST(CAST(NOW(6) AS DECIMAL(30,6)), CAST(OLD.{version} AS DECIMAL(30,6)))")
         } else {
@@ -172,7 +177,7 @@ impl LocalTable {
                 event: "BEFORE UPDATE",
                 body: format!(
                     "IF @drc_applier IS NULL THEN IF NEW.{version} <= OLD.{version} THEN \
-                     SET NEW.{version} = GREATEST(NOW(6), OLD.{version} + INTERVAL 1 MICROSECOND); END IF; END IF"
+                     SET NEW.{version} = GREATEST(NOW(6), OLD.{version} + INTERVAL {step} MICROSECOND); END IF; END IF"
                 ),
             });
             // Nested IFs, each condition evaluated only when the one around it holds:
@@ -201,9 +206,9 @@ impl LocalTable {
             );
             let mut guard = format!(
                 "IF CAST(NEW.{version} AS DECIMAL(30,6)) <= ({tombstone}) THEN \
-                 SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL 1 MICROSECOND; END IF; \
+                 SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL {step} MICROSECOND; END IF; \
                  IF NEW.{version} <= GREATEST(NOW(6), ({existing})) THEN \
-                 SET NEW.{version} = GREATEST(NOW(6), ({existing})) + INTERVAL 1 MICROSECOND; END IF"
+                 SET NEW.{version} = GREATEST(NOW(6), ({existing})) + INTERVAL {step} MICROSECOND; END IF"
             );
             if self.auto_increment_key {
                 guard = format!("IF NEW.{} <> 0 THEN {guard}; END IF", ident(&self.pk[0]));

@@ -25,6 +25,10 @@ pub enum Transport {
 pub const ORDERS: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, n INT NOT NULL DEFAULT 0, \
     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
 
+/// A version column in whole seconds (DATETIME without fractions).
+pub const COARSE: &str = "CREATE TABLE coarse (id BIGINT PRIMARY KEY, note VARCHAR(64) NOT NULL, \
+    updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP)";
+
 /// Insert-only, one unique token per load transaction (see the module doc).
 pub const LEDGER: &str =
     "CREATE TABLE ledger (id BIGINT PRIMARY KEY AUTO_INCREMENT, token VARCHAR(64) NOT NULL UNIQUE, \
@@ -317,10 +321,18 @@ impl Pair {
         for id in keys.iter().take(10) {
             for z in 0..self.n {
                 let mut c = conn(PORTS[z]).await;
+                let cols: Vec<String> = c
+                    .exec(
+                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                        (&self.db, table),
+                    )
+                    .await
+                    .unwrap();
+                let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', `{c}`")).collect();
                 let row: Vec<String> = c
                     .query(format!(
-                        "SELECT CAST(JSON_OBJECT('customer', customer, 'n', n, 'updated_at', updated_at) AS CHAR) \
-                         FROM `{}`.`{table}` WHERE id = {id}",
+                        "SELECT CAST(JSON_OBJECT({}) AS CHAR) FROM `{}`.`{table}` WHERE id = {id}",
+                        pairs.join(", "),
                         self.db
                     ))
                     .await
