@@ -205,12 +205,12 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
         wait_until(Duration::from_secs(20), || seen_in_b(&[(1, "a again")])).await,
         "b applied a's update and delete"
     );
-    // zone b, its clock a second behind, updates the row a wrote and re-inserts the key
+    // zone b, its clock a minute behind, updates the row a wrote and re-inserts the key
     // a deleted: both after (and because of) what it saw
     exec(
         ZONE_B,
         &[
-            "SET TIMESTAMP = UNIX_TIMESTAMP(NOW(6)) - 1",
+            "SET TIMESTAMP = UNIX_TIMESTAMP(NOW(6)) - 60",
             &format!("UPDATE `{db}`.orders SET customer = 'b after a' WHERE id = 1"),
             &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (2, 'b again')"),
             // an update that changes nothing stays a no-op (no new version)
@@ -301,7 +301,7 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
     exec(
         ZONE_B,
         &[
-            "SET TIMESTAMP = UNIX_TIMESTAMP(NOW(6)) - 1",
+            "SET TIMESTAMP = UNIX_TIMESTAMP(NOW(6)) - 60",
             &format!("UPDATE `{db}`.coarse SET note = '0 from b' WHERE id = 1"),
         ],
     )

@@ -191,25 +191,21 @@ impl LocalTable {
                 "SELECT version FROM `drc`.`tombstones` WHERE db = {db} AND tbl = {tbl} AND pk = JSON_ARRAY({pk})",
                 pk = key("NEW"),
             );
-            // A row with the key exists: a REPLACE, which deletes it (tombstone
-            // `GREATEST(NOW(6), its version)`) after this trigger ran, then inserts; the
-            // new row must be greater than that tombstone. (For an INSERT … ON DUPLICATE
-            // KEY UPDATE or a failing INSERT the new row is never written.)
-            let existing = format!(
-                "SELECT {version} FROM {} WHERE {}",
-                self.qualified(),
-                self.pk
-                    .iter()
-                    .map(|c| format!("{0} = NEW.{0}", ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            );
-            let mut guard = format!(
+            // A REPLACE deletes the existing row after this trigger ran (tombstone
+            // `GREATEST(NOW(6), its version)`) and then inserts: an explicit-key insert
+            // whose version is the statement time (the column default, within one step
+            // of NOW(6)) gets NOW(6) + one step, so with the replaced row not ahead of
+            // this zone's clock the new row is greater than that tombstone. A version
+            // the application sets in the past (a backfill) is left alone. The body
+            // never names its own table (after a RENAME TABLE every INSERT would fail
+            // with "table doesn't exist": a trigger's tables open with the statement).
+            let guard = format!(
                 "IF CAST(NEW.{version} AS DECIMAL(30,6)) <= ({tombstone}) THEN \
                  SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL {step} MICROSECOND; END IF; \
-                 IF NEW.{version} <= GREATEST(NOW(6), ({existing})) THEN \
-                 SET NEW.{version} = GREATEST(NOW(6), ({existing})) + INTERVAL {step} MICROSECOND; END IF"
+                 IF NEW.{version} <= NOW(6) AND NEW.{version} > NOW(6) - INTERVAL {step} MICROSECOND THEN \
+                 SET NEW.{version} = NOW(6) + INTERVAL {step} MICROSECOND; END IF"
             );
+            let mut guard = guard;
             if self.auto_increment_key {
                 guard = format!("IF NEW.{} <> 0 THEN {guard}; END IF", ident(&self.pk[0]));
             }
@@ -254,27 +250,20 @@ pub async fn ensure_triggers(conn: &mut Conn, t: &LocalTable) -> Result<usize, m
                 (&t.db, &trig.name),
             )
             .await?;
-        match exists {
-            Some(body) if body.trim() == trig.body.trim() => continue,
-            Some(_) => {
-                conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", table(&t.db, &trig.name)))
-                    .await?;
-            }
-            None => {}
+        if exists.as_deref().map(str::trim) == Some(trig.body.trim()) {
+            continue;
         }
+        // CREATE OR REPLACE swaps an older drc's trigger in one step: no window in
+        // which a delete records no tombstone
         let sql = format!(
-            "CREATE TRIGGER {} {} ON {} FOR EACH ROW {}",
+            "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH ROW {}",
             table(&t.db, &trig.name),
             trig.event,
             t.qualified(),
             trig.body
         );
-        match conn.query_drop(sql).await {
-            Ok(()) => created += 1,
-            // created meanwhile by another drc or an earlier attempt
-            Err(mysql_async::Error::Server(e)) if e.code == 1359 => {}
-            Err(e) => return Err(e),
-        }
+        conn.query_drop(sql).await?;
+        created += 1;
     }
     Ok(created)
 }
