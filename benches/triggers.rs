@@ -65,60 +65,50 @@ async fn run(db: &str, rows: u64, cfg: Option<&std::path::Path>) -> Vec<f64> {
             .unwrap();
         assert_eq!(n, 6, "drc init installs three triggers per table");
     }
+    // each case: its statements, with their key parameters (none: text protocol)
+    let one = |sql: &'static str| {
+        (1..=rows)
+            .map(move |id| (sql.to_string(), vec![id]))
+            .collect::<Vec<_>>()
+    };
+    let bulk = |sql: &'static str| {
+        (1..=rows)
+            .step_by(1000)
+            .map(move |from| (sql.to_string(), vec![from, from + 999]))
+            .collect::<Vec<_>>()
+    };
+    let cases: Vec<Vec<(String, Vec<u64>)>> = vec![
+        (1..=rows)
+            .map(|_| ("INSERT INTO a (note) VALUES ('new')".to_string(), vec![]))
+            .collect(),
+        one("INSERT INTO t (id, note) VALUES (?, 'new')"),
+        one("UPDATE t SET note = 'changed', n = n + 1 WHERE id = ?"),
+        one("DELETE FROM t WHERE id = ?"),
+        // the keys deleted above: these inserts meet their tombstones
+        (1..=rows)
+            .step_by(1000)
+            .map(|from| {
+                let values: Vec<String> = (from..=(from + 999).min(rows))
+                    .map(|id| format!("({id}, 'bulk')"))
+                    .collect();
+                (format!("INSERT INTO t (id, note) VALUES {}", values.join(", ")), vec![])
+            })
+            .collect(),
+        bulk("UPDATE t SET note = 'bulk changed', n = n + 1 WHERE id BETWEEN ? AND ?"),
+        bulk("DELETE FROM t WHERE id BETWEEN ? AND ?"),
+    ];
     let mut out = Vec::new();
-    let timed = |t: Instant| rows as f64 / t.elapsed().as_secs_f64();
-    // single-row statements
-    let t = Instant::now();
-    for _ in 1..=rows {
-        c.query_drop("INSERT INTO a (note) VALUES ('new')").await.unwrap();
+    for statements in cases {
+        let t = Instant::now();
+        for (sql, keys) in statements {
+            if keys.is_empty() {
+                c.query_drop(sql).await.unwrap();
+            } else {
+                c.exec_drop(sql, keys).await.unwrap();
+            }
+        }
+        out.push(rows as f64 / t.elapsed().as_secs_f64());
     }
-    out.push(timed(t));
-    let t = Instant::now();
-    for id in 1..=rows {
-        c.exec_drop("INSERT INTO t (id, note) VALUES (?, 'new')", (id,))
-            .await
-            .unwrap();
-    }
-    out.push(timed(t));
-    let t = Instant::now();
-    for id in 1..=rows {
-        c.exec_drop("UPDATE t SET note = 'changed', n = n + 1 WHERE id = ?", (id,))
-            .await
-            .unwrap();
-    }
-    out.push(timed(t));
-    let t = Instant::now();
-    for id in 1..=rows {
-        c.exec_drop("DELETE FROM t WHERE id = ?", (id,)).await.unwrap();
-    }
-    out.push(timed(t));
-    // multi-row statements (the keys deleted above: inserts meet their tombstones)
-    let t = Instant::now();
-    for from in (1..=rows).step_by(1000) {
-        let to = (from + 999).min(rows);
-        let values: Vec<String> = (from..=to).map(|id| format!("({id}, 'bulk')")).collect();
-        c.query_drop(format!("INSERT INTO t (id, note) VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
-    }
-    out.push(timed(t));
-    let t = Instant::now();
-    for from in (1..=rows).step_by(1000) {
-        c.exec_drop(
-            "UPDATE t SET note = 'bulk changed', n = n + 1 WHERE id BETWEEN ? AND ?",
-            (from, from + 999),
-        )
-        .await
-        .unwrap();
-    }
-    out.push(timed(t));
-    let t = Instant::now();
-    for from in (1..=rows).step_by(1000) {
-        c.exec_drop("DELETE FROM t WHERE id BETWEEN ? AND ?", (from, from + 999))
-            .await
-            .unwrap();
-    }
-    out.push(timed(t));
     let left: u64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
     assert_eq!(left, 0, "every row deleted");
     out

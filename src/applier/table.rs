@@ -199,13 +199,12 @@ impl LocalTable {
             // the application sets in the past (a backfill) is left alone. The body
             // never names its own table (after a RENAME TABLE every INSERT would fail
             // with "table doesn't exist": a trigger's tables open with the statement).
-            let guard = format!(
+            let mut guard = format!(
                 "IF CAST(NEW.{version} AS DECIMAL(30,6)) <= ({tombstone}) THEN \
                  SET NEW.{version} = CAST(({tombstone}) AS DATETIME(6)) + INTERVAL {step} MICROSECOND; END IF; \
                  IF NEW.{version} <= NOW(6) AND NEW.{version} > NOW(6) - INTERVAL {step} MICROSECOND THEN \
                  SET NEW.{version} = NOW(6) + INTERVAL {step} MICROSECOND; END IF"
             );
-            let mut guard = guard;
             if self.auto_increment_key {
                 guard = format!("IF NEW.{} <> 0 THEN {guard}; END IF", ident(&self.pk[0]));
             }
@@ -242,15 +241,27 @@ pub struct Trigger {
 /// returning how many were created. DDL: call it outside an apply transaction (it
 /// commits implicitly).
 pub async fn ensure_triggers(conn: &mut Conn, t: &LocalTable) -> Result<usize, mysql_async::Error> {
+    let wanted = t.triggers();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    // the bodies drc's triggers of this table have now, in one read
+    let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+    let mut params: Vec<mysql_async::Value> = vec![t.db.as_str().into()];
+    params.extend(names.iter().map(|n| (*n).into()));
+    let present: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME IN ({})",
+                vec!["?"; names.len()].join(", ")
+            ),
+            params,
+        )
+        .await?;
     let mut created = 0;
-    for trig in t.triggers() {
-        let exists: Option<String> = conn
-            .exec_first(
-                "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
-                (&t.db, &trig.name),
-            )
-            .await?;
-        if exists.as_deref().map(str::trim) == Some(trig.body.trim()) {
+    for trig in wanted {
+        let exists = present.iter().find(|(n, _)| *n == trig.name).map(|(_, b)| b.as_str());
+        if exists.map(str::trim) == Some(trig.body.trim()) {
             continue;
         }
         // CREATE OR REPLACE swaps an older drc's trigger in one step: no window in

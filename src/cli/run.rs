@@ -186,14 +186,20 @@ async fn daemon(a: RunArgs) -> Result<(), Error> {
     let keeper = {
         let (opts, s, mut stop) = (local_opts.clone(), s.clone(), stop_rx.clone());
         tokio::spawn(async move {
+            // one connection, kept while it works (not a new session every 2 s)
+            let mut conn: Option<Applier> = None;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = stop.wait_for(|x| *x) => return,
                 }
-                if let Ok(mut ap) = Applier::connect(opts.clone(), s.clone()).await {
+                if conn.is_none() {
+                    conn = Applier::connect(opts.clone(), s.clone()).await.ok();
+                }
+                if let Some(ap) = conn.as_mut() {
                     if let Err(e) = ap.ensure_triggers(true).await {
                         tracing::warn!(error = %e, "cannot install drc triggers");
+                        conn = None;
                     }
                 }
             }

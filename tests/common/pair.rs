@@ -236,12 +236,16 @@ impl Pair {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", ZONES[zone]))).unwrap_or_default()
     }
 
+    /// Column names of `table` in table order, as the server on `c` has them.
+    async fn columns(&self, c: &mut mysql_async::Conn, table: &str) -> Vec<String> {
+        c.exec("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (&self.db, table))
+            .await
+            .unwrap()
+    }
+
     pub async fn rows(&self, zone: usize, table: &str) -> Vec<String> {
         let mut c = conn(PORTS[zone]).await;
-        let cols: Vec<String> = c
-            .exec("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (&self.db, table))
-            .await
-            .unwrap();
+        let cols = self.columns(&mut c, table).await;
         let hex: Vec<String> = cols
             .iter()
             .map(|c| format!("IFNULL(HEX(`{}`), 'NULL')", c.replace('`', "``")))
@@ -321,13 +325,7 @@ impl Pair {
         for id in keys.iter().take(10) {
             for z in 0..self.n {
                 let mut c = conn(PORTS[z]).await;
-                let cols: Vec<String> = c
-                    .exec(
-                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                        (&self.db, table),
-                    )
-                    .await
-                    .unwrap();
+                let cols = self.columns(&mut c, table).await;
                 let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', `{c}`")).collect();
                 let row: Vec<String> = c
                     .query(format!(
