@@ -11,13 +11,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// A config problem, with the file and the key to fix.
-#[derive(Debug, thiserror::Error)]
-#[error("config {path}: {what}")]
-pub struct ConfigError {
-    pub path: String,
-    pub what: String,
-}
+pub use crate::error::ConfigError;
 
 /// Top level of a zone daemon's config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,7 +29,7 @@ pub struct Config {
     pub replication: Option<ReplicationConfig>,
     /// Key ranges owned by each zone: `[id_ranges.a] increment = 2, offset = 1`.
     #[serde(default)]
-    pub id_ranges: std::collections::BTreeMap<String, crate::applier::id_range::ZoneRanges>,
+    pub id_ranges: std::collections::BTreeMap<String, crate::mysql::applier::id_range::ZoneRanges>,
     /// The peer zones whose transactions this daemon applies: `[[peers]] zone = "b"`,
     /// with a `[peers.mysql]` table like `[mysql]` for the direct transport.
     #[serde(default)]
@@ -47,7 +41,7 @@ pub struct Config {
     pub transport: TransportKind,
     /// The Kafka cluster, for `transport = "kafka"`.
     #[serde(default)]
-    pub kafka: Option<crate::transport::kafka::KafkaConfig>,
+    pub kafka: Option<crate::kafka::KafkaConfig>,
     /// The admin HTTP endpoint (`/metrics`, `/status`, `/pause`, `/resume`) and the
     /// token of its mutating calls. Without `[admin]` the daemon serves none.
     #[serde(default)]
@@ -127,7 +121,7 @@ pub struct ReplicationConfig {
     /// Inserted rows outside their origin zone's ID range: `"reject"` (quarantine) or
     /// `"apply-and-log"`. Default `"reject"`.
     #[serde(default)]
-    pub range_policy: crate::applier::id_range::RangePolicy,
+    pub range_policy: crate::mysql::applier::id_range::RangePolicy,
     /// Optional channel name, for more than one daemon applying into the same server
     /// (e.g. separate database groups): positions are kept per origin zone and channel.
     /// Default: none (`channel = ""`).
@@ -179,16 +173,6 @@ impl AdminConfig {
                 .map_err(|e| format!("[admin] token_file {}: {e}", path.display()));
         }
         Ok(self.token.clone())
-    }
-}
-
-/// Key of a zone in `drc.applied`, `drc.marker` and `drc.heartbeat`: `zone`, or
-/// `zone/<channel>` when `[replication] channel` is set.
-pub fn channel_key(channel: &str, zone: &str) -> String {
-    if channel.is_empty() {
-        zone.to_string()
-    } else {
-        format!("{zone}/{channel}")
     }
 }
 
@@ -303,7 +287,7 @@ impl Config {
         if self.reader.max_fragment_rows == 0 || self.reader.max_fragment_bytes == 0 {
             return Err("[reader] max_fragment_rows and max_fragment_bytes must be positive".into());
         }
-        crate::reader::live::StartSpec::parse(&self.reader.start).map_err(|e| format!("[reader] start: {e}"))?;
+        crate::mysql::reader::live::StartSpec::parse(&self.reader.start).map_err(|e| format!("[reader] start: {e}"))?;
         for (zone, r) in &self.id_ranges {
             r.validate(zone)?;
         }

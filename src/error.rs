@@ -1,13 +1,31 @@
 //! Errors grouped by what an operator does about them.
 //!
-//! * **Transient**: the network, a server restart, a timeout. The reader reconnects
-//!   with backoff and resumes from its last checkpoint; nothing is lost or repeated.
+//! * **Transient**: the network, a server restart, a timeout. The pipeline restarts
+//!   the direction with backoff and it resumes from its durable position; nothing is
+//!   lost or repeated.
 //! * **Definite**: the data or the setup is wrong (corrupt binlog, purged binlog,
 //!   missing privilege, bad config). Retrying cannot help: drc stops and the message
 //!   says what is wrong, where, and how to fix it.
+//!
+//! This module is the bottom layer: it imports nothing of drc. Errors of a server
+//! are classified where the server's client lives (MySQL: [`crate::mysql::error`]).
 
-use crate::config::ConfigError;
-use crate::reader::DecodeError;
+/// A config problem, with the file and the key to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {what}")]
+pub struct ConfigError {
+    pub path: String,
+    pub what: String,
+}
+
+/// A problem with a binlog's content. Always definite: re-reading gives the same.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} at offset {offset}: {what}")]
+pub struct DecodeError {
+    pub file: String,
+    pub offset: u64,
+    pub what: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,42 +52,13 @@ pub enum Error {
     /// Writing our own output failed (closed pipe, full disk).
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
+    /// A task of the daemon panicked (a bug in drc: the message names the task).
+    #[error("task {task} panicked: {what}; drc stopped (please report it with the log)")]
+    Panicked { task: String, what: String },
 }
 
 impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. })
-    }
-
-    /// Classifies a mysql_async error from the connection to `addr`.
-    pub fn from_mysql(addr: &str, wanted: &str, e: mysql_async::Error) -> Error {
-        use mysql_async::Error as E;
-        match &e {
-            E::Server(s) if s.code == 1236 => Error::Purged {
-                addr: addr.into(),
-                wanted: wanted.into(),
-                server_msg: s.message.clone(),
-            },
-            // access denied, unknown database, missing privilege: fix the setup
-            E::Server(s) if [1044, 1045, 1142, 1227, 1049, 1698].contains(&s.code) => Error::Server {
-                addr: addr.into(),
-                what: format!(
-                    "{} (error {}); check the user and grants in docs/OPERATIONS.md",
-                    s.message, s.code
-                ),
-            },
-            E::Server(s) => Error::Transient {
-                addr: addr.into(),
-                what: format!("server error {}: {}", s.code, s.message),
-            },
-            E::Url(_) => Error::Server {
-                addr: addr.into(),
-                what: e.to_string(),
-            },
-            _ => Error::Transient {
-                addr: addr.into(),
-                what: e.to_string(),
-            },
-        }
     }
 }

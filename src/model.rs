@@ -316,3 +316,17 @@ mod tests {
         }
     }
 }
+
+/// A transaction fragment as a transport delivered it to an applier: with the
+/// transport's own position when it has one (Kafka), stored with the rows.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub tx: Transaction,
+    pub transport: Option<crate::position::KafkaPosition>,
+}
+
+impl From<Transaction> for Delivered {
+    fn from(tx: Transaction) -> Delivered {
+        Delivered { tx, transport: None }
+    }
+}

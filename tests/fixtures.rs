@@ -10,8 +10,8 @@
 
 use base64::Engine;
 use drc::model::{Change, Op, RowChange, Value};
-use drc::reader::file::read_file;
-use drc::reader::Limits;
+use drc::mysql::reader::file::read_file;
+use drc::mysql::reader::Limits;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

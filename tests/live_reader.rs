@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use drc::model::{Change, Op, RowChange, Value};
-use drc::reader::live::{LiveReader, LiveSettings, StartSpec};
-use drc::reader::Limits;
+use drc::mysql::reader::live::{LiveReader, LiveSettings, StartSpec};
+use drc::mysql::reader::Limits;
 use std::time::Duration;
 
 fn settings(port: u16, replica_id: u32) -> LiveSettings {

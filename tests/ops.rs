@@ -286,7 +286,7 @@ fn drill_script_fences_drains_moves_and_reports_pass() {
 #[test]
 fn metrics_doc_lists_every_metric() {
     let doc = std::fs::read_to_string(repo().join("docs/METRICS.md")).unwrap();
-    for name in drc::ops::metrics::ALL {
+    for name in drc::telemetry::metrics::ALL {
         assert!(
             doc.contains(&format!("`{name}`")),
             "docs/METRICS.md does not list {name}"
@@ -299,7 +299,7 @@ fn metrics_doc_lists_every_metric() {
 #[test]
 fn dashboard_and_alerts_use_only_exported_metrics() {
     let known = |name: &str| {
-        drc::ops::metrics::ALL.iter().any(|m| {
+        drc::telemetry::metrics::ALL.iter().any(|m| {
             name == *m
                 || [*m, "_bucket"].concat() == name
                 || [*m, "_count"].concat() == name

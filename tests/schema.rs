@@ -3,9 +3,9 @@
 //!
 //! Run: `cargo nextest run --test schema` (no server needed).
 
+use drc::mysql::reader::file::read_file;
+use drc::mysql::reader::Limits;
 use drc::output::write_transaction;
-use drc::reader::file::read_file;
-use drc::reader::Limits;
 use std::path::{Path, PathBuf};
 
 fn validator() -> jsonschema::Validator {

@@ -185,7 +185,7 @@ async fn zone_c_kill_and_restart_never_skips_or_repeats() {
     tail.wait().unwrap();
     let seqs = parse_output(&out);
     {
-        let store = drc::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
+        let store = drc::mysql::reader::checkpoint::CheckpointStore::open(&dir.path().join("state-c")).unwrap();
         let saved = store.load().unwrap().expect("a saved checkpoint");
         assert_eq!(
             saved.output_len,

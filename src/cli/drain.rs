@@ -6,8 +6,8 @@
 
 use drc::config::Config;
 use drc::error::Error;
+use drc::mysql::reader::live::{LiveReader, StartSpec};
 use drc::position::{Checkpoint, FilePos, GtidState, MariaGtidPos};
-use drc::reader::live::{LiveReader, LiveSettings, StartSpec};
 use mysql_async::prelude::Queryable;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,7 +26,7 @@ pub struct DrainArgs {
 /// position (the exact end: the file position may lie after a rotation with no
 /// transaction to reach it).
 async fn end_position(opts: mysql_async::Opts, addr: &str) -> Result<(FilePos, Option<MariaGtidPos>), Error> {
-    let m = |e| Error::from_mysql(addr, "reading the binlog end", e);
+    let m = |e| drc::mysql::error::classify(addr, "reading the binlog end", e);
     let mut c = mysql_async::Conn::new(opts).await.map_err(m)?;
     let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await.map_err(m)?;
     let row = row.ok_or_else(|| Error::Server {
@@ -46,14 +46,14 @@ fn reached(at: &Checkpoint, end: &(FilePos, Option<MariaGtidPos>)) -> bool {
     if let (Some(end), Some(GtidState::Mariadb(pos))) = (&end.1, &at.gtid) {
         return end.is_reached_by(pos);
     }
-    let n = |f: &str| drc::ops::metrics::binlog_file_number(f);
+    let n = |f: &str| drc::telemetry::metrics::binlog_file_number(f);
     (n(&at.file.file), at.file.pos) >= (n(&end.0.file), end.0.pos)
 }
 
 pub async fn run(a: DrainArgs) -> i32 {
     let r = async {
         let cfg = Config::load(&a.config)?;
-        let settings = LiveSettings::from_config(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| {
+        let settings = drc::daemon::topology::live_settings(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| {
             Error::Config(drc::config::ConfigError {
                 path: a.config.display().to_string(),
                 what: e,

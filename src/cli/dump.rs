@@ -1,8 +1,8 @@
 //! `drc binlog dump FILE...`: offline decoding to JSON lines on stdout.
 
+use drc::mysql::reader::file::read_file;
+use drc::mysql::reader::Limits;
 use drc::output::write_transaction;
-use drc::reader::file::read_file;
-use drc::reader::Limits;
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -231,22 +231,22 @@ pub async fn wait(a: WaitArgs) -> i32 {
         let from_addr = format!("{}:{}", from.ip_or_hostname(), from.tcp_port());
         let to_addr = format!("{}:{}", to.ip_or_hostname(), to.tcp_port());
         let channel = cfg.replication.as_ref().map_or("", |r| r.channel.as_str());
-        let key = drc::config::channel_key(channel, &a.from);
+        let key = drc::mysql::applier::apply::channel_key(channel, &a.from);
         let mut c = mysql_async::Conn::new(from)
             .await
-            .map_err(|e| Error::from_mysql(&from_addr, "connecting", e))?;
-        let target = drc::ops::heartbeat::beat(&mut c, &key, "{}")
+            .map_err(|e| drc::mysql::error::classify(&from_addr, "connecting", e))?;
+        let target = drc::mysql::heartbeat::beat(&mut c, &key, "{}")
             .await
-            .map_err(|e| Error::from_mysql(&from_addr, "writing the sync heartbeat", e))?;
+            .map_err(|e| drc::mysql::error::classify(&from_addr, "writing the sync heartbeat", e))?;
         let mut d = mysql_async::Conn::new(to)
             .await
-            .map_err(|e| Error::from_mysql(&to_addr, "connecting", e))?;
+            .map_err(|e| drc::mysql::error::classify(&to_addr, "connecting", e))?;
         loop {
             use mysql_async::prelude::Queryable;
             let seen: Option<Option<u64>> = d
                 .exec_first("SELECT hb_seq FROM drc.applied WHERE origin_zone = ?", (&key,))
                 .await
-                .map_err(|e| Error::from_mysql(&to_addr, "reading drc.applied", e))?;
+                .map_err(|e| drc::mysql::error::classify(&to_addr, "reading drc.applied", e))?;
             let seen = seen.flatten().unwrap_or(0);
             if seen >= target {
                 return Ok::<(bool, u64, u64), Error>((true, target, seen));
@@ -290,7 +290,7 @@ pub async fn fence(a: FenceArgs, on: bool) -> i32 {
         let addr = m.addr();
         let report = drc::ops::fence::set_fence(&a.zone, opts, on)
             .await
-            .map_err(|e| Error::from_mysql(&addr, "setting read_only", e))?;
+            .map_err(|e| drc::mysql::error::classify(&addr, "setting read_only", e))?;
         let v = serde_json::to_value(&report).expect("report serializes");
         print(&a.common.format, &v, || {
             format!(

@@ -2,7 +2,7 @@
 //!
 //! Prints committed transactions as JSON lines (change_event v1) to stdout, or appends
 //! them to `--output FILE`. The position after each printed transaction is saved in the
-//! state directory (see `drc::reader::checkpoint`):
+//! state directory (see `drc::mysql::reader::checkpoint`):
 //! * with `--output FILE` the file length is saved with it and the file is truncated to
 //!   that length on restart, so the file holds every transaction exactly once however
 //!   the process is stopped;
@@ -11,9 +11,9 @@
 
 use drc::config::Config;
 use drc::error::Error;
+use drc::mysql::reader::checkpoint::{CheckpointStore, Saved};
+use drc::mysql::reader::live::{LiveReader, StartSpec};
 use drc::output::write_transaction;
-use drc::reader::checkpoint::{CheckpointStore, Saved};
-use drc::reader::live::{LiveReader, LiveSettings, StartSpec};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -120,7 +120,7 @@ async fn tail(a: TailArgs) -> Result<(), Error> {
             }
         }
     };
-    let settings = LiveSettings::from_config(&cfg, &cfg.zone, &cfg.mysql).map_err(cfg_err)?;
+    let settings = drc::daemon::topology::live_settings(&cfg, &cfg.zone, &cfg.mysql).map_err(cfg_err)?;
     let start = LiveReader::start(settings, saved.as_ref().map(|s| s.checkpoint.clone()), &spec);
     let mut reader = tokio::select! {
         r = start => r?,

@@ -10,7 +10,7 @@
 //! Mutating calls need `Authorization: Bearer <token>` with the token of `[admin]`
 //! (`token_env`, `token_file` or `token`); without a configured token they are refused.
 
-use super::status::registry;
+use crate::telemetry::status::registry;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     token: Option<String>,
+    shutdown: crate::pipeline::Shutdown,
 ) -> std::io::Result<()> {
     let state = AppState {
         prometheus,
@@ -45,7 +46,9 @@ pub async fn serve(
         .route("/pause", post(|s, h, q| set_paused(s, h, q, true)))
         .route("/resume", post(|s, h, q| set_paused(s, h, q, false)))
         .with_state(state);
-    axum::serve(listener, app).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {

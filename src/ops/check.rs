@@ -1,7 +1,7 @@
 //! `drc check`: is this server ready for drc? One finding per line, each problem with
 //! the exact fix. Problems make the exit code non-zero; warnings do not.
 
-use crate::reader::live::{server_info, Flavor};
+use crate::mysql::reader::live::{server_info, Flavor};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::Serialize;

@@ -28,7 +28,7 @@ pub async fn set_fence(zone: &str, opts: mysql_async::Opts, on: bool) -> Result<
         .await?;
     let read_only: bool = c.query_first("SELECT @@global.read_only").await?.unwrap_or(false);
     // drc's user writes a heartbeat-shaped probe row no applier acts on.
-    let probe = crate::ops::heartbeat::beat(&mut c, &format!("{zone}/fence-check"), "{}").await;
+    let probe = crate::mysql::heartbeat::beat(&mut c, &format!("{zone}/fence-check"), "{}").await;
     let drc_can_write = match probe {
         Ok(_) => true,
         Err(mysql_async::Error::Server(e)) if e.code == 1290 => {

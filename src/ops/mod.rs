@@ -1,13 +1,6 @@
-//! Operator tools: [`check`] (`drc check`), [`metrics`] (every metric name),
-//! [`status`] (live state, pause/resume, lag bookkeeping), [`heartbeat`] (the lag
-//! probe written through the binlog), [`admin`] (the HTTP endpoint), [`fence`]
-//! (read-only fencing for failover drills), [`ratelimit`] (logging once per kind
-//! during an outage).
+//! Operator tools: [`check`] (`drc check`), [`admin`] (the HTTP endpoint: metrics,
+//! status, pause/resume), [`fence`] (read-only fencing for failover drills).
 
 pub mod admin;
 pub mod check;
 pub mod fence;
-pub mod heartbeat;
-pub mod metrics;
-pub mod ratelimit;
-pub mod status;

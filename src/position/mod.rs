@@ -150,3 +150,19 @@ impl fmt::Display for Checkpoint {
         }
     }
 }
+
+/// Where a transaction was read from a Kafka topic: stored in `drc.applied` with the
+/// rows, so the consumer resumes after the last applied message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl serde::Serialize for KafkaPosition {
+    /// `[topic, partition, offset]` in `/status` (the format since the Kafka transport).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.topic, self.partition, self.offset).serialize(s)
+    }
+}

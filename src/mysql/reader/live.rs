@@ -179,28 +179,6 @@ pub struct LiveSettings {
     pub max_backoff: Duration,
 }
 
-impl LiveSettings {
-    /// Settings for reading the server `mysql` (of zone `zone`) with `cfg`'s `[reader]`.
-    pub fn from_config(
-        cfg: &crate::config::Config,
-        zone: &str,
-        mysql: &crate::config::MysqlConfig,
-    ) -> Result<Self, String> {
-        Ok(LiveSettings {
-            zone: zone.to_string(),
-            addr: mysql.addr(),
-            opts: mysql.opts(&cfg.base_dir)?,
-            replica_server_id: cfg.reader.server_id,
-            limits: Limits {
-                max_rows: cfg.reader.max_fragment_rows,
-                max_bytes: cfg.reader.max_fragment_bytes,
-            },
-            heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
-            max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),
-        })
-    }
-}
-
 /// Identity of a transaction group, to recognise it when it is read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum GroupKey {
@@ -228,7 +206,7 @@ pub struct LiveReader {
     skip: Option<(GroupKey, u32)>,
     /// Reconnects so far (for logs and metrics).
     pub reconnects: u64,
-    metrics: crate::ops::metrics::ReaderMetrics,
+    metrics: crate::telemetry::metrics::ReaderMetrics,
     /// The server writes event checksums (`binlog_checksum` is not NONE).
     checksums: bool,
     /// A FORMAT_DESCRIPTION event has arrived on the current connection.
@@ -261,7 +239,7 @@ impl LiveReader {
         };
         tracing::info!(server = %addr, version = %info.version, server_id = info.server_id, from = %resume, "binlog reader starting");
         let asm = Assembler::new(&settings.zone, &resume.file.file, settings.limits, resume.gtid.clone());
-        let metrics = crate::ops::metrics::ReaderMetrics::new(&settings.zone);
+        let metrics = crate::telemetry::metrics::ReaderMetrics::new(&settings.zone);
         Ok(LiveReader {
             metrics,
             settings,
@@ -282,7 +260,7 @@ impl LiveReader {
         saved: Option<&Checkpoint>,
         spec: &StartSpec,
     ) -> Result<(ServerInfo, Checkpoint), Error> {
-        let m = |e| Error::from_mysql(&settings.addr, "the start position", e);
+        let m = |e| crate::mysql::error::classify(&settings.addr, "the start position", e);
         let mut conn = Conn::new(settings.opts.clone()).await.map_err(m)?;
         let info = server_info(&mut conn).await.map_err(m)?;
         let resume = match saved {
@@ -305,7 +283,7 @@ impl LiveReader {
     async fn connect(&mut self) -> Result<BinlogStream, Error> {
         let addr = self.settings.addr.clone();
         let wanted = self.resume.to_string();
-        let m = |e| Error::from_mysql(&addr, &wanted, e);
+        let m = |e| crate::mysql::error::classify(&addr, &wanted, e);
         let mut conn = Conn::new(self.settings.opts.clone()).await.map_err(m)?;
         let info = server_info(&mut conn).await.map_err(m)?;
         if info.server_id != self.info.server_id || info.server_uuid != self.info.server_uuid {
@@ -413,7 +391,7 @@ impl LiveReader {
             let ev: Event = match item {
                 Ok(Some(Ok(ev))) => ev,
                 Ok(Some(Err(e))) => {
-                    let err = Error::from_mysql(&self.settings.addr, &self.resume.to_string(), e);
+                    let err = crate::mysql::error::classify(&self.settings.addr, &self.resume.to_string(), e);
                     if !err.is_transient() {
                         return Err(err);
                     }
@@ -481,7 +459,7 @@ impl LiveReader {
                 self.metrics.binlog_offset.set(cp.file.pos as f64);
                 self.metrics
                     .binlog_file
-                    .set(crate::ops::metrics::binlog_file_number(&cp.file.file));
+                    .set(crate::telemetry::metrics::binlog_file_number(&cp.file.file));
             }
         } else {
             self.handed_on = Some((key, tx.fragment + 1));

@@ -13,5 +13,6 @@
 pub mod apply;
 pub mod id_range;
 pub mod lww;
+pub mod sink;
 pub mod sql;
 pub mod table;

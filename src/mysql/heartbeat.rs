@@ -11,11 +11,10 @@
 //! as an applied transaction).
 
 use crate::error::Error;
-use crate::ops::metrics as m;
-use crate::ops::status::{now_us, registry};
+use crate::telemetry::metrics as m;
+use crate::telemetry::status::{now_us, registry};
 use mysql_async::prelude::Queryable;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Writes one heartbeat for `key` (`zone` or `zone/channel`); returns its sequence.
 pub async fn beat(conn: &mut mysql_async::Conn, key: &str, lags: &str) -> Result<u64, mysql_async::Error> {
@@ -39,17 +38,17 @@ pub async fn run(
     zone: String,
     key: String,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: crate::pipeline::Shutdown,
 ) -> Result<(), Error> {
     let mut conn: Option<mysql_async::Conn> = None;
     let mut failing = false;
-    let warnings = crate::ops::ratelimit::RateLimitedLog::default();
+    let warnings = crate::telemetry::ratelimit::RateLimitedLog::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            _ = shutdown.wait() => return Ok(()),
         }
         let lags = serde_json::to_string(&registry().lags()).expect("lags serialize");
         let r = async {

@@ -16,6 +16,7 @@ pub mod file;
 pub mod live;
 pub mod rows;
 pub mod schema;
+pub mod source;
 pub mod values;
 
 pub use assembler::{Assembler, DecodeError, EventPos, Limits};

@@ -42,7 +42,7 @@ pub struct DirectionState {
     /// Kafka (topic, partition, offset) of the last applied message; `kafka_position`
     /// is derived from it when the status is read.
     #[serde(skip)]
-    pub kafka: Option<(String, i32, i64)>,
+    pub kafka: Option<crate::position::KafkaPosition>,
     /// Lag, seconds (last sample, or growing since the last sample when nothing arrives).
     pub lag_seconds: Option<f64>,
     /// Last heartbeat sequence of the origin applied here.
@@ -79,7 +79,10 @@ impl Direction {
             s.applied_gtid = cp.gtid.as_ref().map(|g| g.to_string());
             s.applied_binlog = Some(cp.file.to_string());
         }
-        s.kafka_position = s.kafka.as_ref().map(|(t, p, o)| format!("{t}/{p}@{o}"));
+        s.kafka_position = s
+            .kafka
+            .as_ref()
+            .map(|k| format!("{}/{}@{}", k.topic, k.partition, k.offset));
         s
     }
 

@@ -67,14 +67,7 @@ pub struct EventPos {
     pub arrival: Option<SystemTime>,
 }
 
-/// A problem with the binlog's content. Always definite: re-reading gives the same.
-#[derive(Debug, thiserror::Error)]
-#[error("{file} at offset {offset}: {what}")]
-pub struct DecodeError {
-    pub file: String,
-    pub offset: u64,
-    pub what: String,
-}
+pub use crate::error::DecodeError;
 
 struct OpenGroup {
     gtid: Option<Gtid>,

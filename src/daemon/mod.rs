@@ -1,0 +1,204 @@
+//! The daemon (`drc run`): the one place that turns the config into pipelines and
+//! starts them. Nothing below imports it.
+//!
+//! | file | role |
+//! |---|---|
+//! | this file | start order: metrics and admin, drc schema, directions, heartbeats, keepers |
+//! | [`topology`] | config → each part's settings |
+//! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
+//! | [`kafka`] | binlog source → Kafka sink; per peer, Kafka source → applier sink |
+//! | [`tasks`] | the supervisor: named tasks, shutdown, panics as errors |
+//!
+//! Tasks and what each owns (docs/ARCHITECTURE.md, "The daemon"): one direction per
+//! peer (its position: `drc.applied`), the Kafka producer (its position: the reader
+//! checkpoint in `[reader] state_dir`), the heartbeat writer, the trigger keeper, the
+//! stall watch and the admin endpoint. All take the same [`Shutdown`].
+
+pub mod direct;
+pub mod kafka;
+pub mod tasks;
+pub mod topology;
+
+use crate::config::{Config, TransportKind};
+use crate::error::Error;
+use crate::mysql::applier::apply::Applier;
+use crate::mysql::reader::live::StartSpec;
+use crate::pipeline::{Shutdown, ShutdownTrigger};
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+use tasks::Tasks;
+use topology::{applier_settings, cfg_err, live_settings};
+
+/// `drc init`: creates the drc schema and drc's triggers; returns how many triggers.
+pub async fn init(cfg: &Config, path: &Path) -> Result<usize, Error> {
+    let s = applier_settings(cfg, path)?;
+    let opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
+    let mut ap = Applier::connect(opts, s).await?;
+    ap.init_schema().await?;
+    ap.ensure_triggers(false).await
+}
+
+/// Runs the zone daemon until `stop` resolves (a signal) or a task fails.
+pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Result<(), Error> {
+    let mut stop = std::pin::pin!(stop);
+    if cfg.peers.is_empty() {
+        return Err(cfg_err(path, "no [[peers]]: name the zones to replicate from".into()));
+    }
+    let s = applier_settings(&cfg, path)?;
+    let local_opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
+    let start = StartSpec::parse(&cfg.reader.start).map_err(|e| cfg_err(path, e))?;
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let mut tasks = Tasks::default();
+    // Metrics and the admin endpoint first: a DBA sees the daemon even while it waits.
+    // (the recorder before any metric handle is taken: handles taken earlier are no-ops)
+    let prometheus = crate::telemetry::metrics::install().map_err(|e| cfg_err(path, format!("metrics: {e}")))?;
+    let registry = crate::telemetry::status::registry();
+    registry.set_zone(&cfg.zone);
+    for p in &cfg.peers {
+        registry.direction(&p.zone);
+    }
+    if let Some(admin) = &cfg.admin {
+        let token = admin.token(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
+        if token.is_none() {
+            tracing::warn!("[admin] has no token: POST /pause and /resume are refused");
+        }
+        let listener = tokio::net::TcpListener::bind(&admin.listen).await.map_err(|e| {
+            cfg_err(
+                path,
+                format!(
+                    "[admin] listen = {:?}: cannot listen: {e} (another daemon on this port?)",
+                    admin.listen
+                ),
+            )
+        })?;
+        tracing::info!(listen = %admin.listen, "admin endpoint: /metrics /status /pause /resume");
+        let sd = shutdown.clone();
+        tasks.spawn("admin endpoint", async move {
+            crate::ops::admin::serve(listener, prometheus, token, sd)
+                .await
+                .map_err(Error::Output)
+        });
+    }
+    // Schema and triggers first (DDL: before any apply transaction).
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = async {
+            let mut ap = Applier::connect(local_opts.clone(), s.clone()).await?;
+            ap.init_schema().await?;
+            ap.ensure_triggers(false).await
+        };
+        let r = tokio::select! {
+            r = r => r,
+            _ = &mut stop => return tasks.run_until(async {}, trigger).await,
+        };
+        match r {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(created = n, "drc triggers installed");
+                }
+                break;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "local server not reachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                trigger.trigger();
+                return Err(e);
+            }
+        }
+    }
+    match cfg.transport {
+        TransportKind::Direct => {
+            for p in &cfg.peers {
+                let peer_mysql = p.mysql.as_ref().expect("validated: direct peers have [peers.mysql]");
+                let d = direct::Direction {
+                    origin: p.zone.clone(),
+                    reader: live_settings(&cfg, &p.zone, peer_mysql).map_err(|e| cfg_err(path, e))?,
+                    start: start.clone(),
+                    applier_opts: local_opts.clone(),
+                    applier: s.clone(),
+                };
+                tasks.spawn(
+                    format!("direction from zone {}", p.zone),
+                    direct::run(d, shutdown.clone()),
+                );
+            }
+        }
+        TransportKind::Kafka => {
+            let k = cfg.kafka.clone().expect("validated: kafka transport has [kafka]");
+            let producer = kafka::ProducerSide {
+                kafka: k.clone(),
+                reader: live_settings(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| cfg_err(path, e))?,
+                start: start.clone(),
+                state_dir: cfg.state_dir(),
+            };
+            tasks.spawn("kafka producer", kafka::run_producer(producer, shutdown.clone()));
+            for p in &cfg.peers {
+                let c = kafka::ConsumerSide {
+                    kafka: k.clone(),
+                    origin: p.zone.clone(),
+                    applier_opts: local_opts.clone(),
+                    applier: s.clone(),
+                };
+                tasks.spawn(
+                    format!("direction from zone {}", p.zone),
+                    kafka::run_consumer(c, shutdown.clone()),
+                );
+            }
+        }
+    }
+    // Heartbeats into this zone (the peers measure the lag from them).
+    let every = Duration::from_millis(cfg.replication.as_ref().map_or(1000, |r| r.heartbeat_ms));
+    tasks.spawn(
+        "heartbeat writer",
+        crate::mysql::heartbeat::run(
+            local_opts.clone(),
+            cfg.zone.clone(),
+            s.channel_key(&cfg.zone),
+            every,
+            shutdown.clone(),
+        ),
+    );
+    let sd = shutdown.clone();
+    tasks.spawn("stall watch", async move {
+        tokio::select! {
+            _ = registry.stall_watch(every) => {}
+            _ = sd.wait() => {}
+        }
+        Ok(())
+    });
+    tasks.spawn(
+        "trigger keeper",
+        trigger_keeper(local_opts.clone(), s.clone(), shutdown.clone()),
+    );
+    tracing::info!(zone = %cfg.zone, peers = cfg.peers.len(), "drc running");
+    tasks.run_until(stop, trigger).await
+}
+
+/// Tables created later get drc's triggers within seconds; one connection, kept
+/// while it works (not a new session every 2 s).
+async fn trigger_keeper(
+    opts: mysql_async::Opts,
+    s: std::sync::Arc<crate::mysql::applier::apply::ApplierSettings>,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let mut conn: Option<Applier> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+        if conn.is_none() {
+            conn = Applier::connect(opts.clone(), s.clone()).await.ok();
+        }
+        if let Some(ap) = conn.as_mut() {
+            if let Err(e) = ap.ensure_triggers(true).await {
+                tracing::warn!(error = %e, "cannot install drc triggers");
+                conn = None;
+            }
+        }
+    }
+}

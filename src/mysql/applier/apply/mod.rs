@@ -1,0 +1,406 @@
+//! Applies origin transactions to the local server. See the module doc of
+//! [`crate::mysql::applier`] and docs/CONFLICTS.md.
+//!
+//! # Exactly once
+//! An origin transaction is applied inside one target transaction: it opens on
+//! fragment 0 by bumping the loop marker (`drc.marker`), applies every row with
+//! last-writer-wins, and on the last fragment writes the origin position into
+//! `drc.applied` and commits. With [`Applier::apply_grouped`] several complete origin
+//! transactions share the target transaction (group commit) and the position written
+//! is the last one's. A crash at any instant leaves either nothing or everything of
+//! the (group of) transactions, position included; the reader resumes from
+//! `drc.applied`. A transaction whose GTID the stored position already contains is
+//! skipped (a duplicate delivery).
+//!
+//! # Batches
+//! Runs of inserts and key-preserving updates of a batchable table (see
+//! [`LocalTable::batchable`]) are applied with one locking read and multi-row
+//! statements, with exactly the decisions of the row path: only rows whose decision
+//! is a plain insert or overwrite take the batch path, the rest go row by row. Within
+//! a group, the rows of batchable transactions are applied per table and per key
+//! (chains). docs/ARCHITECTURE.md, "Applying fast", states why the result is the
+//! same as row by row; a differential test checks it.
+//!
+//! # Loops
+//! A transaction that writes `drc.marker` was written by an applier: it is never
+//! applied (counted as suppressed), so a change never returns to its origin zone.
+
+use super::id_range::{RangePolicy, ZoneRanges};
+use super::lww::{decide, Action, Conflict, Incoming, Local};
+use super::sql::{bind, ident, parse_decimal, version_of};
+use super::table::{ensure_triggers, LocalTable};
+use crate::error::Error;
+use crate::model::{Change, Op, RowChange, RowImage, Transaction};
+use crate::position::{Checkpoint, FilePos, GtidState};
+use crate::telemetry::metrics as m;
+use crate::telemetry::status::{registry, Direction};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Value as MyValue};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+mod batch;
+mod conflicts;
+mod group;
+mod heartbeat;
+mod position;
+mod row;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod tombstone;
+
+use batch::*;
+use conflicts::*;
+pub use position::channel_key;
+pub use row::format_decimal;
+use row::*;
+pub use schema::{meta_statements, META_SQL};
+
+/// What the applier needs to know.
+#[derive(Debug, Clone)]
+pub struct ApplierSettings {
+    /// This zone.
+    pub zone: String,
+    /// Databases replicated between zones (changes elsewhere are ignored).
+    pub databases: Vec<String>,
+    /// Name of the version column every replicated table has.
+    pub version_column: String,
+    /// Key ranges of every zone.
+    pub id_ranges: BTreeMap<String, ZoneRanges>,
+    pub range_policy: RangePolicy,
+    /// Address of the local server, for messages.
+    pub addr: String,
+    /// Name of this replication channel when several daemons apply into one server
+    /// (tests, or separate database groups): positions are kept per origin and channel.
+    pub channel: String,
+    /// `db.table` names replicated without a version column (origin wins).
+    pub unversioned: Vec<String>,
+}
+
+impl ApplierSettings {
+    /// Key of the origin in `drc.applied` / `drc.marker`: `a`, or `a/<channel>`.
+    pub fn channel_key(&self, origin: &str) -> String {
+        channel_key(&self.channel, origin)
+    }
+}
+
+/// Counters since start (metrics come with the operations issue).
+#[derive(Debug, Default, Clone)]
+pub struct ApplyStats {
+    pub transactions: u64,
+    pub rows: u64,
+    pub conflicts: u64,
+    pub quarantined: u64,
+    pub duplicates_skipped: u64,
+    pub loops_suppressed: u64,
+}
+
+/// What happened to one fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rows applied; `committed` on the last fragment.
+    Applied { committed: bool },
+    /// Written by an applier (loop) or already applied: nothing done.
+    Skipped,
+}
+
+/// What `apply_inner` did with a fragment.
+enum Step {
+    Done(Outcome),
+    /// A complete transaction whose rows can wait for the group's batches: the caller
+    /// hands it to the group (it owns the transaction).
+    Defer,
+}
+
+enum SkipReason {
+    Loop,
+    Duplicate,
+}
+
+pub struct Applier {
+    conn: Conn,
+    s: Arc<ApplierSettings>,
+    tables: HashMap<(String, String), Arc<LocalTable>>,
+    /// Origin zone of the open target transaction.
+    open: Option<String>,
+    /// Rest of the current origin transaction is skipped.
+    skipping: Option<SkipReason>,
+    /// Kafka position of the fragment being applied (written with the position).
+    transport_position: Option<crate::position::KafkaPosition>,
+    /// Applied GTID state per origin (mirror of drc.applied).
+    applied: HashMap<String, Option<GtidState>>,
+    pub stats: ApplyStats,
+    /// `stats.rows` already counted in the rows metric.
+    rows_reported: u64,
+    /// Status and metric handles per origin.
+    directions: HashMap<String, Arc<Direction>>,
+    /// Counted in the open target transaction, reported to the metrics when it
+    /// commits (a rolled-back group is applied again and must not count twice):
+    /// rows written in batches, conflicts by kind, ID-range violations.
+    uncommitted: Uncounted,
+    /// Origin transactions applied in the open target transaction, not yet committed
+    /// (group commit, see [`Applier::apply_grouped`]).
+    group: Option<Group>,
+    /// Inside an origin transaction whose last fragment has not been applied yet.
+    partial: bool,
+}
+
+#[derive(Default)]
+struct Uncounted {
+    batched_rows: u64,
+    conflicts: Vec<String>,
+    id_range_violations: u64,
+}
+
+/// Kafka topic, partition and offset of a message.
+type TransportPosition = Option<crate::position::KafkaPosition>;
+
+/// Complete origin transactions applied in the open target transaction.
+struct Group {
+    origin: String,
+    started: std::time::Instant,
+    txs: Vec<Pending>,
+    /// Transactions whose rows wait to be applied in batches (see `apply_deferred`).
+    deferred: Vec<Transaction>,
+    deferred_rows: usize,
+}
+
+/// An applied origin transaction waiting for the group's commit.
+struct Pending {
+    gtid: Option<String>,
+    commit_ts_us: i64,
+    cp: Checkpoint,
+    transport: TransportPosition,
+}
+
+fn definite(s: &ApplierSettings, what: String) -> Error {
+    Error::Server {
+        addr: s.addr.clone(),
+        what,
+    }
+}
+
+fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error {
+    crate::mysql::error::classify(&s.addr, context, e)
+}
+
+impl Applier {
+    /// Opens the applier's session: UTC, utf8mb4, NO_AUTO_VALUE_ON_ZERO, strict,
+    /// READ COMMITTED (so a row lock on a missing key takes no gap lock).
+    pub async fn connect(opts: Opts, s: Arc<ApplierSettings>) -> Result<Applier, Error> {
+        let opts: Opts = mysql_async::OptsBuilder::from_opts(opts)
+            .stmt_cache_size(512)
+            .init(vec![
+                "SET NAMES utf8mb4",
+                "SET SESSION time_zone = '+00:00'",
+                "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                // drc's version triggers leave the applier's writes as they come
+                "SET @drc_applier = 1",
+            ])
+            .into();
+        let conn = Conn::new(opts).await.map_err(|e| mysql_err(&s, "connect", e))?;
+        Ok(Applier {
+            conn,
+            s,
+            tables: HashMap::new(),
+            open: None,
+            skipping: None,
+            applied: HashMap::new(),
+            transport_position: None,
+            stats: ApplyStats::default(),
+            rows_reported: 0,
+            directions: HashMap::new(),
+            group: None,
+            partial: false,
+            uncommitted: Uncounted::default(),
+        })
+    }
+
+    async fn table(&mut self, db: &str, tbl: &str) -> Result<Arc<LocalTable>, Error> {
+        if let Some(t) = self.tables.get(&(db.to_string(), tbl.to_string())) {
+            return Ok(t.clone());
+        }
+        let t = LocalTable::load(&mut self.conn, db, tbl, &self.s.version_column)
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
+            .ok_or_else(|| {
+                definite(
+                    &self.s,
+                    format!("replicated table `{db}`.`{tbl}` does not exist in zone {}: create it like in the origin zone; nothing of this transaction was applied and the position did not move", self.s.zone),
+                )
+            })?;
+        if t.pk.is_empty() {
+            return Err(definite(
+                &self.s,
+                format!("table `{db}`.`{tbl}` has no primary key; drc replicates only tables with one"),
+            ));
+        }
+        if t.version.is_none() && !self.s.unversioned.iter().any(|u| *u == format!("{db}.{tbl}")) {
+            return Err(definite(
+                &self.s,
+                format!("table `{db}`.`{tbl}` has no version column `{}`; add it (e.g. `{} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`), or list it in [replication] unversioned (origin wins, no conflict resolution)", self.s.version_column, self.s.version_column),
+            ));
+        }
+        let t = Arc::new(t);
+        self.tables.insert((db.to_string(), tbl.to_string()), t.clone());
+        Ok(t)
+    }
+
+    async fn rollback(&mut self) {
+        if self.open.take().is_some() {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+    }
+
+    /// Applies one fragment of an origin transaction from `origin`; the last fragment
+    /// commits.
+    pub async fn apply(&mut self, origin: &str, tx: &Transaction) -> Result<Outcome, Error> {
+        match self.apply_inner(origin, tx, false).await {
+            Ok(Step::Done(o)) => Ok(o),
+            Ok(Step::Defer) => unreachable!("nothing is deferred outside a group"),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply_inner(&mut self, origin: &str, tx: &Transaction, defer: bool) -> Result<Step, Error> {
+        if tx.fragment == 0 {
+            if self.partial {
+                // a restarted stream re-sends a transaction from its start (such a
+                // transaction never shares its target transaction with a group)
+                self.rollback().await;
+                self.partial = false;
+            }
+            self.skipping = None;
+            if is_applier_transaction(tx) {
+                self.skipping = Some(SkipReason::Loop);
+            } else if let (Some(g), Some(Some(state))) = (&tx.gtid, self.applied.get(origin)) {
+                if state.contains(g) {
+                    self.skipping = Some(SkipReason::Duplicate);
+                }
+            }
+        }
+        if self.skipping.is_some() {
+            if tx.last {
+                let d = self.direction(origin);
+                match self.skipping.take() {
+                    Some(SkipReason::Loop) => {
+                        self.stats.loops_suppressed += 1;
+                        d.metrics.loops_suppressed.increment(1);
+                    }
+                    _ => {
+                        self.stats.duplicates_skipped += 1;
+                        d.metrics.duplicates_skipped.increment(1);
+                    }
+                }
+            }
+            return Ok(Step::Done(Outcome::Skipped));
+        }
+        let relevant = tx
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Row(r) if self.replicated(r) || self.tombstone_of_replicated(r)));
+        // Only complete, single-fragment transactions with rows of the same origin join
+        // an open group; anything else (heartbeats, position-only, big transactions)
+        // commits it first.
+        if self.group.is_some()
+            && tx.fragment == 0
+            && (!relevant || !tx.last || self.group.as_ref().is_some_and(|g| g.origin != origin))
+        {
+            self.flush().await?;
+        }
+        if self.open.is_none() && !relevant && tx.fragment == 0 && tx.last {
+            if let Some(hb) = self.heartbeat_of(origin, tx) {
+                self.apply_heartbeat(origin, tx, hb).await?;
+                return Ok(Step::Done(Outcome::Skipped));
+            }
+        }
+        if self.open.is_none() && (relevant || tx.last) {
+            if !relevant && tx.fragment == 0 {
+                // nothing to write (DDL, other databases): only the position moves, lazily
+                if let Some(cp) = &tx.checkpoint {
+                    self.note_position_only(origin, cp);
+                }
+                return Ok(Step::Done(Outcome::Skipped));
+            }
+            self.begin(origin).await?;
+        }
+        if self.open.is_some() {
+            self.partial = !tx.last;
+        }
+        if defer && self.open.is_some() && tx.fragment == 0 && tx.last && self.deferrable(tx).await? {
+            return Ok(Step::Defer);
+        }
+        // the rows of earlier transactions of the group come first
+        self.apply_deferred().await?;
+        let mut i = 0;
+        while i < tx.changes.len() {
+            match &tx.changes[i] {
+                Change::Row(r) if self.replicated(r) => {
+                    let n = self.batch_len(&tx.changes[i..]).await?;
+                    if n >= 2 {
+                        let rows: Vec<(&Transaction, &RowChange)> = tx.changes[i..i + n]
+                            .iter()
+                            .filter_map(|c| match c {
+                                Change::Row(r) => Some((tx, r)),
+                                _ => None,
+                            })
+                            .collect();
+                        let chains: Vec<&[(&Transaction, &RowChange)]> = rows.chunks(1).collect();
+                        self.apply_batch(origin, &chains).await?;
+                        i += n;
+                        continue;
+                    }
+                    self.apply_row(origin, tx, r).await?
+                }
+                Change::Row(r) if self.tombstone_of_replicated(r) => self.apply_tombstone(origin, tx, r).await?,
+                Change::Row(_) => {}
+                Change::Statement(st) => {
+                    tracing::warn!(origin, db = %st.db, sql = %st.sql, "statement from the origin zone not applied (drc replicates rows; run DDL in every zone)");
+                }
+            }
+            i += 1;
+        }
+        if tx.last {
+            if self.open.is_some() {
+                self.join_group(origin, tx);
+                if defer && !self.group_full() {
+                    return Ok(Step::Done(Outcome::Applied { committed: false }));
+                }
+                self.flush().await?;
+                return Ok(Step::Done(Outcome::Applied { committed: true }));
+            }
+            return Ok(Step::Done(Outcome::Skipped));
+        }
+        Ok(Step::Done(Outcome::Applied { committed: false }))
+    }
+
+    /// The status/metrics of the direction from `origin` (looked up once per origin).
+    fn direction(&mut self, origin: &str) -> Arc<Direction> {
+        if let Some(d) = self.directions.get(origin) {
+            return d.clone();
+        }
+        let d = registry().direction(origin);
+        self.directions.insert(origin.to_string(), d.clone());
+        d
+    }
+
+    fn replicated(&self, r: &RowChange) -> bool {
+        &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
+    }
+}
+
+/// Versions by integer primary key.
+type KeyVersions = HashMap<Vec<i128>, i128>;
+
+pub use crate::mysql::is_applier_transaction;
+
+impl RowChange {
+    fn tbl_name(&self) -> String {
+        self.table.to_string()
+    }
+}

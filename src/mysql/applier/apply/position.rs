@@ -1,0 +1,157 @@
+//! The durable position: `drc.applied` read at start, pinned on a first start, written with the rows of every (group of) origin transaction(s); the loop marker that opens every target transaction.
+
+use super::*;
+
+/// Key of an origin in `drc.applied` / `drc.marker` / `drc.heartbeat`: the zone, or
+/// `zone/channel` when several daemons apply into one server.
+pub fn channel_key(channel: &str, zone: &str) -> String {
+    if channel.is_empty() {
+        zone.to_string()
+    } else {
+        format!("{zone}/{channel}")
+    }
+}
+
+impl Applier {
+    /// The stored position of `origin`: where its reader resumes.
+    pub async fn applied_position(&mut self, origin: &str) -> Result<Option<Checkpoint>, Error> {
+        let row: Option<(Option<String>, String, u64)> = self
+            .conn
+            .exec_first(
+                "SELECT gtid, file, pos FROM `drc`.`applied` WHERE origin_zone = ?",
+                (self.s.channel_key(origin),),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+        let cp = row.map(|(gtid, file, pos)| {
+            let gtid = gtid.and_then(|g| serde_json::from_str::<GtidState>(&g).ok());
+            Checkpoint {
+                file: FilePos::new(file, pos),
+                gtid,
+            }
+        });
+        self.applied
+            .insert(origin.to_string(), cp.as_ref().and_then(|c| c.gtid.clone()));
+        Ok(cp)
+    }
+
+    /// Sets the Kafka topic/partition/offset of the fragment about to be applied; it is
+    /// stored in `drc.applied` with the commit of its transaction.
+    pub fn set_transport_position(&mut self, p: Option<crate::position::KafkaPosition>) {
+        self.transport_position = p;
+    }
+
+    /// The Kafka offset of the last applied message from `origin`.
+    pub async fn applied_kafka_offset(&mut self, origin: &str) -> Result<Option<i64>, Error> {
+        let r: Option<Option<i64>> = self
+            .conn
+            .exec_first(
+                "SELECT kafka_offset FROM `drc`.`applied` WHERE origin_zone = ?",
+                (self.s.channel_key(origin),),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+        Ok(r.flatten())
+    }
+
+    /// Records `cp` as the position of `origin` when none is stored yet, so that a
+    /// restart before the first applied transaction resumes from the same place
+    /// instead of a new "now".
+    pub async fn pin_position(&mut self, origin: &str, cp: &Checkpoint) -> Result<(), Error> {
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        self.conn
+            .exec_drop(
+                "INSERT IGNORE INTO `drc`.`applied` (origin_zone, gtid, file, pos, applied_txns) VALUES (?, ?, ?, ?, 0)",
+                (self.s.channel_key(origin), gtid, &cp.file.file, cp.file.pos),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))?;
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+        Ok(())
+    }
+
+    /// The applied position, kept raw (formatted only when `/status` is read).
+    pub(super) fn report_position(d: &Direction, cp: &Checkpoint, transport: &TransportPosition) {
+        if let Some(k) = transport {
+            d.metrics.applied_kafka_offset.set(k.offset as f64);
+        }
+        let kafka = transport.clone();
+        d.update(|st| {
+            st.position = Some(cp.clone());
+            if kafka.is_some() {
+                st.kafka = kafka;
+            }
+        });
+    }
+
+    /// A transaction without replicated rows: its position is recorded with the next
+    /// applied transaction (positions only move forward).
+    pub(super) fn note_position_only(&mut self, origin: &str, cp: &Checkpoint) {
+        self.applied.insert(origin.to_string(), cp.gtid.clone());
+    }
+
+    /// Opens the target transaction for an origin transaction: the loop marker first,
+    /// so this zone's reader recognises it as an applier transaction.
+    pub(super) async fn begin(&mut self, origin: &str) -> Result<(), Error> {
+        self.conn
+            .query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
+        self.open = Some(origin.to_string());
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                (self.s.channel_key(origin), &self.s.zone),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))
+    }
+
+    /// `origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset` of
+    /// the position written into `drc.applied`.
+    pub(super) fn position_params(&self, origin: &str, cp: &Checkpoint, transport: &TransportPosition) -> Vec<MyValue> {
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        let (kt, kp, ko) = match transport {
+            Some(k) => (Some(k.topic.clone()), Some(k.partition), Some(k.offset)),
+            None => (None, None, None),
+        };
+        vec![
+            self.s.channel_key(origin).into(),
+            gtid.into(),
+            cp.file.file.as_str().into(),
+            cp.file.pos.into(),
+            kt.into(),
+            kp.into(),
+            ko.into(),
+        ]
+    }
+
+    /// Records `last` (the last of `txns` origin transactions) as the position of `origin`.
+    pub(super) async fn write_position(&mut self, origin: &str, last: &Pending, txns: u64) -> Result<(), Error> {
+        let mut params = self.position_params(origin, &last.cp, &last.transport);
+        params.extend([
+            last.gtid.clone().into(),
+            last.commit_ts_us.into(),
+            txns.into(),
+            txns.into(),
+        ]);
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, last_gtid, commit_ts_us, applied_txns) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
+                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + ?, \
+                 kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
+                 kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)",
+                params,
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
+    }
+}

@@ -1,0 +1,382 @@
+//! The row path: one origin row change decided by last-writer-wins (`lww::decide`) under a row lock and written, or quarantined.
+
+use super::*;
+
+/// The version of `img` in column `vcol` of `t`, as a comparable integer.
+pub(super) fn version_in(s: &ApplierSettings, t: &LocalTable, vcol: &str, img: &RowImage) -> Result<i128, Error> {
+    img.get(vcol).and_then(version_of).ok_or_else(|| {
+        definite(
+            s,
+            format!(
+                "`{}`.`{}`: version column `{vcol}` is NULL or not a DATETIME/TIMESTAMP/integer",
+                t.db, t.tbl
+            ),
+        )
+    })
+}
+
+/// Units of 10^-6 back to decimal text.
+pub fn format_decimal(v: i128) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+}
+
+impl Applier {
+    pub(super) fn check_image(&self, t: &LocalTable, img: &RowImage) -> Result<(), Error> {
+        let same = img.columns.len() == t.columns.len() && img.columns.iter().zip(&t.columns).all(|(a, b)| **a == **b);
+        if !same {
+            let theirs: Vec<&str> = img.columns.iter().map(|c| &**c).collect();
+            return Err(definite(
+                &self.s,
+                format!(
+                    "table `{}`.`{}` differs between zones: the origin row has columns {:?}, zone {} has {:?}; make the tables identical (nothing of this transaction was applied, the position did not move)",
+                    t.db, t.tbl, theirs, self.s.zone, t.columns
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn key_values(&self, t: &LocalTable, img: &RowImage) -> Result<Vec<MyValue>, Error> {
+        t.pk.iter()
+            .map(|c| {
+                img.get(c)
+                    .ok_or_else(|| definite(&self.s, format!("row image lacks key column `{c}`")))
+                    .and_then(|v| bind(v).map_err(|e| definite(&self.s, e)))
+            })
+            .collect()
+    }
+
+    pub(super) async fn apply_row(&mut self, origin: &str, tx: &Transaction, r: &RowChange) -> Result<(), Error> {
+        let t = self.table(&r.db, &r.tbl_name()).await?;
+        for img in [&r.before, &r.after].into_iter().flatten() {
+            self.check_image(&t, img)?;
+        }
+        let Some(vcol) = t.version.clone() else {
+            return self.apply_unversioned(origin, tx, &t, r).await;
+        };
+        let settings = self.s.clone();
+        let version = |img: &RowImage| version_in(&settings, &t, &vcol, img);
+        match r.op {
+            Op::Insert => {
+                let after = r.after.as_ref().expect("insert has an after image");
+                if !self.range_ok(origin, tx, &t, after).await? {
+                    return Ok(());
+                }
+                let key = self.key_values(&t, after)?;
+                self.write_row(origin, tx, &t, &key, after, version(after)?, None).await
+            }
+            Op::Update => {
+                let (before, after) = (r.before.as_ref().expect("before"), r.after.as_ref().expect("after"));
+                let (kb, ka) = (self.key_values(&t, before)?, self.key_values(&t, after)?);
+                if kb != ka {
+                    // a key change is a delete of the old key and a write of the new one
+                    self.delete_row(origin, tx, &t, &kb, before, version(before)?).await?;
+                    return self.write_row(origin, tx, &t, &ka, after, version(after)?, None).await;
+                }
+                self.write_row(origin, tx, &t, &ka, after, version(after)?, Some(version(before)?))
+                    .await
+            }
+            Op::Delete => {
+                let before = r.before.as_ref().expect("delete has a before image");
+                let kb = self.key_values(&t, before)?;
+                self.delete_row(origin, tx, &t, &kb, before, version(before)?).await
+            }
+        }
+    }
+
+    /// A table listed in `[replication] unversioned`: no version, so no conflict
+    /// resolution; the origin's change is written as it is (upsert / delete).
+    pub(super) async fn apply_unversioned(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        r: &RowChange,
+    ) -> Result<(), Error> {
+        if let (Op::Update, Some(b), Some(a)) = (r.op, &r.before, &r.after) {
+            let (kb, ka) = (self.key_values(t, b)?, self.key_values(t, a)?);
+            if kb != ka {
+                self.exec_plain(format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()), kb, t)
+                    .await?;
+            }
+        }
+        match (r.op, &r.after, &r.before) {
+            (Op::Insert | Op::Update, Some(after), _) => {
+                if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
+                    return Ok(());
+                }
+                let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+                let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({}) ON DUPLICATE KEY UPDATE {}",
+                    t.qualified(),
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", "),
+                    upd.join(", ")
+                );
+                let vals: Vec<MyValue> = after
+                    .values
+                    .iter()
+                    .map(bind)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| definite(&self.s, e))?;
+                self.exec_plain(sql, vals, t).await
+            }
+            (Op::Delete, _, Some(before)) => {
+                let key = self.key_values(t, before)?;
+                self.exec_plain(format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()), key, t)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn exec_plain(&mut self, sql: String, params: Vec<MyValue>, t: &LocalTable) -> Result<(), Error> {
+        self.conn
+            .exec_drop(sql, params)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("writing a row of `{}`.`{}`", t.db, t.tbl), e))?;
+        self.stats.rows += 1;
+        Ok(())
+    }
+
+    /// Locks the local row and the key's tombstone; returns their versions.
+    pub(super) async fn lock_key(
+        &mut self,
+        t: &LocalTable,
+        key: &[MyValue],
+    ) -> Result<(Option<i128>, Option<i128>), Error> {
+        let vcol = ident(t.version.as_ref().expect("version"));
+        let on: Vec<String> = t.pk.iter().map(|c| format!("t.{} = ?", ident(c))).collect();
+        let sql = format!(
+            "SELECT CAST(t.{vcol} AS DECIMAL(30,6)), CAST(x.version AS CHAR) FROM (SELECT 1 AS one) AS d \
+             LEFT JOIN {tbl} AS t ON {on} \
+             LEFT JOIN `drc`.`tombstones` AS x ON x.db = ? AND x.tbl = ? AND x.pk = {pk} FOR UPDATE",
+            tbl = t.qualified(),
+            on = on.join(" AND "),
+            pk = t.pk_json_params(),
+        );
+        let mut params: Vec<MyValue> = key.to_vec();
+        params.push(MyValue::from(t.db.as_str()));
+        params.push(MyValue::from(t.tbl.as_str()));
+        params.extend(key.iter().cloned());
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("locking a row of `{}`.`{}`", t.db, t.tbl), e))?;
+        let (lv, tv) = row.unwrap_or((None, None));
+        Ok((
+            lv.as_deref().and_then(parse_decimal),
+            tv.as_deref().and_then(parse_decimal),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_row(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        img: &RowImage,
+        v: i128,
+        before_version: Option<i128>,
+    ) -> Result<(), Error> {
+        let (lv, tomb) = self.lock_key(t, key).await?;
+        let subj = Subject {
+            origin,
+            tx,
+            t,
+            key,
+            row: img,
+        };
+        let (mut lc, mut ic) = (String::new(), String::new());
+        if lv == Some(v) {
+            lc = self.local_json(t, key).await?.unwrap_or_default();
+            ic = self.incoming_json(t, img, key).await?.unwrap_or_default();
+        }
+        let local = Local {
+            row: lv.map(|x| (x, lc)),
+            tombstone: tomb,
+        };
+        let action = decide(&local, &Incoming::Row(v, ic));
+        let vals: Vec<MyValue> = img
+            .values
+            .iter()
+            .map(bind)
+            .collect::<Result<_, _>>()
+            .map_err(|e| definite(&self.s, e))?;
+        // A concurrent change: the local row was not the one the origin changed.
+        let concurrent = match (lv, before_version) {
+            (Some(l), Some(b)) => l != b,
+            (Some(_), None) => true, // an insert met an existing row
+            (None, Some(_)) => true, // an update met a deleted row
+            (None, None) => false,
+        };
+        // the local row a concurrent write overwrites, for the conflict log
+        let overwritten = match (&action, concurrent, lv) {
+            (Action::Insert | Action::Overwrite, true, Some(_)) => Some(self.local_json(t, key).await?),
+            (Action::Insert | Action::Overwrite, true, None) => Some(None),
+            _ => None,
+        };
+        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let result = match &action {
+            Action::Insert => {
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    t.qualified(),
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", ")
+                );
+                self.conn.exec_drop(sql, vals).await
+            }
+            Action::Overwrite => {
+                let set: Vec<String> = cols.iter().map(|c| format!("{c} = ?")).collect();
+                let sql = format!("UPDATE {} SET {} WHERE {}", t.qualified(), set.join(", "), t.pk_where());
+                let mut p = vals;
+                p.extend(key.iter().cloned());
+                self.conn.exec_drop(sql, p).await
+            }
+            Action::Keep(Some(c)) => {
+                self.log_conflict(&subj, (Some(v), lv.or(tomb)), c.as_str(), "kept_local", None, None)
+                    .await?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.stats.rows += 1;
+                if concurrent {
+                    let kind = if lv.is_some() {
+                        "concurrent_update"
+                    } else {
+                        "resurrected_after_delete"
+                    };
+                    self.log_conflict(
+                        &subj,
+                        (Some(v), lv.or(tomb)),
+                        kind,
+                        "applied_incoming",
+                        None,
+                        overwritten,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            // A secondary unique key clashes with another local row: only this
+            // statement failed; the row is quarantined, the transaction goes on.
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
+                self.log_conflict(
+                    &subj,
+                    (Some(v), lv),
+                    "unique_key",
+                    "quarantined",
+                    Some(e.message.clone()),
+                    None,
+                )
+                .await
+            }
+            Err(e) => Err(mysql_err(
+                &self.s,
+                &format!("writing a row of `{}`.`{}`", t.db, t.tbl),
+                e,
+            )),
+        }
+    }
+
+    pub(super) async fn delete_row(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        before: &RowImage,
+        b: i128,
+    ) -> Result<(), Error> {
+        let (lv, tomb) = self.lock_key(t, key).await?;
+        let subj = Subject {
+            origin,
+            tx,
+            t,
+            key,
+            row: before,
+        };
+        let local = Local {
+            row: lv.map(|x| (x, String::new())),
+            tombstone: tomb,
+        };
+        let action = decide(&local, &Incoming::Delete(b));
+        // the local row a concurrent delete removes, for the conflict log
+        let removed = if matches!(action, Action::Delete) && lv != Some(b) {
+            Some(self.local_json(t, key).await?)
+        } else {
+            None
+        };
+        if matches!(action, Action::Delete) {
+            // the tombstone trigger records the origin's delete version, not our clock
+            self.conn
+                .exec_drop(
+                    "SET @drc_delete_version = CAST(? AS DECIMAL(30,6))",
+                    (format_decimal(b),),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "setting @drc_delete_version", e))?;
+            let r = self
+                .conn
+                .exec_drop(
+                    format!("DELETE FROM {} WHERE {}", t.qualified(), t.pk_where()),
+                    key.to_vec(),
+                )
+                .await;
+            self.conn
+                .query_drop("SET @drc_delete_version = NULL")
+                .await
+                .map_err(|e| mysql_err(&self.s, "resetting @drc_delete_version", e))?;
+            r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
+            self.stats.rows += 1;
+            if lv != Some(b) {
+                self.log_conflict(
+                    &subj,
+                    (Some(b), lv),
+                    "concurrent_delete",
+                    "applied_incoming",
+                    None,
+                    removed,
+                )
+                .await?;
+            }
+        }
+        if matches!(action, Action::Delete | Action::Tombstone) {
+            let sql = format!(
+                "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES (?, ?, {}, CAST(? AS DECIMAL(30,6))) ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
+                t.pk_json_params()
+            );
+            let mut p: Vec<MyValue> = vec![MyValue::from(t.db.as_str()), MyValue::from(t.tbl.as_str())];
+            p.extend(key.iter().cloned());
+            p.push(MyValue::from(format_decimal(b)));
+            self.conn
+                .exec_drop(sql, p)
+                .await
+                .map_err(|e| mysql_err(&self.s, "recording a tombstone", e))?;
+        }
+        if let Action::Tombstone | Action::Keep(Some(_)) = action {
+            if lv.is_some() {
+                self.log_conflict(
+                    &subj,
+                    (Some(b), lv),
+                    Conflict::RowNewerThanDelete.as_str(),
+                    "kept_local",
+                    None,
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

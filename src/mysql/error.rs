@@ -1,0 +1,85 @@
+//! The one classifier of MySQL/MariaDB client errors (reader, applier, heartbeats,
+//! operator commands): which are transient (retry from the durable position) and
+//! which are definite (stop and say what to fix).
+
+use crate::error::Error;
+
+/// Server error codes that a retry can outlive: lock waits and deadlocks (the
+/// transaction rolled back), a server shutting down or a connection killed or lost.
+pub const TRANSIENT_CODES: &[u16] = &[
+    1040, // too many connections
+    1053, // server shutdown in progress
+    1152, // aborted connection
+    1158, 1159, 1160, 1161, // network read/write errors and timeouts
+    1205, // lock wait timeout
+    1213, // deadlock
+    1317, // query interrupted
+    1927, // MariaDB: connection killed
+    2006, 2013, // server gone, lost connection
+    4031, // MySQL 8: disconnected for inactivity
+];
+
+/// Access denied, unknown database, missing privilege: fix the setup.
+const SETUP_CODES: &[u16] = &[1044, 1045, 1049, 1142, 1227, 1698];
+
+/// Classifies `e` from the connection to `addr`; `context` says what drc was doing
+/// (for the reader: the position it wanted).
+pub fn classify(addr: &str, context: &str, e: mysql_async::Error) -> Error {
+    use mysql_async::Error as E;
+    match &e {
+        E::Server(s) if s.code == 1236 => Error::Purged {
+            addr: addr.into(),
+            wanted: context.into(),
+            server_msg: s.message.clone(),
+        },
+        E::Server(s) if SETUP_CODES.contains(&s.code) => Error::Server {
+            addr: addr.into(),
+            what: format!(
+                "{context}: {} (error {}); check the user and grants in docs/OPERATIONS.md",
+                s.message, s.code
+            ),
+        },
+        E::Server(s) if TRANSIENT_CODES.contains(&s.code) => Error::Transient {
+            addr: addr.into(),
+            what: format!("{context}: server error {}: {}", s.code, s.message),
+        },
+        E::Server(s) => Error::Server {
+            addr: addr.into(),
+            what: format!("{context}: server error {}: {}", s.code, s.message),
+        },
+        E::Url(_) => Error::Server {
+            addr: addr.into(),
+            what: format!("{context}: {e}"),
+        },
+        _ => Error::Transient {
+            addr: addr.into(),
+            what: format!("{context}: {e}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "m".into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn codes_are_classified_once() {
+        assert!(matches!(classify("a", "x", server(1236)), Error::Purged { .. }));
+        assert!(matches!(classify("a", "x", server(1045)), Error::Server { .. }));
+        assert!(classify("a", "x", server(1213)).is_transient());
+        assert!(classify("a", "x", server(2013)).is_transient());
+        // a missing table is the setup's problem, not the network's
+        assert!(!classify("a", "x", server(1146)).is_transient());
+        for c in TRANSIENT_CODES {
+            assert!(!SETUP_CODES.contains(c) && *c != 1236);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! MySQL/MariaDB: the binlog [`reader`] (a pipeline source), the [`applier`] (a
+//! pipeline sink that owns `drc.applied`), the zone's [`heartbeat`] writer, and the
+//! one classifier of the client's errors ([`error`]). Nothing here imports the
+//! daemon, the config file or another kind of data.
+
+pub mod applier;
+pub mod error;
+pub mod heartbeat;
+pub mod reader;
+
+use crate::model::{Change, Delivered, Transaction};
+
+/// True for a transaction an applier wrote: it touches `drc`.`marker`, which every
+/// applier transaction writes first (loop suppression, docs/ARCHITECTURE.md).
+pub fn is_applier_transaction(tx: &Transaction) -> bool {
+    tx.changes
+        .iter()
+        .any(|c| matches!(c, Change::Row(r) if &*r.db == "drc" && &*r.table == "marker"))
+}
+
+/// A transaction fragment is a pipeline item: a transaction is the unit.
+impl crate::pipeline::Item for Transaction {
+    fn opens(&self) -> bool {
+        self.fragment == 0
+    }
+    fn closes(&self) -> bool {
+        self.last
+    }
+    fn weight(&self) -> usize {
+        self.changes.len().max(1)
+    }
+}
+
+impl crate::pipeline::Item for Delivered {
+    fn opens(&self) -> bool {
+        self.tx.opens()
+    }
+    fn closes(&self) -> bool {
+        self.tx.closes()
+    }
+    fn weight(&self) -> usize {
+        self.tx.weight()
+    }
+}
