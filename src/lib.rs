@@ -16,8 +16,8 @@
 //! | 2 | [`mysql`] | binlog reader (source), applier (sink: last-writer-wins, ID ranges, exactly-once positions), heartbeats, error classifier |
 //! | 2 | [`kafka`] | Kafka client config, wire format, producer (sink), consumer (source) |
 //! | 2 | [`output`] | the JSON-lines `change_event` v1 format (`schemas/change_event.v1.json`) |
-//! | 3 | [`ops`] | operator tools: `drc check`, admin HTTP endpoint, fencing |
-//! | 4 | [`config`] | the strict, documented TOML config of one zone daemon; composes the parts' settings |
+//! | 3 | [`config`] | the strict, documented TOML config of one zone daemon; composes the parts' settings |
+//! | 4 | [`ops`] | operator tools: `drc check`, admin HTTP endpoint, fencing |
 //! | 5 | [`daemon`] | turns the config into pipelines, starts and supervises them |
 //!
 //! Room is kept, by name, for `redis` and `zookeeper` at layer 2 (issues 14, 15):
