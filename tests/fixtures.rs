@@ -1,5 +1,5 @@
 //! Decoder vs the reference: every real MySQL/MariaDB binlog in
-//! `../shared/fixtures/mysql-binlogs/` (override with DRC_FIXTURES) is decoded by drc
+//! `tests/fixtures/mysql-binlogs/` (override with DRC_FIXTURES) is decoded by drc
 //! and compared, row by row and cell by cell, with what
 //! `mariadb-binlog --base64-output=decode-rows -v` prints for it. Files the reference
 //! cannot decode (binary JSON, compressed payloads, VECTOR) get explicit expectations;
@@ -18,7 +18,7 @@ use std::process::Command;
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("DRC_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-binlogs"));
     assert!(
         dir.is_dir(),
         "fixture directory {} is missing (set DRC_FIXTURES)",

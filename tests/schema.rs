@@ -17,7 +17,7 @@ fn validator() -> jsonschema::Validator {
 fn fixture_lines() -> Vec<String> {
     let dir = std::env::var_os("DRC_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-binlogs"));
     let mut buf = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
