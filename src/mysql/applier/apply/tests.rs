@@ -36,7 +36,14 @@ fn budget_takes_a_first_row_always_then_stops_at_each_limit() {
 
 #[test]
 fn integer_parameters_round_trip_across_the_i64_boundary() {
-    for x in [0i128, -1, i64::MIN as i128, i64::MAX as i128, i64::MAX as i128 + 1, u64::MAX as i128] {
+    for x in [
+        0i128,
+        -1,
+        i64::MIN as i128,
+        i64::MAX as i128,
+        i64::MAX as i128 + 1,
+        u64::MAX as i128,
+    ] {
         assert_eq!(int_of(&int_param(x)), Some(x), "{x}");
     }
     assert_eq!(int_of(&MyValue::Bytes(b"42".to_vec())), Some(42));
@@ -70,7 +77,8 @@ fn meta_statements_are_whole_statements_without_comments() {
     }
     for t in ["applied", "marker", "tombstones", "conflicts", "heartbeat"] {
         assert!(
-            st.iter().any(|s| s.contains(&format!("`{t}`")) || s.contains(&format!(".{t}"))),
+            st.iter()
+                .any(|s| s.contains(&format!("`{t}`")) || s.contains(&format!(".{t}"))),
             "drc.{t} is created"
         );
     }
