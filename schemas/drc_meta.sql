@@ -26,18 +26,39 @@ CREATE TABLE IF NOT EXISTS `drc`.`applied` (
 ) ENGINE=InnoDB;
 
 -- Loop marker. Every applier transaction starts by bumping this row; the reader of
--- this zone recognises such transactions by it and does not ship them.
+-- this zone recognises such transactions by it and does not ship them. The row also
+-- carries the journal's position the applier read at that moment (its watermark): the
+-- local deletes after it were not yet tombstones when the applier decided, so the
+-- journal re-checks this transaction's inserts against them (docs/CONFLICTS.md).
 CREATE TABLE IF NOT EXISTS `drc`.`marker` (
   origin_zone   VARCHAR(128) NOT NULL PRIMARY KEY, -- zone whose transaction is being applied (`zone` or `zone/channel`)
   applier_zone  VARCHAR(64)  NOT NULL,             -- this zone
-  n             BIGINT UNSIGNED NOT NULL DEFAULT 0 -- applier transactions so far
+  n             BIGINT UNSIGNED NOT NULL DEFAULT 0,-- applier transactions so far
+  journal_file  VARCHAR(255) NULL,                 -- the journal's committed position when the transaction began
+  journal_pos   BIGINT UNSIGNED NULL
 ) ENGINE=InnoDB;
 
--- Tombstones: per deleted key, the greatest version deleted (a delete carries the
--- version of the row it removed). A row write of a version <= the tombstone is
--- dropped, so a late older update never undoes a delete. Local deletes record theirs
--- through the AFTER DELETE trigger drc installs on every replicated table
--- (`drc_tombstone_<table>`); applier deletes record theirs the same way.
+-- The journal: where drc's reader of this zone's own binlog stands. It records the
+-- tombstones of local deletes and raises local writes that went back in version
+-- (docs/CONFLICTS.md); its transactions start by bumping this row (so it skips its
+-- own), and are shipped to the other zones like the application's.
+CREATE TABLE IF NOT EXISTS `drc`.`journal` (
+  channel       VARCHAR(128) NOT NULL PRIMARY KEY, -- this zone (`zone` or `zone/channel`)
+  n             BIGINT UNSIGNED NOT NULL DEFAULT 0,-- journal transactions so far
+  gtid          TEXT         NULL,                 -- local GTID state after the last journalled transaction
+  file          VARCHAR(255) NOT NULL DEFAULT '',  -- local binlog file of that point
+  pos           BIGINT UNSIGNED NOT NULL DEFAULT 0,-- local binlog offset of that point
+  tombstones    BIGINT UNSIGNED NOT NULL DEFAULT 0,-- tombstones of local deletes recorded
+  raised        BIGINT UNSIGNED NOT NULL DEFAULT 0,-- local writes raised above what they replaced
+  unresurrected BIGINT UNSIGNED NOT NULL DEFAULT 0,-- applier inserts undone (a local delete they had not seen)
+  updated_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB;
+
+-- Tombstones: per deleted key, the greatest delete version: the time of the delete,
+-- never less than the version of the row it removed. A row write of a version <= the
+-- tombstone is dropped, so a late older update never undoes a delete. The applier
+-- records those of the deletes it applies, in its transaction; the journal those of
+-- local deletes, from the binlog (nothing of drc runs in the application's writes).
 CREATE TABLE IF NOT EXISTS `drc`.`tombstones` (
   db       VARCHAR(64)   NOT NULL,  -- database of the deleted row
   tbl      VARCHAR(64)   NOT NULL,  -- table of the deleted row

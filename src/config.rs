@@ -105,6 +105,20 @@ pub struct ReaderConfig {
     /// `reconnect_max_backoff_secs = 10`.
     #[serde(default = "default_backoff")]
     pub reconnect_max_backoff_secs: u64,
+    /// Server id of the journal's replica connection to this zone's own server (`drc
+    /// run`: tombstones and raises of local writes, docs/CONFLICTS.md); unique among
+    /// the server's replicas like `server_id`. Default `server_id + 1000000`:
+    /// `journal_server_id = 1001001`.
+    #[serde(default)]
+    pub journal_server_id: Option<u32>,
+}
+
+impl ReaderConfig {
+    /// The journal's replica server id (`journal_server_id`, or `server_id + 1000000`).
+    pub fn journal_server_id(&self) -> u32 {
+        self.journal_server_id
+            .unwrap_or_else(|| self.server_id.wrapping_add(1_000_000).max(1))
+    }
 }
 
 /// Replication scope and conflict policy.
@@ -283,6 +297,9 @@ impl Config {
         }
         if self.reader.server_id == 0 {
             return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());
+        }
+        if self.reader.journal_server_id() == self.reader.server_id {
+            return Err("[reader] journal_server_id must differ from server_id (both connect to this zone's server as replicas in Kafka mode)".into());
         }
         if self.reader.max_fragment_rows == 0 || self.reader.max_fragment_bytes == 0 {
             return Err("[reader] max_fragment_rows and max_fragment_bytes must be positive".into());

@@ -33,7 +33,7 @@ enum Cmd {
     Check(cli::check::CheckArgs),
     /// Run the zone daemon: replicate from every peer zone into this zone.
     Run(cli::run::RunArgs),
-    /// Create drc's schema and its triggers (tombstones, version guards) in this zone's server.
+    /// Create (or upgrade) drc's schema in this zone's server; removes an older drc's triggers.
     Init(cli::run::RunArgs),
     /// Show the daemon's state per direction: positions, lag, last error (admin API).
     Status(cli::ops::CommonArgs),

@@ -315,29 +315,42 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
     assert_eq!(note, "0 from b");
 }
 
-/// A table created while the daemons run gets drc's three triggers within seconds
-/// (the trigger keeper reads only tables that miss some), and its rows replicate.
+/// drc keeps nothing in the application's schemas. An older drc's triggers are
+/// removed when the daemon starts (an upgrade), a table created while the daemons
+/// run replicates without anything installed on it, and the application's writes
+/// (deletes included) work with the drc user and schema gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_created_while_running_gets_drc_triggers() {
+async fn nothing_of_drc_in_the_application_tables_and_an_older_drcs_triggers_are_removed() {
     let mut p = Pair::new("keeper", &[ORDERS], 4841).await;
-    p.start_both().await;
     let db = p.db.clone();
-    let ddl = format!(
-        "CREATE TABLE `{db}`.later (id BIGINT PRIMARY KEY, note VARCHAR(32) NOT NULL, \
-         updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
-    );
-    // and one the keeper must leave alone (no version column), every round
-    let plain = format!("CREATE TABLE `{db}`.plain (id BIGINT PRIMARY KEY)");
+    // what an older drc left on the table: its tombstone and version-guard triggers
     for port in [ZONE_A, ZONE_B] {
-        exec(port, &[&ddl, &plain]).await;
+        exec(
+            port,
+            &[
+                &format!(
+                    "CREATE TRIGGER `{db}`.drc_tombstone_orders AFTER DELETE ON `{db}`.orders FOR EACH ROW \
+                     INSERT INTO drc.tombstones (db, tbl, pk, version) VALUES ('{db}', 'orders', JSON_ARRAY(OLD.id), 0) \
+                     ON DUPLICATE KEY UPDATE version = version"
+                ),
+                &format!(
+                    "CREATE TRIGGER `{db}`.drc_update_orders BEFORE UPDATE ON `{db}`.orders FOR EACH ROW SET @drc_seen = 1"
+                ),
+                &format!(
+                    "CREATE TRIGGER `{db}`.drc_insert_orders BEFORE INSERT ON `{db}`.orders FOR EACH ROW SET @drc_seen = 1"
+                ),
+            ],
+        )
+        .await;
     }
+    p.start_both().await;
     let triggers = |port: u16| {
         let db = db.clone();
         async move {
             let mut c = conn(port).await;
             let names: Vec<String> = c
                 .exec(
-                    "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = 'later' ORDER BY 1",
+                    "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY 1",
                     (&db,),
                 )
                 .await
@@ -345,34 +358,58 @@ async fn a_table_created_while_running_gets_drc_triggers() {
             names
         }
     };
-    let want = vec!["drc_insert_later", "drc_tombstone_later", "drc_update_later"];
-    assert!(
-        wait_until(Duration::from_secs(15), || async {
-            triggers(ZONE_A).await == want && triggers(ZONE_B).await == want
-        })
-        .await,
-        "triggers: a {:?}, b {:?}\n{}",
-        triggers(ZONE_A).await,
-        triggers(ZONE_B).await,
-        p.logs()
+    assert!(triggers(ZONE_A).await.is_empty(), "{:?}", triggers(ZONE_A).await);
+    assert!(triggers(ZONE_B).await.is_empty(), "{:?}", triggers(ZONE_B).await);
+    let ddl = format!(
+        "CREATE TABLE `{db}`.later (id BIGINT PRIMARY KEY, note VARCHAR(32) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
     );
+    for port in [ZONE_A, ZONE_B] {
+        exec(port, &[&ddl]).await;
+    }
     exec(
         ZONE_A,
-        &[&format!("INSERT INTO `{db}`.later (id, note) VALUES (1, 'made in a')")],
+        &[
+            &format!("INSERT INTO `{db}`.later (id, note) VALUES (1, 'made in a'), (2, 'gone')"),
+            &format!("DELETE FROM `{db}`.later WHERE id = 2"),
+        ],
     )
     .await;
     p.assert_converged("later", 20, 0).await;
     assert_eq!(p.rows(1, "later").await.len(), 1);
-    let mut c = conn(ZONE_A).await;
-    let plain_triggers: u64 = c
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = 'plain'",
-            (&db,),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(plain_triggers, 0);
+    // nothing of drc in the application's schema: no trigger, no extra column or table
+    for port in [ZONE_A, ZONE_B] {
+        assert!(triggers(port).await.is_empty());
+        let mut c = conn(port).await;
+        let objects: Vec<String> = c
+            .exec(
+                "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? ORDER BY 1",
+                (&db,),
+            )
+            .await
+            .unwrap();
+        assert!(objects.iter().all(|o| !o.to_ascii_lowercase().contains("drc")), "{objects:?}");
+    }
+    // the journal recorded the local delete's tombstone (in drc's schema), and zone b
+    // applied it
+    for port in [ZONE_A, ZONE_B] {
+        let ok = wait_until(Duration::from_secs(20), || {
+            let db = db.clone();
+            async move {
+                let mut c = conn(port).await;
+                let n: Option<u64> = c
+                    .exec_first(
+                        "SELECT COUNT(*) FROM drc.tombstones WHERE db = ? AND tbl = 'later' AND pk = '[2]'",
+                        (&db,),
+                    )
+                    .await
+                    .unwrap();
+                n == Some(1)
+            }
+        })
+        .await;
+        assert!(ok, "tombstone of the local delete in zone port {port}\n{}", p.logs());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

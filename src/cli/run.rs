@@ -1,5 +1,6 @@
 //! `drc run --config FILE`: the zone daemon ([`drc::daemon`]).
-//! `drc init --config FILE`: creates the drc schema and drc's triggers (tombstones, version guards).
+//! `drc init --config FILE`: creates (or upgrades) the drc schema and removes the triggers
+//! an older drc put on the application's tables.
 
 use drc::config::Config;
 use drc::error::Error;
@@ -17,7 +18,7 @@ pub async fn init(a: RunArgs) -> i32 {
         let cfg = Config::load(&a.config)?;
         let n = drc::daemon::init(&cfg, &a.config).await?;
         println!(
-            "zone {}: drc schema ready on {}; {n} trigger(s) created",
+            "zone {}: drc schema ready on {}; {n} trigger(s) of an older drc removed",
             cfg.zone,
             cfg.mysql.addr()
         );

@@ -65,6 +65,7 @@ impl<S: Source<Item = Transaction>> Source for Counted<S> {
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let mut applier = Applier::connect(d.applier_opts.clone(), d.applier.clone()).await?;
+    applier.claim(&d.origin).await?;
     let pos = applier.applied_position(&d.origin).await?;
     let reader = LiveReader::start(d.reader.clone(), pos.clone(), &d.start).await?;
     if pos.is_none() {

@@ -63,6 +63,7 @@ pub async fn run_consumer(c: ConsumerSide, shutdown: Shutdown) -> Result<(), Err
 
 async fn consume(c: &ConsumerSide, shutdown: &Shutdown) -> Result<(), Error> {
     let mut applier = Applier::connect(c.applier_opts.clone(), c.applier.clone()).await?;
+    applier.claim(&c.origin).await?;
     applier.applied_position(&c.origin).await?;
     let stored = applier.applied_kafka_offset(&c.origin).await?;
     let source = KafkaSource::open(&c.kafka, &c.applier.zone, &c.origin, stored)?;

@@ -3,7 +3,8 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | this file | start order: metrics and admin, drc schema, directions, heartbeats, keepers |
+//! | this file | start order: metrics and admin, drc schema, journal, directions, heartbeats |
+//! | [`journal`] | this zone's own binlog → journal sink (tombstones, raises) |
 //! | [`topology`] | config → each part's settings |
 //! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
 //! | [`kafka`] | binlog source → Kafka sink; per peer, Kafka source → applier sink |
@@ -11,10 +12,12 @@
 //!
 //! Tasks and what each owns (docs/ARCHITECTURE.md, "The daemon"): one direction per
 //! peer (its position: `drc.applied`), the Kafka producer (its position: the reader
-//! checkpoint in `[reader] state_dir`), the heartbeat writer, the trigger keeper, the
-//! stall watch and the admin endpoint. All take the same [`Shutdown`].
+//! checkpoint in `[reader] state_dir`), the journal (its position: `drc.journal`), the
+//! heartbeat writer, the stall watch and the admin endpoint. All take the same
+//! [`Shutdown`].
 
 pub mod direct;
+pub mod journal;
 pub mod kafka;
 pub mod tasks;
 pub mod topology;
@@ -23,20 +26,21 @@ use crate::config::{Config, TransportKind};
 use crate::error::Error;
 use crate::mysql::applier::apply::Applier;
 use crate::mysql::reader::live::StartSpec;
-use crate::pipeline::{Shutdown, ShutdownTrigger};
+use crate::pipeline::ShutdownTrigger;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 use tasks::Tasks;
 use topology::{applier_settings, cfg_err, live_settings};
 
-/// `drc init`: creates the drc schema and drc's triggers; returns how many triggers.
+/// `drc init`: creates (or upgrades) the drc schema and removes the triggers an older
+/// drc put on the application's tables; returns how many it removed.
 pub async fn init(cfg: &Config, path: &Path) -> Result<usize, Error> {
     let s = applier_settings(cfg, path)?;
     let opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
     let mut ap = Applier::connect(opts, s).await?;
     ap.init_schema().await?;
-    ap.ensure_triggers(false).await
+    ap.drop_legacy_triggers().await
 }
 
 /// Runs the zone daemon until `stop` resolves (a signal) or a task fails.
@@ -80,13 +84,13 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                 .map_err(Error::Output)
         });
     }
-    // Schema and triggers first (DDL: before any apply transaction).
+    // Schema first, and an older drc's triggers removed (DDL: before any apply transaction).
     let mut backoff = Duration::from_millis(200);
     loop {
         let r = async {
             let mut ap = Applier::connect(local_opts.clone(), s.clone()).await?;
             ap.init_schema().await?;
-            ap.ensure_triggers(false).await
+            ap.drop_legacy_triggers().await
         };
         let r = tokio::select! {
             r = r => r,
@@ -95,7 +99,10 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         match r {
             Ok(n) => {
                 if n > 0 {
-                    tracing::info!(created = n, "drc triggers installed");
+                    tracing::info!(
+                        dropped = n,
+                        "an older drc's triggers removed from the application's tables"
+                    );
                 }
                 break;
             }
@@ -110,6 +117,22 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
             }
         }
     }
+    // The journal of this zone's own binlog: tombstones of local deletes, raises of
+    // local writes that went back in version (docs/CONFLICTS.md).
+    let mut journal_reader = live_settings(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| cfg_err(path, e))?;
+    journal_reader.replica_server_id = cfg.reader.journal_server_id();
+    tasks.spawn(
+        "journal",
+        journal::run(
+            journal::JournalSide {
+                reader: journal_reader,
+                start: start.clone(),
+                opts: local_opts.clone(),
+                applier: s.clone(),
+            },
+            shutdown.clone(),
+        ),
+    );
     match cfg.transport {
         TransportKind::Direct => {
             for p in &cfg.peers {
@@ -170,35 +193,6 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         }
         Ok(())
     });
-    tasks.spawn(
-        "trigger keeper",
-        trigger_keeper(local_opts.clone(), s.clone(), shutdown.clone()),
-    );
     tracing::info!(zone = %cfg.zone, peers = cfg.peers.len(), "drc running");
     tasks.run_until(stop, trigger).await
-}
-
-/// Tables created later get drc's triggers within seconds; one connection, kept
-/// while it works (not a new session every 2 s).
-async fn trigger_keeper(
-    opts: mysql_async::Opts,
-    s: std::sync::Arc<crate::mysql::applier::apply::ApplierSettings>,
-    shutdown: Shutdown,
-) -> Result<(), Error> {
-    let mut conn: Option<Applier> = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown.wait() => return Ok(()),
-        }
-        if conn.is_none() {
-            conn = Applier::connect(opts.clone(), s.clone()).await.ok();
-        }
-        if let Some(ap) = conn.as_mut() {
-            if let Err(e) = ap.ensure_triggers(true).await {
-                tracing::warn!(error = %e, "cannot install drc triggers");
-                conn = None;
-            }
-        }
-    }
 }

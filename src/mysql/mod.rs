@@ -1,11 +1,15 @@
 //! MySQL/MariaDB: the binlog [`reader`] (a pipeline source), the [`applier`] (a
-//! pipeline sink that owns `drc.applied`), the zone's [`heartbeat`] writer, and the
+//! pipeline sink that owns `drc.applied`), the [`journal`] (a pipeline sink of the
+//! zone's own binlog that owns `drc.journal`: tombstones and raises of local writes,
+//! where triggers were), the zone's [`heartbeat`] writer, and the
 //! one classifier of the client's errors ([`error`]). Nothing here imports the
 //! daemon, the config file or another kind of data.
 
 pub mod applier;
+pub mod claim;
 pub mod error;
 pub mod heartbeat;
+pub mod journal;
 pub mod reader;
 
 use crate::model::{Change, Delivered, Transaction};
@@ -16,6 +20,15 @@ pub fn is_applier_transaction(tx: &Transaction) -> bool {
     tx.changes
         .iter()
         .any(|c| matches!(c, Change::Row(r) if &*r.db == "drc" && &*r.table == "marker"))
+}
+
+/// True for a transaction drc's journal wrote (it touches `drc`.`journal`, which
+/// every journal transaction writes first): the journal skips it; the other zones
+/// apply it without counting it as an origin transaction.
+pub fn is_journal_transaction(tx: &Transaction) -> bool {
+    tx.changes
+        .iter()
+        .any(|c| matches!(c, Change::Row(r) if &*r.db == "drc" && &*r.table == "journal"))
 }
 
 /// A transaction fragment is a pipeline item: a transaction is the unit.

@@ -62,7 +62,7 @@ pub async fn run_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<F
 
 /// Everything `drc run` needs on top of the reader's checks: ID ranges against the
 /// server's auto-increment settings, the version column on every replicated table,
-/// a common time zone, and the right to create drc's triggers.
+/// and a common time zone.
 pub async fn run_checks_for(
     conn: &mut Conn,
     replica_server_id: u32,
@@ -127,17 +127,6 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
             format!("time_zone={tz} (system {sys})"),
             format!("set default_time_zone='+00:00' {cnf}: DATETIME versions of different zones must compare in one time zone"),
         ));
-    }
-    if var(conn, "log_bin_trust_function_creators").await?.as_deref() != Some("ON") {
-        let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
-        if !grants.join(" ").to_ascii_uppercase().contains("SUPER") {
-            f.push(Finding::bad(
-                Problem,
-                "trigger_privilege",
-                "the drc user cannot create drc's triggers (no SUPER, log_bin_trust_function_creators=OFF)",
-                format!("set log_bin_trust_function_creators=ON {cnf} and GRANT TRIGGER ON <replicated dbs>.* TO <drc user>"),
-            ));
-        }
     }
     // `drc fence` sets read_only; the applier must keep writing under it.
     let grants = conn

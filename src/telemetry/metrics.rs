@@ -66,6 +66,14 @@ pub const PAUSED: &str = "drc_direction_paused";
 pub const RECONNECTS: &str = "drc_reconnects_total";
 /// Counter: errors by `kind` (`transient`, `definite`).
 pub const ERRORS: &str = "drc_errors_total";
+/// Counter: what the journal did in its own zone (`zone`, `kind` = `tombstone`: a
+/// local delete's tombstone recorded; `raised`: a local write raised above the row or
+/// tombstone it replaced; `undone`: an applier insert that a local delete beats, deleted
+/// again).
+pub const JOURNAL_ACTIONS: &str = "drc_journal_actions_total";
+/// Gauge: origin commit time of the last local transaction the journal committed,
+/// seconds since the epoch (`zone`).
+pub const JOURNAL_COMMIT_TS: &str = "drc_journal_commit_timestamp_seconds";
 
 /// Every name above, for the docs check.
 pub const ALL: &[&str] = &[
@@ -94,6 +102,8 @@ pub const ALL: &[&str] = &[
     PAUSED,
     RECONNECTS,
     ERRORS,
+    JOURNAL_ACTIONS,
+    JOURNAL_COMMIT_TS,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -158,6 +168,15 @@ fn describe() {
     describe_gauge!(PAUSED, "1 while the direction is paused");
     describe_counter!(RECONNECTS, "sessions restarted after a transient error");
     describe_counter!(ERRORS, "errors by kind");
+    describe_counter!(
+        JOURNAL_ACTIONS,
+        "journal actions in its own zone: tombstone, raised, undone"
+    );
+    describe_gauge!(
+        JOURNAL_COMMIT_TS,
+        Unit::Seconds,
+        "commit time of the last local transaction the journal committed"
+    );
 }
 
 /// The numeric suffix of a binlog file name (`zone-a-bin.000042` → 42).

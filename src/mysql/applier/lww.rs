@@ -39,8 +39,9 @@ pub struct Local {
 /// The incoming write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
-    /// Insert or update: the full new row (version, canonical content).
-    Row(Version, String),
+    /// Insert or update: the full new row (version, canonical content) and, for an
+    /// update, the version of the row it replaced at its origin (its before image).
+    Row(Version, String, Option<Version>),
     /// Delete of a row that had this version.
     Delete(Version),
 }
@@ -89,9 +90,14 @@ fn cmp_rows(a: &(Version, String), b: &(Version, String)) -> Ordering {
 /// The decision. Pure: the same inputs give the same action in every zone.
 pub fn decide(local: &Local, incoming: &Incoming) -> Action {
     match incoming {
-        Incoming::Row(v, content) => {
+        Incoming::Row(v, content, before) => {
             let new = (*v, content.clone());
             match &local.row {
+                // A successor: the origin changed exactly the row this zone has, so the
+                // change is causally after it and replaces it even when its version is
+                // not greater (a statement time older than the row: the origin's
+                // journal follows it with a raised version, docs/CONFLICTS.md).
+                Some(l) if *before == Some(l.0) && new != *l => Action::Overwrite,
                 Some(l) => match cmp_rows(&new, l) {
                     Ordering::Greater => Action::Overwrite,
                     Ordering::Equal => Action::Keep(None),
@@ -111,21 +117,17 @@ pub fn decide(local: &Local, incoming: &Incoming) -> Action {
     }
 }
 
-/// The version a local write (the application's, not the applier's) ends with, from
-/// its clock's `now` and drc's triggers: an update is raised above the row it replaces,
-/// an insert above the key's tombstone, a delete is never older than the row it
-/// removes (docs/CONFLICTS.md, "Local writes never go back in version"). Without the
-/// raise, a zone whose clock is behind (or a statement that waited on the applier's
-/// row lock) would keep a write every other zone drops as older.
-pub fn local_write_version(local: &Local, now: Version, delete: bool) -> Version {
-    match (&local.row, delete) {
-        (Some((v, _)), true) => now.max(*v),
-        (Some((v, _)), false) if now <= *v => v + 1,
-        (None, false) => match local.tombstone {
-            Some(t) if now <= t => t + 1,
-            _ => now,
-        },
-        _ => now,
+/// The journal's raise (docs/CONFLICTS.md): a local write of version `written` that
+/// replaced a row of version `replaced` (an update's before image) or followed a
+/// tombstone `replaced` (an insert) went back in version, ties included, so every other
+/// zone would drop it. If the key's current row (version `current`) is still not above
+/// `replaced`, the journal rewrites it with the returned version, `replaced + 1`;
+/// otherwise (a greater write already followed, or the row is gone) nothing to do.
+#[cfg_attr(not(test), allow(dead_code))] // the model tests use it; the journal will
+fn journal_raise(written: Version, replaced: Version, current: Option<Version>) -> Option<Version> {
+    match current {
+        Some(c) if written <= replaced && c <= replaced => Some(replaced + 1),
+        _ => None,
     }
 }
 
@@ -146,7 +148,7 @@ impl Action {
     /// meaning of each action).
     pub fn apply(&self, local: &mut Local, incoming: &Incoming) {
         match (self, incoming) {
-            (Action::Insert | Action::Overwrite, Incoming::Row(v, c)) => local.row = Some((*v, c.clone())),
+            (Action::Insert | Action::Overwrite, Incoming::Row(v, c, _)) => local.row = Some((*v, c.clone())),
             (Action::Delete, Incoming::Delete(b)) => {
                 local.row = None;
                 local.tombstone = Some(local.tombstone.map_or(*b, |t| t.max(*b)));
@@ -159,13 +161,41 @@ impl Action {
     }
 }
 
+/// Unit tests of the rules, then a simulation of the whole conflict model, checked as
+/// property tests.
+///
+/// The simulation: 2 or 3 zones, 3 keys, each zone's clock skewed by up to ±5 µs. A
+/// random history interleaves three kinds of steps:
+///
+/// * a zone's application writes a key against its own current state (insert, update
+///   or delete), with its clock's time or a stale one (up to 2 µs older than the row it
+///   replaces, ties included: a skewed clock, a statement time taken before a lock
+///   wait). The write goes to the zone's outbox and to its journal's queue; a delete
+///   records no tombstone yet, so the applier does not see it (the window);
+/// * a zone's journal processes its next queued binlog entries (rules 1 to 4 of the
+///   brief: the delete's tombstone `max(row version, delete time)` and its shipped
+///   tombstone write; the raise of an update that went back, ties included; the raise
+///   of an insert not above the tombstone; the window repair of an applier insert);
+/// * a zone's applier receives the next writes of one origin's outbox (FIFO per
+///   origin, any interleaving across origins), or replays a part it already received
+///   (duplicates), deciding each with [`decide`] and [`Action::apply`]; an applier
+///   insert is queued for the journal (rule 4).
+///
+/// At the end every journal and every outbox is drained until nothing moves, and all
+/// zones must hold the same rows. Each mutation test removes one rule and asserts a
+/// fixed-seed run FINDS a divergence: `NoUpdateRaise` (rule 2), `NoTieRaise` (rule 2
+/// for equal versions), `NoInsertRaise` (rule 3), `NoWindowRepair` (rule 4),
+/// `NoSuccessor` (the successor case of `decide`: incoming rows lose their before
+/// version), `DeleteAtRowVersion` (rule 1 with `X = r` instead of `max(r, t)`).
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
+    use std::collections::VecDeque;
 
     fn row(v: Version, c: &str) -> Incoming {
-        Incoming::Row(v, c.into())
+        Incoming::Row(v, c.into(), None)
     }
 
     #[test]
@@ -184,6 +214,12 @@ mod tests {
         assert_eq!(decide(&l, &row(5, "x")), Action::Keep(None), "duplicate");
         assert_eq!(decide(&l, &row(5, "y")), Action::Overwrite, "tie: greater content wins");
         assert_eq!(decide(&l, &row(5, "a")), Action::Keep(Some(Conflict::LocalRowNewer)));
+        let successor = Incoming::Row(4, "y".into(), Some(5));
+        assert_eq!(decide(&l, &successor), Action::Overwrite, "successor: older but after");
+        let dup = Incoming::Row(5, "x".into(), Some(5));
+        assert_eq!(decide(&l, &dup), Action::Keep(None), "a successor equal to the row");
+        let other = Incoming::Row(4, "y".into(), Some(3));
+        assert_eq!(decide(&l, &other), Action::Keep(Some(Conflict::LocalRowNewer)));
         assert_eq!(
             decide(&l, &Incoming::Delete(5)),
             Action::Delete,
@@ -200,143 +236,359 @@ mod tests {
     }
 
     #[test]
-    fn local_writes_are_raised_above_what_they_replace() {
-        let l = Local {
-            row: Some((5, "x".into())),
-            tombstone: Some(3),
-        };
-        assert_eq!(local_write_version(&l, 9, false), 9, "clock ahead: its own time");
-        assert_eq!(local_write_version(&l, 4, false), 6, "clock behind the row");
-        assert_eq!(local_write_version(&l, 5, false), 6, "same microsecond");
-        assert_eq!(
-            local_write_version(&l, 4, true),
-            5,
-            "a delete: never older than the row"
-        );
-        let dead = Local {
-            row: None,
-            tombstone: Some(7),
-        };
-        assert_eq!(
-            local_write_version(&dead, 7, false),
-            8,
-            "re-insert after a newer delete"
-        );
-        assert_eq!(local_write_version(&dead, 9, false), 9);
+    fn the_journal_raises_what_went_back() {
+        assert_eq!(journal_raise(9, 5, Some(9)), None, "clock ahead: its own time");
+        assert_eq!(journal_raise(4, 5, Some(4)), Some(6), "clock behind the row");
+        assert_eq!(journal_raise(5, 5, Some(5)), Some(6), "same microsecond");
+        assert_eq!(journal_raise(4, 5, Some(8)), None, "a greater write followed");
+        assert_eq!(journal_raise(4, 5, None), None, "deleted since");
+        assert_eq!(journal_raise(7, 7, Some(7)), Some(8), "re-insert at the tombstone");
     }
 
-    /// A write made in some zone: key, and the write.
+    /// One rule of the model removed (`None`: the model as designed).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Mutation {
+        None,
+        NoUpdateRaise,
+        NoTieRaise,
+        NoInsertRaise,
+        NoWindowRepair,
+        NoSuccessor,
+        DeleteAtRowVersion,
+    }
+
+    const KEYS: usize = 3;
+
     #[derive(Debug, Clone)]
-    struct Write {
-        key: u8,
-        w: Incoming,
+    enum Step {
+        /// `zone`'s application writes `key`: a delete if `del` and there is a row, else
+        /// an insert or update to `content`; at `stale` µs before the row it replaces
+        /// (before its clock, for an insert), else at its clock. The clock first moves
+        /// on by `tick` (0: equal times across zones).
+        Write {
+            zone: usize,
+            key: usize,
+            del: bool,
+            content: u8,
+            stale: Option<Version>,
+            tick: Version,
+        },
+        /// `zone`'s journal processes its next `n` binlog entries.
+        Journal { zone: usize, n: usize },
+        /// `to` receives the next `n` writes of `from`.
+        Deliver { to: usize, from: usize, n: usize },
+        /// `to` receives again `from`'s writes from position `start` up to where it is.
+        Replay { to: usize, from: usize, start: usize },
     }
 
-    /// Builds a random history: each zone makes local writes against its own current
-    /// state and receives the other zone's writes at random moments, possibly more
-    /// than once. Versions come from a clock that only moves forward; zone b's runs
-    /// `skew` ticks apart from zone a's (any sign), and a local write gets the version
-    /// drc's triggers give it (`local_write_version`).
-    fn run(ops: &[(bool, u8, u8, u8)], skew: Version) -> (Vec<Local>, Vec<Local>) {
-        const KEYS: usize = 3;
-        let mut zones = [
-            vec![
-                Local {
-                    row: None,
-                    tombstone: None
-                };
-                KEYS
-            ],
-            vec![
-                Local {
-                    row: None,
-                    tombstone: None
-                };
-                KEYS
-            ],
-        ];
-        let mut outbox: [Vec<Write>; 2] = [Vec::new(), Vec::new()];
-        let mut delivered = [0usize; 2];
-        let mut clock: Version = 0;
-        for &(zone_b, key, kind, deliver) in ops {
-            let z = zone_b as usize;
-            let key = key % KEYS as u8;
-            let state = &mut zones[z][key as usize];
-            // local write
-            clock += 1 + (kind as Version % 2); // equal versions across zones happen too
-            let now = if z == 1 { clock + skew } else { clock };
-            let delete = kind % 3 == 0 && state.row.is_some();
-            let v = local_write_version(state, now, delete);
-            let w = if delete {
-                Incoming::Delete(v)
-            } else {
-                Incoming::Row(v, format!("z{z}k{key}c{}", kind % 4))
+    /// A binlog entry the journal has still to process.
+    #[derive(Debug, Clone)]
+    enum Entry {
+        Delete {
+            key: usize,
+            r: Version,
+            t: Version,
+        },
+        Update {
+            key: usize,
+            v: Version,
+            b: Version,
+        },
+        Insert {
+            key: usize,
+            v: Version,
+        },
+        /// An insert by the applier (rule 4).
+        Applied {
+            key: usize,
+            v: Version,
+        },
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct Zone {
+        keys: Vec<Local>,
+        /// Entries for the journal, in binlog order.
+        journal: VecDeque<Entry>,
+        /// Writes shipped to the other zones, in order.
+        outbox: Vec<(usize, Incoming)>,
+        /// Per origin: how much of its outbox this zone has received.
+        received: Vec<usize>,
+    }
+
+    struct Sim {
+        zones: Vec<Zone>,
+        skew: Vec<Version>,
+        clock: Version,
+        m: Mutation,
+    }
+
+    impl Sim {
+        fn new(skew: &[Version], m: Mutation) -> Sim {
+            let empty = Local {
+                row: None,
+                tombstone: None,
             };
-            // a local write always wins locally (the application just made it)
-            match &w {
-                Incoming::Row(..) => {
-                    state.row = match &w {
-                        Incoming::Row(v, c) => Some((*v, c.clone())),
-                        _ => None,
+            let zone = Zone {
+                keys: vec![empty; KEYS],
+                received: vec![0; skew.len()],
+                ..Zone::default()
+            };
+            Sim {
+                zones: vec![zone; skew.len()],
+                skew: skew.to_vec(),
+                clock: 100,
+                m,
+            }
+        }
+
+        fn step(&mut self, s: &Step) {
+            match *s {
+                Step::Write {
+                    zone,
+                    key,
+                    del,
+                    content,
+                    stale,
+                    tick,
+                } => {
+                    self.clock += tick;
+                    let now = self.clock + self.skew[zone];
+                    let content = ["a", "b", "c"][content as usize].to_string();
+                    let z = &mut self.zones[zone];
+                    let st = &mut z.keys[key];
+                    let t = match (stale, &st.row) {
+                        (Some(s), Some((r, _))) => r - s,
+                        (Some(s), None) => now - s - 1,
+                        (None, _) => now,
+                    };
+                    match st.row.clone() {
+                        Some((r, _)) if del => {
+                            st.row = None; // no tombstone before the journal's
+                            z.outbox.push((key, Incoming::Delete(r)));
+                            z.journal.push_back(Entry::Delete { key, r, t });
+                        }
+                        Some(old) if old == (t, content.clone()) => {} // no change, no event
+                        Some((b, _)) => {
+                            st.row = Some((t, content.clone()));
+                            z.outbox.push((key, Incoming::Row(t, content, Some(b))));
+                            z.journal.push_back(Entry::Update { key, v: t, b });
+                        }
+                        None => {
+                            st.row = Some((t, content.clone()));
+                            z.outbox.push((key, Incoming::Row(t, content, None)));
+                            z.journal.push_back(Entry::Insert { key, v: t });
+                        }
                     }
                 }
-                Incoming::Delete(b) => {
-                    state.row = None;
-                    state.tombstone = Some(state.tombstone.map_or(*b, |t| t.max(*b)));
+                Step::Journal { zone, n } => (0..n).for_each(|_| self.journal(zone)),
+                Step::Deliver { to, from, n } => {
+                    let upto = (self.zones[to].received[from] + n).min(self.zones[from].outbox.len());
+                    while self.zones[to].received[from] < upto {
+                        let i = self.zones[to].received[from];
+                        self.receive(to, from, i);
+                        self.zones[to].received[from] += 1;
+                    }
+                }
+                Step::Replay { to, from, start } => {
+                    for i in start..self.zones[to].received[from] {
+                        self.receive(to, from, i);
+                    }
                 }
             }
-            outbox[z].push(Write { key, w });
-            // deliver some of the other zone's writes (maybe again: duplicates)
-            let other = 1 - z;
-            let upto = (delivered[other] + deliver as usize % 4).min(outbox[other].len());
-            let from = if deliver % 5 == 0 { 0 } else { delivered[other] };
-            for wr in &outbox[other][from..upto] {
-                let st = &mut zones[z][wr.key as usize];
-                let a = decide(st, &wr.w);
-                a.apply(st, &wr.w);
-            }
-            delivered[other] = delivered[other].max(upto);
         }
-        // final: everything delivered, each zone receiving the full outbox of the other
-        // once more in order (duplicates included)
-        for (z, zone) in zones.iter_mut().enumerate() {
-            let other = 1 - z;
-            for wr in outbox[other].clone() {
-                let st = &mut zone[wr.key as usize];
-                let a = decide(st, &wr.w);
-                a.apply(st, &wr.w);
+
+        /// `to`'s applier applies write `i` of `from`.
+        fn receive(&mut self, to: usize, from: usize, i: usize) {
+            let (key, w) = self.zones[from].outbox[i].clone();
+            let seen = match (&w, self.m) {
+                (Incoming::Row(v, c, _), Mutation::NoSuccessor) => Incoming::Row(*v, c.clone(), None),
+                _ => w,
+            };
+            let z = &mut self.zones[to];
+            let action = decide(&z.keys[key], &seen);
+            action.apply(&mut z.keys[key], &seen);
+            if let (Action::Insert, Incoming::Row(v, ..)) = (action, seen) {
+                z.journal.push_back(Entry::Applied { key, v });
             }
         }
-        let [a, b] = zones;
-        (a, b)
+
+        /// `zone`'s journal processes its next entry, if any.
+        fn journal(&mut self, zone: usize) {
+            let m = self.m;
+            let z = &mut self.zones[zone];
+            let Some(e) = z.journal.pop_front() else { return };
+            let key = match e {
+                Entry::Delete { key, .. }
+                | Entry::Update { key, .. }
+                | Entry::Insert { key, .. }
+                | Entry::Applied { key, .. } => key,
+            };
+            let st = &mut z.keys[key];
+            let current = st.row.as_ref().map(|r| r.0);
+            let raise = match e {
+                Entry::Delete { r, t, .. } => {
+                    let x = if m == Mutation::DeleteAtRowVersion { r } else { r.max(t) };
+                    st.tombstone = Some(st.tombstone.map_or(x, |t| t.max(x)));
+                    z.outbox.push((key, Incoming::Delete(x)));
+                    None
+                }
+                Entry::Update { v, b, .. } => match m {
+                    Mutation::NoUpdateRaise => None,
+                    Mutation::NoTieRaise if v == b => None,
+                    _ => journal_raise(v, b, current),
+                },
+                Entry::Insert { v, .. } if m != Mutation::NoInsertRaise => {
+                    st.tombstone.and_then(|t| journal_raise(v, t, current))
+                }
+                Entry::Insert { .. } => None,
+                Entry::Applied { v, .. } => {
+                    if m != Mutation::NoWindowRepair && st.tombstone >= Some(v) && current == Some(v) {
+                        st.row = None;
+                        z.outbox.push((key, Incoming::Delete(v)));
+                    }
+                    None
+                }
+            };
+            if let (Some(n), Some((cv, c))) = (raise, st.row.clone()) {
+                st.row = Some((n, c.clone()));
+                z.outbox.push((key, Incoming::Row(n, c, Some(cv))));
+            }
+        }
+
+        /// Every journal and every outbox drained, until nothing moves.
+        fn drain(&mut self) {
+            let n = self.zones.len();
+            loop {
+                let before: usize = self.zones.iter().map(|z| z.outbox.len() + z.journal.len()).sum();
+                let received: usize = self.zones.iter().flat_map(|z| &z.received).sum();
+                for zone in 0..n {
+                    while !self.zones[zone].journal.is_empty() {
+                        self.journal(zone);
+                    }
+                }
+                for to in 0..n {
+                    for from in (0..n).filter(|&f| f != to) {
+                        self.step(&Step::Deliver {
+                            to,
+                            from,
+                            n: usize::MAX / 2,
+                        });
+                    }
+                }
+                let after: usize = self.zones.iter().map(|z| z.outbox.len() + z.journal.len()).sum();
+                let received_after: usize = self.zones.iter().flat_map(|z| &z.received).sum();
+                if after == before && received_after == received && self.zones.iter().all(|z| z.journal.is_empty()) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs a history, drains, and checks every zone holds the same rows.
+    fn converges(skew: &[Version], steps: &[Step], m: Mutation) -> Result<(), TestCaseError> {
+        let mut sim = Sim::new(skew, m);
+        steps.iter().for_each(|s| sim.step(s));
+        sim.drain();
+        let rows = |z: &Zone| z.keys.iter().map(|l| l.row.clone()).collect::<Vec<_>>();
+        for z in &sim.zones[1..] {
+            prop_assert_eq!(rows(&sim.zones[0]), rows(z));
+        }
+        Ok(())
+    }
+
+    fn step(zones: usize) -> impl Strategy<Value = Step> {
+        let write = (
+            0..zones,
+            0..KEYS,
+            any::<bool>(),
+            0..3u8,
+            prop::option::weighted(0.3, 0..3i128),
+            0..3i128,
+        );
+        prop_oneof![
+            4 => write.prop_map(|(zone, key, del, content, stale, tick)| Step::Write { zone, key, del, content, stale, tick }),
+            2 => (0..zones, 1..4usize).prop_map(|(zone, n)| Step::Journal { zone, n }),
+            3 => (0..zones, 1..zones, 1..4usize).prop_map(move |(to, off, n)| Step::Deliver { to, from: (to + off) % zones, n }),
+            1 => (0..zones, 1..zones, 0..6usize).prop_map(move |(to, off, start)| Step::Replay { to, from: (to + off) % zones, start }),
+        ]
+    }
+
+    /// 2 or 3 zones, their clock skews, and a history.
+    fn history() -> impl Strategy<Value = (Vec<Version>, Vec<Step>)> {
+        (2..=3usize).prop_flat_map(|n| {
+            (
+                prop::collection::vec(-5i128..=5, n),
+                prop::collection::vec(step(n), 1..40),
+            )
+        })
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(3000))]
         #[test]
-        fn any_interleaving_and_duplication_converges(ops in prop::collection::vec((any::<bool>(), any::<u8>(), any::<u8>(), any::<u8>()), 1..60)) {
-            let (a, b) = run(&ops, 0);
-            let rows = |z: &Vec<Local>| z.iter().map(|l| l.row.clone()).collect::<Vec<_>>();
-            prop_assert_eq!(rows(&a), rows(&b));
-        }
-
-        /// Clocks apart (or a statement time older than the row it replaces): still one
-        /// result, because local writes never go back in version.
-        #[test]
-        fn skewed_clocks_converge(ops in prop::collection::vec((any::<bool>(), any::<u8>(), any::<u8>(), any::<u8>()), 1..60), skew in -8i128..8) {
-            let (a, b) = run(&ops, skew);
-            let rows = |z: &Vec<Local>| z.iter().map(|l| l.row.clone()).collect::<Vec<_>>();
-            prop_assert_eq!(rows(&a), rows(&b));
+        fn any_history_converges((skew, steps) in history()) {
+            converges(&skew, &steps, Mutation::None)?;
         }
 
         #[test]
-        fn decide_is_idempotent(lv in prop::option::of((0i128..10, "[ab]")), t in prop::option::of(0i128..10), v in 0i128..10, c in "[ab]", del in any::<bool>()) {
+        fn decide_is_idempotent(lv in prop::option::of((0i128..10, "[ab]")), t in prop::option::of(0i128..10), v in 0i128..10, c in "[ab]", del in any::<bool>(), before in prop::option::of(0i128..10)) {
             let mut l = Local { row: lv, tombstone: t };
-            let inc = if del { Incoming::Delete(v) } else { Incoming::Row(v, c) };
+            let inc = if del { Incoming::Delete(v) } else { Incoming::Row(v, c, before) };
             decide(&l, &inc).apply(&mut l, &inc);
             let once = l.clone();
             decide(&l, &inc).apply(&mut l, &inc);
             prop_assert_eq!(once, l);
         }
+    }
+
+    /// Asserts that with `m`, a fixed-seed search finds a history that diverges, and
+    /// prints the minimal one.
+    fn diverges_without(m: Mutation) {
+        match runner(3000).run(&history(), |(skew, steps)| converges(&skew, &steps, m)) {
+            Err(TestError::Fail(why, (skew, steps))) => {
+                eprintln!("{m:?}: skew {skew:?}\n{steps:#?}\n{why}");
+            }
+            other => panic!("{m:?}: no divergence found: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn needs_the_update_raise() {
+        diverges_without(Mutation::NoUpdateRaise);
+    }
+
+    #[test]
+    fn needs_the_tie_raise() {
+        diverges_without(Mutation::NoTieRaise);
+    }
+
+    #[test]
+    fn needs_the_insert_raise() {
+        diverges_without(Mutation::NoInsertRaise);
+    }
+
+    #[test]
+    fn needs_the_window_repair() {
+        diverges_without(Mutation::NoWindowRepair);
+    }
+
+    #[test]
+    fn needs_the_successor_rule() {
+        diverges_without(Mutation::NoSuccessor);
+    }
+
+    #[test]
+    fn needs_the_delete_time() {
+        diverges_without(Mutation::DeleteAtRowVersion);
     }
 }

@@ -89,6 +89,7 @@ impl Applier {
             commit_ts_us: tx.commit_ts_us,
             cp,
             transport: self.transport_position.clone(),
+            counted: self.counting,
         });
     }
 
@@ -113,7 +114,7 @@ impl Applier {
     /// Writes the position of the group's last transaction and commits.
     pub(super) async fn commit_group(&mut self, g: &Group) -> Result<(), Error> {
         let last = g.txs.last().expect("a group holds a transaction");
-        self.write_position(&g.origin, last, g.txs.len() as u64).await?;
+        self.write_position(&g.origin, last, g.counted()).await?;
         self.conn
             .query_drop("COMMIT")
             .await
@@ -133,8 +134,8 @@ impl Applier {
             metrics::counter!(m::CONFLICTS, "from_zone" => g.origin.clone(), "to_zone" => self.s.zone.clone(), "kind" => kind)
                 .increment(1);
         }
-        self.stats.transactions += g.txs.len() as u64;
-        d.metrics.applied_transactions.increment(g.txs.len() as u64);
+        self.stats.transactions += g.counted();
+        d.metrics.applied_transactions.increment(g.counted());
         d.metrics.applied_rows.increment(self.stats.rows - self.rows_reported);
         self.rows_reported = self.stats.rows;
         for p in &g.txs {
@@ -155,5 +156,12 @@ impl Applier {
             st.last_gtid = last;
             st.state = "applying".into();
         });
+    }
+}
+
+impl Group {
+    /// Origin transactions of the group that count as applied (journal ones do not).
+    fn counted(&self) -> u64 {
+        self.txs.iter().filter(|p| p.counted).count() as u64
     }
 }

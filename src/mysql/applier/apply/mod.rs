@@ -28,7 +28,7 @@
 use super::id_range::{RangePolicy, ZoneRanges};
 use super::lww::{decide, Action, Conflict, Incoming, Local};
 use super::sql::{bind, ident, parse_decimal, version_of};
-use super::table::{ensure_triggers, LocalTable};
+use super::table::LocalTable;
 use crate::error::Error;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction};
 use crate::position::{Checkpoint, FilePos, GtidState};
@@ -144,6 +144,9 @@ pub struct Applier {
     group: Option<Group>,
     /// Inside an origin transaction whose last fragment has not been applied yet.
     partial: bool,
+    /// The current origin transaction counts as an applied transaction (a journal
+    /// transaction, tombstones and raises of the origin's journal, does not).
+    counting: bool,
 }
 
 #[derive(Default)]
@@ -172,6 +175,23 @@ struct Pending {
     commit_ts_us: i64,
     cp: Checkpoint,
     transport: TransportPosition,
+    /// Counts as an applied origin transaction (not a journal transaction).
+    counted: bool,
+}
+
+/// The session every drc writer of the local server uses (applier, journal): UTC,
+/// utf8mb4, NO_AUTO_VALUE_ON_ZERO, strict, READ COMMITTED (so a row lock on a missing
+/// key takes no gap lock).
+pub fn session_opts(opts: Opts) -> Opts {
+    mysql_async::OptsBuilder::from_opts(opts)
+        .stmt_cache_size(512)
+        .init(vec![
+            "SET NAMES utf8mb4",
+            "SET SESSION time_zone = '+00:00'",
+            "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        ])
+        .into()
 }
 
 fn definite(s: &ApplierSettings, what: String) -> Error {
@@ -186,21 +206,11 @@ fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error
 }
 
 impl Applier {
-    /// Opens the applier's session: UTC, utf8mb4, NO_AUTO_VALUE_ON_ZERO, strict,
-    /// READ COMMITTED (so a row lock on a missing key takes no gap lock).
+    /// Opens the applier's session ([`session_opts`]).
     pub async fn connect(opts: Opts, s: Arc<ApplierSettings>) -> Result<Applier, Error> {
-        let opts: Opts = mysql_async::OptsBuilder::from_opts(opts)
-            .stmt_cache_size(512)
-            .init(vec![
-                "SET NAMES utf8mb4",
-                "SET SESSION time_zone = '+00:00'",
-                "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                // drc's version triggers leave the applier's writes as they come
-                "SET @drc_applier = 1",
-            ])
-            .into();
-        let conn = Conn::new(opts).await.map_err(|e| mysql_err(&s, "connect", e))?;
+        let conn = Conn::new(session_opts(opts))
+            .await
+            .map_err(|e| mysql_err(&s, "connect", e))?;
         Ok(Applier {
             conn,
             s,
@@ -214,6 +224,7 @@ impl Applier {
             directions: HashMap::new(),
             group: None,
             partial: false,
+            counting: true,
             uncommitted: Uncounted::default(),
         })
     }
@@ -276,6 +287,7 @@ impl Applier {
                 self.partial = false;
             }
             self.skipping = None;
+            self.counting = !crate::mysql::is_journal_transaction(tx);
             if is_applier_transaction(tx) {
                 self.skipping = Some(SkipReason::Loop);
             } else if let (Some(g), Some(Some(state))) = (&tx.gtid, self.applied.get(origin)) {

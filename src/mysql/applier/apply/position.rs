@@ -13,6 +13,14 @@ pub fn channel_key(channel: &str, zone: &str) -> String {
 }
 
 impl Applier {
+    /// Claims the application of `origin`'s transactions (this channel) into this
+    /// server for the life of the applier's session ([`crate::mysql::claim`]): a
+    /// second daemon doing the same is refused, naming the holder.
+    pub async fn claim(&mut self, origin: &str) -> Result<(), Error> {
+        let what = format!("applier of zone {}", self.s.channel_key(origin));
+        crate::mysql::claim::claim(&mut self.conn, &what, &self.s.addr).await
+    }
+
     /// The stored position of `origin`: where its reader resumes.
     pub async fn applied_position(&mut self, origin: &str) -> Result<Option<Checkpoint>, Error> {
         let row: Option<(Option<String>, String, u64)> = self
@@ -101,10 +109,15 @@ impl Applier {
             .await
             .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
         self.open = Some(origin.to_string());
+        // The marker row carries the journal's committed position as this transaction
+        // sees it (its watermark): deletes the journal has not recorded yet are
+        // re-checked by the journal against this transaction's inserts.
         self.conn
             .exec_drop(
-                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
-                (self.s.channel_key(origin), &self.s.zone),
+                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
+                 SELECT ?, ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
+                 ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)",
+                (self.s.channel_key(origin), &self.s.zone, self.s.channel_key(&self.s.zone)),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))

@@ -202,7 +202,7 @@ impl Applier {
             row: lv.map(|x| (x, lc)),
             tombstone: tomb,
         };
-        let action = decide(&local, &Incoming::Row(v, ic));
+        let action = decide(&local, &Incoming::Row(v, ic, before_version));
         let vals: Vec<MyValue> = img
             .values
             .iter()
@@ -318,14 +318,6 @@ impl Applier {
             None
         };
         if matches!(action, Action::Delete) {
-            // the tombstone trigger records the origin's delete version, not our clock
-            self.conn
-                .exec_drop(
-                    "SET @drc_delete_version = CAST(? AS DECIMAL(30,6))",
-                    (format_decimal(b),),
-                )
-                .await
-                .map_err(|e| mysql_err(&self.s, "setting @drc_delete_version", e))?;
             let r = self
                 .conn
                 .exec_drop(
@@ -333,10 +325,6 @@ impl Applier {
                     key.to_vec(),
                 )
                 .await;
-            self.conn
-                .query_drop("SET @drc_delete_version = NULL")
-                .await
-                .map_err(|e| mysql_err(&self.s, "resetting @drc_delete_version", e))?;
             r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
             self.stats.rows += 1;
             if lv != Some(b) {

@@ -1,4 +1,6 @@
-//! drc's own schema (`schemas/drc_meta.sql`) and its triggers, installed and kept.
+//! drc's own schema (`schemas/drc_meta.sql`), created and upgraded; and the removal of
+//! the triggers an older drc put on the application's tables (drc now keeps nothing
+//! in the application's schemas).
 
 use super::*;
 
@@ -26,80 +28,69 @@ impl Applier {
                 .await
                 .map_err(|e| mysql_err(&self.s, "creating the drc schema", e))?;
         }
-        // Columns added after the first release of the schema.
-        for (col, def) in [
-            ("kafka_topic", "VARCHAR(255) NULL"),
-            ("kafka_partition", "INT NULL"),
-            ("kafka_offset", "BIGINT NULL"),
-            ("hb_seq", "BIGINT UNSIGNED NULL"),
-            ("hb_ts_us", "BIGINT NULL"),
-            ("hb_applied_us", "BIGINT NULL"),
+        // Columns added after the first release of the schema (`ADD COLUMN IF NOT
+        // EXISTS` is MariaDB's: the column is looked up first).
+        for (tbl, col, def) in [
+            ("applied", "kafka_topic", "VARCHAR(255) NULL"),
+            ("applied", "kafka_partition", "INT NULL"),
+            ("applied", "kafka_offset", "BIGINT NULL"),
+            ("applied", "hb_seq", "BIGINT UNSIGNED NULL"),
+            ("applied", "hb_ts_us", "BIGINT NULL"),
+            ("applied", "hb_applied_us", "BIGINT NULL"),
+            ("marker", "journal_file", "VARCHAR(255) NULL"),
+            ("marker", "journal_pos", "BIGINT UNSIGNED NULL"),
         ] {
             let have: Option<String> = self
                 .conn
                 .exec_first(
-                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'drc' AND TABLE_NAME = 'applied' AND COLUMN_NAME = ?",
-                    (col,),
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'drc' AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                    (tbl, col),
                 )
                 .await
-                .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
+                .map_err(|e| mysql_err(&self.s, "reading drc's schema", e))?;
             if have.is_none() {
                 match self
                     .conn
-                    .query_drop(format!("ALTER TABLE `drc`.`applied` ADD COLUMN {col} {def}"))
+                    .query_drop(format!("ALTER TABLE `drc`.`{tbl}` ADD COLUMN {col} {def}"))
                     .await
                 {
                     // another drc added it meanwhile
                     Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
-                    r => r.map_err(|e| mysql_err(&self.s, "upgrading drc.applied", e))?,
+                    r => r.map_err(|e| mysql_err(&self.s, &format!("upgrading drc.{tbl}"), e))?,
                 }
             }
         }
         Ok(())
     }
 
-    /// Installs drc's triggers (tombstones; local writes never go back in version) on
-    /// every table of the replicated databases that has the version column and a
-    /// primary key, replacing any that differ (an older drc's). Returns how many were
-    /// created. With `only_missing` (the trigger keeper, every 2 s) only tables that
-    /// lack some of them are read: one information_schema query per database instead
-    /// of five per table.
-    pub async fn ensure_triggers(&mut self, only_missing: bool) -> Result<usize, Error> {
-        let mut created = 0;
+    /// Removes the triggers an older drc installed on the application's tables
+    /// (`drc_tombstone_*`, `drc_update_*`, `drc_insert_*`: tombstones and version
+    /// guards, now the journal's work) in the replicated databases. Returns how many
+    /// were dropped. DDL: call it outside an apply transaction.
+    pub async fn drop_legacy_triggers(&mut self) -> Result<usize, Error> {
+        let mut dropped = 0;
         for db in self.s.databases.clone() {
-            let tables: Vec<String> = if only_missing {
+            let names: Vec<String> = self
+                .conn
+                .exec(
+                    "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? \
+                     AND (TRIGGER_NAME LIKE 'drc\\_tombstone\\_%' OR TRIGGER_NAME LIKE 'drc\\_update\\_%' OR TRIGGER_NAME LIKE 'drc\\_insert\\_%')",
+                    (db.as_str(),),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "listing an older drc's triggers", e))?;
+            for name in names {
                 self.conn
-                    .exec(
-                        "SELECT c.TABLE_NAME FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = ? AND c.COLUMN_NAME = ? \
-                         AND EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS k WHERE k.TABLE_SCHEMA = c.TABLE_SCHEMA \
-                         AND k.TABLE_NAME = c.TABLE_NAME AND k.CONSTRAINT_TYPE = 'PRIMARY KEY') \
-                         AND (SELECT COUNT(*) FROM information_schema.TRIGGERS g WHERE g.EVENT_OBJECT_SCHEMA = c.TABLE_SCHEMA \
-                         AND g.EVENT_OBJECT_TABLE = c.TABLE_NAME AND g.TRIGGER_NAME LIKE 'drc\\_%') \
-                         < IF(c.DATA_TYPE IN ('datetime', 'timestamp'), 3, 1)",
-                        (db.as_str(), self.s.version_column.as_str()),
-                    )
+                    .query_drop(format!(
+                        "DROP TRIGGER IF EXISTS {}",
+                        super::super::sql::table(&db, &name)
+                    ))
                     .await
-                    .map_err(|e| mysql_err(&self.s, "listing tables without drc's triggers", e))?
-            } else {
-                self.conn
-                    .exec(
-                        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'",
-                        (db.as_str(),),
-                    )
-                    .await
-                    .map_err(|e| mysql_err(&self.s, "listing tables", e))?
-            };
-            for t in tables {
-                if let Some(lt) = LocalTable::load(&mut self.conn, &db, &t, &self.s.version_column)
-                    .await
-                    .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
-                {
-                    created += ensure_triggers(&mut self.conn, &lt)
-                        .await
-                        .map_err(|e| mysql_err(&self.s, "creating drc's triggers", e))?;
-                }
+                    .map_err(|e| mysql_err(&self.s, "dropping an older drc's trigger", e))?;
+                tracing::info!(db = %db, trigger = %name, "dropped an older drc's trigger");
+                dropped += 1;
             }
         }
-        Ok(created)
+        Ok(dropped)
     }
 }

@@ -1,0 +1,618 @@
+//! The journal as a pipeline [`Sink`] of this zone's own binlog: tombstones of local
+//! deletes, raises of local writes that went back in version, and undos of applier
+//! inserts a local delete beats (module doc of [`super`]). Its position,
+//! `drc.journal`, commits with what it covers.
+
+use crate::error::Error;
+use crate::model::{Change, Op, RowChange, RowImage, Transaction, TsSource, Value};
+use crate::mysql::applier::apply::ApplierSettings;
+use crate::mysql::applier::sql::{bind, version_of};
+use crate::mysql::applier::table::LocalTable;
+use crate::mysql::is_applier_transaction;
+use crate::pipeline::Sink;
+use crate::position::{Checkpoint, FilePos};
+use crate::telemetry::metrics as m;
+use chrono::{NaiveDate, NaiveDateTime};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value as MyValue};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// While only other writers' transactions (heartbeats, other databases) went by, the
+/// position is written at most this often (each write is a transaction of its own).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What the journal makes of the transaction being read.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// The application's (or another writer's): journalled.
+    Local,
+    /// An applier's, with the journal position it began at (`None`: unknown).
+    Applier { watermark: Option<FilePos>, origin: String },
+    /// The journal's own: skipped.
+    Own,
+}
+
+pub struct JournalSink {
+    conn: Conn,
+    s: Arc<ApplierSettings>,
+    /// `drc.journal` key: the zone, or `zone/channel`.
+    channel: String,
+    tables: HashMap<(String, String), Option<Arc<LocalTable>>>,
+    /// Start of the latest local transaction with a delete, per table.
+    last_delete: HashMap<(String, String), FilePos>,
+    /// The position the journal resumed from: an applier transaction with an older
+    /// (or unknown) watermark may have missed a delete journalled before the restart,
+    /// so its inserts are checked in every table.
+    floor: FilePos,
+    /// A journal transaction is open.
+    open: bool,
+    /// Kind of the transaction being read (set at its first fragment).
+    kind: Option<Kind>,
+    /// Position after the last complete transaction read, not yet written.
+    checkpoint: Option<Checkpoint>,
+    /// Its commit time.
+    commit_ts_us: i64,
+    /// The checkpoint moved past a transaction that is not the journal's own.
+    dirty: bool,
+    persisted: Instant,
+    /// Actions of the open journal transaction (tombstone, raised, undone).
+    counts: [u64; 3],
+    zone_label: String,
+}
+
+impl JournalSink {
+    /// `conn`: a session made by [`crate::mysql::applier::apply::session_opts`];
+    /// `floor`: the position the journal resumes from.
+    pub fn new(conn: Conn, s: Arc<ApplierSettings>, floor: FilePos) -> JournalSink {
+        JournalSink {
+            conn,
+            channel: s.channel_key(&s.zone),
+            zone_label: s.zone.clone(),
+            s,
+            tables: HashMap::new(),
+            last_delete: HashMap::new(),
+            floor,
+            open: false,
+            kind: None,
+            checkpoint: None,
+            commit_ts_us: 0,
+            dirty: false,
+            persisted: Instant::now(),
+            counts: [0; 3],
+        }
+    }
+
+    fn err(&self, context: &str, e: mysql_async::Error) -> Error {
+        crate::mysql::error::classify(&self.s.addr, context, e)
+    }
+
+    async fn table(&mut self, db: &str, tbl: &str) -> Result<Option<Arc<LocalTable>>, Error> {
+        let k = (db.to_string(), tbl.to_string());
+        if let Some(t) = self.tables.get(&k) {
+            return Ok(t.clone());
+        }
+        let t = LocalTable::load(&mut self.conn, db, tbl, &self.s.version_column)
+            .await
+            .map_err(|e| self.err("reading table metadata", e))?
+            .filter(|t| t.version.is_some() && !t.pk.is_empty())
+            .map(Arc::new);
+        self.tables.insert(k, t.clone());
+        Ok(t)
+    }
+
+    async fn begin(&mut self) -> Result<(), Error> {
+        if self.open {
+            return Ok(());
+        }
+        self.conn
+            .query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| self.err("START TRANSACTION", e))?;
+        // first: the row that makes this a journal transaction (skipped by the journal)
+        self.conn
+            .exec_drop(
+                "INSERT INTO `drc`.`journal` (channel, n) VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1",
+                (self.channel.as_str(),),
+            )
+            .await
+            .map_err(|e| self.err("writing drc.journal", e))?;
+        self.open = true;
+        Ok(())
+    }
+
+    fn replicated(&self, r: &RowChange) -> bool {
+        &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
+    }
+
+    /// What the transaction at fragment 0 is.
+    fn classify(tx: &Transaction) -> Kind {
+        if super::is_journal_transaction(tx) {
+            return Kind::Own;
+        }
+        if !is_applier_transaction(tx) {
+            return Kind::Local;
+        }
+        let marker = tx.changes.iter().find_map(|c| match c {
+            Change::Row(r) if &*r.db == "drc" && &*r.table == "marker" => r.after.as_ref(),
+            _ => None,
+        });
+        let text = |img: &RowImage, c: &str| match img.get(c) {
+            Some(Value::Text(s)) => Some(s.clone()),
+            Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        let watermark = marker.and_then(|img| {
+            let file = text(img, "journal_file")?;
+            let pos = match img.get("journal_pos")? {
+                Value::UInt(p) => *p,
+                Value::Int(p) => *p as u64,
+                _ => return None,
+            };
+            Some(FilePos::new(file, pos))
+        });
+        let origin = marker.and_then(|img| text(img, "origin_zone")).unwrap_or_default();
+        Kind::Applier { watermark, origin }
+    }
+
+    /// A local transaction's rows.
+    async fn journal_local(&mut self, tx: &Transaction) -> Result<(), Error> {
+        // tombstones recorded for keys of this fragment, for the inserts after them
+        let mut deleted: HashMap<(usize, Vec<String>), i128> = HashMap::new();
+        let rows: Vec<&RowChange> = tx
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Row(r) if self.replicated(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        for (i, r) in rows.iter().enumerate() {
+            let Some(t) = self.table(&r.db, &r.table).await? else {
+                continue;
+            };
+            let vcol = t.version.clone().expect("journalled tables have a version");
+            let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
+            let (before, after) = (r.before.as_ref(), r.after.as_ref());
+            let key_of = |img: &RowImage| key_text(&t, img);
+            let ver = |img: &RowImage| img.get(&vcol).and_then(version_of);
+            let same_key = match (before, after) {
+                (Some(b), Some(a)) => key_of(b) == key_of(a),
+                _ => false,
+            };
+            // the delete part: a delete, or the old key of a key-changing update
+            if let (Some(b), false) = (before, same_key) {
+                let Some(r_ver) = ver(b) else { continue };
+                let key = key_of(b);
+                let mut x = r_ver;
+                if clock {
+                    let upper = delete_time_upper(tx, r);
+                    // a later write of this key in the same transaction happened after
+                    // the delete: the delete's time is below its version
+                    let later = rows[i + 1..].iter().filter_map(|w| {
+                        let a = w.after.as_ref()?;
+                        (&*w.db == &*r.db && &*w.table == &*r.table && key_of(a) == key).then(|| ver(a))?
+                    });
+                    let cap = later.filter(|v| *v > r_ver).min().and_then(previous_instant);
+                    x = x.max(cap.map_or(upper, |c| upper.min(c)));
+                }
+                self.record_tombstone(&t, b, x).await?;
+                deleted.insert((table_id(&rows, i), key), x);
+                self.last_delete.insert(
+                    (r.db.to_string(), r.table.to_string()),
+                    FilePos::new(&*tx.file, tx.start_pos),
+                );
+            }
+            if !clock {
+                continue; // an integer version is the application's: never raised
+            }
+            let Some(a) = after else { continue };
+            let Some(v) = ver(a) else { continue };
+            // what this write had to be greater than
+            let floor = match (before, same_key) {
+                (Some(b), true) => ver(b),
+                _ => match deleted.get(&(table_id(&rows, i), key_of(a))) {
+                    Some(x) => Some(*x),
+                    None => self.tombstone(&t, a).await?,
+                },
+            };
+            if let Some(f) = floor.filter(|f| v <= *f) {
+                self.raise(&t, a, f).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An applier transaction's inserts into tables with a local delete after its
+    /// watermark: undone when a tombstone beats them.
+    async fn journal_applier(
+        &mut self,
+        tx: &Transaction,
+        watermark: Option<FilePos>,
+        origin: &str,
+    ) -> Result<(), Error> {
+        let all = watermark.as_ref().is_none_or(|w| *w < self.floor);
+        for c in &tx.changes {
+            let Change::Row(r) = c else { continue };
+            if r.op != Op::Insert || !self.replicated(r) {
+                continue;
+            }
+            let recent = self
+                .last_delete
+                .get(&(r.db.to_string(), r.table.to_string()))
+                .is_some_and(|d| watermark.as_ref().is_none_or(|w| d >= w));
+            if !all && !recent {
+                continue;
+            }
+            let Some(t) = self.table(&r.db, &r.table).await? else {
+                continue;
+            };
+            let Some(a) = r.after.as_ref() else { continue };
+            let vcol = t.version.clone().expect("journalled tables have a version");
+            let Some(v) = a.get(&vcol).and_then(version_of) else {
+                continue;
+            };
+            if let Some(x) = self.tombstone(&t, a).await?.filter(|x| *x >= v) {
+                self.undo(&t, a, v, x, origin, tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_tombstone(&mut self, t: &LocalTable, before: &RowImage, x: i128) -> Result<(), Error> {
+        self.begin().await?;
+        let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
+        p.extend(self.key_params(t, before)?);
+        p.push(crate::mysql::applier::apply::format_decimal(x).into());
+        self.conn
+            .exec_drop(
+                format!(
+                    "INSERT INTO `drc`.`tombstones` (db, tbl, pk, version) VALUES (?, ?, {}, CAST(? AS DECIMAL(30,6))) \
+                     ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
+                    t.pk_json_params()
+                ),
+                p,
+            )
+            .await
+            .map_err(|e| self.err("recording a tombstone", e))?;
+        self.counts[0] += 1;
+        Ok(())
+    }
+
+    /// The key's tombstone, if any.
+    async fn tombstone(&mut self, t: &LocalTable, img: &RowImage) -> Result<Option<i128>, Error> {
+        let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
+        p.extend(self.key_params(t, img)?);
+        let v: Option<String> = self
+            .conn
+            .exec_first(
+                format!(
+                    "SELECT CAST(version AS CHAR) FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? AND pk = {}",
+                    t.pk_json_params()
+                ),
+                p,
+            )
+            .await
+            .map_err(|e| self.err("reading a tombstone", e))?;
+        Ok(v.as_deref().and_then(crate::mysql::applier::sql::parse_decimal))
+    }
+
+    /// The row of `img`'s key, if its version is still `<= floor`, gets `floor` plus
+    /// the column's smallest step.
+    async fn raise(&mut self, t: &LocalTable, img: &RowImage, floor: i128) -> Result<(), Error> {
+        let (Some(base), Some(to)) = (
+            datetime_of_version(floor),
+            datetime_of_version(floor).map(|d| d + chrono::Duration::microseconds(t.version_step_us as i64)),
+        ) else {
+            tracing::warn!(db = %t.db, tbl = %t.tbl, floor, "version out of the DATETIME range: not raised");
+            return Ok(());
+        };
+        self.begin().await?;
+        let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
+        let mut p: Vec<MyValue> = vec![datetime_text(to).into()];
+        p.extend(self.key_params(t, img)?);
+        p.push(datetime_text(base).into());
+        self.conn
+            .exec_drop(
+                format!(
+                    "UPDATE {} SET {vcol} = ? WHERE {} AND {vcol} <= ?",
+                    t.qualified(),
+                    t.pk_where()
+                ),
+                p,
+            )
+            .await
+            .map_err(|e| self.err(&format!("raising a row of `{}`.`{}`", t.db, t.tbl), e))?;
+        if self.conn.affected_rows() > 0 {
+            self.counts[1] += 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes an applier insert (still of version `v`) that the tombstone `x` beats,
+    /// and logs it as the conflict the applier would have logged.
+    async fn undo(
+        &mut self,
+        t: &LocalTable,
+        img: &RowImage,
+        v: i128,
+        x: i128,
+        origin: &str,
+        tx: &Transaction,
+    ) -> Result<(), Error> {
+        self.begin().await?;
+        let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
+        let key = self.key_params(t, img)?;
+        let mut p = key.clone();
+        p.push(
+            img.get(t.version.as_ref().expect("version"))
+                .map(bind)
+                .transpose()
+                .map_err(|e| Error::Server {
+                    addr: self.s.addr.clone(),
+                    what: e,
+                })?
+                .unwrap_or(MyValue::NULL),
+        );
+        self.conn
+            .exec_drop(
+                format!("DELETE FROM {} WHERE {} AND {vcol} = ?", t.qualified(), t.pk_where()),
+                p,
+            )
+            .await
+            .map_err(|e| self.err(&format!("undoing a row of `{}`.`{}`", t.db, t.tbl), e))?;
+        if self.conn.affected_rows() == 0 {
+            return Ok(());
+        }
+        self.counts[2] += 1;
+        let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
+        p.extend(key);
+        p.extend([
+            origin.split('/').next().unwrap_or(origin).into(),
+            self.s.zone.as_str().into(),
+            tx.gtid.as_ref().map(|g| g.to_string()).into(),
+            crate::mysql::applier::apply::format_decimal(v).into(),
+            crate::mysql::applier::apply::format_decimal(x).into(),
+        ]);
+        self.conn
+            .exec_drop(
+                format!(
+                    "INSERT INTO `drc`.`conflicts` (kind, resolution, db, tbl, pk, origin_zone, local_zone, origin_gtid, incoming_version, local_version, detail) \
+                     VALUES ('deleted_later', 'kept_local', ?, ?, {}, ?, ?, ?, CAST(? AS DECIMAL(30,6)), CAST(? AS DECIMAL(30,6)), \
+                     'applied before the journal had recorded a local delete of the key; deleted again by the journal')",
+                    t.pk_json_params()
+                ),
+                p,
+            )
+            .await
+            .map_err(|e| self.err("logging a conflict", e))?;
+        Ok(())
+    }
+
+    fn key_params(&self, t: &LocalTable, img: &RowImage) -> Result<Vec<MyValue>, Error> {
+        t.pk.iter()
+            .map(|c| {
+                img.get(c)
+                    .map(bind)
+                    .transpose()
+                    .map_err(|what| Error::Server {
+                        addr: self.s.addr.clone(),
+                        what,
+                    })?
+                    .ok_or_else(|| Error::Server {
+                        addr: self.s.addr.clone(),
+                        what: format!("a row image of `{}`.`{}` lacks key column `{c}`", t.db, t.tbl),
+                    })
+            })
+            .collect()
+    }
+
+    /// Writes the position (when it moved) and commits the open journal transaction.
+    async fn commit(&mut self) -> Result<(), Error> {
+        let Some(cp) = self.checkpoint.clone() else {
+            if self.open {
+                self.conn
+                    .query_drop("COMMIT")
+                    .await
+                    .map_err(|e| self.err("COMMIT", e))?;
+                self.open = false;
+            }
+            return Ok(());
+        };
+        self.begin().await?;
+        let gtid = cp
+            .gtid
+            .as_ref()
+            .map(|g| serde_json::to_string(g).expect("gtid serializes"));
+        let [tomb, raised, undone] = self.counts;
+        self.conn
+            .exec_drop(
+                "UPDATE `drc`.`journal` SET gtid = ?, file = ?, pos = ?, tombstones = tombstones + ?, raised = raised + ?, \
+                 unresurrected = unresurrected + ? WHERE channel = ?",
+                (gtid, &cp.file.file, cp.file.pos, tomb, raised, undone, self.channel.as_str()),
+            )
+            .await
+            .map_err(|e| self.err("writing drc.journal", e))?;
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| self.err("COMMIT", e))?;
+        self.open = false;
+        for (kind, n) in [("tombstone", tomb), ("raised", raised), ("undone", undone)] {
+            if n > 0 {
+                metrics::counter!(m::JOURNAL_ACTIONS, "zone" => self.zone_label.clone(), "kind" => kind).increment(n);
+            }
+        }
+        if self.commit_ts_us > 0 {
+            metrics::gauge!(m::JOURNAL_COMMIT_TS, "zone" => self.zone_label.clone())
+                .set(self.commit_ts_us as f64 / 1e6);
+        }
+        self.counts = [0; 3];
+        self.checkpoint = None;
+        self.dirty = false;
+        self.persisted = Instant::now();
+        Ok(())
+    }
+}
+
+impl Sink for JournalSink {
+    type Item = Transaction;
+
+    async fn write(&mut self, tx: Transaction) -> Result<(), Error> {
+        if tx.fragment == 0 {
+            self.kind = Some(Self::classify(&tx));
+        }
+        // DDL: table metadata is read again
+        for c in &tx.changes {
+            if let Change::Statement(st) = c {
+                tracing::debug!(sql = %st.sql, "statement: table metadata will be read again");
+                self.tables.clear();
+            }
+        }
+        match self.kind.clone() {
+            Some(Kind::Local) => self.journal_local(&tx).await?,
+            Some(Kind::Applier { watermark, origin }) => self.journal_applier(&tx, watermark, &origin).await?,
+            Some(Kind::Own) | None => {}
+        }
+        if tx.last {
+            if let Some(cp) = tx.checkpoint.clone() {
+                self.checkpoint = Some(cp);
+                self.commit_ts_us = tx.commit_ts_us;
+                if self.kind != Some(Kind::Own) {
+                    self.dirty = true;
+                }
+            }
+            self.kind = None;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.open || (self.dirty && self.persisted.elapsed() >= PERSIST_EVERY) {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    fn tick(&self) -> Option<Duration> {
+        Some(PERSIST_EVERY)
+    }
+}
+
+/// Index of the first row of the same table (a cheap table identity within a fragment).
+fn table_id(rows: &[&RowChange], i: usize) -> usize {
+    rows.iter()
+        .position(|r| r.db == rows[i].db && r.table == rows[i].table)
+        .unwrap_or(i)
+}
+
+/// The key of `img` as text, for matching within a fragment.
+fn key_text(t: &LocalTable, img: &RowImage) -> Vec<String> {
+    t.pk.iter().map(|c| format!("{:?}", img.get(c))).collect()
+}
+
+/// An upper bound of the time of the delete `r`, as a version (DATETIME digits): the
+/// exact commit time (MySQL 8), the reader's arrival clock while caught up (MariaDB),
+/// or the end of the event's second.
+fn delete_time_upper(tx: &Transaction, r: &RowChange) -> i128 {
+    let us = match tx.ts_source {
+        TsSource::OriginalCommit | TsSource::ArrivalRefined => tx.commit_ts_us,
+        TsSource::HeaderSeconds => (r.ts as i64).max(tx.commit_ts_us / 1_000_000) * 1_000_000 + 999_999,
+    };
+    version_of(&Value::Timestamp {
+        secs: us.div_euclid(1_000_000),
+        micros: us.rem_euclid(1_000_000) as u32,
+        fsp: 6,
+    })
+    .unwrap_or(i128::MAX)
+}
+
+/// A DATETIME version (`YYYYMMDDhhmmss.ffffff` in units of 10^-6) as a date and time.
+pub fn datetime_of_version(v: i128) -> Option<NaiveDateTime> {
+    let (whole, micros) = (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) as u32);
+    let n = |div: i128, m: i128| ((whole / div) % m) as u32;
+    NaiveDate::from_ymd_opt((whole / 10_000_000_000) as i32, n(100_000_000, 100), n(1_000_000, 100))?.and_hms_micro_opt(
+        n(10_000, 100),
+        n(100, 100),
+        n(1, 100),
+        micros,
+    )
+}
+
+fn datetime_text(d: NaiveDateTime) -> String {
+    d.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+/// The DATETIME version one microsecond before `v`.
+fn previous_instant(v: i128) -> Option<i128> {
+    let d = datetime_of_version(v)? - chrono::Duration::microseconds(1);
+    version_of(&Value::DateTime(datetime_text(d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_convert_to_datetimes_and_back() {
+        let v = version_of(&Value::DateTime("2026-12-06 03:45:00.000000".into())).unwrap();
+        assert_eq!(
+            datetime_text(datetime_of_version(v).unwrap()),
+            "2026-12-06 03:45:00.000000"
+        );
+        // one microsecond before a whole minute is a valid time, not ...4499.999999
+        let p = previous_instant(v).unwrap();
+        assert_eq!(
+            datetime_text(datetime_of_version(p).unwrap()),
+            "2026-12-06 03:44:59.999999"
+        );
+        assert!(p < v);
+        assert_eq!(datetime_of_version(20261306000000_000000), None, "month 13");
+    }
+
+    #[test]
+    fn a_delete_time_is_an_upper_bound() {
+        let r = RowChange {
+            db: "shop".into(),
+            table: "orders".into(),
+            op: Op::Delete,
+            pk: Arc::from(Vec::<Arc<str>>::new()),
+            before: None,
+            after: None,
+            pos: 0,
+            ts: 1_700_000_000,
+        };
+        let tx = |ts_source, commit_ts_us| Transaction {
+            zone: "a".into(),
+            server_id: 1,
+            gtid: None,
+            xid: None,
+            file: "f".into(),
+            start_pos: 4,
+            commit_ts_us,
+            ts_source,
+            fragment: 0,
+            last: true,
+            ddl: false,
+            changes: vec![],
+            checkpoint: None,
+        };
+        let at = |v| datetime_text(datetime_of_version(v).unwrap());
+        assert_eq!(
+            at(delete_time_upper(
+                &tx(TsSource::OriginalCommit, 1_700_000_000_250_000),
+                &r
+            )),
+            "2023-11-14 22:13:20.250000"
+        );
+        assert_eq!(
+            at(delete_time_upper(
+                &tx(TsSource::HeaderSeconds, 1_700_000_000_000_000),
+                &r
+            )),
+            "2023-11-14 22:13:20.999999",
+            "a whole second: its end"
+        );
+    }
+}
