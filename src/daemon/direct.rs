@@ -30,6 +30,8 @@ pub struct Direction {
     pub start: StartSpec,
     pub applier_opts: mysql_async::Opts,
     pub applier: Arc<ApplierSettings>,
+    /// The journal's progress: the session starts once it has read the local binlog.
+    pub journal: super::journal::Progress,
 }
 
 /// Runs a direction until `shutdown` or a definite error.
@@ -66,6 +68,7 @@ impl<S: Source<Item = Transaction>> Source for Counted<S> {
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let mut applier = Applier::connect(d.applier_opts.clone(), d.applier.clone()).await?;
     applier.claim(&d.origin).await?;
+    super::journal::barrier(&mut applier, &d.journal, shutdown).await?;
     let pos = applier.applied_position(&d.origin).await?;
     let reader = LiveReader::start(d.reader.clone(), pos.clone(), &d.start).await?;
     if pos.is_none() {

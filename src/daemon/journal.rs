@@ -8,12 +8,56 @@
 //! (`GET_LOCK`) while it runs.
 
 use crate::error::Error;
-use crate::mysql::applier::apply::{session_opts, ApplierSettings};
+use crate::mysql::applier::apply::{session_opts, Applier, ApplierSettings};
 use crate::mysql::journal::{self, JournalSink};
 use crate::mysql::reader::live::{LiveReader, LiveSettings, StartSpec};
 use crate::mysql::reader::source::BinlogSource;
 use crate::pipeline::{self, Shutdown};
+use crate::position::FilePos;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long an applier session waits for the journal at its start before it goes on
+/// without (the journal's window check still undoes what it decides wrongly).
+const BARRIER_WAIT: Duration = Duration::from_secs(60);
+
+/// The position up to which the journal has read this zone's binlog and committed
+/// everything it had to write (published by the journal, read by the appliers).
+pub type Progress = watch::Receiver<Option<FilePos>>;
+
+/// Before an applier session decides anything, the journal has read the local binlog
+/// up to its end as of now: the tombstones of local deletes made while the daemon was
+/// down (or while this session was away) are then visible to the applier. In steady
+/// state the journal follows within milliseconds; this closes the large window a
+/// restart would otherwise open.
+pub async fn barrier(applier: &mut Applier, progress: &Progress, shutdown: &Shutdown) -> Result<(), Error> {
+    let Some(target) = applier.local_binlog_end().await? else {
+        return Ok(());
+    };
+    let mut rx = progress.clone();
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let at = rx.borrow_and_update().clone();
+        if at.as_ref().is_some_and(|p| !p.file.is_empty() && *p >= target) {
+            return Ok(());
+        }
+        if started.elapsed() >= BARRIER_WAIT {
+            tracing::warn!(%target, journal = ?at, "the journal has not caught up with this zone's binlog; applying anyway");
+            return Ok(());
+        }
+        if said.elapsed() >= Duration::from_secs(10) {
+            said = Instant::now();
+            tracing::info!(%target, journal = ?at, "waiting for the journal to read this zone's local writes");
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
 
 /// The journal of this zone: `reader` reads the zone's own server.
 pub struct JournalSide {
@@ -21,6 +65,8 @@ pub struct JournalSide {
     pub start: StartSpec,
     pub opts: mysql_async::Opts,
     pub applier: Arc<ApplierSettings>,
+    /// Where the journal publishes its progress ([`Progress`]).
+    pub progress: watch::Sender<Option<FilePos>>,
 }
 
 /// Runs the journal until `shutdown` or a definite error.
@@ -45,7 +91,7 @@ async fn session(j: &JournalSide, shutdown: &Shutdown) -> Result<(), Error> {
     tracing::info!(zone = %s.zone, resume = %reader.resume_point(), "journal reading this zone's binlog");
     pipeline::run(
         BinlogSource::new(reader),
-        JournalSink::new(conn, s.clone(), floor),
+        JournalSink::new(conn, s.clone(), floor, j.progress.clone()),
         None,
         shutdown,
     )

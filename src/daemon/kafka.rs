@@ -53,6 +53,8 @@ pub struct ConsumerSide {
     pub origin: String,
     pub applier_opts: mysql_async::Opts,
     pub applier: Arc<ApplierSettings>,
+    /// The journal's progress: the session starts once it has read the local binlog.
+    pub journal: super::journal::Progress,
 }
 
 pub async fn run_consumer(c: ConsumerSide, shutdown: Shutdown) -> Result<(), Error> {
@@ -64,6 +66,7 @@ pub async fn run_consumer(c: ConsumerSide, shutdown: Shutdown) -> Result<(), Err
 async fn consume(c: &ConsumerSide, shutdown: &Shutdown) -> Result<(), Error> {
     let mut applier = Applier::connect(c.applier_opts.clone(), c.applier.clone()).await?;
     applier.claim(&c.origin).await?;
+    super::journal::barrier(&mut applier, &c.journal, shutdown).await?;
     applier.applied_position(&c.origin).await?;
     let stored = applier.applied_kafka_offset(&c.origin).await?;
     let source = KafkaSource::open(&c.kafka, &c.applier.zone, &c.origin, stored)?;

@@ -119,6 +119,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
     }
     // The journal of this zone's own binlog: tombstones of local deletes, raises of
     // local writes that went back in version (docs/CONFLICTS.md).
+    let (progress, journal_progress) = tokio::sync::watch::channel(None);
     let mut journal_reader = live_settings(&cfg, &cfg.zone, &cfg.mysql).map_err(|e| cfg_err(path, e))?;
     journal_reader.replica_server_id = cfg.reader.journal_server_id();
     tasks.spawn(
@@ -129,6 +130,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                 start: start.clone(),
                 opts: local_opts.clone(),
                 applier: s.clone(),
+                progress,
             },
             shutdown.clone(),
         ),
@@ -143,6 +145,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                     start: start.clone(),
                     applier_opts: local_opts.clone(),
                     applier: s.clone(),
+                    journal: journal_progress.clone(),
                 };
                 tasks.spawn(
                     format!("direction from zone {}", p.zone),
@@ -165,6 +168,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                     origin: p.zone.clone(),
                     applier_opts: local_opts.clone(),
                     applier: s.clone(),
+                    journal: journal_progress.clone(),
                 };
                 tasks.spawn(
                     format!("direction from zone {}", p.zone),

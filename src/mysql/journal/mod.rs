@@ -3,40 +3,43 @@
 //! column). What triggers did inside the application's writes, the journal does
 //! after the fact, from the binlog, in binlog order:
 //!
-//! * **Tombstones of local deletes.** A local delete of a row of version `r` records
-//!   the tombstone `X = max(r, t)`, `t` an upper bound of the delete's time (MySQL 8:
-//!   the exact commit time; MariaDB: the reader's arrival clock while caught up, else
-//!   the end of the event's second), never above the version of a write of the same
-//!   key later in the same transaction (delete-then-insert stays an insert that wins).
-//!   The tombstone row is written in a journal transaction, which is shipped to the
-//!   other zones like the application's: their appliers apply it as a delete of
-//!   version `X` (`Applier::apply_tombstone`).
+//! * **Tombstones of local deletes.** A delete's version is computed from the delete
+//!   event by every zone alike ([`crate::mysql::applier::version::delete_version`]:
+//!   its time, never less than the row it removed), so nothing about it has to be
+//!   shipped; the journal records it in `drc.tombstones` for this zone's own appliers.
 //! * **Local writes never go back in version.** A local update whose new version is
 //!   not greater than the row it replaced (a statement time taken before a lock wait,
 //!   a clock behind), and a local insert not greater than the key's tombstone, are
-//!   raised: the row, if it still has a version `<=` the replaced one, gets that
-//!   version plus the column's smallest step. The raise is a local write like any
-//!   other and is shipped; the other zones take the first write as a *successor*
-//!   (its before image is their row: `lww::decide`) and then the raise.
+//!   raised to that version plus the column's smallest step — only if the row is still
+//!   that write (its version unchanged). If it moved on, the next write of the key the
+//!   journal meets owes the raise (a local write's floor includes it; an applier write
+//!   not above it is raised). The raise is a local write like any other and is
+//!   shipped; the other zones take the first write as a *successor* (its before image
+//!   is their row: `lww::decide`) and then the raise.
 //! * **The window.** An applier transaction decides against the tombstones committed
 //!   when it began: its loop-marker row carries the journal position it saw
 //!   (`drc.marker.journal_file/pos`, the *watermark*). When the journal meets an
 //!   applier transaction, the inserts it made into tables with a local delete after
 //!   its watermark are checked against the tombstones: an insert the tombstone beats
-//!   (a row resurrected by a late older update) is deleted again.
+//!   (a row resurrected by a late older update) is deleted again, if it is still that
+//!   insert; if the row moved on, the key's next writes are judged the same way. At
+//!   the start of every applier session the applier waits until the journal has read
+//!   the local binlog to its end (`daemon::journal::barrier`), so the window is the
+//!   journal's steady-state lag, not a daemon's downtime.
 //!
 //! # Resumption
 //! The position (`drc.journal`: local binlog file/offset and GTID state) is written
 //! in the same transaction as the tombstones and raises it covers; everything the
 //! journal does is idempotent (tombstones keep the greatest, raises and undos are
-//! conditional on the row's version), so re-reading after a crash repeats nothing
-//! harmful. A first start pins "now": deletes before it were recorded by the triggers
+//! conditional on the row's exact version), so re-reading after a crash repeats
+//! nothing harmful. (The owed raises and resurrected keys live in memory: after a
+//! crash they are found again only if re-read, see docs/CONFLICTS.md, limits.) A first start pins "now": deletes before it were recorded by the triggers
 //! of an older drc, or never concerned drc.
 //!
 //! # Loops
 //! Journal transactions start by bumping the `drc.journal` row; the journal skips
-//! them (its writes never go back in version) and every applier transaction (they
-//! are the other zones' writes). The other zones apply journal transactions, which
+//! them (its writes never go back in version). The other zones apply journal
+//! transactions (the raises; the tombstone rows in them are local and ignored), which
 //! do not count as applied origin transactions.
 
 pub mod sink;

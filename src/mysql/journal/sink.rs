@@ -4,20 +4,24 @@
 //! `drc.journal`, commits with what it covers.
 
 use crate::error::Error;
-use crate::model::{Change, Op, RowChange, RowImage, Transaction, TsSource, Value};
+use crate::model::{Change, Op, RowChange, RowImage, Transaction, Value};
 use crate::mysql::applier::apply::ApplierSettings;
 use crate::mysql::applier::sql::{bind, version_of};
 use crate::mysql::applier::table::LocalTable;
+use crate::mysql::applier::version::{datetime_of_version, datetime_text, delete_version};
 use crate::mysql::is_applier_transaction;
 use crate::pipeline::Sink;
 use crate::position::{Checkpoint, FilePos};
 use crate::telemetry::metrics as m;
-use chrono::{NaiveDate, NaiveDateTime};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as MyValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A key of a table: database, table, key values (as text).
+type TableKey = (String, String, Vec<String>);
 
 /// While only other writers' transactions (heartbeats, other databases) went by, the
 /// position is written at most this often (each write is a transaction of its own).
@@ -60,12 +64,28 @@ pub struct JournalSink {
     /// Actions of the open journal transaction (tombstone, raised, undone).
     counts: [u64; 3],
     zone_label: String,
+    /// Keys an applier wrote while a tombstone (the value) beats the row: resurrected
+    /// in the window, not yet undone because the row moved on. The next writes of the
+    /// key decide: an applier's not above the tombstone is undone, a local write is
+    /// raised above it.
+    resurrected: HashMap<TableKey, i128>,
+    /// Keys whose local write went back in version but had been overwritten before the
+    /// journal could raise it: the next write of the key must end above the value.
+    owed: HashMap<TableKey, i128>,
+    /// Published after each commit: read and committed up to here.
+    progress: watch::Sender<Option<FilePos>>,
 }
 
 impl JournalSink {
     /// `conn`: a session made by [`crate::mysql::applier::apply::session_opts`];
-    /// `floor`: the position the journal resumes from.
-    pub fn new(conn: Conn, s: Arc<ApplierSettings>, floor: FilePos) -> JournalSink {
+    /// `floor`: the position the journal resumes from; `progress`: where it publishes
+    /// the position up to which everything it read is committed.
+    pub fn new(
+        conn: Conn,
+        s: Arc<ApplierSettings>,
+        floor: FilePos,
+        progress: watch::Sender<Option<FilePos>>,
+    ) -> JournalSink {
         JournalSink {
             conn,
             channel: s.channel_key(&s.zone),
@@ -81,6 +101,9 @@ impl JournalSink {
             dirty: false,
             persisted: Instant::now(),
             counts: [0; 3],
+            resurrected: HashMap::new(),
+            owed: HashMap::new(),
+            progress,
         }
     }
 
@@ -159,46 +182,37 @@ impl JournalSink {
     /// A local transaction's rows.
     async fn journal_local(&mut self, tx: &Transaction) -> Result<(), Error> {
         // tombstones recorded for keys of this fragment, for the inserts after them
-        let mut deleted: HashMap<(usize, Vec<String>), i128> = HashMap::new();
-        let rows: Vec<&RowChange> = tx
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Row(r) if self.replicated(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        for (i, r) in rows.iter().enumerate() {
+        let mut deleted: HashMap<TableKey, i128> = HashMap::new();
+        for (i, c) in tx.changes.iter().enumerate() {
+            let Change::Row(r) = c else { continue };
+            if !self.replicated(r) {
+                continue;
+            }
             let Some(t) = self.table(&r.db, &r.table).await? else {
                 continue;
             };
             let vcol = t.version.clone().expect("journalled tables have a version");
             let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
             let (before, after) = (r.before.as_ref(), r.after.as_ref());
-            let key_of = |img: &RowImage| key_text(&t, img);
+            let id = |img: &RowImage| (r.db.to_string(), r.table.to_string(), key_text(&t, img));
             let ver = |img: &RowImage| img.get(&vcol).and_then(version_of);
             let same_key = match (before, after) {
-                (Some(b), Some(a)) => key_of(b) == key_of(a),
+                (Some(b), Some(a)) => id(b) == id(a),
                 _ => false,
             };
             // the delete part: a delete, or the old key of a key-changing update
             if let (Some(b), false) = (before, same_key) {
-                let Some(r_ver) = ver(b) else { continue };
-                let key = key_of(b);
-                let mut x = r_ver;
-                if clock {
-                    let upper = delete_time_upper(tx, r);
-                    // a later write of this key in the same transaction happened after
-                    // the delete: the delete's time is below its version
-                    let later = rows[i + 1..].iter().filter_map(|w| {
-                        let a = w.after.as_ref()?;
-                        (&*w.db == &*r.db && &*w.table == &*r.table && key_of(a) == key).then(|| ver(a))?
-                    });
-                    let cap = later.filter(|v| *v > r_ver).min().and_then(previous_instant);
-                    x = x.max(cap.map_or(upper, |c| upper.min(c)));
+                let k = id(b);
+                self.resurrected.remove(&k);
+                if self.owed.remove(&k).is_some() {
+                    // docs/CONFLICTS.md, limits: the delete's version is its own time
+                    tracing::debug!(db = %r.db, tbl = %r.table, "a local delete of a row whose raise was pending");
                 }
+                let Some(x) = delete_version(tx, i, r, &vcol, &t.pk, clock) else {
+                    continue;
+                };
                 self.record_tombstone(&t, b, x).await?;
-                deleted.insert((table_id(&rows, i), key), x);
+                deleted.insert(k, x);
                 self.last_delete.insert(
                     (r.db.to_string(), r.table.to_string()),
                     FilePos::new(&*tx.file, tx.start_pos),
@@ -209,23 +223,49 @@ impl JournalSink {
             }
             let Some(a) = after else { continue };
             let Some(v) = ver(a) else { continue };
-            // what this write had to be greater than
-            let floor = match (before, same_key) {
+            let k = id(a);
+            // what this write had to be greater than: the row it replaced, else the
+            // key's tombstone; and what an earlier write of the key still owes
+            let mut floor = match (before, same_key) {
                 (Some(b), true) => ver(b),
-                _ => match deleted.get(&(table_id(&rows, i), key_of(a))) {
+                _ => match deleted.get(&k) {
                     Some(x) => Some(*x),
                     None => self.tombstone(&t, a).await?,
                 },
             };
+            for owed in [self.owed.remove(&k), self.resurrected.remove(&k)]
+                .into_iter()
+                .flatten()
+            {
+                floor = Some(floor.map_or(owed, |f| f.max(owed)));
+            }
             if let Some(f) = floor.filter(|f| v <= *f) {
-                self.raise(&t, a, f).await?;
+                self.raise_or_owe(&t, a, v, f, k).await?;
             }
         }
         Ok(())
     }
 
+    /// Raises the row of `img`'s key above `floor`, if it still is the write of version
+    /// `v`; else the next write of the key owes it.
+    async fn raise_or_owe(
+        &mut self,
+        t: &LocalTable,
+        img: &RowImage,
+        v: i128,
+        floor: i128,
+        k: TableKey,
+    ) -> Result<(), Error> {
+        if !self.raise(t, img, floor).await? {
+            tracing::debug!(db = %t.db, tbl = %t.tbl, v, floor, "row moved on before its raise; the next write of the key owes it");
+            self.owed.insert(k, floor);
+        }
+        Ok(())
+    }
+
     /// An applier transaction's inserts into tables with a local delete after its
-    /// watermark: undone when a tombstone beats them.
+    /// watermark: undone when a tombstone beats them; and the later writes of a key
+    /// resurrected that way, or whose local write still owes a raise.
     async fn journal_applier(
         &mut self,
         tx: &Transaction,
@@ -235,26 +275,55 @@ impl JournalSink {
         let all = watermark.as_ref().is_none_or(|w| *w < self.floor);
         for c in &tx.changes {
             let Change::Row(r) = c else { continue };
-            if r.op != Op::Insert || !self.replicated(r) {
+            if !self.replicated(r) {
                 continue;
             }
             let recent = self
                 .last_delete
                 .get(&(r.db.to_string(), r.table.to_string()))
                 .is_some_and(|d| watermark.as_ref().is_none_or(|w| d >= w));
-            if !all && !recent {
+            if !all && !recent && self.resurrected.is_empty() && self.owed.is_empty() {
                 continue;
             }
             let Some(t) = self.table(&r.db, &r.table).await? else {
                 continue;
             };
+            let id = |img: &RowImage| (r.db.to_string(), r.table.to_string(), key_text(&t, img));
+            if let Some(b) = &r.before {
+                let moved = r.after.as_ref().is_none_or(|a| key_text(&t, a) != key_text(&t, b));
+                if moved {
+                    self.resurrected.remove(&id(b));
+                    self.owed.remove(&id(b));
+                }
+            }
             let Some(a) = r.after.as_ref() else { continue };
             let vcol = t.version.clone().expect("journalled tables have a version");
             let Some(v) = a.get(&vcol).and_then(version_of) else {
                 continue;
             };
-            if let Some(x) = self.tombstone(&t, a).await?.filter(|x| *x >= v) {
-                self.undo(&t, a, v, x, origin, tx).await?;
+            let k = id(a);
+            // an applier write over a local write that still owes its raise
+            if let Some(f) = self.owed.remove(&k) {
+                if v <= f {
+                    self.raise_or_owe(&t, a, v, f, k.clone()).await?;
+                }
+            }
+            let x = match self.resurrected.get(&k) {
+                Some(x) if v > *x => {
+                    self.resurrected.remove(&k);
+                    continue;
+                }
+                Some(x) => Some(*x),
+                None if r.op == Op::Insert && (all || recent) => self.tombstone(&t, a).await?.filter(|x| *x >= v),
+                None => None,
+            };
+            if let Some(x) = x {
+                if self.undo(&t, a, v, x, origin, tx).await? {
+                    self.resurrected.remove(&k);
+                } else {
+                    // the row moved on since: its next writes decide
+                    self.resurrected.insert(k, x);
+                }
             }
         }
         Ok(())
@@ -298,25 +367,25 @@ impl JournalSink {
         Ok(v.as_deref().and_then(crate::mysql::applier::sql::parse_decimal))
     }
 
-    /// The row of `img`'s key, if its version is still `<= floor`, gets `floor` plus
-    /// the column's smallest step.
-    async fn raise(&mut self, t: &LocalTable, img: &RowImage, floor: i128) -> Result<(), Error> {
-        let (Some(base), Some(to)) = (
-            datetime_of_version(floor),
-            datetime_of_version(floor).map(|d| d + chrono::Duration::microseconds(t.version_step_us as i64)),
-        ) else {
+    /// The row of `img`'s key, if it still is `img` (its version column unchanged),
+    /// gets `floor` plus the column's smallest step. Returns whether it did.
+    async fn raise(&mut self, t: &LocalTable, img: &RowImage, floor: i128) -> Result<bool, Error> {
+        let vname = t.version.clone().expect("version");
+        let Some(to) = datetime_of_version(floor).map(|d| d + chrono::Duration::microseconds(t.version_step_us as i64))
+        else {
             tracing::warn!(db = %t.db, tbl = %t.tbl, floor, "version out of the DATETIME range: not raised");
-            return Ok(());
+            return Ok(true);
         };
+        let written = self.bind_value(img.get(&vname))?;
         self.begin().await?;
-        let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
+        let vcol = crate::mysql::applier::sql::ident(&vname);
         let mut p: Vec<MyValue> = vec![datetime_text(to).into()];
         p.extend(self.key_params(t, img)?);
-        p.push(datetime_text(base).into());
+        p.push(written);
         self.conn
             .exec_drop(
                 format!(
-                    "UPDATE {} SET {vcol} = ? WHERE {} AND {vcol} <= ?",
+                    "UPDATE {} SET {vcol} = ? WHERE {} AND {vcol} = ?",
                     t.qualified(),
                     t.pk_where()
                 ),
@@ -324,10 +393,21 @@ impl JournalSink {
             )
             .await
             .map_err(|e| self.err(&format!("raising a row of `{}`.`{}`", t.db, t.tbl), e))?;
-        if self.conn.affected_rows() > 0 {
+        let raised = self.conn.affected_rows() > 0;
+        if raised {
             self.counts[1] += 1;
         }
-        Ok(())
+        Ok(raised)
+    }
+
+    fn bind_value(&self, v: Option<&Value>) -> Result<MyValue, Error> {
+        v.map(bind)
+            .transpose()
+            .map_err(|what| Error::Server {
+                addr: self.s.addr.clone(),
+                what,
+            })
+            .map(|v| v.unwrap_or(MyValue::NULL))
     }
 
     /// Deletes an applier insert (still of version `v`) that the tombstone `x` beats,
@@ -340,7 +420,7 @@ impl JournalSink {
         x: i128,
         origin: &str,
         tx: &Transaction,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         self.begin().await?;
         let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
         let key = self.key_params(t, img)?;
@@ -363,7 +443,7 @@ impl JournalSink {
             .await
             .map_err(|e| self.err(&format!("undoing a row of `{}`.`{}`", t.db, t.tbl), e))?;
         if self.conn.affected_rows() == 0 {
-            return Ok(());
+            return Ok(false);
         }
         self.counts[2] += 1;
         let mut p: Vec<MyValue> = vec![t.db.as_str().into(), t.tbl.as_str().into()];
@@ -387,7 +467,7 @@ impl JournalSink {
             )
             .await
             .map_err(|e| self.err("logging a conflict", e))?;
-        Ok(())
+        Ok(true)
     }
 
     fn key_params(&self, t: &LocalTable, img: &RowImage) -> Result<Vec<MyValue>, Error> {
@@ -452,6 +532,7 @@ impl JournalSink {
         self.checkpoint = None;
         self.dirty = false;
         self.persisted = Instant::now();
+        self.progress.send_replace(Some(cp.file));
         Ok(())
     }
 }
@@ -477,6 +558,10 @@ impl Sink for JournalSink {
         }
         if tx.last {
             if let Some(cp) = tx.checkpoint.clone() {
+                if !self.open {
+                    // nothing of it waits for a commit
+                    self.progress.send_replace(Some(cp.file.clone()));
+                }
                 self.checkpoint = Some(cp);
                 self.commit_ts_us = tx.commit_ts_us;
                 if self.kind != Some(Kind::Own) {
@@ -500,119 +585,7 @@ impl Sink for JournalSink {
     }
 }
 
-/// Index of the first row of the same table (a cheap table identity within a fragment).
-fn table_id(rows: &[&RowChange], i: usize) -> usize {
-    rows.iter()
-        .position(|r| r.db == rows[i].db && r.table == rows[i].table)
-        .unwrap_or(i)
-}
-
 /// The key of `img` as text, for matching within a fragment.
 fn key_text(t: &LocalTable, img: &RowImage) -> Vec<String> {
     t.pk.iter().map(|c| format!("{:?}", img.get(c))).collect()
-}
-
-/// An upper bound of the time of the delete `r`, as a version (DATETIME digits): the
-/// exact commit time (MySQL 8), the reader's arrival clock while caught up (MariaDB),
-/// or the end of the event's second.
-fn delete_time_upper(tx: &Transaction, r: &RowChange) -> i128 {
-    let us = match tx.ts_source {
-        TsSource::OriginalCommit | TsSource::ArrivalRefined => tx.commit_ts_us,
-        TsSource::HeaderSeconds => (r.ts as i64).max(tx.commit_ts_us / 1_000_000) * 1_000_000 + 999_999,
-    };
-    version_of(&Value::Timestamp {
-        secs: us.div_euclid(1_000_000),
-        micros: us.rem_euclid(1_000_000) as u32,
-        fsp: 6,
-    })
-    .unwrap_or(i128::MAX)
-}
-
-/// A DATETIME version (`YYYYMMDDhhmmss.ffffff` in units of 10^-6) as a date and time.
-pub fn datetime_of_version(v: i128) -> Option<NaiveDateTime> {
-    let (whole, micros) = (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) as u32);
-    let n = |div: i128, m: i128| ((whole / div) % m) as u32;
-    NaiveDate::from_ymd_opt((whole / 10_000_000_000) as i32, n(100_000_000, 100), n(1_000_000, 100))?.and_hms_micro_opt(
-        n(10_000, 100),
-        n(100, 100),
-        n(1, 100),
-        micros,
-    )
-}
-
-fn datetime_text(d: NaiveDateTime) -> String {
-    d.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
-}
-
-/// The DATETIME version one microsecond before `v`.
-fn previous_instant(v: i128) -> Option<i128> {
-    let d = datetime_of_version(v)? - chrono::Duration::microseconds(1);
-    version_of(&Value::DateTime(datetime_text(d)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_convert_to_datetimes_and_back() {
-        let v = version_of(&Value::DateTime("2026-12-06 03:45:00.000000".into())).unwrap();
-        assert_eq!(
-            datetime_text(datetime_of_version(v).unwrap()),
-            "2026-12-06 03:45:00.000000"
-        );
-        // one microsecond before a whole minute is a valid time, not ...4499.999999
-        let p = previous_instant(v).unwrap();
-        assert_eq!(
-            datetime_text(datetime_of_version(p).unwrap()),
-            "2026-12-06 03:44:59.999999"
-        );
-        assert!(p < v);
-        assert_eq!(datetime_of_version(20261306000000_000000), None, "month 13");
-    }
-
-    #[test]
-    fn a_delete_time_is_an_upper_bound() {
-        let r = RowChange {
-            db: "shop".into(),
-            table: "orders".into(),
-            op: Op::Delete,
-            pk: Arc::from(Vec::<Arc<str>>::new()),
-            before: None,
-            after: None,
-            pos: 0,
-            ts: 1_700_000_000,
-        };
-        let tx = |ts_source, commit_ts_us| Transaction {
-            zone: "a".into(),
-            server_id: 1,
-            gtid: None,
-            xid: None,
-            file: "f".into(),
-            start_pos: 4,
-            commit_ts_us,
-            ts_source,
-            fragment: 0,
-            last: true,
-            ddl: false,
-            changes: vec![],
-            checkpoint: None,
-        };
-        let at = |v| datetime_text(datetime_of_version(v).unwrap());
-        assert_eq!(
-            at(delete_time_upper(
-                &tx(TsSource::OriginalCommit, 1_700_000_000_250_000),
-                &r
-            )),
-            "2023-11-14 22:13:20.250000"
-        );
-        assert_eq!(
-            at(delete_time_upper(
-                &tx(TsSource::HeaderSeconds, 1_700_000_000_000_000),
-                &r
-            )),
-            "2023-11-14 22:13:20.999999",
-            "a whole second: its end"
-        );
-    }
 }

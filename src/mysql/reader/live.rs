@@ -109,7 +109,7 @@ pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Err
 }
 
 /// The server's current binlog file/offset (SHOW MASTER STATUS, or SHOW BINARY LOG STATUS on MySQL 8.4+).
-async fn master_status(conn: &mut Conn) -> Result<Option<FilePos>, mysql_async::Error> {
+pub async fn master_status(conn: &mut Conn) -> Result<Option<FilePos>, mysql_async::Error> {
     let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
         Ok(r) => r,
         Err(mysql_async::Error::Server(_)) => conn.query_first("SHOW BINARY LOG STATUS").await?,

@@ -21,6 +21,14 @@ impl Applier {
         crate::mysql::claim::claim(&mut self.conn, &what, &self.s.addr).await
     }
 
+    /// The local server's current binlog end (what the journal must have read before
+    /// this applier decides against its tombstones).
+    pub async fn local_binlog_end(&mut self) -> Result<Option<FilePos>, Error> {
+        crate::mysql::reader::live::master_status(&mut self.conn)
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading the binlog position", e))
+    }
+
     /// The stored position of `origin`: where its reader resumes.
     pub async fn applied_position(&mut self, origin: &str) -> Result<Option<Checkpoint>, Error> {
         let row: Option<(Option<String>, String, u64)> = self

@@ -58,6 +58,17 @@ impl Applier {
         };
         let settings = self.s.clone();
         let version = |img: &RowImage| version_in(&settings, &t, &vcol, img);
+        // a delete's version: its time, computed from the event the same way in every zone
+        let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
+        let deleted = |tx: &Transaction, r: &RowChange| {
+            let i = crate::mysql::applier::version::index_of(tx, r);
+            crate::mysql::applier::version::delete_version(tx, i, r, &vcol, &t.pk, clock).ok_or_else(|| {
+                definite(
+                    &settings,
+                    format!("`{}`.`{}`: the deleted row has no version `{vcol}`", t.db, t.tbl),
+                )
+            })
+        };
         match r.op {
             Op::Insert => {
                 let after = r.after.as_ref().expect("insert has an after image");
@@ -72,7 +83,7 @@ impl Applier {
                 let (kb, ka) = (self.key_values(&t, before)?, self.key_values(&t, after)?);
                 if kb != ka {
                     // a key change is a delete of the old key and a write of the new one
-                    self.delete_row(origin, tx, &t, &kb, before, version(before)?).await?;
+                    self.delete_row(origin, tx, &t, &kb, before, deleted(tx, r)?).await?;
                     return self.write_row(origin, tx, &t, &ka, after, version(after)?, None).await;
                 }
                 self.write_row(origin, tx, &t, &ka, after, version(after)?, Some(version(before)?))
@@ -81,7 +92,7 @@ impl Applier {
             Op::Delete => {
                 let before = r.before.as_ref().expect("delete has a before image");
                 let kb = self.key_values(&t, before)?;
-                self.delete_row(origin, tx, &t, &kb, before, version(before)?).await
+                self.delete_row(origin, tx, &t, &kb, before, deleted(tx, r)?).await
             }
         }
     }

@@ -3,10 +3,13 @@
 use super::*;
 
 impl Applier {
-    /// A tombstone the origin's trigger wrote for a replicated table: it carries the
-    /// origin's delete time, which the applier applies as the delete's version.
+    /// A tombstone the triggers of an older drc wrote at the origin for a replicated
+    /// table: it carries the origin's delete time, which the applier applies as the
+    /// delete's version. (The journal's own tombstone rows are local: every zone
+    /// computes a delete's version from the delete event, so they are not applied.)
     pub(super) fn tombstone_of_replicated(&self, r: &RowChange) -> bool {
-        &*r.db == "drc"
+        self.counting
+            && &*r.db == "drc"
             && &*r.table == "tombstones"
             && matches!(r.after.as_ref().and_then(|a| a.get("db")), Some(crate::model::Value::Text(d)) if self.s.databases.iter().any(|x| x == d))
     }
