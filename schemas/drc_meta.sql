@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS `drc`.`journal` (
   updated_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB;
 
+-- Tables renamed in this zone (recorded by the journal from the binlog's RENAME
+-- statements): a change from another zone for a table that no longer exists here
+-- under its old name is applied to its new name (the DBA renames in every zone, one
+-- after the other, while both zones write).
+CREATE TABLE IF NOT EXISTS `drc`.`renamed` (
+  db          VARCHAR(64) NOT NULL,
+  tbl         VARCHAR(64) NOT NULL,  -- the old name
+  renamed_to  VARCHAR(64) NOT NULL,  -- the new name
+  at          DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (db, tbl)
+) ENGINE=InnoDB;
+
 -- Tombstones: per deleted key, the greatest delete version: the time of the delete,
 -- never less than the version of the row it removed. A row write of a version <= the
 -- tombstone is dropped, so a late older update never undoes a delete. The applier

@@ -146,6 +146,19 @@ pub struct ReplicationConfig {
     /// written in one zone at a time: `unversioned = ["shop.countries"]`.
     #[serde(default)]
     pub unversioned: Vec<String>,
+    /// Seconds an incoming change for a table that does not exist here (yet) waits
+    /// for it — a RENAME or CREATE the DBA has run in the origin zone and not yet
+    /// here — before the daemon stops with a definite error: `missing_table_wait_secs
+    /// = 300` (default). While it waits, the direction's status names the table.
+    #[serde(default = "default_missing_table_wait")]
+    pub missing_table_wait_secs: u64,
+    /// Skip the shadow tables of online schema change tools, which exist in one zone
+    /// only while the tool runs: pt-online-schema-change's `_<table>_new` /
+    /// `_<table>_old` and gh-ost's `_<table>_gho` / `_<table>_ghc` / `_<table>_del`.
+    /// The tool's copy is not replicated; after its swap each zone has its own
+    /// identical copy. `skip_shadow_tables = true` (default).
+    #[serde(default = "default_true")]
+    pub skip_shadow_tables: bool,
     /// How often the daemon writes its heartbeat row into its own zone (the peers
     /// measure the end-to-end lag from it): `heartbeat_ms = 1000` (default).
     #[serde(default = "default_heartbeat_ms")]
@@ -228,6 +241,12 @@ fn default_port() -> u16 {
 }
 fn default_connect_timeout() -> u64 {
     5
+}
+fn default_missing_table_wait() -> u64 {
+    300
+}
+fn default_true() -> bool {
+    true
 }
 fn default_start() -> String {
     "now".into()

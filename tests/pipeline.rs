@@ -88,6 +88,8 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         addr: format!("127.0.0.1:{ZONE_B}"),
         channel: "pipeline-mem".into(),
         unversioned: vec![],
+        missing_table_wait: std::time::Duration::from_secs(5),
+        skip_shadow_tables: true,
     });
     let mut ap = Applier::connect(opts(ZONE_B), s.clone()).await.unwrap();
     ap.init_schema().await.unwrap();

@@ -32,6 +32,8 @@ pub fn applier_settings(cfg: &Config, path: &Path) -> Result<Arc<ApplierSettings
         addr: cfg.mysql.addr(),
         channel: r.channel.clone(),
         unversioned: r.unversioned.clone(),
+        missing_table_wait: Duration::from_secs(r.missing_table_wait_secs),
+        skip_shadow_tables: r.skip_shadow_tables,
     }))
 }
 

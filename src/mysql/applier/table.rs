@@ -137,3 +137,33 @@ impl LocalTable {
             )
     }
 }
+
+/// A shadow table of an online schema change tool: pt-online-schema-change's
+/// `_<table>_new` / `_<table>_old`, gh-ost's `_<table>_gho` / `_<table>_ghc` /
+/// `_<table>_del`. It exists in one zone only while the tool runs.
+pub fn is_shadow_table(tbl: &str) -> bool {
+    tbl.starts_with('_')
+        && tbl.len() > 5
+        && ["_new", "_old", "_gho", "_ghc", "_del"]
+            .iter()
+            .any(|s| tbl.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shadow_tables_of_pt_osc_and_gh_ost() {
+        for t in [
+            "_orders_new",
+            "_orders_old",
+            "_orders_gho",
+            "_orders_ghc",
+            "_orders_del",
+        ] {
+            assert!(super::is_shadow_table(t), "{t}");
+        }
+        for t in ["orders", "orders_new", "_new", "_orders", "news"] {
+            assert!(!super::is_shadow_table(t), "{t}");
+        }
+    }
+}

@@ -146,7 +146,7 @@ impl JournalSink {
     }
 
     fn replicated(&self, r: &RowChange) -> bool {
-        &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
+        self.s.replicates(&r.db, &r.table)
     }
 
     /// What the transaction at fragment 0 is.
@@ -179,11 +179,46 @@ impl JournalSink {
         Kind::Applier { watermark, origin }
     }
 
+    /// Records the renames of replicated tables a statement of this zone made.
+    async fn journal_statement(&mut self, db: &str, sql: &str) -> Result<(), Error> {
+        let renames = match super::ddl::renames(db, sql) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(sql, error = %e, "cannot parse a statement of this zone: any rename in it is not recorded");
+                return Ok(());
+            }
+        };
+        for r in renames {
+            if !self.s.databases.contains(&r.db) {
+                continue;
+            }
+            self.begin().await?;
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`renamed` (db, tbl, renamed_to) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE renamed_to = VALUES(renamed_to)",
+                    (&r.db, &r.from, &r.to),
+                )
+                .await
+                .map_err(|e| self.err("writing drc.renamed", e))?;
+            // a table that gets a name back is no longer renamed
+            self.conn
+                .exec_drop("DELETE FROM `drc`.`renamed` WHERE db = ? AND tbl = ?", (&r.db, &r.to))
+                .await
+                .map_err(|e| self.err("writing drc.renamed", e))?;
+            tracing::info!(db = %r.db, from = %r.from, to = %r.to, "table renamed in this zone: changes of the other zones for the old name go to the new one");
+        }
+        Ok(())
+    }
+
     /// A local transaction's rows.
     async fn journal_local(&mut self, tx: &Transaction) -> Result<(), Error> {
         // tombstones recorded for keys of this fragment, for the inserts after them
         let mut deleted: HashMap<TableKey, i128> = HashMap::new();
         for (i, c) in tx.changes.iter().enumerate() {
+            if let Change::Statement(st) = c {
+                self.journal_statement(&st.db, &st.sql).await?;
+                continue;
+            }
             let Change::Row(r) = c else { continue };
             if !self.replicated(r) {
                 continue;

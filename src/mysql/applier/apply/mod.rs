@@ -76,9 +76,22 @@ pub struct ApplierSettings {
     pub channel: String,
     /// `db.table` names replicated without a version column (origin wins).
     pub unversioned: Vec<String>,
+    /// How long a change for a table missing here waits for it before it is a
+    /// definite error (a RENAME or CREATE run in the origin zone, not yet here).
+    pub missing_table_wait: std::time::Duration,
+    /// Changes of online schema change tools' shadow tables are not replicated.
+    pub skip_shadow_tables: bool,
 }
 
 impl ApplierSettings {
+    /// Whether changes of `db`.`tbl` are replicated: a replicated database, not drc's
+    /// schema, not an online schema change tool's shadow table (when skipped).
+    pub fn replicates(&self, db: &str, tbl: &str) -> bool {
+        db != "drc"
+            && self.databases.iter().any(|d| d == db)
+            && !(self.skip_shadow_tables && super::table::is_shadow_table(tbl))
+    }
+
     /// Key of the origin in `drc.applied` / `drc.marker`: `a`, or `a/<channel>`.
     pub fn channel_key(&self, origin: &str) -> String {
         channel_key(&self.channel, origin)
@@ -202,7 +215,16 @@ fn definite(s: &ApplierSettings, what: String) -> Error {
 }
 
 fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error {
-    crate::mysql::error::classify(&s.addr, context, e)
+    match e {
+        // A table renamed or dropped, a column gone, under the applier's feet (a DDL
+        // run in this zone): the session restarts from its position and reads the
+        // tables again; a table still missing then waits (`missing_table_wait`).
+        mysql_async::Error::Server(ref se) if matches!(se.code, 1146 | 1054) => Error::Transient {
+            addr: s.addr.clone(),
+            what: format!("{context}: {} (the schema changed here; reading it again)", se.message),
+        },
+        e => crate::mysql::error::classify(&s.addr, context, e),
+    }
 }
 
 impl Applier {
@@ -233,15 +255,28 @@ impl Applier {
         if let Some(t) = self.tables.get(&(db.to_string(), tbl.to_string())) {
             return Ok(t.clone());
         }
-        let t = LocalTable::load(&mut self.conn, db, tbl, &self.s.version_column)
+        let mut t = LocalTable::load(&mut self.conn, db, tbl, &self.s.version_column)
             .await
-            .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?
-            .ok_or_else(|| {
-                definite(
-                    &self.s,
-                    format!("replicated table `{db}`.`{tbl}` does not exist in zone {}: create it like in the origin zone; nothing of this transaction was applied and the position did not move", self.s.zone),
-                )
-            })?;
+            .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?;
+        if t.is_none() {
+            // renamed here (the journal records this zone's RENAMEs): the origin's
+            // change goes to the table's new name
+            if let Some(to) = self.renamed_to(db, tbl).await? {
+                t = LocalTable::load(&mut self.conn, db, &to, &self.s.version_column)
+                    .await
+                    .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?;
+            }
+        }
+        let t = match t {
+            Some(t) => {
+                missing_since()
+                    .lock()
+                    .expect("missing tables")
+                    .remove(&self.missing_key(db, tbl));
+                t
+            }
+            None => return Err(self.missing_table(db, tbl)),
+        };
         if t.pk.is_empty() {
             return Err(definite(
                 &self.s,
@@ -257,6 +292,59 @@ impl Applier {
         let t = Arc::new(t);
         self.tables.insert((db.to_string(), tbl.to_string()), t.clone());
         Ok(t)
+    }
+
+    fn missing_key(&self, db: &str, tbl: &str) -> String {
+        format!("{} {db}.{tbl}", self.s.channel)
+    }
+
+    /// A replicated table missing here: the direction waits for it (transient, the
+    /// session restarts from its position) up to `missing_table_wait`, then stops.
+    fn missing_table(&self, db: &str, tbl: &str) -> Error {
+        let key = self.missing_key(db, tbl);
+        let mut m = missing_since().lock().expect("missing tables");
+        let since = *m.entry(key.clone()).or_insert_with(std::time::Instant::now);
+        let waited = since.elapsed();
+        if waited < self.s.missing_table_wait {
+            return Error::Transient {
+                addr: self.s.addr.clone(),
+                what: format!(
+                    "replicated table `{db}`.`{tbl}` does not exist in zone {}: waiting for it ({}s of {}s; run the RENAME or CREATE TABLE of the origin zone here); nothing of this transaction was applied",
+                    self.s.zone,
+                    waited.as_secs(),
+                    self.s.missing_table_wait.as_secs()
+                ),
+            };
+        }
+        m.remove(&key);
+        definite(
+            &self.s,
+            format!("replicated table `{db}`.`{tbl}` does not exist in zone {} (waited {}s): create it like in the origin zone; nothing of this transaction was applied and the position did not move", self.s.zone, waited.as_secs()),
+        )
+    }
+
+    /// The name this zone's `db`.`tbl` was renamed to (following renames), if any.
+    async fn renamed_to(&mut self, db: &str, tbl: &str) -> Result<Option<String>, Error> {
+        let mut name = tbl.to_string();
+        let mut seen = vec![name.clone()];
+        loop {
+            let to: Option<String> = self
+                .conn
+                .exec_first(
+                    "SELECT renamed_to FROM `drc`.`renamed` WHERE db = ? AND tbl = ?",
+                    (db, name.as_str()),
+                )
+                .await
+                .map_err(|e| mysql_err(&self.s, "reading drc.renamed", e))?;
+            match to {
+                Some(to) if !seen.contains(&to) => {
+                    seen.push(to.clone());
+                    name = to;
+                }
+                _ => break,
+            }
+        }
+        Ok((name != tbl).then_some(name))
     }
 
     async fn rollback(&mut self) {
@@ -402,8 +490,15 @@ impl Applier {
     }
 
     fn replicated(&self, r: &RowChange) -> bool {
-        &*r.db != "drc" && self.s.databases.iter().any(|d| **d == *r.db)
+        self.s.replicates(&r.db, &r.table)
     }
+}
+
+/// Since when a replicated table has been missing, per channel and table (kept across
+/// the sessions of a direction).
+fn missing_since() -> &'static std::sync::Mutex<HashMap<String, std::time::Instant>> {
+    static M: std::sync::OnceLock<std::sync::Mutex<HashMap<String, std::time::Instant>>> = std::sync::OnceLock::new();
+    M.get_or_init(Default::default)
 }
 
 /// Versions by integer primary key.
