@@ -28,14 +28,18 @@ pub struct DrainArgs {
 async fn end_position(opts: mysql_async::Opts, addr: &str) -> Result<(FilePos, Option<MariaGtidPos>), Error> {
     let m = |e| drc::mysql::error::classify(addr, "reading the binlog end", e);
     let mut c = mysql_async::Conn::new(opts).await.map_err(m)?;
-    let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await.map_err(m)?;
-    let row = row.ok_or_else(|| Error::Server {
+    let end = drc::mysql::reader::live::master_status(&mut c).await.map_err(m)?;
+    let FilePos { file, pos } = end.ok_or_else(|| Error::Server {
         addr: addr.to_string(),
         what: "SHOW MASTER STATUS returned nothing: binary logging is off".into(),
     })?;
-    let file: String = row.get(0).unwrap_or_default();
-    let pos: u64 = row.get(1).unwrap_or_default();
-    let gtid: Option<String> = c.query_first("SELECT @@gtid_binlog_pos").await.ok().flatten();
+    // MariaDB's GTID position (MySQL has none of this form)
+    let version: Option<String> = c.query_first("SELECT @@version").await.map_err(m)?;
+    let gtid: Option<String> = if version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb")) {
+        c.query_first("SELECT @@gtid_binlog_pos").await.ok().flatten()
+    } else {
+        None
+    };
     let gtid = gtid
         .and_then(|g| g.parse::<MariaGtidPos>().ok())
         .filter(|g| !g.is_empty());

@@ -325,7 +325,14 @@ async fn reader_checks(conn: &mut Conn, replica_server_id: u32) -> Result<Vec<Fi
     }
 
     // Binlog filters that would drop drc's own schema (ANCHORS.md, hurt #1).
-    match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+    // (MySQL 8.4 calls it SHOW BINARY LOG STATUS)
+    let status = match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+            conn.query_first::<mysql_async::Row, _>("SHOW BINARY LOG STATUS").await
+        }
+        r => r,
+    };
+    match status {
         Ok(Some(row)) => {
             let do_db: String = row.get(2).unwrap_or_default();
             let ignore_db: String = row.get(3).unwrap_or_default();
