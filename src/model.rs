@@ -289,6 +289,26 @@ pub enum TsSource {
 }
 
 impl Transaction {
+    /// A complete one-fragment transaction of zone `a` with `changes` (unit tests).
+    #[cfg(test)]
+    pub fn sample(ts_source: TsSource, commit_ts_us: i64, changes: Vec<Change>) -> Transaction {
+        Transaction {
+            zone: "a".into(),
+            server_id: 1,
+            gtid: None,
+            xid: None,
+            file: "f".into(),
+            start_pos: 4,
+            commit_ts_us,
+            ts_source,
+            fragment: 0,
+            last: true,
+            ddl: false,
+            changes,
+            checkpoint: None,
+        }
+    }
+
     pub fn row_count(&self) -> usize {
         self.changes.iter().filter(|c| matches!(c, Change::Row(_))).count()
     }

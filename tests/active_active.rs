@@ -49,28 +49,9 @@ async fn rows_cross_both_ways_and_conflicts_resolve_the_same_everywhere() {
     );
     assert_eq!(p.rows(0, "orders").await.len(), 2);
 
-    // Concurrent updates of the same row while the daemons are down: the later one wins in both zones.
-    p.kill9(0);
-    p.kill9(1);
-    exec(
-        ZONE_A,
-        &[&format!(
-            "UPDATE `{db}`.orders SET customer = 'a wrote first' WHERE id = 1"
-        )],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    exec(
-        ZONE_B,
-        &[&format!(
-            "UPDATE `{db}`.orders SET customer = 'b wrote last' WHERE id = 1"
-        )],
-    )
-    .await;
-    // And a delete in a racing an older update in b of another row.
-    exec(ZONE_B, &[&format!("UPDATE `{db}`.orders SET n = 7 WHERE id = 2")]).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    exec(ZONE_A, &[&format!("DELETE FROM `{db}`.orders WHERE id = 2")]).await;
+    // Concurrent updates of the same row while the daemons are down: the later one wins in both zones;
+    // and a delete in a racing an older update in b of another row.
+    p.conflicting_writes_while_down(1, 2).await;
     p.start(0);
     p.start(1);
     assert!(

@@ -976,28 +976,8 @@ async fn scenario() {
         async move { one::<u64>(ZONE_A, &format!("SELECT id FROM `{db}`.orders WHERE customer = '{c}'")).await }
     };
     let (a1, a2, b1) = (id("a1").await, id("a2").await, id("b1").await);
-    p.kill9(0);
-    p.kill9(1);
-    // concurrent updates of one row: the later wins
-    exec(
-        ZONE_A,
-        &[&format!(
-            "UPDATE `{db}`.orders SET customer = 'a wrote first' WHERE id = {a1}"
-        )],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    exec(
-        ZONE_B,
-        &[&format!(
-            "UPDATE `{db}`.orders SET customer = 'b wrote last' WHERE id = {a1}"
-        )],
-    )
-    .await;
-    // a delete racing an older update
-    exec(ZONE_B, &[&format!("UPDATE `{db}`.orders SET n = 7 WHERE id = {b1}")]).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    exec(ZONE_A, &[&format!("DELETE FROM `{db}`.orders WHERE id = {b1}")]).await;
+    // concurrent updates of one row: the later wins; a delete racing an older update
+    p.conflicting_writes_while_down(a1, b1).await;
     // the same version in both zones: the tie-break
     for (port, who) in [(ZONE_A, "tie a"), (ZONE_B, "tie b")] {
         exec(

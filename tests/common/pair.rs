@@ -212,6 +212,33 @@ impl Pair {
         }
     }
 
+    /// With both daemons killed: zone a updates `orders` row `row`, then (5 ms
+    /// later) zone b does (the later write); zone b updates row `gone`, then (5 ms
+    /// later) zone a deletes it (the later delete). Restart the daemons to resolve.
+    pub async fn conflicting_writes_while_down(&mut self, row: u64, gone: u64) {
+        let db = self.db.clone();
+        self.kill9(0);
+        self.kill9(1);
+        exec(
+            ZONE_A,
+            &[&format!(
+                "UPDATE `{db}`.orders SET customer = 'a wrote first' WHERE id = {row}"
+            )],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        exec(
+            ZONE_B,
+            &[&format!(
+                "UPDATE `{db}`.orders SET customer = 'b wrote last' WHERE id = {row}"
+            )],
+        )
+        .await;
+        exec(ZONE_B, &[&format!("UPDATE `{db}`.orders SET n = 7 WHERE id = {gone}")]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        exec(ZONE_A, &[&format!("DELETE FROM `{db}`.orders WHERE id = {gone}")]).await;
+    }
+
     pub fn kill9(&mut self, zone: usize) {
         if let Some(mut c) = self.daemons[zone].take() {
             c.kill().unwrap();

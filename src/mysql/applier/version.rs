@@ -97,21 +97,7 @@ mod tests {
     }
 
     fn tx(ts_source: TsSource, commit_ts_us: i64, changes: Vec<Change>) -> Transaction {
-        Transaction {
-            zone: "a".into(),
-            server_id: 1,
-            gtid: None,
-            xid: None,
-            file: "f".into(),
-            start_pos: 4,
-            commit_ts_us,
-            ts_source,
-            fragment: 0,
-            last: true,
-            ddl: false,
-            changes,
-            checkpoint: None,
-        }
+        Transaction::sample(ts_source, commit_ts_us, changes)
     }
 
     fn row(op: Op, before: Option<RowImage>, after: Option<RowImage>) -> Change {

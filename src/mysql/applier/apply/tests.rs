@@ -105,21 +105,7 @@ fn only_transactions_writing_the_marker_are_an_appliers() {
             ts: 0,
         })
     };
-    let mut tx = Transaction {
-        zone: "a".into(),
-        server_id: 1,
-        gtid: None,
-        xid: None,
-        file: "f".into(),
-        start_pos: 4,
-        commit_ts_us: 0,
-        ts_source: crate::model::TsSource::HeaderSeconds,
-        fragment: 0,
-        last: true,
-        ddl: false,
-        changes: vec![row("shop", "orders")],
-        checkpoint: None,
-    };
+    let mut tx = Transaction::sample(crate::model::TsSource::HeaderSeconds, 0, vec![row("shop", "orders")]);
     assert!(!is_applier_transaction(&tx));
     tx.changes.push(row("drc", "marker"));
     assert!(is_applier_transaction(&tx));
