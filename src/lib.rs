@@ -13,7 +13,7 @@
 //! | 0 | [`model`] | the event model: [`model::Transaction`], [`model::RowChange`], [`model::Value`] |
 //! | 0 | [`telemetry`] | every metric name, per-direction status, pause/resume, rate-limited logs |
 //! | 1 | [`pipeline`] | `Source`, `Sink`, bounded channel, run loop, restart-on-transient, `Shutdown` |
-//! | 2 | [`mysql`] | binlog reader (source), applier (sink: last-writer-wins, ID ranges, exactly-once positions), heartbeats, error classifier |
+//! | 2 | [`mysql`] | binlog reader (source), applier (sink: last-writer-wins, ID ranges, exactly-once positions), journal (sink of the zone's own binlog: tombstones, raises, renames), claims, heartbeats, error classifier |
 //! | 2 | [`kafka`] | Kafka client config, wire format, producer (sink), consumer (source) |
 //! | 2 | [`output`] | the JSON-lines `change_event` v1 format (`schemas/change_event.v1.json`) |
 //! | 3 | [`config`] | the strict, documented TOML config of one zone daemon; composes the parts' settings |
