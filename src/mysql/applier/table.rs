@@ -14,6 +14,8 @@ pub struct LocalTable {
     pub tbl: String,
     /// Column names in table order.
     pub columns: Vec<String>,
+    /// Data type of each column (`int`, `varchar`, `json`, ...), in table order.
+    pub column_types: Vec<String>,
     /// Primary-key columns in key order.
     pub pk: Vec<String>,
     /// The version column, when the table has the configured one.
@@ -88,6 +90,7 @@ impl LocalTable {
         Ok(Some(LocalTable {
             db: db.to_string(),
             tbl: tbl.to_string(),
+            column_types: cols.iter().map(|c| c.2.to_ascii_lowercase()).collect(),
             columns,
             pk: pk_rows.iter().map(|r| r.0.clone()).collect(),
             pk_types: pk_rows.iter().map(|r| r.1.to_ascii_lowercase()).collect(),
@@ -110,6 +113,31 @@ impl LocalTable {
             .map(|c| format!("{} = ?", ident(c)))
             .collect::<Vec<_>>()
             .join(" AND ")
+    }
+
+    /// `` AND `c` <=> ? `` for every column of `img` but the version column and those
+    /// a bound value cannot be compared with exactly (JSON, spatial), and the values:
+    /// "the row is still this write" (its content), for the journal's conditional
+    /// writes.
+    pub fn same_content(&self, img: &crate::model::RowImage) -> Result<(String, Vec<mysql_async::Value>), String> {
+        let (mut sql, mut params) = (String::new(), Vec::new());
+        for (c, ty) in self.columns.iter().zip(&self.column_types) {
+            if Some(c) == self.version.as_ref()
+                || matches!(
+                    ty.as_str(),
+                    "json" | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection"
+                )
+            {
+                continue;
+            }
+            let Some(v) = img.get(c) else { continue };
+            if matches!(v, crate::model::Value::JsonDiff(_)) {
+                continue;
+            }
+            sql += &format!(" AND {} <=> ?", ident(c));
+            params.push(super::sql::bind(v)?);
+        }
+        Ok((sql, params))
     }
 
     /// `JSON_OBJECT('a', `a`, ...)` over all columns: the server's canonical text of a

@@ -402,28 +402,31 @@ impl JournalSink {
         Ok(v.as_deref().and_then(crate::mysql::applier::sql::parse_decimal))
     }
 
-    /// The row of `img`'s key, if it still is `img` (its version column unchanged),
-    /// gets `floor` plus the column's smallest step. Returns whether it did.
+    /// The row of `img`'s key, if it still is `img`'s content with a version not above
+    /// `floor` (this write, or an identical one), gets `floor` plus the column's
+    /// smallest step. Returns whether it did.
     async fn raise(&mut self, t: &LocalTable, img: &RowImage, floor: i128) -> Result<bool, Error> {
         let vname = t.version.clone().expect("version");
-        let Some(to) = datetime_of_version(floor).map(|d| d + chrono::Duration::microseconds(t.version_step_us as i64))
-        else {
+        let (Some(base), Some(to)) = (
+            datetime_of_version(floor),
+            datetime_of_version(floor).map(|d| d + chrono::Duration::microseconds(t.version_step_us as i64)),
+        ) else {
             tracing::warn!(db = %t.db, tbl = %t.tbl, floor, "version out of the DATETIME range: not raised");
             return Ok(true);
         };
-        let written = self.bind_value(img.get(&vname))?;
+        let (same, same_params) = t.same_content(img).map_err(|what| Error::Server {
+            addr: self.s.addr.clone(),
+            what,
+        })?;
         self.begin().await?;
         let vcol = crate::mysql::applier::sql::ident(&vname);
         let mut p: Vec<MyValue> = vec![datetime_text(to).into()];
         p.extend(self.key_params(t, img)?);
-        p.push(written);
+        p.push(datetime_text(base).into());
+        p.extend(same_params);
         self.conn
             .exec_drop(
-                format!(
-                    "UPDATE {} SET {vcol} = ? WHERE {} AND {vcol} = ?",
-                    t.qualified(),
-                    t.pk_where()
-                ),
+                format!("UPDATE {} SET {vcol} = ? WHERE {} AND {vcol} <= ?{same}", t.qualified(), t.pk_where()),
                 p,
             )
             .await
@@ -445,7 +448,8 @@ impl JournalSink {
             .map(|v| v.unwrap_or(MyValue::NULL))
     }
 
-    /// Deletes an applier insert (still of version `v`) that the tombstone `x` beats,
+    /// Deletes an applier insert (still of version `v` and its content) that the
+    /// tombstone `x` beats,
     /// and logs it as the conflict the applier would have logged.
     async fn undo(
         &mut self,
@@ -460,19 +464,15 @@ impl JournalSink {
         let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
         let key = self.key_params(t, img)?;
         let mut p = key.clone();
-        p.push(
-            img.get(t.version.as_ref().expect("version"))
-                .map(bind)
-                .transpose()
-                .map_err(|e| Error::Server {
-                    addr: self.s.addr.clone(),
-                    what: e,
-                })?
-                .unwrap_or(MyValue::NULL),
-        );
+        p.push(self.bind_value(img.get(t.version.as_ref().expect("version")))?);
+        let (same, same_params) = t.same_content(img).map_err(|what| Error::Server {
+            addr: self.s.addr.clone(),
+            what,
+        })?;
+        p.extend(same_params);
         self.conn
             .exec_drop(
-                format!("DELETE FROM {} WHERE {} AND {vcol} = ?", t.qualified(), t.pk_where()),
+                format!("DELETE FROM {} WHERE {} AND {vcol} = ?{same}", t.qualified(), t.pk_where()),
                 p,
             )
             .await

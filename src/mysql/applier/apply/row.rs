@@ -60,7 +60,13 @@ impl Applier {
         let version = |img: &RowImage| version_in(&settings, &t, &vcol, img);
         // a delete's version: its time, computed from the event the same way in every zone
         let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
+        // (a delete of the origin's journal undoes a row its appliers resurrected: it
+        // is of that row's version, no time of its own)
+        let journal = !self.counting;
         let deleted = |tx: &Transaction, r: &RowChange| {
+            if journal {
+                return r.before.as_ref().map_or_else(|| Err(definite(&settings, "a delete without a before image".into())), version);
+            }
             let i = crate::mysql::applier::version::index_of(tx, r);
             crate::mysql::applier::version::delete_version(tx, i, r, &vcol, &t.pk, clock).ok_or_else(|| {
                 definite(
