@@ -79,6 +79,7 @@ databases = ["{db}"]
 version_column = "updated_at"
 range_policy = "reject"
 channel = "{db}"
+missing_table_wait_secs = 8
 {ranges}{kafka}{peers}"#
             ),
     )
