@@ -5,7 +5,7 @@
 
 use super::JournalSink;
 use crate::error::Error;
-use crate::model::{RowImage, Transaction, Value};
+use crate::model::{RowImage, Transaction};
 use crate::mysql::applier::sql::bind;
 use crate::mysql::applier::table::LocalTable;
 use crate::mysql::applier::version::{datetime_of_version, datetime_text};
@@ -91,19 +91,10 @@ impl JournalSink {
         Ok(raised)
     }
 
-    pub(super) fn bind_value(&self, v: Option<&Value>) -> Result<MyValue, Error> {
-        v.map(bind)
-            .transpose()
-            .map_err(|what| Error::Server {
-                addr: self.s.addr.clone(),
-                what,
-            })
-            .map(|v| v.unwrap_or(MyValue::NULL))
-    }
-
-    /// Deletes an applier insert (still of version `v` and its content) that the
-    /// tombstone `x` beats,
-    /// and logs it as the conflict the applier would have logged.
+    /// Deletes an applier insert (`v`) that the tombstone `x` beats — the row if it
+    /// still has the insert's content and a version not above `x` (the journal may
+    /// have raised it meanwhile) — and logs it as the conflict the applier would have
+    /// logged.
     pub(super) async fn undo(
         &mut self,
         t: &LocalTable,
@@ -117,7 +108,7 @@ impl JournalSink {
         let vcol = crate::mysql::applier::sql::ident(t.version.as_ref().expect("version"));
         let key = self.key_params(t, img)?;
         let mut p = key.clone();
-        p.push(self.bind_value(img.get(t.version.as_ref().expect("version")))?);
+        p.push(crate::mysql::applier::apply::format_decimal(x).into());
         let (same, same_params) = t.same_content(img).map_err(|what| Error::Server {
             addr: self.s.addr.clone(),
             what,
@@ -126,7 +117,7 @@ impl JournalSink {
         self.conn
             .exec_drop(
                 format!(
-                    "DELETE FROM {} WHERE {} AND {vcol} = ?{same}",
+                    "DELETE FROM {} WHERE {} AND CAST({vcol} AS DECIMAL(30,6)) <= CAST(? AS DECIMAL(30,6)){same}",
                     t.qualified(),
                     t.pk_where()
                 ),
