@@ -125,7 +125,15 @@ impl LocalTable {
             if Some(c) == self.version.as_ref()
                 || matches!(
                     ty.as_str(),
-                    "json" | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection"
+                    "json"
+                        | "geometry"
+                        | "point"
+                        | "linestring"
+                        | "polygon"
+                        | "multipoint"
+                        | "multilinestring"
+                        | "multipolygon"
+                        | "geometrycollection"
                 )
             {
                 continue;

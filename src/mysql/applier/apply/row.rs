@@ -65,7 +65,10 @@ impl Applier {
         let journal = !self.counting;
         let deleted = |tx: &Transaction, r: &RowChange| {
             if journal {
-                return r.before.as_ref().map_or_else(|| Err(definite(&settings, "a delete without a before image".into())), version);
+                return r.before.as_ref().map_or_else(
+                    || Err(definite(&settings, "a delete without a before image".into())),
+                    version,
+                );
             }
             let i = crate::mysql::applier::version::index_of(tx, r);
             crate::mysql::applier::version::delete_version(tx, i, r, &vcol, &t.pk, clock).ok_or_else(|| {
