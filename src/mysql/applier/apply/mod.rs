@@ -420,8 +420,9 @@ impl Applier {
             }
         }
         if self.open.is_none() && (relevant || tx.last) {
-            if !relevant && tx.fragment == 0 {
-                // nothing to write (DDL, other databases): only the position moves, lazily
+            if !relevant {
+                // nothing to write (DDL, other databases; the last fragment of a large
+                // transaction of another database too): only the position moves, lazily
                 if let Some(cp) = &tx.checkpoint {
                     self.note_position_only(origin, cp);
                 }
