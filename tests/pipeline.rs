@@ -99,9 +99,18 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         .await
         .unwrap();
     // 500 one-row transactions, the last 100 rewriting earlier keys
-    let txs: VecDeque<Transaction> = (1..=500u64)
+    let mut txs: VecDeque<Transaction> = (1..=500u64)
         .map(|n| tx(db, n, (if n > 400 { n - 400 } else { n }) as i64, &format!("v{n}")))
         .collect();
+    // and, among them, a transaction of two fragments in a database that is not
+    // replicated: nothing to apply, not counted
+    let mut first = tx("not_replicated_here", 250, 1, "x");
+    first.last = false;
+    first.checkpoint = None;
+    let mut second = tx("not_replicated_here", 250, 2, "y");
+    second.fragment = 1;
+    txs.insert(250, second);
+    txs.insert(250, first);
     let dir = drc::telemetry::status::registry().direction("x");
     pipeline::run(Memory(txs), ApplierSink::new(ap, "x"), Some(&dir), &Shutdown::never())
         .await
@@ -119,6 +128,12 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         .unwrap()
         .unwrap();
     assert_eq!(v, "v407", "the later write of key 7 wins");
+    let counted: u64 = c
+        .query_first("SELECT applied_txns FROM drc.applied WHERE origin_zone = 'x/pipeline-mem'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted, 500, "the other database's transaction is not counted");
     // the position of the last transaction is durable, with the rows
     let mut ap = Applier::connect(opts(ZONE_B), s).await.unwrap();
     let pos = ap.applied_position("x").await.unwrap().expect("position stored");
