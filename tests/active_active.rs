@@ -266,6 +266,10 @@ async fn a_local_write_older_than_the_row_it_replaces_still_wins_everywhere() {
     )
     .await;
     p.assert_converged("coarse", 20, 0).await;
+    // (in a later second than the insert: an update within the insert's second would be
+    // a tie the journal raises by a second, after the fact, and b's stale update below
+    // could then tie with that raise instead of following it)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     exec(
         ZONE_A,
         &[&format!("UPDATE `{db}`.coarse SET note = 'a again' WHERE id = 1")],
