@@ -80,6 +80,21 @@ CREATE TABLE IF NOT EXISTS `drc`.`tombstones` (
   PRIMARY KEY (db, tbl, pk)
 ) ENGINE=InnoDB;
 
+-- The journal's pending decisions (src/mysql/journal module doc): per key, the version a
+-- local write still owes a raise above (`owed`), or the tombstone an applier write
+-- resurrected the key under (`resurrected`), until a later write of the key settles
+-- it. Written in the journal transaction that commits its position, so a restart
+-- resumes them exactly.
+CREATE TABLE IF NOT EXISTS `drc`.`journal_pending` (
+  channel     VARCHAR(128)  NOT NULL,  -- the journal's `drc.journal` channel
+  db          VARCHAR(64)   NOT NULL,
+  tbl         VARCHAR(64)   NOT NULL,
+  pk          VARCHAR(500)  NOT NULL,  -- the key as the journal matches it (JSON array of text)
+  owed        DECIMAL(30,6) NULL,
+  resurrected DECIMAL(30,6) NULL,
+  PRIMARY KEY (channel, db, tbl, pk)
+) ENGINE=InnoDB;
+
 -- Conflicts and quarantined rows. One row per incoming change that did not simply
 -- apply: who won, both versions, both zones, the rows. Never replicated.
 CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (

@@ -89,11 +89,7 @@ async fn session(j: &JournalSide, shutdown: &Shutdown) -> Result<(), Error> {
     }
     let floor = reader.resume_point().file.clone();
     tracing::info!(zone = %s.zone, resume = %reader.resume_point(), "journal reading this zone's binlog");
-    pipeline::run(
-        BinlogSource::new(reader),
-        JournalSink::new(conn, s.clone(), floor, j.progress.clone()),
-        None,
-        shutdown,
-    )
-    .await
+    let mut sink = JournalSink::new(conn, s.clone(), floor, j.progress.clone());
+    sink.load_pending().await?;
+    pipeline::run(BinlogSource::new(reader), sink, None, shutdown).await
 }

@@ -36,9 +36,10 @@
 //! in the same transaction as the tombstones and raises it covers; everything the
 //! journal does is idempotent (tombstones keep the greatest, raises and undos are
 //! conditional on the row's exact version), so re-reading after a crash repeats
-//! nothing harmful. (The owed raises and resurrected keys live in memory: after a
-//! crash they are found again only if re-read, see docs/CONFLICTS.md, limits.) A first start pins "now": deletes before it were recorded by the triggers
-//! of an older drc, or never concerned drc.
+//! nothing harmful. The pending decisions (owed raises, resurrected keys) are rows of
+//! `drc.journal_pending`, written in the same transaction as the position, and read
+//! back at start. A first start pins "now": deletes before it were recorded by the
+//! triggers of an older drc, or never concerned drc.
 //!
 //! # Loops
 //! Journal transactions start by bumping the `drc.journal` row; the journal skips

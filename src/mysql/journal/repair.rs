@@ -3,7 +3,7 @@
 //! Each is conditional on the row as the binlog showed it (key, content, version), so
 //! running it twice, or after the row moved on, changes nothing it should not.
 
-use super::JournalSink;
+use super::{JournalSink, TableKey};
 use crate::error::Error;
 use crate::model::{RowImage, Transaction};
 use crate::mysql::applier::sql::bind;
@@ -151,6 +151,98 @@ impl JournalSink {
             .await
             .map_err(|e| self.err("logging a conflict", e))?;
         Ok(true)
+    }
+
+    /// Records that `k`'s next write must end above `floor` (its raise is pending).
+    pub(super) async fn set_owed(&mut self, k: TableKey, floor: i128) -> Result<(), Error> {
+        self.owed.insert(k.clone(), floor);
+        self.save_pending(&k).await
+    }
+
+    /// Records that `k` was resurrected under the tombstone `x` (its undo is pending).
+    pub(super) async fn set_resurrected(&mut self, k: TableKey, x: i128) -> Result<(), Error> {
+        self.resurrected.insert(k.clone(), x);
+        self.save_pending(&k).await
+    }
+
+    /// Settles `k`'s pending raise, returning it.
+    pub(super) async fn take_owed(&mut self, k: &TableKey) -> Result<Option<i128>, Error> {
+        let v = self.owed.remove(k);
+        if v.is_some() {
+            self.save_pending(k).await?;
+        }
+        Ok(v)
+    }
+
+    /// Settles `k`'s pending undo, returning its tombstone.
+    pub(super) async fn take_resurrected(&mut self, k: &TableKey) -> Result<Option<i128>, Error> {
+        let v = self.resurrected.remove(k);
+        if v.is_some() {
+            self.save_pending(k).await?;
+        }
+        Ok(v)
+    }
+
+    /// Writes `k`'s pending state into `drc.journal_pending`, in the open journal
+    /// transaction: it commits with the position that covers it.
+    async fn save_pending(&mut self, k: &TableKey) -> Result<(), Error> {
+        self.begin().await?;
+        let pk = serde_json::to_string(&k.2).expect("strings serialize");
+        let dec = |v: Option<&i128>| v.map(|v| crate::mysql::applier::apply::format_decimal(*v));
+        let (owed, resurrected) = (dec(self.owed.get(k)), dec(self.resurrected.get(k)));
+        let r = if owed.is_none() && resurrected.is_none() {
+            self.conn
+                .exec_drop(
+                    "DELETE FROM `drc`.`journal_pending` WHERE channel = ? AND db = ? AND tbl = ? AND pk = ?",
+                    (self.channel.as_str(), &k.0, &k.1, &pk),
+                )
+                .await
+        } else {
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`journal_pending` (channel, db, tbl, pk, owed, resurrected) \
+                     VALUES (?, ?, ?, ?, CAST(? AS DECIMAL(30,6)), CAST(? AS DECIMAL(30,6))) \
+                     ON DUPLICATE KEY UPDATE owed = VALUES(owed), resurrected = VALUES(resurrected)",
+                    (self.channel.as_str(), &k.0, &k.1, &pk, owed, resurrected),
+                )
+                .await
+        };
+        r.map_err(|e| self.err("writing drc.journal_pending", e))
+    }
+
+    /// Reads the pending raises and undos a previous run committed (at start).
+    pub async fn load_pending(&mut self) -> Result<(), Error> {
+        type Pending = (String, String, String, Option<String>, Option<String>);
+        let rows: Vec<Pending> = self
+            .conn
+            .exec(
+                "SELECT db, tbl, pk, CAST(owed AS CHAR), CAST(resurrected AS CHAR) FROM `drc`.`journal_pending` WHERE channel = ?",
+                (self.channel.as_str(),),
+            )
+            .await
+            .map_err(|e| self.err("reading drc.journal_pending", e))?;
+        let dec = |v: Option<String>| v.as_deref().and_then(crate::mysql::applier::sql::parse_decimal);
+        for (db, tbl, pk, owed, resurrected) in rows {
+            let Ok(key) = serde_json::from_str::<Vec<String>>(&pk) else {
+                tracing::warn!(db, tbl, pk, "unreadable key in drc.journal_pending: ignored");
+                continue;
+            };
+            let k = (db, tbl, key);
+            if let Some(v) = dec(owed) {
+                self.owed.insert(k.clone(), v);
+            }
+            if let Some(v) = dec(resurrected) {
+                self.resurrected.insert(k, v);
+            }
+        }
+        if !self.owed.is_empty() || !self.resurrected.is_empty() {
+            tracing::info!(
+                owed = self.owed.len(),
+                resurrected = self.resurrected.len(),
+                "journal resumes pending raises and undos"
+            );
+        }
+        Ok(())
     }
 
     pub(super) fn key_params(&self, t: &LocalTable, img: &RowImage) -> Result<Vec<MyValue>, Error> {

@@ -22,11 +22,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A key of a table: database, table, key values (as text).
-type TableKey = (String, String, Vec<String>);
+pub(super) type TableKey = (String, String, Vec<String>);
 
 /// While only other writers' transactions (heartbeats, other databases) went by, the
 /// position is written at most this often (each write is a transaction of its own).
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// A journal transaction with work in it commits this long after it opened (or when
+/// the journal is idle and this long has passed): one journal transaction for many
+/// local ones while the zone is busy. Its row locks (raised rows) are held as long.
+const GROUP_FOR: Duration = Duration::from_millis(50);
 
 /// What the journal makes of the transaction being read.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,8 +58,9 @@ pub struct JournalSink {
     /// (or unknown) watermark may have missed a delete journalled before the restart,
     /// so its inserts are checked in every table.
     floor: FilePos,
-    /// A journal transaction is open.
+    /// A journal transaction is open (since `opened`).
     open: bool,
+    opened: Instant,
     /// Kind of the transaction being read (set at its first fragment).
     kind: Option<Kind>,
     /// Position after the last complete transaction read, not yet written.
@@ -99,6 +104,7 @@ impl JournalSink {
             last_delete: HashMap::new(),
             floor,
             open: false,
+            opened: Instant::now(),
             kind: None,
             checkpoint: None,
             commit_ts_us: 0,
@@ -146,6 +152,7 @@ impl JournalSink {
             .await
             .map_err(|e| self.err("writing drc.journal", e))?;
         self.open = true;
+        self.opened = Instant::now();
         Ok(())
     }
 
@@ -242,20 +249,29 @@ impl JournalSink {
             // the delete part: a delete, or the old key of a key-changing update
             if let (Some(b), false) = (before, same_key) {
                 let k = id(b);
-                self.resurrected.remove(&k);
-                if self.owed.remove(&k).is_some() {
+                self.take_resurrected(&k).await?;
+                if self.take_owed(&k).await?.is_some() {
                     // docs/CONFLICTS.md, limits: the delete's version is its own time
                     tracing::debug!(db = %r.db, tbl = %r.table, "a local delete of a row whose raise was pending");
                 }
                 let Some(x) = delete_version(tx, i, r, &vcol, &t.pk, clock) else {
                     continue;
                 };
-                self.record_tombstone(&t, b, x).await?;
+                // A key written again later in this transaction (delete-then-insert, as
+                // sysbench and REPLACE do) has a row, whose version beats the tombstone
+                // everywhere: nothing to record (a later delete records its own).
+                let rewritten = tx.changes[i + 1..].iter().any(|c| {
+                    matches!(c, Change::Row(w) if w.db == r.db && w.table == r.table
+                        && w.after.as_ref().is_some_and(|a| id(a) == k))
+                });
+                if !rewritten {
+                    self.record_tombstone(&t, b, x).await?;
+                    self.last_delete.insert(
+                        (r.db.to_string(), r.table.to_string()),
+                        FilePos::new(&*tx.file, tx.start_pos),
+                    );
+                }
                 deleted.insert(k, x);
-                self.last_delete.insert(
-                    (r.db.to_string(), r.table.to_string()),
-                    FilePos::new(&*tx.file, tx.start_pos),
-                );
             }
             if !clock {
                 continue; // an integer version is the application's: never raised
@@ -272,7 +288,7 @@ impl JournalSink {
                     None => self.tombstone(&t, a).await?,
                 },
             };
-            for owed in [self.owed.remove(&k), self.resurrected.remove(&k)]
+            for owed in [self.take_owed(&k).await?, self.take_resurrected(&k).await?]
                 .into_iter()
                 .flatten()
             {
@@ -297,7 +313,7 @@ impl JournalSink {
     ) -> Result<(), Error> {
         if !self.raise(t, img, floor).await? {
             tracing::debug!(db = %t.db, tbl = %t.tbl, v, floor, "row moved on before its raise; the next write of the key owes it");
-            self.owed.insert(k, floor);
+            self.set_owed(k, floor).await?;
         }
         Ok(())
     }
@@ -331,8 +347,8 @@ impl JournalSink {
             if let Some(b) = &r.before {
                 let moved = r.after.as_ref().is_none_or(|a| key_text(&t, a) != key_text(&t, b));
                 if moved {
-                    self.resurrected.remove(&id(b));
-                    self.owed.remove(&id(b));
+                    self.take_resurrected(&id(b)).await?;
+                    self.take_owed(&id(b)).await?;
                 }
             }
             let Some(a) = r.after.as_ref() else { continue };
@@ -342,26 +358,26 @@ impl JournalSink {
             };
             let k = id(a);
             // an applier write over a local write that still owes its raise
-            if let Some(f) = self.owed.remove(&k) {
+            if let Some(f) = self.take_owed(&k).await? {
                 if v <= f {
                     self.raise_or_owe(&t, a, v, f, k.clone()).await?;
                 }
             }
             let x = match self.resurrected.get(&k) {
-                Some(x) if v > *x => {
-                    self.resurrected.remove(&k);
+                Some(&x) if v > x => {
+                    self.take_resurrected(&k).await?;
                     continue;
                 }
-                Some(x) => Some(*x),
+                Some(&x) => Some(x),
                 None if r.op == Op::Insert && (all || recent) => self.tombstone(&t, a).await?.filter(|x| *x >= v),
                 None => None,
             };
             if let Some(x) = x {
                 if self.undo(&t, a, v, x, origin, tx).await? {
-                    self.resurrected.remove(&k);
+                    self.take_resurrected(&k).await?;
                 } else {
                     // the row moved on since: its next writes decide
-                    self.resurrected.insert(k, x);
+                    self.set_resurrected(k, x).await?;
                 }
             }
         }
@@ -454,14 +470,15 @@ impl Sink for JournalSink {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        if self.open || (self.dirty && self.persisted.elapsed() >= PERSIST_EVERY) {
+        let open_long = self.open && self.opened.elapsed() >= GROUP_FOR;
+        if open_long || (!self.open && self.dirty && self.persisted.elapsed() >= PERSIST_EVERY) {
             self.commit().await?;
         }
         Ok(())
     }
 
     fn tick(&self) -> Option<Duration> {
-        Some(PERSIST_EVERY)
+        Some(if self.open { GROUP_FOR } else { PERSIST_EVERY })
     }
 }
 

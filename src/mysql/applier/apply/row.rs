@@ -331,8 +331,17 @@ impl Applier {
             tombstone: tomb,
         };
         let action = decide(&local, &Incoming::Delete(b));
+        // the version of the row the origin deleted (`b` is the delete's own version,
+        // its time): another local row means a concurrent change
+        let deleted_version = t
+            .version
+            .as_ref()
+            .and_then(|v| before.get(v))
+            .and_then(version_of)
+            .or(Some(b));
+        let concurrent = lv != deleted_version;
         // the local row a concurrent delete removes, for the conflict log
-        let removed = if matches!(action, Action::Delete) && lv != Some(b) {
+        let removed = if matches!(action, Action::Delete) && concurrent {
             Some(self.local_json(t, key).await?)
         } else {
             None
@@ -347,7 +356,7 @@ impl Applier {
                 .await;
             r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
             self.stats.rows += 1;
-            if lv != Some(b) {
+            if concurrent {
                 self.log_conflict(
                     &subj,
                     (Some(b), lv),
