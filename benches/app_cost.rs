@@ -808,8 +808,8 @@ async fn replicated_round(mode: Replica, run: usize, secs: u64) -> Replicated {
     let start = gtid_pos(&mut conn(ZONE_F).await).await;
     let dir = tempfile::tempdir().unwrap();
     let logs = [
-        repo().join(format!("testenv/.run/app-cost-r{run}-e.log")),
-        repo().join(format!("testenv/.run/app-cost-r{run}-f.log")),
+        run_dir().join(format!("app-cost-r{run}-e.log")),
+        run_dir().join(format!("app-cost-r{run}-f.log")),
     ];
     let mut daemons = Vec::new();
     match mode {
@@ -881,7 +881,7 @@ async fn replicated_round(mode: Replica, run: usize, secs: u64) -> Replicated {
     let converged = converge(mode, &end).await;
     let catch_up = Cpu::now(&daemons).since(&cpu1);
     if converged.is_none() {
-        let file = repo().join(format!("testenv/.run/app-cost-r{run}-diverged.txt"));
+        let file = run_dir().join(format!("app-cost-r{run}-diverged.txt"));
         eprintln!("  zone e did not converge with zone f: {}", differences(&file).await);
     }
     for d in daemons.iter_mut() {

@@ -171,7 +171,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn python_venv() -> std::path::PathBuf {
-    let venv = repo().join("testenv/.run/pyvenv");
+    let venv = run_dir().join("pyvenv");
     let py = venv.join("bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import pymysqlreplication"])

@@ -66,6 +66,18 @@ CREATE TABLE IF NOT EXISTS `drc`.`renamed` (
   PRIMARY KEY (db, tbl)
 ) ENGINE=InnoDB;
 
+-- Columns dropped in this zone: the journal records its zone's ALTER TABLE … DROP
+-- COLUMN (and removes the row when the column is added again). A row image from
+-- another zone that still carries such a column is applied without it: this zone
+-- dropped that data on purpose (a column this zone has never had makes the table wait).
+CREATE TABLE IF NOT EXISTS `drc`.`dropped_columns` (
+  db   VARCHAR(64) NOT NULL,
+  tbl  VARCHAR(64) NOT NULL,
+  col  VARCHAR(64) NOT NULL,
+  at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (db, tbl, col)
+) ENGINE=InnoDB;
+
 -- Tombstones: per deleted key, the greatest delete version: the time of the delete,
 -- never less than the version of the row it removed. A row write of a version <= the
 -- tombstone is dropped, so a late older update never undoes a delete. The applier

@@ -26,7 +26,7 @@ impl Drop for Broker {
 }
 
 pub fn start_broker() -> Broker {
-    let log = std::fs::File::create(repo().join("testenv/.run/tansu-bench.log")).unwrap();
+    let log = std::fs::File::create(run_dir().join("tansu-bench.log")).unwrap();
     let child = Command::new("tansu")
         .args([
             "broker",
@@ -186,7 +186,7 @@ pub fn cpu_secs(pid: u32) -> f64 {
 
 /// Process id of a testenv zone's MariaDB server.
 pub fn server_pid(zone: &str) -> u32 {
-    let f = repo().join(format!("testenv/.run/mariadb-{zone}/mysqld.pid"));
+    let f = run_dir().join(format!("mariadb-{zone}/mysqld.pid"));
     std::fs::read_to_string(&f)
         .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
         .trim()

@@ -76,6 +76,10 @@ pub const JOURNAL_ACTIONS: &str = "drc_journal_actions_total";
 pub const JOURNAL_COMMIT_TS: &str = "drc_journal_commit_timestamp_seconds";
 
 /// Every name above, for the docs check.
+/// Gauge: seconds a direction has waited for a column this zone's table lacks (a row
+/// from `origin` carries a value for it), by table and column; 0 once it exists.
+pub const SCHEMA_WAIT: &str = "drc_schema_wait_seconds";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -104,6 +108,7 @@ pub const ALL: &[&str] = &[
     ERRORS,
     JOURNAL_ACTIONS,
     JOURNAL_COMMIT_TS,
+    SCHEMA_WAIT,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.

@@ -17,6 +17,14 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where the testenv servers keep their files: `$DRC_TESTENV_DIR`, as testenv/lib.sh
+/// has it (default `testenv/.run` in the checkout).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("DRC_TESTENV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("testenv/.run"))
+}
+
 pub fn drc_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drc"))
 }

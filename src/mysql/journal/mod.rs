@@ -19,7 +19,7 @@
 //! * **Renames.** A `RENAME TABLE` (or `ALTER TABLE … RENAME`) of a replicated table
 //!   is recorded in `drc.renamed`: the other zones keep writing the old name until the
 //!   DBA renames there too, and this zone's appliers apply those changes to the new
-//!   name ([`ddl`]).
+//!   name ([`crate::mysql::ddl`]).
 //! * **The window.** An applier transaction decides against the tombstones committed
 //!   when it began: its loop-marker row carries the journal position it saw
 //!   (`drc.marker.journal_file/pos`, the *watermark*). When the journal meets an
@@ -47,7 +47,6 @@
 //! transactions (the raises; the tombstone rows in them are local and ignored), which
 //! do not count as applied origin transactions.
 
-pub mod ddl;
 pub mod sink;
 
 use crate::error::Error;

@@ -190,9 +190,11 @@ impl JournalSink {
         Kind::Applier { watermark, origin }
     }
 
-    /// Records the renames of replicated tables a statement of this zone made.
+    /// Records the renames of replicated tables a statement of this zone made, and the
+    /// columns it dropped (or added back).
     async fn journal_statement(&mut self, db: &str, sql: &str) -> Result<(), Error> {
-        let renames = match super::ddl::renames(db, sql) {
+        self.journal_columns(db, sql).await?;
+        let renames = match crate::mysql::ddl::renames(db, sql) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(sql, error = %e, "cannot parse a statement of this zone: any rename in it is not recorded");
@@ -217,6 +219,40 @@ impl JournalSink {
                 .await
                 .map_err(|e| self.err("writing drc.renamed", e))?;
             tracing::info!(db = %r.db, from = %r.from, to = %r.to, "table renamed in this zone: changes of the other zones for the old name go to the new one");
+        }
+        Ok(())
+    }
+
+    async fn journal_columns(&mut self, db: &str, sql: &str) -> Result<(), Error> {
+        use crate::mysql::ddl::ColumnChange;
+        let changes = match crate::mysql::ddl::column_changes(db, sql) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(sql, error = %e, "cannot parse a statement of this zone: a column it dropped is not recorded (rows of other zones that still carry it wait)");
+                return Ok(());
+            }
+        };
+        for c in changes {
+            let (d, t, col, dropped) = match &c {
+                ColumnChange::Dropped { db, tbl, column } => (db, tbl, column, true),
+                ColumnChange::Added { db, tbl, column, .. } => (db, tbl, column, false),
+            };
+            if !self.s.databases.contains(d) {
+                continue;
+            }
+            self.begin().await?;
+            let sql = if dropped {
+                "INSERT INTO `drc`.`dropped_columns` (db, tbl, col) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE at = CURRENT_TIMESTAMP(6)"
+            } else {
+                "DELETE FROM `drc`.`dropped_columns` WHERE db = ? AND tbl = ? AND col = ?"
+            };
+            self.conn
+                .exec_drop(sql, (d, t, col))
+                .await
+                .map_err(|e| self.err("writing drc.dropped_columns", e))?;
+            if dropped {
+                tracing::info!(db = %d, tbl = %t, column = %col, "column dropped in this zone: other zones' values of it are not applied here");
+            }
         }
         Ok(())
     }

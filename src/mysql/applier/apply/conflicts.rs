@@ -52,7 +52,7 @@ impl Applier {
             .query_drop(format!("DELETE FROM {tmp}"))
             .await
             .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
-        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let cols: Vec<String> = img.columns.iter().map(|c| ident(c)).collect();
         let vals: Vec<MyValue> = img
             .values
             .iter()

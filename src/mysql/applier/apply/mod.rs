@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 mod batch;
+mod columns;
 mod conflicts;
 mod group;
 mod heartbeat;
@@ -135,6 +136,10 @@ pub struct Applier {
     conn: Conn,
     s: Arc<ApplierSettings>,
     tables: HashMap<(String, String), Arc<LocalTable>>,
+    /// Columns dropped in this zone, per table (`drc.dropped_columns`, lower case).
+    dropped: HashMap<(String, String), Vec<String>>,
+    /// When each table's metadata was read (read again when an image differs from it).
+    loaded: HashMap<(String, String), std::time::Instant>,
     /// Origin zone of the open target transaction.
     open: Option<String>,
     /// Rest of the current origin transaction is skipped.
@@ -223,6 +228,15 @@ fn mysql_err(s: &ApplierSettings, context: &str, e: mysql_async::Error) -> Error
             addr: s.addr.clone(),
             what: format!("{context}: {} (the schema changed here; reading it again)", se.message),
         },
+        // A value the local column cannot hold (too long, out of range): a column the
+        // origin zone widened and this one not yet. The direction waits, in order.
+        mysql_async::Error::Server(ref se) if matches!(se.code, 1406 | 1264 | 1265) => Error::Transient {
+            addr: s.addr.clone(),
+            what: format!(
+                "{context}: {} (a column narrower here than in the origin zone? run the origin's ALTER TABLE here; waiting)",
+                se.message
+            ),
+        },
         e => crate::mysql::error::classify(&s.addr, context, e),
     }
 }
@@ -237,6 +251,8 @@ impl Applier {
             conn,
             s,
             tables: HashMap::new(),
+            dropped: HashMap::new(),
+            loaded: HashMap::new(),
             open: None,
             skipping: None,
             applied: HashMap::new(),
@@ -291,6 +307,8 @@ impl Applier {
         }
         let t = Arc::new(t);
         self.tables.insert((db.to_string(), tbl.to_string()), t.clone());
+        self.loaded
+            .insert((db.to_string(), tbl.to_string()), std::time::Instant::now());
         Ok(t)
     }
 
@@ -399,6 +417,11 @@ impl Applier {
                 }
             }
             return Ok(Step::Done(Outcome::Skipped));
+        }
+        for c in &tx.changes {
+            if let Change::Statement(st) = c {
+                self.note_origin_ddl(st);
+            }
         }
         let relevant = tx
             .changes

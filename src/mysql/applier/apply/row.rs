@@ -49,10 +49,8 @@ impl Applier {
     }
 
     pub(super) async fn apply_row(&mut self, origin: &str, tx: &Transaction, r: &RowChange) -> Result<(), Error> {
-        let t = self.table(&r.db, &r.tbl_name()).await?;
-        for img in [&r.before, &r.after].into_iter().flatten() {
-            self.check_image(&t, img)?;
-        }
+        let t = self.fresh_table(r).await?;
+        let r = &*self.conform_change(origin, &t, r).await?;
         let Some(vcol) = t.version.clone() else {
             return self.apply_unversioned(origin, tx, &t, r).await;
         };
@@ -127,7 +125,7 @@ impl Applier {
                 if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
                     return Ok(());
                 }
-                let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+                let cols: Vec<String> = after.columns.iter().map(|c| ident(c)).collect();
                 let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({}) ON DUPLICATE KEY UPDATE {}",
@@ -242,7 +240,7 @@ impl Applier {
             (Action::Insert | Action::Overwrite, true, None) => Some(None),
             _ => None,
         };
-        let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+        let cols: Vec<String> = img.columns.iter().map(|c| ident(c)).collect();
         let result = match &action {
             Action::Insert => {
                 let sql = format!(

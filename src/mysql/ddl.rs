@@ -1,0 +1,263 @@
+//! DDL statements read from a binlog, parsed with `sqlparser`'s MySQL dialect:
+//! * which tables a statement renamed (`RENAME TABLE a TO b, c TO d`, `ALTER TABLE a
+//!   RENAME [TO|AS] b`): the journal records this zone's renames;
+//! * which columns a statement added (with a literal default) or dropped
+//!   ([`column_changes`]): the journal records the columns dropped in its zone, the
+//!   applier the defaults of the columns an origin zone added, to tell a row image
+//!   with a column this zone lacks that loses nothing from one that must wait.
+//!
+//! A statement it cannot parse changes nothing it knows of (and is logged): the
+//! applier then waits, by name, for the missing table or column.
+
+use sqlparser::ast::{
+    AlterTableOperation, ColumnOption, Expr, ObjectName, RenameTableNameKind, Statement, Value as SqlValue,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+/// A table renamed by a statement: database, old name, new name (same database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub db: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The renames in `sql`, run with default database `db`. A rename into another
+/// database is not a rename within a replicated database and is left out.
+pub fn renames(db: &str, sql: &str) -> Result<Vec<Rename>, String> {
+    // only worth parsing when it can rename
+    let upper = sql.to_ascii_uppercase();
+    if !upper.contains("RENAME") {
+        return Ok(Vec::new());
+    }
+    let statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for st in statements {
+        match st {
+            Statement::RenameTable(pairs) => {
+                for p in pairs {
+                    out.extend(rename(db, &p.old_name, &p.new_name));
+                }
+            }
+            Statement::AlterTable(at) => {
+                for op in &at.operations {
+                    if let AlterTableOperation::RenameTable {
+                        table_name: RenameTableNameKind::To(to) | RenameTableNameKind::As(to),
+                    } = op
+                    {
+                        out.extend(rename(db, &at.name, to));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A column a statement added or dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnChange {
+    /// Added; `default`: its literal default as text (a number's digits, a string's
+    /// characters), `None` when it has none, NULL, or an expression.
+    Added {
+        db: String,
+        tbl: String,
+        column: String,
+        default: Option<String>,
+    },
+    Dropped {
+        db: String,
+        tbl: String,
+        column: String,
+    },
+}
+
+/// The columns `ALTER TABLE` statements in `sql` (default database `db`) add or drop
+/// (`CHANGE old new` is a drop of `old` and an add of `new` when the names differ).
+pub fn column_changes(db: &str, sql: &str) -> Result<Vec<ColumnChange>, String> {
+    let upper = sql.to_ascii_uppercase();
+    if !upper.contains("ALTER") || !(upper.contains("ADD") || upper.contains("DROP") || upper.contains("CHANGE")) {
+        return Ok(Vec::new());
+    }
+    let statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for st in statements {
+        let Statement::AlterTable(at) = st else { continue };
+        let Some((d, t)) = parts(db, &at.name) else { continue };
+        let dropped = |c: &str| ColumnChange::Dropped {
+            db: d.clone(),
+            tbl: t.clone(),
+            column: c.to_string(),
+        };
+        for op in &at.operations {
+            match op {
+                AlterTableOperation::AddColumn { column_def, .. } => out.push(ColumnChange::Added {
+                    db: d.clone(),
+                    tbl: t.clone(),
+                    column: column_def.name.value.clone(),
+                    default: column_def.options.iter().find_map(|o| literal_default(&o.option)),
+                }),
+                AlterTableOperation::DropColumn { column_names, .. } => {
+                    out.extend(column_names.iter().map(|c| dropped(&c.value)));
+                }
+                AlterTableOperation::ChangeColumn {
+                    old_name,
+                    new_name,
+                    options,
+                    ..
+                } if old_name.value != new_name.value => {
+                    out.push(dropped(&old_name.value));
+                    out.push(ColumnChange::Added {
+                        db: d.clone(),
+                        tbl: t.clone(),
+                        column: new_name.value.clone(),
+                        default: options.iter().find_map(literal_default),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The text of a literal `DEFAULT` (a number or a string), if `o` is one.
+fn literal_default(o: &ColumnOption) -> Option<String> {
+    let ColumnOption::Default(e) = o else { return None };
+    let v = match e {
+        Expr::Value(v) => &v.value,
+        Expr::UnaryOp { op, expr } => {
+            let Expr::Value(v) = &**expr else { return None };
+            let SqlValue::Number(n, _) = &v.value else { return None };
+            return Some(format!("{op}{n}"));
+        }
+        _ => return None,
+    };
+    match v {
+        SqlValue::Number(n, _) => Some(n.to_string()),
+        SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn parts(default_db: &str, n: &ObjectName) -> Option<(String, String)> {
+    let idents: Vec<String> =
+        n.0.iter()
+            .map(|p| p.as_ident().map(|i| i.value.clone()))
+            .collect::<Option<_>>()?;
+    match idents.as_slice() {
+        [t] => Some((default_db.to_string(), t.clone())),
+        [d, t] => Some((d.clone(), t.clone())),
+        _ => None,
+    }
+}
+
+fn rename(db: &str, from: &ObjectName, to: &ObjectName) -> Option<Rename> {
+    let (fd, ft) = parts(db, from)?;
+    let (td, tt) = parts(db, to)?;
+    (fd == td).then_some(Rename {
+        db: fd,
+        from: ft,
+        to: tt,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(db: &str, from: &str, to: &str) -> Rename {
+        Rename {
+            db: db.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn renames_of_every_form() {
+        assert_eq!(
+            renames("shop", "RENAME TABLE orders TO orders2").unwrap(),
+            vec![r("shop", "orders", "orders2")]
+        );
+        assert_eq!(
+            renames(
+                "",
+                "RENAME TABLE `shop`.`orders` TO `shop`.`_orders_old`, `shop`.`_orders_new` TO `shop`.`orders`"
+            )
+            .unwrap(),
+            vec![r("shop", "orders", "_orders_old"), r("shop", "_orders_new", "orders")],
+            "pt-online-schema-change's swap"
+        );
+        assert_eq!(
+            renames("shop", "ALTER TABLE orders RENAME TO o2").unwrap(),
+            vec![r("shop", "orders", "o2")]
+        );
+        assert_eq!(
+            renames("shop", "alter table `we``ird` rename as x").unwrap(),
+            vec![r("shop", "we`ird", "x")]
+        );
+        assert_eq!(
+            renames("shop", "RENAME TABLE orders TO other.orders").unwrap(),
+            vec![],
+            "to another database"
+        );
+        assert_eq!(renames("shop", "ALTER TABLE orders ADD COLUMN x INT").unwrap(), vec![]);
+        assert!(renames("shop", "RENAME TABLE (").is_err());
+    }
+
+    #[test]
+    fn column_changes_of_every_form() {
+        let added = |c: &str, d: Option<&str>| ColumnChange::Added {
+            db: "shop".into(),
+            tbl: "orders".into(),
+            column: c.into(),
+            default: d.map(String::from),
+        };
+        let dropped = |c: &str| ColumnChange::Dropped {
+            db: "shop".into(),
+            tbl: "orders".into(),
+            column: c.into(),
+        };
+        assert_eq!(
+            column_changes("shop", "ALTER TABLE orders ADD COLUMN note VARCHAR(20) NULL").unwrap(),
+            vec![added("note", None)]
+        );
+        assert_eq!(
+            column_changes(
+                "",
+                "alter table `shop`.`orders` add column qty INT NOT NULL DEFAULT 7, add `tag` varchar(8) not null default 'x''y', add neg int default -2"
+            )
+            .unwrap(),
+            vec![added("qty", Some("7")), added("tag", Some("x'y")), added("neg", Some("-2"))]
+        );
+        assert_eq!(
+            column_changes(
+                "shop",
+                "ALTER TABLE orders ADD COLUMN at DATETIME DEFAULT CURRENT_TIMESTAMP"
+            )
+            .unwrap(),
+            vec![added("at", None)],
+            "an expression is no literal"
+        );
+        assert_eq!(
+            column_changes("shop", "ALTER TABLE orders DROP COLUMN note, DROP qty").unwrap(),
+            vec![dropped("note"), dropped("qty")]
+        );
+        assert_eq!(
+            column_changes("shop", "ALTER TABLE orders CHANGE note memo VARCHAR(20)").unwrap(),
+            vec![dropped("note"), added("memo", None)]
+        );
+        assert_eq!(
+            column_changes("shop", "ALTER TABLE orders MODIFY note VARCHAR(40)").unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            column_changes("shop", "ALTER TABLE orders ADD INDEX (note)").unwrap(),
+            vec![]
+        );
+        assert!(column_changes("shop", "ALTER TABLE orders ADD COLUMN (").is_err());
+    }
+}
