@@ -122,20 +122,7 @@ impl LocalTable {
     pub fn same_content(&self, img: &crate::model::RowImage) -> Result<(String, Vec<mysql_async::Value>), String> {
         let (mut sql, mut params) = (String::new(), Vec::new());
         for (c, ty) in self.columns.iter().zip(&self.column_types) {
-            if Some(c) == self.version.as_ref()
-                || matches!(
-                    ty.as_str(),
-                    "json"
-                        | "geometry"
-                        | "point"
-                        | "linestring"
-                        | "polygon"
-                        | "multipoint"
-                        | "multilinestring"
-                        | "multipolygon"
-                        | "geometrycollection"
-                )
-            {
+            if Some(c) == self.version.as_ref() || ty == "json" || is_spatial(ty) {
                 continue;
             }
             let Some(v) = img.get(c) else { continue };
@@ -149,19 +136,35 @@ impl LocalTable {
     }
 
     /// `JSON_OBJECT('a', `a`, ...)` over all columns: the server's canonical text of a
-    /// row (tie-breaks, the conflict log).
+    /// row (tie-breaks, the conflict log). Byte columns (binary, blobs, BIT, spatial)
+    /// are given as HEX: their bytes need not be text.
     pub fn json_object(&self) -> String {
         let parts: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{}, {}", literal(c), ident(c)))
+            .zip(&self.column_types)
+            .map(|(c, ty)| {
+                let bytes = is_bytes(ty) || ty == "bit" || is_spatial(ty);
+                if bytes {
+                    format!("{}, HEX({})", literal(c), ident(c))
+                } else {
+                    format!("{}, {}", literal(c), ident(c))
+                }
+            })
             .collect();
         format!("JSON_OBJECT({})", parts.join(", "))
     }
 
     /// `JSON_ARRAY(?, ?)` over the primary key (the tombstone key text).
+    /// Byte-typed key columns (BINARY, VARBINARY, blobs) go in as HEX: JSON holds text,
+    /// and the server makes NULL of bytes that are not (a tombstone with no key).
     pub fn pk_json_params(&self) -> String {
-        format!("JSON_ARRAY({})", vec!["?"; self.pk.len()].join(", "))
+        let parts: Vec<&str> = self
+            .pk_types
+            .iter()
+            .map(|ty| if is_bytes(ty) { "HEX(?)" } else { "?" })
+            .collect();
+        format!("JSON_ARRAY({})", parts.join(", "))
     }
 
     /// True for a single integer primary key (the kind ID ranges apply to).
@@ -202,4 +205,27 @@ mod tests {
             assert!(!super::is_shadow_table(t), "{t}");
         }
     }
+}
+
+/// A spatial column type (`geometry`, `point`, ...).
+fn is_spatial(ty: &str) -> bool {
+    matches!(
+        ty,
+        "geometry"
+            | "point"
+            | "linestring"
+            | "polygon"
+            | "multipoint"
+            | "multilinestring"
+            | "multipolygon"
+            | "geometrycollection"
+    )
+}
+
+/// A column type holding bytes rather than text.
+fn is_bytes(ty: &str) -> bool {
+    matches!(
+        ty,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+    )
 }

@@ -21,10 +21,12 @@ impl Applier {
             t.qualified(),
             t.pk_where()
         );
-        self.conn
+        let row: Option<Vec<u8>> = self
+            .conn
             .exec_first(sql, key.to_vec())
             .await
-            .map_err(|e| mysql_err(&self.s, "reading a local row", e))
+            .map_err(|e| mysql_err(&self.s, "reading a local row", e))?;
+        Ok(row.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The canonical content of an incoming row, computed by the server exactly as for
@@ -71,10 +73,12 @@ impl Applier {
             .await
             .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
         let sql = format!("SELECT {} FROM {tmp} WHERE {}", t.json_object(), t.pk_where());
-        self.conn
+        let row: Option<Vec<u8>> = self
+            .conn
             .exec_first(sql, key.to_vec())
             .await
-            .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))
+            .map_err(|e| mysql_err(&self.s, "computing a tie-break", e))?;
+        Ok(row.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     pub(super) async fn range_ok(
