@@ -188,25 +188,6 @@ pub fn is_shadow_table(tbl: &str) -> bool {
             .any(|s| tbl.ends_with(s))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shadow_tables_of_pt_osc_and_gh_ost() {
-        for t in [
-            "_orders_new",
-            "_orders_old",
-            "_orders_gho",
-            "_orders_ghc",
-            "_orders_del",
-        ] {
-            assert!(super::is_shadow_table(t), "{t}");
-        }
-        for t in ["orders", "orders_new", "_new", "_orders", "news"] {
-            assert!(!super::is_shadow_table(t), "{t}");
-        }
-    }
-}
-
 /// A spatial column type (`geometry`, `point`, ...).
 fn is_spatial(ty: &str) -> bool {
     matches!(
@@ -228,4 +209,23 @@ fn is_bytes(ty: &str) -> bool {
         ty,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shadow_tables_of_pt_osc_and_gh_ost() {
+        for t in [
+            "_orders_new",
+            "_orders_old",
+            "_orders_gho",
+            "_orders_ghc",
+            "_orders_del",
+        ] {
+            assert!(super::is_shadow_table(t), "{t}");
+        }
+        for t in ["orders", "orders_new", "_new", "_orders", "news"] {
+            assert!(!super::is_shadow_table(t), "{t}");
+        }
+    }
 }

@@ -119,6 +119,87 @@ impl Applier {
         }
     }
 
+    /// `tx` with each delete of a key that the same transaction inserts again (the
+    /// DELETE + INSERT of sysbench, REPLACE, some ORMs' "save") made one update from the
+    /// deleted row to the inserted one, when the insert's version is the greater: the
+    /// same decision the pair gets row by row, without a tombstone the origin never
+    /// recorded either (its journal skips a key written again in its transaction), and
+    /// batchable. Only complete transactions of tables with an integer key.
+    pub(super) async fn merge_replaces(&mut self, mut tx: Transaction) -> Result<Transaction, Error> {
+        if tx.fragment != 0
+            || !tx.last
+            || !tx
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Row(r) if r.op == Op::Delete))
+            || is_applier_transaction(&tx)
+            || crate::mysql::is_journal_transaction(&tx)
+        {
+            return Ok(tx);
+        }
+        let mut i = 0;
+        while i < tx.changes.len() {
+            let Change::Row(d) = &tx.changes[i] else {
+                i += 1;
+                continue;
+            };
+            if d.op != Op::Delete || !self.replicated(d) {
+                i += 1;
+                continue;
+            }
+            // (a missing table is the row path's to report)
+            let Ok(t) = self.table(&d.db, &d.tbl_name()).await else {
+                i += 1;
+                continue;
+            };
+            let before = d.before.as_ref().expect("a delete has a before image");
+            let (Some(vcol), Some(key)) = (t.version.as_ref(), int_key(&t, before)) else {
+                i += 1;
+                continue;
+            };
+            let touches = |r: &RowChange| {
+                r.db == d.db
+                    && r.table == d.table
+                    && [&r.before, &r.after]
+                        .into_iter()
+                        .flatten()
+                        .any(|img| int_key(&t, img).as_ref() == Some(&key))
+            };
+            let next = tx.changes[i + 1..]
+                .iter()
+                .position(|c| matches!(c, Change::Row(r) if touches(r)))
+                .map(|j| i + 1 + j);
+            let merged = match next.map(|j| &tx.changes[j]) {
+                Some(Change::Row(ins)) if ins.op == Op::Insert => {
+                    let after = ins.after.as_ref().expect("an insert has an after image");
+                    let newer = match (
+                        after.get(vcol).and_then(version_of),
+                        before.get(vcol).and_then(version_of),
+                    ) {
+                        (Some(a), Some(b)) => a > b,
+                        _ => false,
+                    };
+                    (newer && self.check_image(&t, before).is_ok() && self.check_image(&t, after).is_ok()).then(|| {
+                        RowChange {
+                            op: Op::Update,
+                            before: Some(before.clone()),
+                            ..ins.clone()
+                        }
+                    })
+                }
+                _ => None,
+            };
+            match (merged, next) {
+                (Some(m), Some(j)) => {
+                    tx.changes[j] = Change::Row(m);
+                    tx.changes.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        Ok(tx)
+    }
+
     /// True when every change of `tx` can wait for the group's batches: rows of other
     /// databases, or batchable rows of versioned tables (see `batch_key`).
     pub(super) async fn deferrable(&mut self, tx: &Transaction) -> Result<bool, Error> {

@@ -24,6 +24,13 @@ impl Applier {
     /// transaction that is not, or at the commit: per table in multi-row statements
     /// (see `apply_deferred`).
     pub async fn apply_grouped(&mut self, origin: &str, tx: Transaction) -> Result<Outcome, Error> {
+        let tx = match self.merge_replaces(tx).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                self.abort().await;
+                return Err(e);
+            }
+        };
         let r = match self.apply_inner(origin, &tx, true).await {
             Ok(Step::Done(o)) => Ok(o),
             Ok(Step::Defer) => self.defer(origin, tx).await,
