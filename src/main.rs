@@ -102,7 +102,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
+    // colours only on a terminal: journald and log files get plain text
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if format == "json" {

@@ -456,6 +456,51 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
         "quarantined row not applied: {in_b:?}"
     );
     assert!(in_b.contains(&"ok a".to_string()));
+
+    // A key is created by more than inserts: zone a updates the quarantined row (zone b
+    // does not have it: the update would create it) and moves its own row 'ok a' to
+    // an even key (a key change creates the new key). Both are quarantined in b; an
+    // update of a row b has, under an even key, is an ordinary update.
+    exec(
+        ZONE_A,
+        &[
+            &format!("UPDATE `{db}`.orders SET customer = 'even id updated in a' WHERE id = 5000"),
+            &format!("UPDATE `{db}`.orders SET id = 6000 WHERE customer = 'ok a'"),
+            &format!("UPDATE `{db}`.orders SET customer = 'ok b, updated in a' WHERE customer = 'ok b'"),
+        ],
+    )
+    .await;
+    let ok = wait_until(Duration::from_secs(20), || async {
+        p.conflicts(1, "id_out_of_range").await == 3
+    })
+    .await;
+    let in_b: Vec<(u64, String)> = c
+        .query(format!("SELECT id, customer FROM `{db}`.orders ORDER BY id"))
+        .await
+        .unwrap();
+    assert!(
+        ok,
+        "zone b quarantined {} rows: {in_b:?}",
+        p.conflicts(1, "id_out_of_range").await
+    );
+    let ok = wait_until(Duration::from_secs(20), || async {
+        let rows: Vec<String> = conn(ZONE_B)
+            .await
+            .query(format!("SELECT customer FROM `{db}`.orders"))
+            .await
+            .unwrap();
+        rows.contains(&"ok b, updated in a".to_string())
+    })
+    .await;
+    assert!(ok, "the update of b's row crossed");
+    let in_b: Vec<(u64, String)> = c
+        .query(format!("SELECT id, customer FROM `{db}`.orders ORDER BY id"))
+        .await
+        .unwrap();
+    assert!(
+        in_b.iter().all(|(id, _)| *id != 5000 && *id != 6000),
+        "no key outside zone a's range was created in b: {in_b:?}"
+    );
 }
 
 const MATRIX: &str = "CREATE TABLE m (
@@ -979,4 +1024,85 @@ async fn a_second_daemon_for_the_same_origin_and_channel_is_refused() {
     .await;
     p.assert_converged("orders", 20, 0).await;
     assert!(p.applied_txns(1).await > before, "the first daemon goes on applying");
+}
+
+/// Both zones update the same 300 rows while the daemons are down: 300 conflicts in
+/// each zone. The log summarises them (one line per origin, table, kind and
+/// resolution, at most every 10 s) instead of one line per row, and the counts in the
+/// summaries add up to the rows of `drc.conflicts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_are_summarised_in_the_log_not_one_line_each() {
+    let mut p = Pair::new("conflog", &[ORDERS], 5911).await;
+    let db = p.db.clone();
+    let values: Vec<String> = (0..300).map(|i| format!("({}, 'row {i}')", 2 * i + 1)).collect(); // zone a's odd ids
+    p.start_both().await;
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
+            values.join(", ")
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 30).await, "inserts did not cross");
+    p.kill9(0);
+    p.kill9(1);
+    exec(ZONE_A, &[&format!("UPDATE `{db}`.orders SET customer = 'a'")]).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    exec(ZONE_B, &[&format!("UPDATE `{db}`.orders SET customer = 'b'")]).await;
+    p.start(0);
+    p.start(1);
+    assert!(wait_converged(&p, "orders", 30).await, "not converged");
+    let logged = |z: usize| {
+        let log = p.log(z);
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("conflicts (detail in drc.conflicts)"))
+            .collect();
+        let count: u64 = lines
+            .iter()
+            .map(|l| {
+                let n = l.split("count=").nth(1).expect("a count field");
+                n.split_whitespace().next().unwrap().parse::<u64>().unwrap()
+            })
+            .sum();
+        (
+            lines.len(),
+            count,
+            log.lines().filter(|l| l.contains("conflict")).count(),
+        )
+    };
+    // a summary is written at the first conflicts, then at most every 10 s while
+    // groups (heartbeats included) commit
+    for z in 0..2 {
+        let mut c = conn(PORTS[z]).await;
+        let rows: u64 = c
+            .exec_first("SELECT COUNT(*) FROM drc.conflicts WHERE db = ?", (&db,))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rows, 300,
+            "zone {}: every row of the other zone was a conflict",
+            ZONES[z]
+        );
+        let ok = wait_until(Duration::from_secs(15), || {
+            let (_, count, _) = logged(z);
+            async move { count == rows }
+        })
+        .await;
+        let (lines, count, any) = logged(z);
+        assert!(
+            ok,
+            "zone {}: summaries count {count} of {rows} conflicts:\n{}",
+            ZONES[z],
+            p.log(z)
+        );
+        assert!(
+            lines <= 4 && any <= 6,
+            "zone {}: {lines} summary lines, {any} lines about conflicts:\n{}",
+            ZONES[z],
+            p.log(z)
+        );
+    }
 }

@@ -372,6 +372,7 @@ fn large_transactions_arrive_in_fragments() {
     let limits = Limits {
         max_rows: 2,
         max_bytes: 1 << 20,
+        ..Limits::default()
     };
     read_file(&fixture("write-full-row.binlog"), "", limits, |tx| {
         txs.push(tx);

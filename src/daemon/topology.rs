@@ -47,6 +47,7 @@ pub fn live_settings(cfg: &Config, zone: &str, mysql: &MysqlConfig) -> Result<Li
         limits: Limits {
             max_rows: cfg.reader.max_fragment_rows,
             max_bytes: cfg.reader.max_fragment_bytes,
+            ..Limits::default()
         },
         heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),
         max_backoff: Duration::from_secs(cfg.reader.reconnect_max_backoff_secs.max(1)),

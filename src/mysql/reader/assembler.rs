@@ -47,6 +47,10 @@ pub mod maria {
 pub struct Limits {
     pub max_rows: usize,
     pub max_bytes: usize,
+    /// Table maps kept between transactions: past this many the cache is emptied at
+    /// the start of the next transaction (never inside one, where a rows event refers
+    /// to a TABLE_MAP read before it; a multi-table statement maps all its tables first).
+    pub max_tables: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
         Limits {
             max_rows: 10_000,
             max_bytes: 8 << 20,
+            max_tables: 4096,
         }
     }
 }
@@ -275,9 +280,6 @@ impl Assembler {
         }
         let schema =
             TableSchema::from_table_map(t.into_owned()).map_err(|e| self.err(offset, format!("TABLE_MAP: {e}")))?;
-        if self.tables.len() > 4096 {
-            self.tables.clear();
-        }
         self.tables.insert(id, (raw.to_vec(), Arc::new(schema)));
         Ok(())
     }
@@ -311,6 +313,9 @@ impl Assembler {
             // a reconnect, or a crashed server's tail). Its changes are not committed.
             tracing::warn!(file = %self.file, offset = start_pos, "dropping an incomplete transaction (no COMMIT before the next one)");
             self.incomplete_groups += 1;
+        }
+        if self.tables.len() > self.limits.max_tables {
+            self.tables.clear();
         }
         self.last_statement = None;
         self.open = Some(OpenGroup {

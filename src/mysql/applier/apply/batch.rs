@@ -436,10 +436,11 @@ impl Applier {
         let mut images: Vec<&RowImage> = Vec::with_capacity(chains.len());
         let mut n = 0u64;
         for chain in chains {
-            let (tx, r) = chain[0];
+            let (_, r) = chain[0];
             let after = r.after.as_ref().expect("batched rows have an after image");
-            if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
-                for &(tx, r) in &chain[1..] {
+            if !self.in_range(origin, t, after) {
+                // the row path decides whether the change creates the key here
+                for &(tx, r) in chain.iter() {
                     self.apply_row(origin, tx, r).await?;
                 }
                 continue;

@@ -81,6 +81,26 @@ impl Applier {
         Ok(row.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// Whether `after`'s key lies in the ID range of zone `origin` (or the table or
+    /// zone has no range).
+    pub(super) fn in_range(&self, origin: &str, t: &LocalTable, after: &RowImage) -> bool {
+        if !t.integer_pk() {
+            return true;
+        }
+        let Some(ranges) = self.s.id_ranges.get(origin) else {
+            return true;
+        };
+        match after.get(&t.pk[0]) {
+            Some(crate::model::Value::Int(i)) => ranges.contains(*i as i128),
+            Some(crate::model::Value::UInt(u)) => ranges.contains(*u as i128),
+            _ => true,
+        }
+    }
+
+    /// For a change that creates key `after` here (an insert, a key-changing update, an
+    /// update of a row this zone does not have): whether it may be written. A key
+    /// outside the origin's ID range is logged, and quarantined unless the policy is
+    /// `apply_and_log`.
     pub(super) async fn range_ok(
         &mut self,
         origin: &str,
@@ -88,24 +108,16 @@ impl Applier {
         t: &LocalTable,
         after: &RowImage,
     ) -> Result<bool, Error> {
-        if !t.integer_pk() {
+        if self.in_range(origin, t, after) {
             return Ok(true);
         }
-        let Some(ranges) = self.s.id_ranges.get(origin) else {
-            return Ok(true);
+        let id = match after.get(&t.pk[0]) {
+            Some(crate::model::Value::Int(i)) => i.to_string(),
+            Some(crate::model::Value::UInt(u)) => u.to_string(),
+            _ => String::new(),
         };
-        let id: Option<i128> = match after.get(&t.pk[0]) {
-            Some(crate::model::Value::Int(i)) => Some(*i as i128),
-            Some(crate::model::Value::UInt(u)) => Some(*u as i128),
-            _ => None,
-        };
-        let Some(id) = id else { return Ok(true) };
-        if ranges.contains(id) {
-            return Ok(true);
-        }
         let key = self.key_values(t, after)?;
         let reject = self.s.range_policy == RangePolicy::Reject;
-        tracing::warn!(origin, table = %format!("{}.{}", t.db, t.tbl), key = %id, "misrouted write: zone {origin} wrote a key outside its ID range");
         let detail = format!("key {id} is outside the ID range of zone {origin}");
         self.log_conflict(
             &Subject {
@@ -146,7 +158,9 @@ impl Applier {
             row: incoming,
         } = *subject;
         self.stats.conflicts += 1;
-        self.uncommitted.conflicts.push(kind.to_string());
+        self.uncommitted
+            .conflicts
+            .push((format!("{}.{}", t.db, t.tbl), kind.to_string(), resolution.to_string()));
         if kind == "id_out_of_range" {
             self.uncommitted.id_range_violations += 1;
         }
@@ -177,7 +191,6 @@ impl Applier {
         p.push(serde_json::to_string(incoming).expect("row serializes").into());
         p.push(local_row.into());
         p.push(detail.into());
-        tracing::info!(kind, resolution, table = %format!("{}.{}", t.db, t.tbl), origin, "conflict");
         self.conn
             .exec_drop(sql, p)
             .await

@@ -137,9 +137,13 @@ impl Applier {
         let u = std::mem::take(&mut self.uncommitted);
         d.metrics.batched_rows.increment(u.batched_rows);
         d.metrics.id_range_violations.increment(u.id_range_violations);
-        for kind in u.conflicts {
-            metrics::counter!(m::CONFLICTS, "from_zone" => g.origin.clone(), "to_zone" => self.s.zone.clone(), "kind" => kind)
+        for (table, kind, resolution) in u.conflicts {
+            metrics::counter!(m::CONFLICTS, "from_zone" => g.origin.clone(), "to_zone" => self.s.zone.clone(), "kind" => kind.clone())
                 .increment(1);
+            self.conflict_log.add((g.origin.clone(), table, kind, resolution), 1);
+        }
+        if let Some(summary) = self.conflict_log.due(std::time::Instant::now()) {
+            log_conflicts(summary);
         }
         self.stats.transactions += g.counted();
         d.metrics.applied_transactions.increment(g.counted());
@@ -163,6 +167,32 @@ impl Applier {
             st.last_gtid = last;
             st.state = "applying".into();
         });
+    }
+}
+
+/// One log line per (origin, table, kind, resolution) with its count; a misrouted
+/// write (a key outside its origin's ID range) is a warning.
+pub(super) fn log_conflicts(summary: std::collections::BTreeMap<(String, String, String, String), u64>) {
+    for ((origin, table, kind, resolution), count) in summary {
+        if kind == "id_out_of_range" {
+            tracing::warn!(
+                origin,
+                table,
+                kind,
+                resolution,
+                count,
+                "conflicts: misrouted writes, zone {origin} wrote keys outside its ID range (detail in drc.conflicts)"
+            );
+        } else {
+            tracing::info!(
+                origin,
+                table,
+                kind,
+                resolution,
+                count,
+                "conflicts (detail in drc.conflicts)"
+            );
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use crate::model::{Change, Op, RowChange, RowImage, Transaction};
 use crate::position::{Checkpoint, FilePos, GtidState};
 use crate::telemetry::metrics as m;
 use crate::telemetry::status::{registry, Direction};
+use crate::telemetry::summary::CountSummary;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Value as MyValue};
 use std::collections::{BTreeMap, HashMap};
@@ -165,12 +166,26 @@ pub struct Applier {
     /// The current origin transaction counts as an applied transaction (a journal
     /// transaction, tombstones and raises of the origin's journal, does not).
     counting: bool,
+    /// Committed conflicts not yet summarised in the log, by (origin, table, kind,
+    /// resolution): one line per group at most every 10 s, not one per row.
+    conflict_log: CountSummary<(String, String, String, String)>,
+}
+
+impl Drop for Applier {
+    /// The conflicts counted since the last summary are logged when the applier goes.
+    fn drop(&mut self) {
+        let rest = self.conflict_log.take();
+        if !rest.is_empty() {
+            group::log_conflicts(rest);
+        }
+    }
 }
 
 #[derive(Default)]
 struct Uncounted {
     batched_rows: u64,
-    conflicts: Vec<String>,
+    /// (table, kind, resolution) of each logged conflict.
+    conflicts: Vec<(String, String, String)>,
     id_range_violations: u64,
 }
 
@@ -264,6 +279,7 @@ impl Applier {
             partial: false,
             counting: true,
             uncommitted: Uncounted::default(),
+            conflict_log: CountSummary::default(),
         })
     }
 

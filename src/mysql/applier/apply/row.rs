@@ -79,9 +79,6 @@ impl Applier {
         match r.op {
             Op::Insert => {
                 let after = r.after.as_ref().expect("insert has an after image");
-                if !self.range_ok(origin, tx, &t, after).await? {
-                    return Ok(());
-                }
                 let key = self.key_values(&t, after)?;
                 self.write_row(origin, tx, &t, &key, after, version(after)?, None).await
             }
@@ -121,9 +118,18 @@ impl Applier {
             }
         }
         match (r.op, &r.after, &r.before) {
-            (Op::Insert | Op::Update, Some(after), _) => {
-                if r.op == Op::Insert && !self.range_ok(origin, tx, t, after).await? {
-                    return Ok(());
+            (Op::Insert | Op::Update, Some(after), before) => {
+                // the change creates its key here unless it updates a row kept under
+                // the same key: then the key must be in the origin's range
+                if !self.in_range(origin, t, after) {
+                    let same_key = match before {
+                        Some(b) => self.key_values(t, b)? == self.key_values(t, after)?,
+                        None => false,
+                    };
+                    let creates = !same_key || !self.row_exists(t, after).await?;
+                    if creates && !self.range_ok(origin, tx, t, after).await? {
+                        return Ok(());
+                    }
                 }
                 let cols: Vec<String> = after.columns.iter().map(|c| ident(c)).collect();
                 let upd: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
@@ -158,6 +164,18 @@ impl Applier {
             .map_err(|e| mysql_err(&self.s, &format!("writing a row of `{}`.`{}`", t.db, t.tbl), e))?;
         self.stats.rows += 1;
         Ok(())
+    }
+
+    /// Whether `t` has a row of `img`'s key (locked, as the write that follows).
+    pub(super) async fn row_exists(&mut self, t: &LocalTable, img: &RowImage) -> Result<bool, Error> {
+        let key = self.key_values(t, img)?;
+        let sql = format!("SELECT 1 FROM {} WHERE {} FOR UPDATE", t.qualified(), t.pk_where());
+        let row: Option<u8> = self
+            .conn
+            .exec_first(sql, key)
+            .await
+            .map_err(|e| mysql_err(&self.s, &format!("locking a row of `{}`.`{}`", t.db, t.tbl), e))?;
+        Ok(row.is_some())
     }
 
     /// Locks the local row and the key's tombstone; returns their versions.
@@ -221,6 +239,13 @@ impl Applier {
             tombstone: tomb,
         };
         let action = decide(&local, &Incoming::Row(v, ic, before_version));
+        // a write that creates the key here (an insert, a key change, an update of a
+        // row this zone does not have): the key must be in the origin's ID range
+        let creates =
+            matches!(action, Action::Insert) || (before_version.is_none() && matches!(action, Action::Overwrite));
+        if creates && !self.range_ok(origin, tx, t, img).await? {
+            return Ok(());
+        }
         let vals: Vec<MyValue> = img
             .values
             .iter()
