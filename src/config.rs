@@ -159,6 +159,17 @@ pub struct ReplicationConfig {
     /// identical copy. `skip_shadow_tables = true` (default).
     #[serde(default = "default_true")]
     pub skip_shadow_tables: bool,
+    /// Only these tables of `databases` replicate: `"db.table"` patterns, `*` matching
+    /// any run of characters (`tables = ["shop.orders", "shop.order_*"]`). Default
+    /// (empty): every table of `databases`. A listed table that does not exist here
+    /// is waited for however long it takes (it must replicate), where an unlisted one
+    /// is skipped after `missing_table_wait_secs`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Tables of `databases` never replicated, in either direction: `"db.table"`
+    /// patterns as in `tables` (`exclude_tables = ["shop.tmp_*"]`).
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
     /// How often the daemon writes its heartbeat row into its own zone (the peers
     /// measure the end-to-end lag from it): `heartbeat_ms = 1000` (default).
     #[serde(default = "default_heartbeat_ms")]
@@ -311,8 +322,21 @@ impl Config {
                 )
             })?;
         }
-        if self.replication.as_ref().is_some_and(|r| r.heartbeat_ms == 0) {
-            return Err("[replication] heartbeat_ms must be positive".into());
+        if let Some(r) = &self.replication {
+            if r.heartbeat_ms == 0 {
+                return Err("[replication] heartbeat_ms must be positive".into());
+            }
+            for (key, list) in [("tables", &r.tables), ("exclude_tables", &r.exclude_tables)] {
+                for pat in list {
+                    let db = pat.split_once('.').map(|(db, _)| db);
+                    if !db.is_some_and(|db| r.databases.iter().any(|d| d == db)) {
+                        return Err(format!(
+                            "[replication] {key}: {pat:?} is not \"db.table\" of a database in databases = {:?} (`*` may stand for any characters of the table name)",
+                            r.databases
+                        ));
+                    }
+                }
+            }
         }
         if self.reader.server_id == 0 {
             return Err("[reader] server_id must not be 0 (the server refuses replicas with id 0)".into());

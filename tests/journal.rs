@@ -45,6 +45,8 @@ fn settings(db: &str) -> Arc<ApplierSettings> {
         unversioned: vec![],
         missing_table_wait: Duration::from_secs(1),
         skip_shadow_tables: true,
+        tables: Default::default(),
+        exclude_tables: Default::default(),
     })
 }
 

@@ -90,6 +90,8 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         unversioned: vec![],
         missing_table_wait: std::time::Duration::from_secs(5),
         skip_shadow_tables: true,
+        tables: Default::default(),
+        exclude_tables: Default::default(),
     });
     let mut ap = Applier::connect(opts(ZONE_B), s.clone()).await.unwrap();
     ap.init_schema().await.unwrap();

@@ -127,12 +127,20 @@ async fn online_schema_change_copy_and_swap_in_one_zone_under_load() {
         .flatten();
     let mut lo = 0u64;
     while lo <= max.unwrap_or(0) + 200 {
-        c.query_drop(format!(
-            "INSERT LOW_PRIORITY IGNORE INTO {new} (id, customer, n, updated_at) SELECT id, customer, n, updated_at FROM {t} WHERE id >= {lo} AND id < {} LOCK IN SHARE MODE",
-            lo + 50
-        ))
-        .await
-        .unwrap();
+        // a chunk that deadlocks with the writers is tried again, as the tool does
+        let mut tries = 0;
+        loop {
+            let r = c
+                .query_drop(format!(
+                    "INSERT LOW_PRIORITY IGNORE INTO {new} (id, customer, n, updated_at) SELECT id, customer, n, updated_at FROM {t} WHERE id >= {lo} AND id < {} LOCK IN SHARE MODE",
+                    lo + 50
+                ))
+                .await;
+            match r {
+                Err(mysql_async::Error::Server(e)) if (e.code == 1213 || e.code == 1205) && tries < 10 => tries += 1,
+                r => break r.unwrap(),
+            }
+        }
         copied.fetch_add(1, Ordering::SeqCst);
         lo += 50;
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -4,6 +4,7 @@
 use crate::config::{Config, MysqlConfig};
 use crate::error::{ConfigError, Error};
 use crate::mysql::applier::apply::ApplierSettings;
+use crate::mysql::applier::table::TablePatterns;
 use crate::mysql::reader::live::LiveSettings;
 use crate::mysql::reader::Limits;
 use std::path::Path;
@@ -34,6 +35,8 @@ pub fn applier_settings(cfg: &Config, path: &Path) -> Result<Arc<ApplierSettings
         unversioned: r.unversioned.clone(),
         missing_table_wait: Duration::from_secs(r.missing_table_wait_secs),
         skip_shadow_tables: r.skip_shadow_tables,
+        tables: TablePatterns::new(&r.tables),
+        exclude_tables: TablePatterns::new(&r.exclude_tables),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! `drc check`: is this server ready for drc? One finding per line, each problem with
 //! the exact fix. Problems make the exit code non-zero; warnings do not.
 
+use crate::mysql::applier::table::TablePatterns;
 use crate::mysql::reader::live::{server_info, Flavor};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -159,13 +160,20 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
                 )
                 .await?;
             let mut good = 0;
+            let (listed, excluded) = (TablePatterns::new(&r.tables), TablePatterns::new(&r.exclude_tables));
             for (t, pk, ver) in rows {
+                if excluded.matches(db, &t) || !(listed.is_empty() || listed.matches(db, &t)) {
+                    continue;
+                }
+                // a table that cannot replicate is skipped by the daemon, unless the
+                // config lists it as one that must replicate
+                let level = if listed.matches(db, &t) { Problem } else { Warn };
                 if pk == 0 {
                     f.push(Finding::bad(
-                        Problem,
+                        level,
                         "replicated_table",
-                        format!("`{db}`.`{t}` has no primary key"),
-                        "add a primary key: drc cannot identify its rows",
+                        format!("`{db}`.`{t}` has no primary key: its changes are skipped"),
+                        "add a primary key (drc identifies rows by it), or list the table in [replication] exclude_tables",
                     ));
                 } else if ver == 0 && r.unversioned.iter().any(|u| *u == format!("{db}.{t}")) {
                     f.push(Finding::bad(
@@ -177,10 +185,10 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
                     good += 1;
                 } else if ver == 0 {
                     f.push(Finding::bad(
-                        Problem,
+                        level,
                         "replicated_table",
-                        format!("`{db}`.`{t}` has no version column `{}`", r.version_column),
-                        format!("ALTER TABLE `{db}`.`{t}` ADD `{0}` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6) (last-writer-wins needs it)", r.version_column),
+                        format!("`{db}`.`{t}` has no version column `{}`: its changes are skipped", r.version_column),
+                        format!("ALTER TABLE `{db}`.`{t}` ADD `{0}` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6) (last-writer-wins needs it), or list the table in [replication] unversioned or exclude_tables", r.version_column),
                     ));
                 } else {
                     good += 1;

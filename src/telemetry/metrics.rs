@@ -80,6 +80,10 @@ pub const JOURNAL_COMMIT_TS: &str = "drc_journal_commit_timestamp_seconds";
 /// from `origin` carries a value for it), by table and column; 0 once it exists.
 pub const SCHEMA_WAIT: &str = "drc_schema_wait_seconds";
 
+/// Counter: row changes of a table this zone skips, by origin, table and reason
+/// (`no_primary_key`, `no_version_column`, `missing_here`).
+pub const SKIPPED_ROWS: &str = "drc_skipped_rows_total";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -109,6 +113,7 @@ pub const ALL: &[&str] = &[
     JOURNAL_ACTIONS,
     JOURNAL_COMMIT_TS,
     SCHEMA_WAIT,
+    SKIPPED_ROWS,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -161,6 +166,10 @@ fn describe() {
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
     describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
+    describe_counter!(
+        SKIPPED_ROWS,
+        "row changes of tables skipped here (no primary key, no version column, missing), by table and reason"
+    );
     describe_gauge!(
         APPLIED_COMMIT_TS,
         Unit::Seconds,

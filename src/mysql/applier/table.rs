@@ -188,6 +188,29 @@ pub fn is_shadow_table(tbl: &str) -> bool {
             .any(|s| tbl.ends_with(s))
 }
 
+/// `"db.table"` patterns of `[replication] tables` / `exclude_tables`: `*` matches
+/// any run of characters, `?` one character.
+#[derive(Debug, Clone, Default)]
+pub struct TablePatterns(Vec<wildmatch::WildMatch>);
+
+impl TablePatterns {
+    pub fn new(patterns: &[String]) -> Self {
+        TablePatterns(patterns.iter().map(|p| wildmatch::WildMatch::new(p)).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, db: &str, tbl: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let name = format!("{db}.{tbl}");
+        self.0.iter().any(|w| w.matches(&name))
+    }
+}
+
 /// A spatial column type (`geometry`, `point`, ...).
 fn is_spatial(ty: &str) -> bool {
     matches!(
@@ -227,5 +250,13 @@ mod tests {
         for t in ["orders", "orders_new", "_new", "_orders", "news"] {
             assert!(!super::is_shadow_table(t), "{t}");
         }
+    }
+
+    #[test]
+    fn table_patterns() {
+        let p = super::TablePatterns::new(&["shop.order_*".into(), "shop.users".into()]);
+        assert!(p.matches("shop", "order_items") && p.matches("shop", "users"));
+        assert!(!p.matches("shop", "orders") && !p.matches("shop", "users2") && !p.matches("other", "users"));
+        assert!(!super::TablePatterns::default().matches("shop", "users"));
     }
 }

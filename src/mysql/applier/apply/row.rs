@@ -240,9 +240,14 @@ impl Applier {
         };
         let action = decide(&local, &Incoming::Row(v, ic, before_version));
         // a write that creates the key here (an insert, a key change, an update of a
-        // row this zone does not have): the key must be in the origin's ID range
-        let creates =
-            matches!(action, Action::Insert) || (before_version.is_none() && matches!(action, Action::Overwrite));
+        // row this zone never had, e.g. one whose insert was quarantined): the key
+        // must be in the origin's ID range. An update of a row deleted here (its
+        // tombstone is older) brings back a row the zones had: not a new key.
+        let creates = match action {
+            Action::Insert => before_version.is_none() || tomb.is_none(),
+            Action::Overwrite => before_version.is_none(),
+            _ => false,
+        };
         if creates && !self.range_ok(origin, tx, t, img).await? {
             return Ok(());
         }

@@ -25,7 +25,9 @@ impl Applier {
                 format!("unexpected drc.tombstones row from zone {origin}: {:?}", img.values),
             ));
         };
-        let t = self.table(db, tbl).await?;
+        let Ok(t) = self.load_table(db, tbl).await? else {
+            return Ok(()); // a table skipped here (see `Unfit`)
+        };
         let parts: Vec<serde_json::Value> =
             serde_json::from_str(pk).map_err(|e| definite(&self.s, format!("tombstone key {pk:?}: {e}")))?;
         let key: Vec<MyValue> = parts
