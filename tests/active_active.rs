@@ -1204,3 +1204,139 @@ async fn tables_that_do_not_fit_are_skipped_not_fatal() {
         "zone b's daemon runs"
     );
 }
+
+/// Zone a deletes a parent row while zone b inserts a child of it (daemons down).
+/// Zone a cannot insert the child (1452, no parent): the row is quarantined as a
+/// `foreign_key` conflict and the daemon goes on (it used to stop, and stop again on
+/// every restart); zone b's cascade removes its child with the parent. Both zones end
+/// without the parent and the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_failure_is_quarantined_not_a_stop() {
+    let mut p = Pair::new(
+        "fk",
+        &[
+            "CREATE TABLE parent (id INT PRIMARY KEY, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+            "CREATE TABLE child (id INT PRIMARY KEY, parent_id INT NOT NULL, \
+             updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+             FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE)",
+        ],
+        5931,
+    )
+    .await;
+    let db = p.db.clone();
+    p.start_both().await;
+    exec(ZONE_A, &[&format!("INSERT INTO `{db}`.parent (id) VALUES (1)")]).await;
+    assert!(wait_converged(&p, "parent", 20).await);
+    p.kill9(0);
+    p.kill9(1);
+    exec(ZONE_A, &[&format!("DELETE FROM `{db}`.parent WHERE id = 1")]).await;
+    exec(
+        ZONE_B,
+        &[&format!("INSERT INTO `{db}`.child (id, parent_id) VALUES (2, 1)")],
+    )
+    .await;
+    p.start(0);
+    p.start(1);
+    let ok = wait_until(Duration::from_secs(20), || async {
+        p.conflicts(0, "foreign_key").await == 1
+    })
+    .await;
+    assert!(ok, "zone a quarantines the orphan:\n{}", p.log(0));
+    assert!(wait_converged(&p, "parent", 20).await && wait_converged(&p, "child", 20).await);
+    assert!(p.rows(0, "child").await.is_empty() && p.rows(0, "parent").await.is_empty());
+    // the daemon lives on and replicates what follows
+    exec(ZONE_B, &[&format!("INSERT INTO `{db}`.parent (id) VALUES (4)")]).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            p.rows(0, "parent").await.len() == 1
+        })
+        .await,
+        "{}",
+        p.log(0)
+    );
+    assert!(p.daemons[0].as_mut().unwrap().try_wait().unwrap().is_none());
+}
+
+/// A local insert of a key that commits between the applier's locking read (which
+/// locks nothing where there is no row) and its INSERT of the same key: the applier
+/// decides again against the row now there, as its batch path does. Here the
+/// origin's row is newer and must win in both zones; it used to be quarantined as a
+/// `unique_key` conflict, leaving the zones different. A BEFORE INSERT trigger in zone
+/// b (the application's, not drc's) holds the applier's INSERT for 2 s to open the
+/// window; the origin transaction also deletes a row, so it takes the row path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_insert_racing_the_applier_is_decided_again() {
+    let mut p = Pair::new("race", &[ORDERS], 5941).await;
+    let db = p.db.clone();
+    p.start_both().await;
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (1, 'to delete')"
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await);
+    exec(
+        ZONE_B,
+        &[&format!(
+            "CREATE TRIGGER `{db}`.slow_apply BEFORE INSERT ON `{db}`.orders FOR EACH ROW \
+             DO IF(USER() LIKE 'drc@%', SLEEP(2), 0)"
+        )],
+    )
+    .await;
+    exec(
+        ZONE_A,
+        &[&format!(
+            "BEGIN; DELETE FROM `{db}`.orders WHERE id = 1; \
+             INSERT INTO `{db}`.orders (id, customer, updated_at) VALUES (1001, 'from a, newer', NOW(6) + INTERVAL 1 HOUR); COMMIT"
+        )],
+    )
+    .await;
+    let sleeping = wait_until(Duration::from_secs(10), || async {
+        let n: Option<u64> = conn(ZONE_B)
+            .await
+            // (inside the trigger the session shows its definer and the trigger's statement)
+            .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User sleep' AND INFO LIKE 'DO IF(USER()%'")
+            .await
+            .unwrap();
+        n == Some(1)
+    })
+    .await;
+    let procs: Vec<(String, Option<String>, Option<String>)> = conn(ZONE_B)
+        .await
+        .query("SELECT USER, STATE, INFO FROM information_schema.PROCESSLIST")
+        .await
+        .unwrap();
+    let rows_b = p.rows(1, "orders").await;
+    assert!(
+        sleeping,
+        "the applier's INSERT is held by the trigger: {procs:?} {rows_b:?}\n{}",
+        p.log(1)
+    );
+    exec(
+        ZONE_B,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (1001, 'from b, older')"
+        )],
+    )
+    .await;
+    let ok = wait_until(Duration::from_secs(20), || async {
+        let rows: Vec<String> = conn(ZONE_B)
+            .await
+            .query(format!("SELECT customer FROM `{db}`.orders"))
+            .await
+            .unwrap();
+        rows == ["from a, newer"]
+    })
+    .await;
+    exec(ZONE_B, &[&format!("DROP TRIGGER `{db}`.slow_apply")]).await;
+    assert!(ok, "the newer row of zone a wins in b:\n{}", p.log(1));
+    assert!(wait_converged(&p, "orders", 20).await, "zones differ");
+    assert_eq!(p.conflicts(1, "unique_key").await, 0, "not a unique-key quarantine");
+    assert_eq!(
+        p.conflicts(1, "concurrent_update").await,
+        1,
+        "decided as a concurrent write"
+    );
+}

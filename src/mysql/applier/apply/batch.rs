@@ -466,7 +466,8 @@ impl Applier {
 
     /// One multi-row `INSERT` of `images` into `t`, or with `update` columns an
     /// upsert (`ON DUPLICATE KEY UPDATE c = VALUES(c)`), counting `changes` applied
-    /// rows. `Ok(false)` when it met a duplicate key (1062): the statement did
+    /// rows. `Ok(false)` when it met a duplicate key (1062) or a missing parent row
+    /// (1452): the statement did
     /// nothing and its rows are for the row path.
     pub(super) async fn write_rows(
         &mut self,
@@ -499,7 +500,7 @@ impl Applier {
                 self.uncommitted.batched_rows += changes;
                 Ok(true)
             }
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 || e.code == 1452 => Ok(false),
             Err(e) => Err(mysql_err(
                 &self.s,
                 &format!("writing rows of `{}`.`{}`", t.db, t.tbl),

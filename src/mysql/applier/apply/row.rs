@@ -210,6 +210,11 @@ impl Applier {
         ))
     }
 
+    /// Writes an incoming row image decided by last-writer-wins against the local
+    /// row and the key's tombstone (read with a lock). A local insert of the same key
+    /// that commits between that read (which locks nothing where no row is, under
+    /// READ COMMITTED) and the write makes the write fail on the primary key: the row
+    /// is then decided again against the row now there, as the batch path does.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn write_row(
         &mut self,
@@ -221,6 +226,32 @@ impl Applier {
         v: i128,
         before_version: Option<i128>,
     ) -> Result<(), Error> {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            if self.write_row_once(origin, tx, t, key, img, v, before_version).await? == Written::Done {
+                return Ok(());
+            }
+        }
+        Err(Error::Transient {
+            addr: self.s.addr.clone(),
+            what: format!(
+                "a row of `{}`.`{}` met a local insert of its key {TRIES} times in a row; trying the transaction again",
+                t.db, t.tbl
+            ),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_row_once(
+        &mut self,
+        origin: &str,
+        tx: &Transaction,
+        t: &LocalTable,
+        key: &[MyValue],
+        img: &RowImage,
+        v: i128,
+        before_version: Option<i128>,
+    ) -> Result<Written, Error> {
         let (lv, tomb) = self.lock_key(t, key).await?;
         let subj = Subject {
             origin,
@@ -249,7 +280,7 @@ impl Applier {
             _ => false,
         };
         if creates && !self.range_ok(origin, tx, t, img).await? {
-            return Ok(());
+            return Ok(Written::Done);
         }
         let vals: Vec<MyValue> = img
             .values
@@ -291,9 +322,9 @@ impl Applier {
             Action::Keep(Some(c)) => {
                 self.log_conflict(&subj, (Some(v), lv.or(tomb)), c.as_str(), "kept_local", None, None)
                     .await?;
-                return Ok(());
+                return Ok(Written::Done);
             }
-            _ => return Ok(()),
+            _ => return Ok(Written::Done),
         };
         match result {
             Ok(()) => {
@@ -314,7 +345,14 @@ impl Applier {
                     )
                     .await?;
                 }
-                Ok(())
+                Ok(Written::Done)
+            }
+            // A local insert of this key committed after our read: decide again.
+            Err(mysql_async::Error::Server(e))
+                if e.code == 1062 && matches!(action, Action::Insert) && on_primary_key(&e.message) =>
+            {
+                tracing::debug!(table = %format!("{}.{}", t.db, t.tbl), "a local insert of the key raced the applier's; deciding again");
+                Ok(Written::Raced)
             }
             // A secondary unique key clashes with another local row: only this
             // statement failed; the row is quarantined, the transaction goes on.
@@ -327,7 +365,23 @@ impl Applier {
                     Some(e.message.clone()),
                     None,
                 )
-                .await
+                .await?;
+                Ok(Written::Done)
+            }
+            // A foreign key fails (no parent here: deleted here while the origin
+            // inserted its child): only this statement failed; the row is quarantined
+            // and the transaction goes on (docs/CONFLICTS.md, "Foreign keys").
+            Err(mysql_async::Error::Server(e)) if e.code == 1452 => {
+                self.log_conflict(
+                    &subj,
+                    (Some(v), lv),
+                    "foreign_key",
+                    "quarantined",
+                    Some(e.message.clone()),
+                    None,
+                )
+                .await?;
+                Ok(Written::Done)
             }
             Err(e) => Err(mysql_err(
                 &self.s,
@@ -382,7 +436,24 @@ impl Applier {
                     key.to_vec(),
                 )
                 .await;
-            r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?;
+            match r {
+                // the row still has children here (inserted here while the origin
+                // deleted the parent): only this statement failed; the delete is
+                // quarantined and the transaction goes on (docs/CONFLICTS.md)
+                Err(mysql_async::Error::Server(e)) if e.code == 1451 => {
+                    return self
+                        .log_conflict(
+                            &subj,
+                            (Some(b), lv),
+                            "foreign_key",
+                            "quarantined",
+                            Some(e.message.clone()),
+                            None,
+                        )
+                        .await;
+                }
+                r => r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?,
+            }
             self.stats.rows += 1;
             if concurrent {
                 self.log_conflict(
@@ -423,5 +494,30 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+/// What one attempt of [`Applier::write_row`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Done,
+    /// A local insert of the key committed between the read and the write.
+    Raced,
+}
+
+/// Whether a duplicate-key message (1062) names the primary key: MariaDB says
+/// `for key 'PRIMARY'`, MySQL 8 `for key '<table>.PRIMARY'`.
+fn on_primary_key(message: &str) -> bool {
+    message.ends_with("'PRIMARY'") || message.ends_with(".PRIMARY'")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn duplicate_key_messages_of_both_flavors() {
+        assert!(super::on_primary_key("Duplicate entry '5' for key 'PRIMARY'"));
+        assert!(super::on_primary_key("Duplicate entry '5' for key 'orders.PRIMARY'"));
+        assert!(!super::on_primary_key("Duplicate entry 'x' for key 'token'"));
+        assert!(!super::on_primary_key("Duplicate entry 'x' for key 'orders.token'"));
     }
 }
