@@ -170,6 +170,20 @@ pub struct ReplicationConfig {
     /// patterns as in `tables` (`exclude_tables = ["shop.tmp_*"]`).
     #[serde(default)]
     pub exclude_tables: Vec<String>,
+    /// A tombstone (a deleted key's version) is dropped once it is this old and every
+    /// peer's changes applied here were committed at least this long after it: a
+    /// late change older than the delete can then no longer arrive (unless its
+    /// statement time lagged its commit by as much). A stopped peer holds them all.
+    /// `tombstone_retention_secs = 86400` (default, one day).
+    #[serde(default = "default_tombstone_retention")]
+    pub tombstone_retention_secs: u64,
+    /// Entries of `drc.conflicts` older than this are dropped; 0 keeps them:
+    /// `conflict_retention_secs = 2592000` (default, 30 days).
+    #[serde(default = "default_conflict_retention")]
+    pub conflict_retention_secs: u64,
+    /// How often retention runs: `retention_interval_secs = 60` (default).
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval_secs: u64,
     /// How often the daemon writes its heartbeat row into its own zone (the peers
     /// measure the end-to-end lag from it): `heartbeat_ms = 1000` (default).
     #[serde(default = "default_heartbeat_ms")]
@@ -216,6 +230,18 @@ impl AdminConfig {
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9450".into()
+}
+
+fn default_tombstone_retention() -> u64 {
+    86_400
+}
+
+fn default_conflict_retention() -> u64 {
+    30 * 86_400
+}
+
+fn default_retention_interval() -> u64 {
+    60
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -325,6 +351,11 @@ impl Config {
         if let Some(r) = &self.replication {
             if r.heartbeat_ms == 0 {
                 return Err("[replication] heartbeat_ms must be positive".into());
+            }
+            if r.retention_interval_secs == 0 || r.tombstone_retention_secs == 0 {
+                return Err(
+                    "[replication] retention_interval_secs and tombstone_retention_secs must be positive".into(),
+                );
             }
             for (key, list) in [("tables", &r.tables), ("exclude_tables", &r.exclude_tables)] {
                 for pat in list {

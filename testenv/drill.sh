@@ -110,7 +110,9 @@ drill report ($drill)
   conflicts on the drill's rows: $((conflicts + conflicts_a)) unexplained
   zone a unfenced: read_only = $ro
 REPORT
-if [ "$lost" = 0 ] && [ "$conflicts" = 0 ] && [ "$conflicts_a" = 0 ] && [ "$ok_a" -gt 0 ] && [ "$ok_b" -gt 0 ] && [ "$ro" = 0 ]; then
+# the fence must have refused the application's next write in zone a (a fence that
+# does nothing leaves the loader writing until its bound, with nothing refused)
+if [ "$lost" = 0 ] && [ "$conflicts" = 0 ] && [ "$conflicts_a" = 0 ] && [ "$ok_a" -gt 0 ] && [ "$ok_b" -gt 0 ] && [ "$ro" = 0 ] && [ "$refused" -ge 1 ]; then
   echo "RESULT: PASS"
 else
   echo "RESULT: FAIL"; exit 1

@@ -311,3 +311,95 @@ async fn a_lost_offset_stops_the_consumer_instead_of_skipping() {
     assert!(p.log(1).contains("is no longer on the broker"), "{}", p.log(1));
     assert_eq!(p.applied_txns(1).await, 5, "nothing applied after the gap");
 }
+
+/// The topic is recreated and, before zone b's daemon starts again, already holds
+/// more messages than b's stored offset: the watermarks alone pass, and b would
+/// resume in the middle of other transactions. b reads the message at its stored
+/// offset again, finds another transaction than the one it applied last, and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_that_already_holds_more_messages_is_refused() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    broker_up();
+    let mut p = Pair::with("recreated", &[ORDERS], 4961, Transport::Kafka).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    for i in 0..3 {
+        exec(
+            ZONE_A,
+            &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('row {i}')")],
+        )
+        .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || async { p.applied_txns(1).await == 3 }).await,
+        "{}",
+        p.logs()
+    );
+    p.kill9(0);
+    p.kill9(1);
+    let stored: i64 = conn(ZONE_B)
+        .await
+        .exec_first(
+            "SELECT kafka_offset FROM drc.applied WHERE origin_zone = ?",
+            (format!("a/{db}"),),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let topic = format!("{db}.a");
+    for args in [vec!["delete", &topic], vec!["create", &topic, "--partitions", "1"]] {
+        let st = std::process::Command::new("tansu")
+            .arg("topic")
+            .args(&args)
+            .arg("--broker")
+            .arg("tcp://127.0.0.1:9092")
+            .status()
+            .unwrap();
+        assert!(st.success(), "tansu topic {args:?}");
+    }
+    // zone a publishes into the new topic until it holds more than b's offset
+    p.start(0);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", format!("{db}-probe"))
+        .create()
+        .unwrap();
+    let mut i = 0;
+    let filled = wait_until(Duration::from_secs(60), || {
+        i += 1;
+        let db = db.clone();
+        let high = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+            .map(|(_, h)| h)
+            .unwrap_or(0);
+        async move {
+            if high > stored + 3 {
+                return true;
+            }
+            exec(
+                ZONE_A,
+                &[&format!(
+                    "INSERT INTO `{db}`.orders (customer) VALUES ('new topic {i}')"
+                )],
+            )
+            .await;
+            false
+        }
+    })
+    .await;
+    assert!(filled, "the new topic did not reach offset {stored}:\n{}", p.log(0));
+    p.start(1);
+    let child = p.daemons[1].as_mut().unwrap();
+    let mut code = None;
+    for _ in 0..300 {
+        if let Some(st) = child.try_wait().unwrap() {
+            code = Some(st.code());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let code = code.unwrap_or_else(|| panic!("zone b's daemon kept running:\n{}", p.log(1)));
+    assert_eq!(code, Some(1), "{}", p.log(1));
+    assert!(p.log(1).contains("the topic was recreated"), "{}", p.log(1));
+    assert_eq!(p.applied_txns(1).await, 3, "nothing applied from the new topic");
+}

@@ -355,3 +355,96 @@ fn dashboard_and_alerts_use_only_exported_metrics() {
         assert!(alert_exprs.contains(needed), "no alert on {needed}");
     }
 }
+
+/// Tombstones per zone, of this test's database.
+async fn tombstones(port: u16, db: &str) -> u64 {
+    use mysql_async::prelude::Queryable;
+    conn(port)
+        .await
+        .exec_first("SELECT COUNT(*) FROM drc.tombstones WHERE db = ?", (db,))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Retention of drc's growing tables (3 s here, a pass every second): conflict
+/// entries go when old; a tombstone goes only once every origin applied here has had
+/// changes applied that were committed 3 s after it. With zone b's direction from a
+/// paused, b's tombstones of its own deletes stay however old they get; resumed, they
+/// go. Sizes and dropped rows are metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_tombstones_only_when_every_origin_is_past_them() {
+    let mut p = Pair::new("retention", &[ORDERS], 5951).await;
+    let db = p.db.clone();
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap().replacen(
+            "[replication]\n",
+            "[replication]\ntombstone_retention_secs = 3\nconflict_retention_secs = 3\nretention_interval_secs = 1\n",
+            1,
+        );
+        std::fs::write(cfg, text).unwrap();
+    }
+    let admin = p.with_admin(9621, "t");
+    p.start_both().await;
+    let values: Vec<String> = (0..20).map(|i| format!("({}, 'row')", 2 * i + 1)).collect();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
+            values.join(", ")
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await);
+    // a conflict, and tombstones in both zones
+    p.conflicting_writes_while_down(1, 3).await;
+    p.start(0);
+    p.start(1);
+    assert!(wait_converged(&p, "orders", 20).await);
+    assert!(p.conflicts(0, "local_row_newer").await + p.conflicts(1, "local_row_newer").await >= 1);
+    let cfg_b = p.cfg[1].to_str().unwrap().to_string();
+    let (code, out) = drc(&["pause", "--config", &cfg_b, "--from", "a"]);
+    assert_eq!(code, 0, "{out}");
+    exec(ZONE_B, &[&format!("DELETE FROM `{db}`.orders WHERE id IN (5, 7, 9)")]).await;
+    let recorded = wait_until(Duration::from_secs(10), || async { tombstones(ZONE_B, &db).await >= 3 }).await;
+    assert!(recorded, "zone b's journal records its deletes");
+    // conflicts go after 3 s; b's tombstones are held by the paused origin
+    let conflicts_gone = wait_until(Duration::from_secs(15), || async {
+        use mysql_async::prelude::Queryable;
+        let n: u64 = conn(ZONE_B)
+            .await
+            .exec_first("SELECT COUNT(*) FROM drc.conflicts WHERE db = ?", (&db,))
+            .await
+            .unwrap()
+            .unwrap();
+        n == 0
+    })
+    .await;
+    assert!(conflicts_gone, "old conflict entries are dropped:\n{}", p.log(1));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        tombstones(ZONE_B, &db).await >= 3,
+        "a tombstone younger than the paused origin's last applied change is kept"
+    );
+    let (code, out) = drc(&["resume", "--config", &cfg_b]);
+    assert_eq!(code, 0, "{out}");
+    let gone = wait_until(Duration::from_secs(20), || async {
+        tombstones(ZONE_A, &db).await == 0 && tombstones(ZONE_B, &db).await == 0
+    })
+    .await;
+    assert!(
+        gone,
+        "a={} b={}\n{}",
+        tombstones(ZONE_A, &db).await,
+        tombstones(ZONE_B, &db).await,
+        p.log(1)
+    );
+    assert!(wait_converged(&p, "orders", 20).await, "zones agree after the purge");
+    let metrics = get(&format!("{}/metrics", admin[1]));
+    let dropped = sample(&metrics, "drc_retention_purged_rows_total", &["table=\"tombstones\""]).unwrap_or(0.0);
+    assert!(dropped >= 3.0, "{metrics}");
+    assert!(
+        sample(&metrics, "drc_table_rows", &["table=\"tombstones\""]).is_some(),
+        "{metrics}"
+    );
+}

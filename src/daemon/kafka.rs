@@ -67,9 +67,17 @@ async fn consume(c: &ConsumerSide, shutdown: &Shutdown) -> Result<(), Error> {
     let mut applier = Applier::connect(c.applier_opts.clone(), c.applier.clone()).await?;
     applier.claim(&c.origin).await?;
     super::journal::barrier(&mut applier, &c.journal, shutdown).await?;
-    applier.applied_position(&c.origin).await?;
-    let stored = applier.applied_kafka_offset(&c.origin).await?;
-    let source = KafkaSource::open(&c.kafka, &c.applier.zone, &c.origin, stored)?;
+    let applied = applier.applied_position(&c.origin).await?;
+    let stored = applier
+        .applied_kafka_position(&c.origin)
+        .await?
+        .map(|(topic, offset)| crate::kafka::source::Stored {
+            topic,
+            offset,
+            checkpoint: applied,
+        });
+    let mut source = KafkaSource::open(&c.kafka, &c.applier.zone, &c.origin, stored)?;
+    source.verify().await?;
     let dir = crate::telemetry::status::registry().direction(&c.origin);
     dir.set_state("applying");
     pipeline::run(source, ApplierSink::new(applier, &c.origin), Some(&dir), shutdown).await

@@ -3,7 +3,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | this file | start order: metrics and admin, drc schema, journal, directions, heartbeats |
+//! | this file | start order: metrics and admin, drc schema, journal, directions, heartbeats, retention |
 //! | [`journal`] | this zone's own binlog → journal sink (tombstones, raises) |
 //! | [`topology`] | config → each part's settings |
 //! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
@@ -189,6 +189,25 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
             shutdown.clone(),
         ),
     );
+    // Retention of drc.tombstones and drc.conflicts.
+    if let Some(r) = &cfg.replication {
+        tasks.spawn(
+            "retention",
+            crate::mysql::retention::run(
+                local_opts.clone(),
+                crate::mysql::retention::Retention {
+                    zone: cfg.zone.clone(),
+                    databases: r.databases.clone(),
+                    origins: cfg.peers.iter().map(|p| s.channel_key(&p.zone)).collect(),
+                    tombstone_age: Duration::from_secs(r.tombstone_retention_secs),
+                    conflict_age: (r.conflict_retention_secs > 0)
+                        .then(|| Duration::from_secs(r.conflict_retention_secs)),
+                    every: Duration::from_secs(r.retention_interval_secs),
+                },
+                shutdown.clone(),
+            ),
+        );
+    }
     let sd = shutdown.clone();
     tasks.spawn("stall watch", async move {
         tokio::select! {

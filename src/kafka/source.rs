@@ -3,19 +3,32 @@
 //! The topic/partition/offset of each message travels with it ([`Delivered`]) and is
 //! written into `drc.applied` in the same target transaction as the rows; the source
 //! is opened after the offset stored there. A stored offset the broker no longer has
-//! (retention, a recreated topic) stops the direction: never jump.
+//! (retention, a recreated topic) stops the direction: never jump. Watermarks alone
+//! do not tell a recreated topic that already holds more messages than the stored
+//! offset: the message at the stored offset is read again first and must be the
+//! transaction applied last (its checkpoint equals the one in `drc.applied`).
 
 use super::{kerr, wire, KafkaConfig, RateLimitedLog};
 use crate::error::Error;
 use crate::model::Delivered;
 use crate::pipeline::Source;
-use crate::position::KafkaPosition;
+use crate::position::{Checkpoint, KafkaPosition};
 use futures_util::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
+
+/// Where the applier stands in the topic (`drc.applied`).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub topic: String,
+    /// Offset of the last applied message.
+    pub offset: i64,
+    /// The origin position applied with it.
+    pub checkpoint: Option<Checkpoint>,
+}
 
 pub struct KafkaSource {
     consumer: StreamConsumer<RateLimitedLog>,
@@ -27,12 +40,14 @@ pub struct KafkaSource {
     /// a message already received while the previous one was applied
     ready: Option<Result<Delivered, Error>>,
     waiting: RateLimitedLog,
+    /// The last applied message's offset and checkpoint, read again by [`Self::verify`].
+    check: Option<(i64, Option<Checkpoint>)>,
 }
 
 impl KafkaSource {
     /// Opens `origin`'s topic for the applier of `zone`, after `stored` (the offset
     /// in `drc.applied`; `None`: from the beginning).
-    pub fn open(k: &KafkaConfig, zone: &str, origin: &str, stored: Option<i64>) -> Result<KafkaSource, Error> {
+    pub fn open(k: &KafkaConfig, zone: &str, origin: &str, stored: Option<Stored>) -> Result<KafkaSource, Error> {
         let topic = k.topic(origin);
         let consumer: StreamConsumer<RateLimitedLog> = k
             .client()
@@ -44,37 +59,90 @@ impl KafkaSource {
             .set("auto.offset.reset", "error")
             .create_with_context(RateLimitedLog::default())
             .map_err(|e| kerr(&k.brokers, "consumer", e))?;
-        let s = KafkaSource {
+        let mut s = KafkaSource {
             consumer,
             brokers: k.brokers.clone(),
             topic,
             zone: zone.to_string(),
             origin: origin.to_string(),
-            stored,
+            stored: stored.as_ref().map(|st| st.offset),
             ready: None,
             waiting: RateLimitedLog::default(),
+            check: None,
         };
-        if let Some(o) = stored {
+        let mut offset = Offset::Beginning;
+        if let Some(st) = stored {
+            if st.topic != s.topic {
+                return Err(s.lost_offset(
+                    st.offset + 1,
+                    &format!(
+                        "the position in drc.applied is in topic {:?}, the config names {:?}",
+                        st.topic, s.topic
+                    ),
+                ));
+            }
             // The offset after the last applied transaction must still be on the broker:
             // below the low watermark it was deleted (retention), above the high one the
             // topic was recreated. Either way transactions may be missing: stop, never jump.
             let (low, high) =
                 tokio::task::block_in_place(|| s.consumer.fetch_watermarks(&s.topic, 0, Duration::from_secs(10)))
                     .map_err(|e| kerr(&s.brokers, "reading the topic's offsets", e))?;
+            let o = st.offset;
             if o + 1 < low || o + 1 > high {
                 return Err(s.lost_offset(o + 1, &format!("the broker has offsets {low}..{high}")));
             }
+            offset = Offset::Offset(o + 1);
+            if o >= low {
+                // read the last applied message again: it must be the same transaction
+                offset = Offset::Offset(o);
+                s.check = Some((o, st.checkpoint));
+            } else {
+                tracing::info!(
+                    topic = s.topic,
+                    offset = o,
+                    "the last applied message is gone (retention): the topic's identity is not checked"
+                );
+            }
         }
         let mut tpl = TopicPartitionList::new();
-        let offset = match stored {
-            Some(o) => Offset::Offset(o + 1),
-            None => Offset::Beginning,
-        };
         tpl.add_partition_offset(&s.topic, 0, offset)
             .map_err(|e| kerr(&s.brokers, "assign", e))?;
         s.consumer.assign(&tpl).map_err(|e| kerr(&s.brokers, "assign", e))?;
         tracing::info!(topic = s.topic, from = ?offset, to = %zone, "applying");
         Ok(s)
+    }
+
+    /// Reads the last applied message again (when [`Self::open`] could) and checks it
+    /// is the transaction `drc.applied` says was applied last; a recreated topic holds
+    /// another one there. Waits for the broker as long as it takes.
+    pub async fn verify(&mut self) -> Result<(), Error> {
+        let Some((o, expected)) = self.check.take() else {
+            return Ok(());
+        };
+        let d = loop {
+            let r = self.consumer.recv().await;
+            if let Some(d) = self.received(r) {
+                break d?;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let at = d.transport.as_ref().map_or(-1, |k| k.offset);
+        if at != o || (expected.is_some() && d.tx.checkpoint != expected) {
+            return Err(self.lost_offset(
+                o + 1,
+                &format!(
+                    "the message at offset {at} is not the transaction applied last (position {}, drc.applied has {}): the topic was recreated",
+                    d.tx.checkpoint.as_ref().map_or("none".into(), |c| format!("{c:?}")),
+                    expected.as_ref().map_or("none".into(), |c| format!("{c:?}")),
+                ),
+            ));
+        }
+        tracing::debug!(
+            topic = self.topic,
+            offset = o,
+            "the last applied message is the one on the broker"
+        );
+        Ok(())
     }
 
     /// The definite error for a consumer position the broker no longer has.

@@ -1,7 +1,8 @@
 //! MySQL/MariaDB: the binlog [`reader`] (a pipeline source), the [`applier`] (a
 //! pipeline sink that owns `drc.applied`), the [`journal`] (a pipeline sink of the
 //! zone's own binlog that owns `drc.journal`: tombstones and raises of local writes,
-//! where triggers were), the zone's [`heartbeat`] writer, the parser of DDL
+//! where triggers were), the zone's [`heartbeat`] writer, the [`retention`] of
+//! drc's growing tables, the parser of DDL
 //! statements both read ([`ddl`]), and the one classifier of the client's errors
 //! ([`error`]). Nothing here imports the
 //! daemon, the config file or another kind of data.
@@ -13,6 +14,7 @@ pub mod error;
 pub mod heartbeat;
 pub mod journal;
 pub mod reader;
+pub mod retention;
 
 use crate::model::{Change, Delivered, Transaction};
 

@@ -84,6 +84,11 @@ pub const SCHEMA_WAIT: &str = "drc_schema_wait_seconds";
 /// (`no_primary_key`, `no_version_column`, `missing_here`).
 pub const SKIPPED_ROWS: &str = "drc_skipped_rows_total";
 
+/// Counter: rows of drc's growing tables dropped by retention, by table.
+pub const RETENTION_PURGED: &str = "drc_retention_purged_rows_total";
+/// Gauge: rows of `drc.tombstones` / `drc.conflicts` (InnoDB's estimate), by table.
+pub const DRC_TABLE_ROWS: &str = "drc_table_rows";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -114,6 +119,8 @@ pub const ALL: &[&str] = &[
     JOURNAL_COMMIT_TS,
     SCHEMA_WAIT,
     SKIPPED_ROWS,
+    RETENTION_PURGED,
+    DRC_TABLE_ROWS,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -166,6 +173,14 @@ fn describe() {
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
     describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
+    describe_counter!(
+        RETENTION_PURGED,
+        "rows of drc.tombstones / drc.conflicts dropped by retention"
+    );
+    describe_gauge!(
+        DRC_TABLE_ROWS,
+        "rows of drc.tombstones / drc.conflicts (InnoDB's estimate)"
+    );
     describe_counter!(
         SKIPPED_ROWS,
         "row changes of tables skipped here (no primary key, no version column, missing), by table and reason"

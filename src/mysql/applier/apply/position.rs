@@ -57,17 +57,20 @@ impl Applier {
         self.transport_position = p;
     }
 
-    /// The Kafka offset of the last applied message from `origin`.
-    pub async fn applied_kafka_offset(&mut self, origin: &str) -> Result<Option<i64>, Error> {
-        let r: Option<Option<i64>> = self
+    /// The Kafka topic and offset of the last applied message from `origin`.
+    pub async fn applied_kafka_position(&mut self, origin: &str) -> Result<Option<(String, i64)>, Error> {
+        let r: Option<(Option<String>, Option<i64>)> = self
             .conn
             .exec_first(
-                "SELECT kafka_offset FROM `drc`.`applied` WHERE origin_zone = ?",
+                "SELECT kafka_topic, kafka_offset FROM `drc`.`applied` WHERE origin_zone = ?",
                 (self.s.channel_key(origin),),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "reading drc.applied", e))?;
-        Ok(r.flatten())
+        Ok(match r {
+            Some((Some(topic), Some(offset))) => Some((topic, offset)),
+            _ => None,
+        })
     }
 
     /// Records `cp` as the position of `origin` when none is stored yet, so that a
