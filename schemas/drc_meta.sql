@@ -78,6 +78,17 @@ CREATE TABLE IF NOT EXISTS `drc`.`dropped_columns` (
   PRIMARY KEY (db, tbl, col)
 ) ENGINE=InnoDB;
 
+-- Tables truncated in this zone (recorded by the journal from the binlog's TRUNCATE):
+-- a TRUNCATE writes no row events, so it leaves no tombstones; an incoming row of a
+-- version <= `version` (the truncate's time) is dropped as if its key had a tombstone.
+CREATE TABLE IF NOT EXISTS `drc`.`truncated` (
+  db       VARCHAR(64)   NOT NULL,
+  tbl      VARCHAR(64)   NOT NULL,
+  version  DECIMAL(30,6) NOT NULL,  -- the truncate's time as a DATETIME version (end of its second)
+  at       DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (db, tbl)
+) ENGINE=InnoDB;
+
 -- Tombstones: per deleted key, the greatest delete version: the time of the delete,
 -- never less than the version of the row it removed. A row write of a version <= the
 -- tombstone is dropped, so a late older update never undoes a delete. The applier

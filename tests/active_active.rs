@@ -1346,3 +1346,72 @@ async fn a_local_insert_racing_the_applier_is_decided_again() {
         "decided as a concurrent write"
     );
 }
+
+/// TRUNCATE writes no row events, so it leaves no tombstones: zone b's updates, made
+/// before the DBA truncated the table in both zones, arrived in zone a after its
+/// TRUNCATE and were inserted again there (a refilled table). The journal records a
+/// zone's TRUNCATE (`drc.truncated`), and an older incoming row is dropped as if its
+/// key had a tombstone; rows written after the truncate replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_table_is_not_refilled_by_older_changes_of_the_other_zone() {
+    let mut p = Pair::new("truncate", &[ORDERS], 5961).await;
+    let db = p.db.clone();
+    p.start_both().await;
+    let values: Vec<String> = (0..10).map(|i| format!("({}, 'row')", 2 * i + 1)).collect();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
+            values.join(", ")
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await);
+    p.kill9(0);
+    p.kill9(1);
+    exec(
+        ZONE_B,
+        &[&format!(
+            "UPDATE `{db}`.orders SET customer = 'late update' WHERE id IN (1, 3, 5)"
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    exec(ZONE_A, &[&format!("TRUNCATE TABLE `{db}`.orders")]).await;
+    exec(ZONE_B, &[&format!("TRUNCATE TABLE `{db}`.orders")]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (201, 'after the truncate')"
+        )],
+    )
+    .await;
+    p.start(0);
+    p.start(1);
+    let ok = wait_until(Duration::from_secs(20), || async {
+        p.applied_txns(0).await >= 1 && p.rows(1, "orders").await.len() == 1
+    })
+    .await;
+    assert!(
+        ok,
+        "b's update and a's insert were applied:\n{}\n{}",
+        p.log(0),
+        p.log(1)
+    );
+    assert!(wait_converged(&p, "orders", 20).await);
+    let rows: Vec<(u64, String)> = conn(ZONE_A)
+        .await
+        .query(format!("SELECT id, customer FROM `{db}`.orders"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(201, "after the truncate".to_string())],
+        "zone a is not refilled"
+    );
+    assert!(
+        p.conflicts(0, "deleted_later").await >= 3,
+        "the late updates are logged as lost to the truncate"
+    );
+}

@@ -6,6 +6,9 @@
 //!   applier the defaults of the columns an origin zone added, to tell a row image
 //!   with a column this zone lacks that loses nothing from one that must wait.
 //!
+//! * which tables a statement truncated ([`truncated`]): the journal records this
+//!   zone's TRUNCATEs, so late older changes from other zones do not refill them.
+//!
 //! A statement it cannot parse changes nothing it knows of (and is logged): the
 //! applier then waits, by name, for the missing table or column.
 
@@ -142,6 +145,21 @@ fn literal_default(o: &ColumnOption) -> Option<String> {
     }
 }
 
+/// The tables (database, table) `TRUNCATE [TABLE]` statements in `sql` empty.
+pub fn truncated(db: &str, sql: &str) -> Result<Vec<(String, String)>, String> {
+    if !sql.to_ascii_uppercase().contains("TRUNCATE") {
+        return Ok(Vec::new());
+    }
+    let statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for st in statements {
+        if let Statement::Truncate(t) = st {
+            out.extend(t.table_names.iter().filter_map(|n| parts(db, &n.name)));
+        }
+    }
+    Ok(out)
+}
+
 fn parts(default_db: &str, n: &ObjectName) -> Option<(String, String)> {
     let idents: Vec<String> =
         n.0.iter()
@@ -167,6 +185,16 @@ fn rename(db: &str, from: &ObjectName, to: &ObjectName) -> Option<Rename> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncates() {
+        assert_eq!(
+            truncated("shop", "TRUNCATE TABLE orders").unwrap(),
+            [("shop".into(), "orders".into())]
+        );
+        assert_eq!(truncated("", "truncate `x`.`y`").unwrap(), [("x".into(), "y".into())]);
+        assert!(truncated("shop", "DELETE FROM orders").unwrap().is_empty());
+    }
 
     fn r(db: &str, from: &str, to: &str) -> Rename {
         Rename {

@@ -192,8 +192,9 @@ impl JournalSink {
 
     /// Records the renames of replicated tables a statement of this zone made, and the
     /// columns it dropped (or added back).
-    async fn journal_statement(&mut self, db: &str, sql: &str) -> Result<(), Error> {
+    async fn journal_statement(&mut self, db: &str, sql: &str, ts: u32) -> Result<(), Error> {
         self.journal_columns(db, sql).await?;
+        self.journal_truncates(db, sql, ts).await?;
         let renames = match crate::mysql::ddl::renames(db, sql) {
             Ok(r) => r,
             Err(e) => {
@@ -219,6 +220,40 @@ impl JournalSink {
                 .await
                 .map_err(|e| self.err("writing drc.renamed", e))?;
             tracing::info!(db = %r.db, from = %r.from, to = %r.to, "table renamed in this zone: changes of the other zones for the old name go to the new one");
+        }
+        Ok(())
+    }
+
+    /// Records this zone's TRUNCATEs of replicated tables (`drc.truncated`): the
+    /// version of the truncate is the end of its second, like a delete's on MariaDB.
+    async fn journal_truncates(&mut self, db: &str, sql: &str, ts: u32) -> Result<(), Error> {
+        let tables = match crate::mysql::ddl::truncated(db, sql) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(sql, error = %e, "cannot parse a statement of this zone: a TRUNCATE in it is not recorded");
+                return Ok(());
+            }
+        };
+        for (d, t) in tables {
+            if !self.s.replicates(&d, &t) {
+                continue;
+            }
+            let version = crate::mysql::applier::sql::version_of(&crate::model::Value::Timestamp {
+                secs: ts as i64,
+                micros: 999_999,
+                fsp: 6,
+            })
+            .expect("a timestamp has a version");
+            self.begin().await?;
+            self.conn
+                .exec_drop(
+                    "INSERT INTO `drc`.`truncated` (db, tbl, version) VALUES (?, ?, CAST(? AS DECIMAL(30,6))) \
+                     ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
+                    (&d, &t, crate::mysql::applier::apply::format_decimal(version)),
+                )
+                .await
+                .map_err(|e| self.err("writing drc.truncated", e))?;
+            tracing::info!(db = %d, tbl = %t, "table truncated in this zone: older changes of the other zones are not applied to it");
         }
         Ok(())
     }
@@ -263,7 +298,7 @@ impl JournalSink {
         let mut deleted: HashMap<TableKey, i128> = HashMap::new();
         for (i, c) in tx.changes.iter().enumerate() {
             if let Change::Statement(st) = c {
-                self.journal_statement(&st.db, &st.sql).await?;
+                self.journal_statement(&st.db, &st.sql, st.ts).await?;
                 continue;
             }
             let Change::Row(r) = c else { continue };

@@ -186,10 +186,21 @@ impl Applier {
     ) -> Result<(Option<i128>, Option<i128>), Error> {
         let vcol = ident(t.version.as_ref().expect("version"));
         let on: Vec<String> = t.pk.iter().map(|c| format!("t.{} = ?", ident(c))).collect();
+        // a TRUNCATE here (`drc.truncated`) is a tombstone of every key of a table
+        // versioned by time
+        let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
+        let (tomb, truncated) = if clock {
+            (
+                "CAST(GREATEST(IFNULL(x.version, y.version), IFNULL(y.version, x.version)) AS CHAR)",
+                " LEFT JOIN `drc`.`truncated` AS y ON y.db = ? AND y.tbl = ?",
+            )
+        } else {
+            ("CAST(x.version AS CHAR)", "")
+        };
         let sql = format!(
-            "SELECT CAST(t.{vcol} AS DECIMAL(30,6)), CAST(x.version AS CHAR) FROM (SELECT 1 AS one) AS d \
+            "SELECT CAST(t.{vcol} AS DECIMAL(30,6)), {tomb} FROM (SELECT 1 AS one) AS d \
              LEFT JOIN {tbl} AS t ON {on} \
-             LEFT JOIN `drc`.`tombstones` AS x ON x.db = ? AND x.tbl = ? AND x.pk = {pk} FOR UPDATE",
+             LEFT JOIN `drc`.`tombstones` AS x ON x.db = ? AND x.tbl = ? AND x.pk = {pk}{truncated} FOR UPDATE",
             tbl = t.qualified(),
             on = on.join(" AND "),
             pk = t.pk_json_params(),
@@ -198,6 +209,10 @@ impl Applier {
         params.push(MyValue::from(t.db.as_str()));
         params.push(MyValue::from(t.tbl.as_str()));
         params.extend(key.iter().cloned());
+        if clock {
+            params.push(MyValue::from(t.db.as_str()));
+            params.push(MyValue::from(t.tbl.as_str()));
+        }
         let row: Option<(Option<String>, Option<String>)> = self
             .conn
             .exec_first(sql, params)

@@ -65,8 +65,19 @@ impl Applier {
             )
             .await
             .map_err(|e| mysql_err(&self.s, "reading tombstones", e))?;
+        // a TRUNCATE here is a tombstone of every key (tables versioned by time)
+        let floor = self.truncated_version(t).await?;
+        let with_floor = |mut tombs: KeyVersions| {
+            if let Some(f) = floor {
+                for k in keys {
+                    let v = tombs.entry(k.to_vec()).or_insert(f);
+                    *v = (*v).max(f);
+                }
+            }
+            tombs
+        };
         if any.is_none() {
-            return Ok(KeyVersions::new());
+            return Ok(with_floor(KeyVersions::new()));
         }
         let key_params: Vec<MyValue> = keys.iter().flat_map(|k| k.iter().map(|&x| int_param(x))).collect();
         let sql = format!(
@@ -95,6 +106,23 @@ impl Applier {
                 tombs.insert(key, v);
             }
         }
-        Ok(tombs)
+        Ok(with_floor(tombs))
+    }
+
+    /// The version of this zone's last TRUNCATE of `t` (`drc.truncated`), for tables
+    /// versioned by time.
+    pub(super) async fn truncated_version(&mut self, t: &LocalTable) -> Result<Option<i128>, Error> {
+        if !matches!(t.version_type.as_str(), "datetime" | "timestamp") {
+            return Ok(None);
+        }
+        let v: Option<String> = self
+            .conn
+            .exec_first(
+                "SELECT CAST(version AS CHAR) FROM `drc`.`truncated` WHERE db = ? AND tbl = ?",
+                (t.db.as_str(), t.tbl.as_str()),
+            )
+            .await
+            .map_err(|e| mysql_err(&self.s, "reading drc.truncated", e))?;
+        Ok(v.as_deref().and_then(parse_decimal))
     }
 }
