@@ -181,6 +181,14 @@ pub struct ReplicationConfig {
     /// `conflict_retention_secs = 2592000` (default, 30 days).
     #[serde(default = "default_conflict_retention")]
     pub conflict_retention_secs: u64,
+    /// DDL policy per database. Unlisted (default, "manual"): DDL is not replicated,
+    /// run it in every zone (docs/OPERATIONS.md). Listed: `[replication.ddl_home]
+    /// shop = "a"` replicates the schema changes run in zone a (CREATE TABLE/INDEX,
+    /// ALTER TABLE without DROP COLUMN, RENAME, DROP INDEX) to every zone, once and
+    /// never back; destructive DDL (DROP TABLE, TRUNCATE, DROP COLUMN) is never
+    /// replicated, and DDL run in another zone is reported, not applied.
+    #[serde(default)]
+    pub ddl_home: std::collections::BTreeMap<String, String>,
     /// How often retention runs: `retention_interval_secs = 60` (default).
     #[serde(default = "default_retention_interval")]
     pub retention_interval_secs: u64,
@@ -351,6 +359,20 @@ impl Config {
         if let Some(r) = &self.replication {
             if r.heartbeat_ms == 0 {
                 return Err("[replication] heartbeat_ms must be positive".into());
+            }
+            for (db, home) in &r.ddl_home {
+                if !r.databases.contains(db) {
+                    return Err(format!(
+                        "[replication.ddl_home] {db}: not in databases = {:?}",
+                        r.databases
+                    ));
+                }
+                if *home != self.zone && !self.peers.iter().any(|p| p.zone == *home) {
+                    return Err(format!(
+                        "[replication.ddl_home] {db} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
+                        self.zone
+                    ));
+                }
             }
             if r.retention_interval_secs == 0 || r.tombstone_retention_secs == 0 {
                 return Err(

@@ -1415,3 +1415,93 @@ async fn a_truncated_table_is_not_refilled_by_older_changes_of_the_other_zone() 
         "the late updates are logged as lost to the truncate"
     );
 }
+
+/// `[replication.ddl_home]`: the schema changes run in the database's home zone (a)
+/// reach zone b once and never come back; a DDL run in zone b is reported in zone a
+/// and not applied; a destructive DDL of the home zone is never replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_of_the_home_zone_replicates_once_and_never_back() {
+    let mut p = Pair::new("ddlhome", &[ORDERS], 5971).await;
+    let db = p.db.clone();
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        let at = text.find("[id_ranges.").unwrap();
+        let text = format!("{}[replication.ddl_home]\n{db} = \"a\"\n{}", &text[..at], &text[at..]);
+        std::fs::write(cfg, text).unwrap();
+    }
+    p.start_both().await;
+    let columns = |port: u16| {
+        let db = db.clone();
+        async move {
+            conn(port)
+                .await
+                .exec::<String, _, _>(
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' ORDER BY ORDINAL_POSITION",
+                    (&db,),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    exec(
+        ZONE_A,
+        &[
+            &format!("ALTER TABLE `{db}`.orders ADD COLUMN note VARCHAR(20) NULL"),
+            &format!("INSERT INTO `{db}`.orders (customer, note) VALUES ('with a note', 'x')"),
+        ],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await, "{}\n{}", p.log(0), p.log(1));
+    assert!(
+        columns(ZONE_B).await.contains(&"note".to_string()),
+        "the home zone's ALTER reached zone b"
+    );
+    // b's applied ALTER is in b's binlog, marked: zone a never runs it again
+    exec(
+        ZONE_B,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (customer) VALUES ('after the alter')"
+        )],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await);
+    let applied_in = |z: usize| {
+        p.log(z)
+            .lines()
+            .filter(|l| l.contains("DDL of the home zone") && l.contains("action=\"applied\""))
+            .count()
+    };
+    assert_eq!(applied_in(1), 1, "once in zone b:\n{}", p.log(1));
+    assert_eq!(applied_in(0), 0, "never back in zone a:\n{}", p.log(0));
+
+    // a DDL in zone b (not the home zone): reported in zone a, not applied there
+    exec(
+        ZONE_B,
+        &[&format!("ALTER TABLE `{db}`.orders ADD COLUMN other INT NULL")],
+    )
+    .await;
+    let reported = wait_until(Duration::from_secs(20), || async {
+        p.log(0).contains("which is not the home zone")
+    })
+    .await;
+    assert!(reported, "{}", p.log(0));
+    assert!(!columns(ZONE_A).await.contains(&"other".to_string()));
+
+    // destructive DDL of the home zone is not replicated
+    exec(ZONE_A, &[&format!("ALTER TABLE `{db}`.orders DROP COLUMN note")]).await;
+    let warned = wait_until(Duration::from_secs(20), || async {
+        p.log(1).contains("destructive DDL")
+    })
+    .await;
+    assert!(warned, "{}", p.log(1));
+    assert!(
+        columns(ZONE_B).await.contains(&"note".to_string()),
+        "zone b keeps the column"
+    );
+    for z in 0..2 {
+        assert!(
+            p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none(),
+            "daemon {z} runs"
+        );
+    }
+}

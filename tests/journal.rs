@@ -47,6 +47,7 @@ fn settings(db: &str) -> Arc<ApplierSettings> {
         skip_shadow_tables: true,
         tables: Default::default(),
         exclude_tables: Default::default(),
+        ddl_home: Default::default(),
     })
 }
 

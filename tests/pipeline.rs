@@ -92,6 +92,7 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         skip_shadow_tables: true,
         tables: Default::default(),
         exclude_tables: Default::default(),
+        ddl_home: Default::default(),
     });
     let mut ap = Applier::connect(opts(ZONE_B), s.clone()).await.unwrap();
     ap.init_schema().await.unwrap();

@@ -37,6 +37,7 @@ pub fn applier_settings(cfg: &Config, path: &Path) -> Result<Arc<ApplierSettings
         skip_shadow_tables: r.skip_shadow_tables,
         tables: TablePatterns::new(&r.tables),
         exclude_tables: TablePatterns::new(&r.exclude_tables),
+        ddl_home: r.ddl_home.clone(),
     }))
 }
 

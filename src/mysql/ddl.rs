@@ -13,7 +13,7 @@
 //! applier then waits, by name, for the missing table or column.
 
 use sqlparser::ast::{
-    AlterTableOperation, ColumnOption, Expr, ObjectName, RenameTableNameKind, Statement, Value as SqlValue,
+    AlterTableOperation, ColumnOption, Expr, ObjectName, ObjectType, RenameTableNameKind, Statement, Value as SqlValue,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -160,6 +160,118 @@ pub fn truncated(db: &str, sql: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// What a statement of the binlog is, for the DDL policy (`[replication.ddl_home]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdlKind {
+    /// Changes a table's shape without losing data: CREATE TABLE/INDEX, ALTER TABLE
+    /// (no DROP COLUMN), RENAME, DROP INDEX. Replicated from the home zone.
+    Schema,
+    /// Loses data: DROP TABLE/DATABASE/VIEW, TRUNCATE, ALTER TABLE … DROP COLUMN.
+    /// Never replicated automatically.
+    Destructive,
+    /// Anything else (grants, users, routines, statements it cannot parse).
+    Other,
+}
+
+/// A DDL statement: its kind and the databases of the tables it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ddl {
+    pub kind: DdlKind,
+    pub databases: Vec<String>,
+}
+
+/// Classifies `sql`, run with default database `db`.
+pub fn classify(db: &str, sql: &str) -> Ddl {
+    let other = Ddl {
+        kind: DdlKind::Other,
+        databases: Vec::new(),
+    };
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
+        return other;
+    };
+    let mut kind = DdlKind::Other;
+    let mut names: Vec<ObjectName> = Vec::new();
+    let mut worst = |k: DdlKind| {
+        kind = match (kind, k) {
+            (DdlKind::Destructive, _) | (_, DdlKind::Destructive) => DdlKind::Destructive,
+            (DdlKind::Schema, _) | (_, DdlKind::Schema) => DdlKind::Schema,
+            _ => DdlKind::Other,
+        }
+    };
+    for st in statements {
+        match st {
+            Statement::CreateTable(c) => {
+                worst(DdlKind::Schema);
+                names.push(c.name);
+            }
+            Statement::CreateIndex(c) => {
+                worst(DdlKind::Schema);
+                names.push(c.table_name);
+            }
+            Statement::RenameTable(pairs) => {
+                worst(DdlKind::Schema);
+                names.extend(pairs.into_iter().flat_map(|p| [p.old_name, p.new_name]));
+            }
+            Statement::AlterTable(at) => {
+                let drops = at
+                    .operations
+                    .iter()
+                    .any(|op| matches!(op, AlterTableOperation::DropColumn { .. }));
+                worst(if drops { DdlKind::Destructive } else { DdlKind::Schema });
+                names.push(at.name);
+            }
+            Statement::Truncate(t) => {
+                worst(DdlKind::Destructive);
+                names.extend(t.table_names.into_iter().map(|n| n.name));
+            }
+            Statement::Drop {
+                object_type, names: n, ..
+            } => {
+                match object_type {
+                    ObjectType::Index => worst(DdlKind::Schema),
+                    ObjectType::Table | ObjectType::View | ObjectType::Schema | ObjectType::Database => {
+                        worst(DdlKind::Destructive)
+                    }
+                    _ => continue,
+                }
+                if matches!(object_type, ObjectType::Schema | ObjectType::Database) {
+                    // `DROP DATABASE d`: the name is the database
+                    names.extend(n.into_iter().filter_map(|o| {
+                        let d = o.0.first()?.as_ident()?.value.clone();
+                        Some(ObjectName::from(vec![
+                            sqlparser::ast::Ident::new(d),
+                            sqlparser::ast::Ident::new(""),
+                        ]))
+                    }));
+                } else {
+                    names.extend(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut databases: Vec<String> = names.iter().filter_map(|n| parts(db, n)).map(|(d, _)| d).collect();
+    databases.sort();
+    databases.dedup();
+    Ddl { kind, databases }
+}
+
+/// How drc's applier marks a DDL statement it replicates from zone `origin`: the
+/// comment stays in the statement's text in the binlog, so every reader knows the
+/// statement was applied by drc (loop suppression for statements, which carry no
+/// marker row).
+pub fn mark(origin: &str, sql: &str) -> String {
+    format!("{APPLIED_MARKER}{origin} */ {sql}")
+}
+
+/// The zone a statement was replicated from, when drc's applier wrote it.
+pub fn applied_from(sql: &str) -> Option<&str> {
+    let rest = sql.trim_start().strip_prefix(APPLIED_MARKER)?;
+    rest.split_once(" */").map(|(origin, _)| origin)
+}
+
+const APPLIED_MARKER: &str = "/* drc-ddl from=";
+
 fn parts(default_db: &str, n: &ObjectName) -> Option<(String, String)> {
     let idents: Vec<String> =
         n.0.iter()
@@ -185,6 +297,26 @@ fn rename(db: &str, from: &ObjectName, to: &ObjectName) -> Option<Rename> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ddl_kinds_and_databases() {
+        let k = |sql: &str| classify("shop", sql);
+        assert_eq!(k("ALTER TABLE orders ADD COLUMN x INT").kind, DdlKind::Schema);
+        assert_eq!(k("ALTER TABLE orders ADD COLUMN x INT").databases, ["shop"]);
+        assert_eq!(k("ALTER TABLE other.t DROP COLUMN x").kind, DdlKind::Destructive);
+        assert_eq!(k("ALTER TABLE other.t DROP COLUMN x").databases, ["other"]);
+        assert_eq!(k("CREATE TABLE t (id INT PRIMARY KEY)").kind, DdlKind::Schema);
+        assert_eq!(k("CREATE INDEX i ON t (id)").kind, DdlKind::Schema);
+        assert_eq!(k("DROP TABLE t").kind, DdlKind::Destructive);
+        assert_eq!(k("TRUNCATE TABLE t").kind, DdlKind::Destructive);
+        assert_eq!(k("RENAME TABLE a TO b").kind, DdlKind::Schema);
+        assert_eq!(k("GRANT SELECT ON shop.* TO u").kind, DdlKind::Other);
+        assert_eq!(k("not sql at all").kind, DdlKind::Other);
+        let m = mark("a", "ALTER TABLE t ADD x INT");
+        assert_eq!(applied_from(&m), Some("a"));
+        assert_eq!(classify("shop", &m).kind, DdlKind::Schema, "the marker is a comment");
+        assert_eq!(applied_from("ALTER TABLE t ADD x INT"), None);
+    }
 
     #[test]
     fn truncates() {

@@ -89,6 +89,10 @@ pub const RETENTION_PURGED: &str = "drc_retention_purged_rows_total";
 /// Gauge: rows of `drc.tombstones` / `drc.conflicts` (InnoDB's estimate), by table.
 pub const DRC_TABLE_ROWS: &str = "drc_table_rows";
 
+/// Counter: DDL statements of a database with a home zone, by action (`applied`,
+/// `already_applied`, `skipped_destructive`, `misplaced`).
+pub const DDL: &str = "drc_ddl_total";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -121,6 +125,7 @@ pub const ALL: &[&str] = &[
     SKIPPED_ROWS,
     RETENTION_PURGED,
     DRC_TABLE_ROWS,
+    DDL,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -173,6 +178,10 @@ fn describe() {
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
     describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
+    describe_counter!(
+        DDL,
+        "DDL of databases with a home zone: applied, already_applied, skipped_destructive, misplaced"
+    );
     describe_counter!(
         RETENTION_PURGED,
         "rows of drc.tombstones / drc.conflicts dropped by retention"

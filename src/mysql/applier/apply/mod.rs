@@ -43,6 +43,7 @@ use std::sync::Arc;
 mod batch;
 mod columns;
 mod conflicts;
+mod ddl;
 mod group;
 mod heartbeat;
 mod position;
@@ -90,6 +91,8 @@ pub struct ApplierSettings {
     pub tables: TablePatterns,
     /// Tables of `databases` never replicated.
     pub exclude_tables: TablePatterns,
+    /// Databases whose schema changes are replicated from a home zone (see `ddl`).
+    pub ddl_home: BTreeMap<String, String>,
 }
 
 impl ApplierSettings {
@@ -355,6 +358,7 @@ impl Applier {
                 self.note_origin_ddl(st);
             }
         }
+        let ddl = self.ddl_to_apply(origin, tx);
         self.screen(origin, tx).await?;
         let relevant = tx
             .changes
@@ -368,6 +372,12 @@ impl Applier {
             && (!relevant || !tx.last || self.group.as_ref().is_some_and(|g| g.origin != origin))
         {
             self.flush().await?;
+        }
+        if !ddl.is_empty() {
+            // DDL commits implicitly: never inside a group or an open transaction
+            self.flush().await?;
+            self.rollback().await;
+            self.apply_ddl(origin, &ddl).await?;
         }
         if self.open.is_none() && !relevant && tx.fragment == 0 && tx.last {
             if let Some(hb) = self.heartbeat_of(origin, tx) {
