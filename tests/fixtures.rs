@@ -138,17 +138,18 @@ fn agrees(ours: &Value, theirs: &str) -> bool {
     if theirs == "NULL" {
         return *ours == Value::Null;
     }
-    let ints = || -> Vec<i128> {
+    // mariadb-binlog prints a negative integer as `-1 (4294967295)`: its signed
+    // reading, then in parentheses its unsigned one; a non-negative one once
+    let (signed, unsigned) = {
         let (a, b) = theirs.split_once(" (").unwrap_or((theirs, ""));
-        [a, b.trim_end_matches(')')]
-            .iter()
-            .filter_map(|x| x.parse().ok())
-            .collect()
+        let a: Option<i128> = a.parse().ok();
+        let b: Option<i128> = b.strip_suffix(')').and_then(|b| b.parse().ok());
+        (a, b.or(a))
     };
     match ours {
         Value::Null => false,
-        Value::Int(i) => ints().contains(&(*i as i128)),
-        Value::UInt(u) => ints().contains(&(*u as i128)),
+        Value::Int(i) => signed == Some(*i as i128),
+        Value::UInt(u) => unsigned == Some(*u as i128),
         Value::Float(f) => theirs
             .parse::<f64>()
             .is_ok_and(|t| (t - *f as f64).abs() <= 1e-5 * t.abs().max(1.0)),
@@ -168,7 +169,7 @@ fn agrees(ours: &Value, theirs: &str) -> bool {
         Value::Text(t) => unquote(theirs)
             .is_some_and(|b| b == t.as_bytes() || encoding_rs::WINDOWS_1252.encode(t).0.as_ref() == b.as_slice()),
         Value::Bytes(b) => unquote(theirs).is_some_and(|x| &x == b),
-        Value::Json(j) => unquote(theirs).is_none_or(|x| x == j.as_bytes()),
+        Value::Json(j) => unquote(theirs).is_some_and(|x| x == j.as_bytes()),
         Value::JsonDiff(_) => true,
     }
 }
