@@ -134,8 +134,27 @@ async fn a_multi_fragment_applier_transaction_is_not_published_back() {
     let applied = wait_until(Duration::from_secs(30), || async { p.applied_txns(1).await >= 1 }).await;
     assert!(applied, "zone b did not apply the transaction\n{}", p.logs());
     assert_eq!(p.rows(1, "orders").await.len(), 300);
-    // zone b's heartbeats keep flowing to zone a meanwhile; give an echo time to arrive
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An echo would be published before zone b's later heartbeats (the topic is in
+    // order): wait until zone a has applied two heartbeats of b written after it.
+    let hb = |db: String| async move {
+        conn(ZONE_A)
+            .await
+            .exec_first::<Option<u64>, _, _>(
+                "SELECT hb_seq FROM drc.applied WHERE origin_zone = ?",
+                (format!("b/{db}"),),
+            )
+            .await
+            .unwrap()
+            .flatten()
+            .unwrap_or(0)
+    };
+    let seen = hb(db.clone()).await;
+    let later = wait_until(Duration::from_secs(30), || {
+        let next = hb(db.clone());
+        async move { next.await >= seen + 2 }
+    })
+    .await;
+    assert!(later, "zone a applied no later heartbeat of zone b\n{}", p.logs());
     assert_eq!(
         p.applied_txns(0).await,
         0,

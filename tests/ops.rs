@@ -3,8 +3,8 @@
 //!   runs; `/status` and `drc status` report the direction; mutating calls without
 //!   (or with a wrong) bearer token are refused; `drc pause` stops applying at a
 //!   transaction boundary and `drc resume` continues;
-//! * the lag drc reports agrees within 50 ms with an independent probe (a row written
-//!   in zone a, polled for in zone b);
+//! * the lag drc reports moves, and agrees within 50 ms with an independent probe (a
+//!   row written in zone a, polled for in zone b);
 //! * `testenv/drill.sh` runs a complete failover drill (fence, drain, move, verify,
 //!   unfence) and reports PASS;
 //! * docs/METRICS.md lists every metric drc exports.
@@ -233,6 +233,11 @@ async fn reported_lag_agrees_with_an_independent_probe() {
         "lag under ~200 tx/s: drc reports median {m_drc:.1} ms ({} readings), independent probe median {m_probe:.1} ms ({} probes)",
         reported.len(),
         probe.len()
+    );
+    // a gauge stuck at one value (0, say) is no measurement
+    assert!(
+        m_drc > 0.0 && reported.iter().any(|r| *r != reported[0]),
+        "drc's lag gauge does not move: {reported:?}"
     );
     assert!(
         (m_drc - m_probe).abs() <= 50.0,
