@@ -23,7 +23,15 @@
 //!
 //! # Loops
 //! A transaction that writes `drc.marker` was written by an applier: it is never
-//! applied (counted as suppressed), so a change never returns to its origin zone.
+//! applied (counted as suppressed), so a change never returns to its origin zone. A
+//! DDL statement the applier ran carries a comment instead (`ddl.rs`).
+//!
+//! # Files
+//! `group.rs` group commit · `row.rs` the row path · `batch.rs` the batch path ·
+//! `conflicts.rs` the conflict log and ID ranges · `tombstone.rs` tombstones and
+//! truncates · `columns.rs` schema changes under traffic · `tables.rs` table
+//! metadata and the tables skipped here · `ddl.rs` the DDL policy · `heartbeat.rs`
+//! peers' heartbeats · `position.rs` `drc.applied` · `schema.rs` the drc schema.
 
 use super::id_range::{RangePolicy, ZoneRanges};
 use super::lww::{decide, Action, Conflict, Incoming, Local};
