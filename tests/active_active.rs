@@ -1505,3 +1505,38 @@ async fn ddl_of_the_home_zone_replicates_once_and_never_back() {
         );
     }
 }
+
+/// An application session in another time zone than UTC writes DATETIME versions
+/// hours off (last-writer-wins then compares wrong times), which `drc check` cannot
+/// see: it reads the global time zone. The journal compares local versions with their
+/// commit times and warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_writing_versions_in_another_time_zone_is_reported() {
+    let mut p = Pair::new("sessiontz", &[ORDERS], 5981).await;
+    let db = p.db.clone();
+    p.start_both().await;
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('utc session')")],
+    )
+    .await;
+    assert!(wait_converged(&p, "orders", 20).await);
+    assert!(
+        !p.log(0).contains("s off its commit time"),
+        "a UTC session is fine:\n{}",
+        p.log(0)
+    );
+    exec(
+        ZONE_A,
+        &[
+            "SET time_zone = '+08:00'",
+            &format!("INSERT INTO `{db}`.orders (customer) VALUES ('session in +08:00')"),
+        ],
+    )
+    .await;
+    let warned = wait_until(Duration::from_secs(20), || async {
+        p.log(0).contains("s off its commit time") && p.log(0).contains("offset_secs=28")
+    })
+    .await;
+    assert!(warned, "{}", p.log(0));
+}

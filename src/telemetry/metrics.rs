@@ -93,6 +93,12 @@ pub const DRC_TABLE_ROWS: &str = "drc_table_rows";
 /// `already_applied`, `skipped_destructive`, `misplaced`).
 pub const DDL: &str = "drc_ddl_total";
 
+/// Gauge: seconds between a local write's DATETIME version and its commit time, by
+/// table, when 15 min or more (hours off: a session in another time zone than UTC).
+pub const VERSION_CLOCK_OFFSET: &str = "drc_version_clock_offset_seconds";
+/// Counter: reports of such an offset (at most one per table every 30 s).
+pub const VERSION_CLOCK_OFFSET_REPORTS: &str = "drc_version_clock_offset_reports_total";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -126,6 +132,8 @@ pub const ALL: &[&str] = &[
     RETENTION_PURGED,
     DRC_TABLE_ROWS,
     DDL,
+    VERSION_CLOCK_OFFSET,
+    VERSION_CLOCK_OFFSET_REPORTS,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -178,6 +186,15 @@ fn describe() {
     describe_counter!(LOOPS_SUPPRESSED, "applier transactions not applied or shipped again");
     describe_counter!(ID_RANGE_VIOLATIONS, "rows outside their origin zone's ID range");
     describe_counter!(DUPLICATES_SKIPPED, "transactions received again and skipped");
+    describe_gauge!(
+        VERSION_CLOCK_OFFSET,
+        Unit::Seconds,
+        "a local write's DATETIME version minus its commit time, by table"
+    );
+    describe_counter!(
+        VERSION_CLOCK_OFFSET_REPORTS,
+        "local writes whose DATETIME version is 15 min or more off their commit time (at most one per table every 30 s)"
+    );
     describe_counter!(
         DDL,
         "DDL of databases with a home zone: applied, already_applied, skipped_destructive, misplaced"

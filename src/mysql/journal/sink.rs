@@ -73,6 +73,8 @@ pub struct JournalSink {
     /// Actions of the open journal transaction (tombstone, raised, undone).
     counts: [u64; 3],
     zone_label: String,
+    /// When a table's DATETIME version offset was last reported.
+    offset_checked: HashMap<(String, String), Instant>,
     /// Keys an applier wrote while a tombstone (the value) beats the row: resurrected
     /// in the window, not yet undone because the row moved on. The next writes of the
     /// key decide: an applier's not above the tombstone is undone, a local write is
@@ -99,6 +101,7 @@ impl JournalSink {
             conn,
             channel: s.channel_key(&s.zone),
             zone_label: s.zone.clone(),
+            offset_checked: HashMap::new(),
             s,
             tables: HashMap::new(),
             last_delete: HashMap::new(),
@@ -292,6 +295,39 @@ impl JournalSink {
         Ok(())
     }
 
+    /// A DATETIME version is the writing session's local time: a session in another
+    /// time zone than UTC writes versions hours off, which last-writer-wins then
+    /// compares with the other zones' (and with delete times) wrongly, and which
+    /// `drc check` cannot see (it reads the global time zone). Every local write's
+    /// version is compared with its event's time: an offset of 15 minutes or more
+    /// sets the gauge and is logged (at most every 30 s per table).
+    fn check_version_clock(&mut self, r: &RowChange, v: i128) {
+        let Some(dt) = crate::mysql::applier::version::datetime_of_version(v) else {
+            return;
+        };
+        let offset = dt.and_utc().timestamp() - r.ts as i64;
+        if offset.abs() < 900 {
+            return;
+        }
+        let key = (r.db.to_string(), r.table.to_string());
+        if self
+            .offset_checked
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(30))
+        {
+            return;
+        }
+        self.offset_checked.insert(key, Instant::now());
+        let table = format!("{}.{}", r.db, r.table);
+        metrics::gauge!(m::VERSION_CLOCK_OFFSET, "zone" => self.zone_label.clone(), "table" => table.clone())
+            .set(offset as f64);
+        metrics::counter!(m::VERSION_CLOCK_OFFSET_REPORTS, "zone" => self.zone_label.clone(), "table" => table.clone())
+            .increment(1);
+        {
+            tracing::warn!(table, offset_secs = offset, "a local write's DATETIME version is {offset} s off its commit time: a session writing in another time zone than UTC (SET time_zone) makes last-writer-wins compare wrong times; use UTC sessions or a TIMESTAMP version column (a backfill with explicit old versions shows here too)");
+        }
+    }
+
     /// A local transaction's rows.
     async fn journal_local(&mut self, tx: &Transaction) -> Result<(), Error> {
         // tombstones recorded for keys of this fragment, for the inserts after them
@@ -311,6 +347,11 @@ impl JournalSink {
             let vcol = t.version.clone().expect("journalled tables have a version");
             let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
             let (before, after) = (r.before.as_ref(), r.after.as_ref());
+            if t.version_type == "datetime" {
+                if let Some(v) = after.and_then(|a| a.get(&vcol)).and_then(version_of) {
+                    self.check_version_clock(r, v);
+                }
+            }
             let id = |img: &RowImage| (r.db.to_string(), r.table.to_string(), key_text(&t, img));
             let ver = |img: &RowImage| img.get(&vcol).and_then(version_of);
             let same_key = match (before, after) {
