@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`journal_pending` (
 CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   id               BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   at               DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | concurrent_update | resurrected_after_delete | concurrent_delete | id_out_of_range | unique_key | foreign_key
+  kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | concurrent_update | resurrected_after_delete | concurrent_delete | id_out_of_range | unique_key | foreign_key | misrouted_write
   resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined
   db               VARCHAR(64)   NOT NULL,
   tbl              VARCHAR(64)   NOT NULL,

@@ -189,6 +189,13 @@ pub struct ReplicationConfig {
     /// replicated, and DDL run in another zone is reported, not applied.
     #[serde(default)]
     pub ddl_home: std::collections::BTreeMap<String, String>,
+    /// Global-zone tables: data with one writer, read everywhere.
+    /// `[replication.global_tables] "shop.countries" = "a"` (`db.table` patterns):
+    /// changes made in zone a replicate one way, as they are (no last-writer-wins);
+    /// a write of such a table in another zone is a misrouted write: reported in
+    /// `drc.conflicts` (`misrouted_write`) and never applied elsewhere.
+    #[serde(default)]
+    pub global_tables: std::collections::BTreeMap<String, String>,
     /// How often retention runs: `retention_interval_secs = 60` (default).
     #[serde(default = "default_retention_interval")]
     pub retention_interval_secs: u64,
@@ -359,6 +366,23 @@ impl Config {
         if let Some(r) = &self.replication {
             if r.heartbeat_ms == 0 {
                 return Err("[replication] heartbeat_ms must be positive".into());
+            }
+            for (pat, home) in &r.global_tables {
+                if !pat
+                    .split_once('.')
+                    .is_some_and(|(db, _)| r.databases.iter().any(|d| d == db))
+                {
+                    return Err(format!(
+                        "[replication.global_tables] {pat:?}: not \"db.table\" of a database in databases = {:?}",
+                        r.databases
+                    ));
+                }
+                if *home != self.zone && !self.peers.iter().any(|p| p.zone == *home) {
+                    return Err(format!(
+                        "[replication.global_tables] {pat:?} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
+                        self.zone
+                    ));
+                }
             }
             for (db, home) in &r.ddl_home {
                 if !r.databases.contains(db) {

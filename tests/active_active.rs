@@ -1540,3 +1540,93 @@ async fn a_session_writing_versions_in_another_time_zone_is_reported() {
     .await;
     assert!(warned, "{}", p.log(0));
 }
+
+/// A global-zone table (`[replication.global_tables]`, home zone a): zone a's writes
+/// reach zone b as they are (no version column needed: one writer); a write in zone b
+/// is a misrouted write, reported in zone a's `drc.conflicts` and not applied there;
+/// zone a's next write of the row overwrites it in zone b.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_zone_table_replicates_from_its_home_only() {
+    let mut p = Pair::new(
+        "global",
+        &[
+            ORDERS,
+            "CREATE TABLE countries (code CHAR(2) PRIMARY KEY, name VARCHAR(40) NOT NULL)",
+        ],
+        5991,
+    )
+    .await;
+    let db = p.db.clone();
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        let at = text.find("[id_ranges.").unwrap();
+        let text = format!(
+            "{}[replication.global_tables]\n\"{db}.countries\" = \"a\"\n{}",
+            &text[..at],
+            &text[at..]
+        );
+        std::fs::write(cfg, text).unwrap();
+    }
+    p.start_both().await;
+    let names = |port: u16| {
+        let db = db.clone();
+        async move {
+            conn(port)
+                .await
+                .query::<(String, String), _>(format!("SELECT code, name FROM `{db}`.countries ORDER BY code"))
+                .await
+                .unwrap()
+        }
+    };
+    let row = |c: &str, n: &str| (c.to_string(), n.to_string());
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.countries VALUES ('fr', 'France')")],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            names(ZONE_B).await == [row("fr", "France")]
+        })
+        .await,
+        "the home zone's row reaches b:\n{}",
+        p.log(1)
+    );
+    // misrouted: written in b
+    exec(
+        ZONE_B,
+        &[
+            &format!("UPDATE `{db}`.countries SET name = 'Frankreich' WHERE code = 'fr'"),
+            &format!("INSERT INTO `{db}`.countries VALUES ('de', 'Germany')"),
+        ],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            p.conflicts(0, "misrouted_write").await == 2
+        })
+        .await,
+        "zone a reports both misrouted writes:\n{}",
+        p.log(0)
+    );
+    assert_eq!(names(ZONE_A).await, [row("fr", "France")], "zone a applies neither");
+    // the home zone's next write of the row overwrites it in b
+    exec(
+        ZONE_A,
+        &[&format!(
+            "UPDATE `{db}`.countries SET name = 'France (FR)' WHERE code = 'fr'"
+        )],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            names(ZONE_B).await.contains(&row("fr", "France (FR)"))
+        })
+        .await,
+        "{:?}",
+        names(ZONE_B).await
+    );
+    for z in 0..2 {
+        assert!(p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none());
+    }
+}

@@ -48,6 +48,7 @@ fn settings(db: &str) -> Arc<ApplierSettings> {
         tables: Default::default(),
         exclude_tables: Default::default(),
         ddl_home: Default::default(),
+        global_tables: Default::default(),
     })
 }
 

@@ -93,6 +93,7 @@ async fn applier_applies_an_in_memory_source_and_stores_its_position() {
         tables: Default::default(),
         exclude_tables: Default::default(),
         ddl_home: Default::default(),
+        global_tables: Default::default(),
     });
     let mut ap = Applier::connect(opts(ZONE_B), s.clone()).await.unwrap();
     ap.init_schema().await.unwrap();

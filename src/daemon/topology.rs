@@ -38,6 +38,11 @@ pub fn applier_settings(cfg: &Config, path: &Path) -> Result<Arc<ApplierSettings
         tables: TablePatterns::new(&r.tables),
         exclude_tables: TablePatterns::new(&r.exclude_tables),
         ddl_home: r.ddl_home.clone(),
+        global_tables: r
+            .global_tables
+            .iter()
+            .map(|(pat, home)| (TablePatterns::new(std::slice::from_ref(pat)), home.clone()))
+            .collect(),
     }))
 }
 

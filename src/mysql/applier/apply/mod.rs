@@ -52,6 +52,7 @@ mod batch;
 mod columns;
 mod conflicts;
 mod ddl;
+mod global;
 mod group;
 mod heartbeat;
 mod position;
@@ -101,9 +102,19 @@ pub struct ApplierSettings {
     pub exclude_tables: TablePatterns,
     /// Databases whose schema changes are replicated from a home zone (see `ddl`).
     pub ddl_home: BTreeMap<String, String>,
+    /// Global-zone tables and their home zone (see `global`).
+    pub global_tables: Vec<(TablePatterns, String)>,
 }
 
 impl ApplierSettings {
+    /// The home zone of `db`.`tbl` when it is a global-zone table.
+    pub fn global_home(&self, db: &str, tbl: &str) -> Option<&str> {
+        self.global_tables
+            .iter()
+            .find(|(p, _)| p.matches(db, tbl))
+            .map(|(_, home)| home.as_str())
+    }
+
     /// Whether changes of `db`.`tbl` are replicated: a replicated database, not drc's
     /// schema, not an online schema change tool's shadow table (when skipped).
     pub fn replicates(&self, db: &str, tbl: &str) -> bool {

@@ -51,6 +51,10 @@ impl Applier {
     pub(super) async fn apply_row(&mut self, origin: &str, tx: &Transaction, r: &RowChange) -> Result<(), Error> {
         let t = self.fresh_table(r).await?;
         let r = &*self.conform_change(origin, &t, r).await?;
+        if let Some(home) = self.s.global_home(&r.db, &r.table) {
+            let home = home.to_string();
+            return self.apply_global(origin, &home, tx, &t, r).await;
+        }
         let Some(vcol) = t.version.clone() else {
             return self.apply_unversioned(origin, tx, &t, r).await;
         };

@@ -66,7 +66,7 @@ impl Applier {
                     .map_err(|e| mysql_err(&self.s, "reading table metadata", e))?;
             }
         }
-        let t = match t {
+        let mut t = match t {
             Some(t) => {
                 missing_since()
                     .lock()
@@ -79,8 +79,12 @@ impl Applier {
         if t.pk.is_empty() {
             return Ok(Err(Unfit::NoPrimaryKey));
         }
-        if t.version.is_none() && !self.s.unversioned.iter().any(|u| *u == format!("{db}.{tbl}")) {
+        let global = self.s.global_home(db, tbl).is_some();
+        if t.version.is_none() && !global && !self.s.unversioned.iter().any(|u| *u == format!("{db}.{tbl}")) {
             return Ok(Err(Unfit::NoVersionColumn));
+        }
+        if global {
+            t.batchable = false; // one-way, origin wins: decided row by row (`global.rs`)
         }
         let t = Arc::new(t);
         self.tables.insert((db.to_string(), tbl.to_string()), t.clone());
