@@ -161,6 +161,7 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
                 .await?;
             let mut good = 0;
             let (listed, excluded) = (TablePatterns::new(&r.tables), TablePatterns::new(&r.exclude_tables));
+            let global = TablePatterns::new(&r.global_tables.keys().cloned().collect::<Vec<_>>());
             for (t, pk, ver) in rows {
                 if excluded.matches(db, &t) || !(listed.is_empty() || listed.matches(db, &t)) {
                     continue;
@@ -175,6 +176,8 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
                         format!("`{db}`.`{t}` has no primary key: its changes are skipped"),
                         "add a primary key (drc identifies rows by it), or list the table in [replication] exclude_tables",
                     ));
+                } else if ver == 0 && global.matches(db, &t) {
+                    good += 1; // one writer: no version needed
                 } else if ver == 0 && r.unversioned.iter().any(|u| *u == format!("{db}.{t}")) {
                     f.push(Finding::bad(
                         Warn,
