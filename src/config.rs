@@ -367,43 +367,33 @@ impl Config {
             if r.heartbeat_ms == 0 {
                 return Err("[replication] heartbeat_ms must be positive".into());
             }
-            for (pat, home) in &r.global_tables {
-                if !pat
-                    .split_once('.')
-                    .is_some_and(|(db, _)| r.databases.iter().any(|d| d == db))
-                {
-                    return Err(format!(
-                        "[replication.global_tables] {pat:?}: not \"db.table\" of a database in databases = {:?}",
-                        r.databases
-                    ));
-                }
+            // zones named as a home: this zone or a peer
+            let homes = r.global_tables.iter().map(|(k, z)| ("global_tables", k, z));
+            for (key, name, home) in homes.chain(r.ddl_home.iter().map(|(k, z)| ("ddl_home", k, z))) {
                 if *home != self.zone && !self.peers.iter().any(|p| p.zone == *home) {
                     return Err(format!(
-                        "[replication.global_tables] {pat:?} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
+                        "[replication.{key}] {name:?} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
                         self.zone
                     ));
                 }
             }
-            for (db, home) in &r.ddl_home {
-                if !r.databases.contains(db) {
-                    return Err(format!(
-                        "[replication.ddl_home] {db}: not in databases = {:?}",
-                        r.databases
-                    ));
-                }
-                if *home != self.zone && !self.peers.iter().any(|p| p.zone == *home) {
-                    return Err(format!(
-                        "[replication.ddl_home] {db} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
-                        self.zone
-                    ));
-                }
+            if let Some(db) = r.ddl_home.keys().find(|db| !r.databases.contains(db)) {
+                return Err(format!(
+                    "[replication.ddl_home] {db}: not in databases = {:?}",
+                    r.databases
+                ));
             }
             if r.retention_interval_secs == 0 || r.tombstone_retention_secs == 0 {
                 return Err(
                     "[replication] retention_interval_secs and tombstone_retention_secs must be positive".into(),
                 );
             }
-            for (key, list) in [("tables", &r.tables), ("exclude_tables", &r.exclude_tables)] {
+            let global: Vec<String> = r.global_tables.keys().cloned().collect();
+            for (key, list) in [
+                ("tables", &r.tables),
+                ("exclude_tables", &r.exclude_tables),
+                ("global_tables", &global),
+            ] {
                 for pat in list {
                     let db = pat.split_once('.').map(|(db, _)| db);
                     if !db.is_some_and(|db| r.databases.iter().any(|d| d == db)) {

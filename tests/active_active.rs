@@ -576,10 +576,7 @@ async fn hostile_identifiers_replicate_and_a_missing_table_is_skipped_after_its_
     })
     .await;
     assert!(skipped, "{}", p.log(1));
-    assert!(
-        p.daemons[1].as_mut().unwrap().try_wait().unwrap().is_none(),
-        "zone b's daemon runs"
-    );
+    assert!(p.running(1), "zone b's daemon runs");
 }
 
 /// A clash on a secondary unique key is a logged conflict; the daemons keep running.
@@ -628,10 +625,7 @@ async fn unique_key_clash_is_a_logged_conflict_not_a_crash_loop() {
     .await;
     assert!(ok, "replication stopped after the conflict:\n{}", p.log(1));
     for z in 0..2 {
-        assert!(
-            p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none(),
-            "daemon {z} exited"
-        );
+        assert!(p.running(z), "daemon {z} exited");
     }
 }
 
@@ -995,11 +989,7 @@ async fn a_unique_key_added_at_runtime_is_quarantined_not_fatal() {
         rows.contains("one"),
         "the clashing row must stay as it was here: {rows}"
     );
-    assert!(
-        p.daemons[1].as_mut().unwrap().try_wait().unwrap().is_none(),
-        "zone b's daemon stopped\n{}",
-        p.log(1)
-    );
+    assert!(p.running(1), "zone b's daemon stopped\n{}", p.log(1));
     // and it still replicates
     exec(
         ZONE_A,
@@ -1063,16 +1053,8 @@ async fn a_second_daemon_for_the_same_origin_and_channel_is_refused() {
 async fn conflicts_are_summarised_in_the_log_not_one_line_each() {
     let mut p = Pair::new("conflog", &[ORDERS], 5911).await;
     let db = p.db.clone();
-    let values: Vec<String> = (0..300).map(|i| format!("({}, 'row {i}')", 2 * i + 1)).collect(); // zone a's odd ids
     p.start_both().await;
-    exec(
-        ZONE_A,
-        &[&format!(
-            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
-            values.join(", ")
-        )],
-    )
-    .await;
+    p.insert_rows_in_a(300).await;
     assert!(wait_converged(&p, "orders", 30).await, "inserts did not cross");
     p.kill9(0);
     p.kill9(1);
@@ -1161,15 +1143,7 @@ async fn tables_that_do_not_fit_are_skipped_not_fatal() {
     )
     .await;
     let db = p.db.clone();
-    for cfg in &p.cfg {
-        let text = std::fs::read_to_string(cfg).unwrap();
-        let text = text.replacen(
-            "[replication]\n",
-            &format!("[replication]\nexclude_tables = [\"{db}.scr*\"]\n"),
-            1,
-        );
-        std::fs::write(cfg, text).unwrap();
-    }
+    p.configure(&format!("exclude_tables = [\"{db}.scr*\"]\n"), "");
     let admin = p.with_admin(9601, "t");
     p.start_both().await;
     for round in 1..=2 {
@@ -1205,10 +1179,7 @@ async fn tables_that_do_not_fit_are_skipped_not_fatal() {
         !metrics.contains(&format!("table=\"{db}.scratch\"")),
         "an excluded table is not even looked at"
     );
-    assert!(
-        p.daemons[1].as_mut().unwrap().try_wait().unwrap().is_none(),
-        "zone b's daemon runs"
-    );
+    assert!(p.running(1), "zone b's daemon runs");
 }
 
 /// Zone a deletes a parent row while zone b inserts a child of it (daemons down).
@@ -1260,7 +1231,7 @@ async fn a_foreign_key_failure_is_quarantined_not_a_stop() {
         "{}",
         p.log(0)
     );
-    assert!(p.daemons[0].as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(p.running(0));
 }
 
 /// A local insert of a key that commits between the applier's locking read (which
@@ -1357,15 +1328,7 @@ async fn a_truncated_table_is_not_refilled_by_older_changes_of_the_other_zone() 
     let mut p = Pair::new("truncate", &[ORDERS], 5961).await;
     let db = p.db.clone();
     p.start_both().await;
-    let values: Vec<String> = (0..10).map(|i| format!("({}, 'row')", 2 * i + 1)).collect();
-    exec(
-        ZONE_A,
-        &[&format!(
-            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
-            values.join(", ")
-        )],
-    )
-    .await;
+    p.insert_rows_in_a(10).await;
     assert!(wait_converged(&p, "orders", 20).await);
     p.kill9(0);
     p.kill9(1);
@@ -1423,12 +1386,7 @@ async fn a_truncated_table_is_not_refilled_by_older_changes_of_the_other_zone() 
 async fn ddl_of_the_home_zone_replicates_once_and_never_back() {
     let mut p = Pair::new("ddlhome", &[ORDERS], 5971).await;
     let db = p.db.clone();
-    for cfg in &p.cfg {
-        let text = std::fs::read_to_string(cfg).unwrap();
-        let at = text.find("[id_ranges.").unwrap();
-        let text = format!("{}[replication.ddl_home]\n{db} = \"a\"\n{}", &text[..at], &text[at..]);
-        std::fs::write(cfg, text).unwrap();
-    }
+    p.configure("", &format!("[replication.ddl_home]\n{db} = \"a\"\n"));
     p.start_both().await;
     let columns = |port: u16| {
         let db = db.clone();
@@ -1499,10 +1457,7 @@ async fn ddl_of_the_home_zone_replicates_once_and_never_back() {
         "zone b keeps the column"
     );
     for z in 0..2 {
-        assert!(
-            p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none(),
-            "daemon {z} runs"
-        );
+        assert!(p.running(z), "daemon {z} runs");
     }
 }
 
@@ -1557,16 +1512,10 @@ async fn a_global_zone_table_replicates_from_its_home_only() {
     )
     .await;
     let db = p.db.clone();
-    for cfg in &p.cfg {
-        let text = std::fs::read_to_string(cfg).unwrap();
-        let at = text.find("[id_ranges.").unwrap();
-        let text = format!(
-            "{}[replication.global_tables]\n\"{db}.countries\" = \"a\"\n{}",
-            &text[..at],
-            &text[at..]
-        );
-        std::fs::write(cfg, text).unwrap();
-    }
+    p.configure(
+        "",
+        &format!("[replication.global_tables]\n\"{db}.countries\" = \"a\"\n"),
+    );
     p.start_both().await;
     let names = |port: u16| {
         let db = db.clone();
@@ -1627,6 +1576,6 @@ async fn a_global_zone_table_replicates_from_its_home_only() {
         names(ZONE_B).await
     );
     for z in 0..2 {
-        assert!(p.daemons[z].as_mut().unwrap().try_wait().unwrap().is_none());
+        assert!(p.running(z));
     }
 }

@@ -63,6 +63,32 @@ impl Drop for BrokerDown {
     }
 }
 
+/// Deletes and creates `topic` again on the testenv broker (empty, one partition).
+fn recreate_topic(topic: &str) {
+    for args in [vec!["delete", topic], vec!["create", topic, "--partitions", "1"]] {
+        let st = std::process::Command::new("tansu")
+            .arg("topic")
+            .args(&args)
+            .arg("--broker")
+            .arg("tcp://127.0.0.1:9092")
+            .status()
+            .unwrap();
+        assert!(st.success(), "tansu topic {args:?}");
+    }
+}
+
+/// The exit code of zone `zone`'s daemon, which must exit within `limit`.
+async fn exit_code_within(p: &mut Pair, zone: usize, limit: Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(st) = p.daemons[zone].as_mut().unwrap().try_wait().unwrap() {
+            return st.code();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("zone {}'s daemon kept running:\n{}", ZONES[zone], p.log(zone))
+}
+
 /// Peak and current resident memory of a daemon, in MB (from /proc).
 fn rss_mb(child: &std::process::Child) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
@@ -299,16 +325,7 @@ async fn a_lost_offset_stops_the_consumer_instead_of_skipping() {
     p.kill9(0);
     p.kill9(1);
     let topic = format!("{db}.a");
-    for args in [vec!["delete", &topic], vec!["create", &topic, "--partitions", "1"]] {
-        let st = std::process::Command::new("tansu")
-            .arg("topic")
-            .args(&args)
-            .arg("--broker")
-            .arg("tcp://127.0.0.1:9092")
-            .status()
-            .unwrap();
-        assert!(st.success(), "tansu topic {args:?}");
-    }
+    recreate_topic(&topic);
     exec(
         ZONE_A,
         &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('after')")],
@@ -316,16 +333,7 @@ async fn a_lost_offset_stops_the_consumer_instead_of_skipping() {
     .await;
     p.start(0);
     p.start(1);
-    let child = p.daemons[1].as_mut().unwrap();
-    let mut code = None;
-    for _ in 0..300 {
-        if let Some(st) = child.try_wait().unwrap() {
-            code = Some(st.code());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let code = code.unwrap_or_else(|| panic!("zone b's daemon kept running:\n{}", p.log(1)));
+    let code = exit_code_within(&mut p, 1, Duration::from_secs(30)).await;
     assert_eq!(code, Some(1), "{}", p.log(1));
     assert!(p.log(1).contains("is no longer on the broker"), "{}", p.log(1));
     assert_eq!(p.applied_txns(1).await, 5, "nothing applied after the gap");
@@ -366,16 +374,7 @@ async fn a_recreated_topic_that_already_holds_more_messages_is_refused() {
         .unwrap()
         .unwrap();
     let topic = format!("{db}.a");
-    for args in [vec!["delete", &topic], vec!["create", &topic, "--partitions", "1"]] {
-        let st = std::process::Command::new("tansu")
-            .arg("topic")
-            .args(&args)
-            .arg("--broker")
-            .arg("tcp://127.0.0.1:9092")
-            .status()
-            .unwrap();
-        assert!(st.success(), "tansu topic {args:?}");
-    }
+    recreate_topic(&topic);
     // zone a publishes into the new topic until it holds more than b's offset
     p.start(0);
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -408,16 +407,7 @@ async fn a_recreated_topic_that_already_holds_more_messages_is_refused() {
     .await;
     assert!(filled, "the new topic did not reach offset {stored}:\n{}", p.log(0));
     p.start(1);
-    let child = p.daemons[1].as_mut().unwrap();
-    let mut code = None;
-    for _ in 0..300 {
-        if let Some(st) = child.try_wait().unwrap() {
-            code = Some(st.code());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let code = code.unwrap_or_else(|| panic!("zone b's daemon kept running:\n{}", p.log(1)));
+    let code = exit_code_within(&mut p, 1, Duration::from_secs(30)).await;
     assert_eq!(code, Some(1), "{}", p.log(1));
     assert!(p.log(1).contains("the topic was recreated"), "{}", p.log(1));
     assert_eq!(p.applied_txns(1).await, 3, "nothing applied from the new topic");

@@ -381,25 +381,13 @@ async fn tombstones(port: u16, db: &str) -> u64 {
 async fn retention_drops_old_tombstones_only_when_every_origin_is_past_them() {
     let mut p = Pair::new("retention", &[ORDERS], 5951).await;
     let db = p.db.clone();
-    for cfg in &p.cfg {
-        let text = std::fs::read_to_string(cfg).unwrap().replacen(
-            "[replication]\n",
-            "[replication]\ntombstone_retention_secs = 3\nconflict_retention_secs = 3\nretention_interval_secs = 1\n",
-            1,
-        );
-        std::fs::write(cfg, text).unwrap();
-    }
+    p.configure(
+        "tombstone_retention_secs = 3\nconflict_retention_secs = 3\nretention_interval_secs = 1\n",
+        "",
+    );
     let admin = p.with_admin(9621, "t");
     p.start_both().await;
-    let values: Vec<String> = (0..20).map(|i| format!("({}, 'row')", 2 * i + 1)).collect();
-    exec(
-        ZONE_A,
-        &[&format!(
-            "INSERT INTO `{db}`.orders (id, customer) VALUES {}",
-            values.join(", ")
-        )],
-    )
-    .await;
+    p.insert_rows_in_a(20).await;
     assert!(wait_converged(&p, "orders", 20).await);
     // a conflict, and tombstones in both zones
     p.conflicting_writes_while_down(1, 3).await;

@@ -110,16 +110,14 @@ pub async fn purge(
         let sql = format!(
             "DELETE FROM `drc`.`tombstones` WHERE db IN ({dbs}) AND deleted_at < FROM_UNIXTIME(? / 1000000) LIMIT {CHUNK}"
         );
-        let mut p: Vec<Value> = r.databases.iter().map(|d| Value::from(d.as_str())).collect();
-        p.push(Value::from(horizon_us));
+        let p = params_before(&r.databases, horizon_us);
         purged.tombstones = purge_chunks(c, &sql, p, "tombstones", &r.zone, shutdown).await?;
     }
     if let Some(age) = r.conflict_age {
         let sql = format!(
             "DELETE FROM `drc`.`conflicts` WHERE db IN ({dbs}) AND at < FROM_UNIXTIME(? / 1000000) LIMIT {CHUNK}"
         );
-        let mut p: Vec<Value> = r.databases.iter().map(|d| Value::from(d.as_str())).collect();
-        p.push(Value::from(now_us() - age.as_micros() as i64));
+        let p = params_before(&r.databases, now_us() - age.as_micros() as i64);
         purged.conflicts = purge_chunks(c, &sql, p, "conflicts", &r.zone, shutdown).await?;
     }
     Ok(purged)
@@ -147,6 +145,13 @@ fn horizon(applied: Option<(u64, Option<i64>)>, origins: usize, now: i64, age: D
         Some((n, Some(min))) if n as usize >= origins => Some(min.min(now) - age.as_micros() as i64),
         _ => None,
     }
+}
+
+/// The parameters of a purge: the databases, then the time (µs) before which rows go.
+fn params_before(databases: &[String], before_us: i64) -> Vec<Value> {
+    let mut p: Vec<Value> = databases.iter().map(|d| Value::from(d.as_str())).collect();
+    p.push(Value::from(before_us));
+    p
 }
 
 async fn purge_chunks(

@@ -173,6 +173,39 @@ impl Pair {
             .collect()
     }
 
+    /// Adds `keys` under `[replication]` and `tables` (TOML tables such as
+    /// `[replication.ddl_home]`, put before `[id_ranges.*]`) to every zone's config.
+    pub fn configure(&self, keys: &str, tables: &str) {
+        for cfg in &self.cfg {
+            let text = std::fs::read_to_string(cfg).unwrap();
+            let text = text.replacen("[replication]\n", &format!("[replication]\n{keys}"), 1);
+            let at = text.find("[id_ranges.").expect("a generated config has [id_ranges]");
+            std::fs::write(cfg, format!("{}{tables}{}", &text[..at], &text[at..])).unwrap();
+        }
+    }
+
+    /// Inserts `n` rows into zone a's `orders`, with zone a's keys 1, 3, 5, … (its
+    /// ID range), customer `row <i>`, in one statement.
+    pub async fn insert_rows_in_a(&self, n: usize) {
+        let values: Vec<String> = (0..n).map(|i| format!("({}, 'row {i}')", 2 * i + 1)).collect();
+        exec(
+            ZONE_A,
+            &[&format!(
+                "INSERT INTO `{}`.orders (id, customer) VALUES {}",
+                self.db,
+                values.join(", ")
+            )],
+        )
+        .await;
+    }
+
+    /// Whether the daemon of `zone` still runs.
+    pub fn running(&mut self, zone: usize) -> bool {
+        self.daemons[zone]
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     pub fn start(&mut self, zone: usize) {
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -373,33 +373,13 @@ impl Applier {
                 tracing::debug!(table = %format!("{}.{}", t.db, t.tbl), "a local insert of the key raced the applier's; deciding again");
                 Ok(Written::Raced)
             }
-            // A secondary unique key clashes with another local row: only this
-            // statement failed; the row is quarantined, the transaction goes on.
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
-                self.log_conflict(
-                    &subj,
-                    (Some(v), lv),
-                    "unique_key",
-                    "quarantined",
-                    Some(e.message.clone()),
-                    None,
-                )
-                .await?;
-                Ok(Written::Done)
-            }
-            // A foreign key fails (no parent here: deleted here while the origin
-            // inserted its child): only this statement failed; the row is quarantined
-            // and the transaction goes on (docs/CONFLICTS.md, "Foreign keys").
-            Err(mysql_async::Error::Server(e)) if e.code == 1452 => {
-                self.log_conflict(
-                    &subj,
-                    (Some(v), lv),
-                    "foreign_key",
-                    "quarantined",
-                    Some(e.message.clone()),
-                    None,
-                )
-                .await?;
+            // A secondary unique key clashes with another local row, or a foreign key
+            // fails: only this statement failed; the row is quarantined and the
+            // transaction goes on.
+            Err(mysql_async::Error::Server(e)) if quarantined_kind(e.code).is_some() => {
+                let kind = quarantined_kind(e.code).expect("checked");
+                self.log_conflict(&subj, (Some(v), lv), kind, "quarantined", Some(e.message.clone()), None)
+                    .await?;
                 Ok(Written::Done)
             }
             Err(e) => Err(mysql_err(
@@ -459,16 +439,10 @@ impl Applier {
                 // the row still has children here (inserted here while the origin
                 // deleted the parent): only this statement failed; the delete is
                 // quarantined and the transaction goes on (docs/CONFLICTS.md)
-                Err(mysql_async::Error::Server(e)) if e.code == 1451 => {
+                Err(mysql_async::Error::Server(e)) if quarantined_kind(e.code).is_some() => {
+                    let kind = quarantined_kind(e.code).expect("checked");
                     return self
-                        .log_conflict(
-                            &subj,
-                            (Some(b), lv),
-                            "foreign_key",
-                            "quarantined",
-                            Some(e.message.clone()),
-                            None,
-                        )
+                        .log_conflict(&subj, (Some(b), lv), kind, "quarantined", Some(e.message.clone()), None)
                         .await;
                 }
                 r => r.map_err(|e| mysql_err(&self.s, &format!("deleting a row of `{}`.`{}`", t.db, t.tbl), e))?,
@@ -522,6 +496,18 @@ enum Written {
     Done,
     /// A local insert of the key committed between the read and the write.
     Raced,
+}
+
+/// The conflict kind of a server error that fails only its statement and
+/// quarantines the row (docs/CONFLICTS.md): a duplicate on a secondary unique key
+/// (1062; one on the primary key is decided again first), a missing parent row (1452)
+/// or remaining child rows (1451).
+fn quarantined_kind(code: u16) -> Option<&'static str> {
+    match code {
+        1062 => Some("unique_key"),
+        1451 | 1452 => Some("foreign_key"),
+        _ => None,
+    }
 }
 
 /// Whether a duplicate-key message (1062) names the primary key: MariaDB says

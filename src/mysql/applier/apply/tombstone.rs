@@ -57,16 +57,20 @@ impl Applier {
         // looking up every key. Called after the keys' rows are locked: a delete of
         // one of them (which writes its tombstone) has committed by then, so the
         // probe sees what the per-key locking lookup would.
-        let any: Option<u8> = self
+        // The same probe reads this zone's last TRUNCATE of the table, a tombstone of
+        // every key (tables versioned by time): one round trip.
+        let clock = matches!(t.version_type.as_str(), "datetime" | "timestamp");
+        let (any, truncated): (Option<u8>, Option<String>) = self
             .conn
             .exec_first(
-                "SELECT 1 FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? LIMIT 1",
-                (t.db.as_str(), t.tbl.as_str()),
+                "SELECT (SELECT 1 FROM `drc`.`tombstones` WHERE db = ? AND tbl = ? LIMIT 1), \
+                 (SELECT CAST(version AS CHAR) FROM `drc`.`truncated` WHERE db = ? AND tbl = ?)",
+                (t.db.as_str(), t.tbl.as_str(), t.db.as_str(), t.tbl.as_str()),
             )
             .await
-            .map_err(|e| mysql_err(&self.s, "reading tombstones", e))?;
-        // a TRUNCATE here is a tombstone of every key (tables versioned by time)
-        let floor = self.truncated_version(t).await?;
+            .map_err(|e| mysql_err(&self.s, "reading tombstones", e))?
+            .unwrap_or((None, None));
+        let floor = truncated.as_deref().and_then(parse_decimal).filter(|_| clock);
         let with_floor = |mut tombs: KeyVersions| {
             if let Some(f) = floor {
                 for k in keys {
@@ -107,22 +111,5 @@ impl Applier {
             }
         }
         Ok(with_floor(tombs))
-    }
-
-    /// The version of this zone's last TRUNCATE of `t` (`drc.truncated`), for tables
-    /// versioned by time.
-    pub(super) async fn truncated_version(&mut self, t: &LocalTable) -> Result<Option<i128>, Error> {
-        if !matches!(t.version_type.as_str(), "datetime" | "timestamp") {
-            return Ok(None);
-        }
-        let v: Option<String> = self
-            .conn
-            .exec_first(
-                "SELECT CAST(version AS CHAR) FROM `drc`.`truncated` WHERE db = ? AND tbl = ?",
-                (t.db.as_str(), t.tbl.as_str()),
-            )
-            .await
-            .map_err(|e| mysql_err(&self.s, "reading drc.truncated", e))?;
-        Ok(v.as_deref().and_then(parse_decimal))
     }
 }
