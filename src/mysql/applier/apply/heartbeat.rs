@@ -63,6 +63,10 @@ impl Applier {
             .await
             .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
         self.open = None;
+        // counts held back by the summary period are logged even when no data follows
+        if let Some(summary) = self.conflict_log.due(std::time::Instant::now()) {
+            super::group::log_conflicts(summary);
+        }
         self.applied.insert(origin.to_string(), cp.gtid.clone());
         let d = self.direction(origin);
         d.observe_lag(ts_us);
