@@ -54,6 +54,21 @@ CREATE TABLE IF NOT EXISTS `drc`.`journal` (
   updated_at    DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB;
 
+-- The home zone of each global-zone table pattern ([replication.global_tables]) as
+-- this zone's journal judges local writes: a write at or after since_file/since_pos
+-- (this zone's binlog end when the daemon first ran with that home) belongs to `home`,
+-- an earlier one to `prev_home` (NULL: not judged). So a restart that re-reads the
+-- binlog after the home moved does not take the old home's writes for misrouted ones.
+CREATE TABLE IF NOT EXISTS `drc`.`global_homes` (
+  channel    VARCHAR(128) NOT NULL,
+  pattern    VARCHAR(255) NOT NULL,
+  home       VARCHAR(64)  NOT NULL,
+  prev_home  VARCHAR(64)  NULL,
+  since_file VARCHAR(255) NOT NULL,
+  since_pos  BIGINT UNSIGNED NOT NULL,
+  PRIMARY KEY (channel, pattern)
+) ENGINE=InnoDB;
+
 -- Tables renamed in this zone (recorded by the journal from the binlog's RENAME
 -- statements): a change from another zone for a table that no longer exists here
 -- under its old name is applied to its new name (the DBA renames in every zone, one
@@ -124,7 +139,7 @@ CREATE TABLE IF NOT EXISTS `drc`.`conflicts` (
   id               BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   at               DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   kind             VARCHAR(32)   NOT NULL,  -- local_row_newer | deleted_later | row_newer_than_delete | concurrent_update | resurrected_after_delete | concurrent_delete | id_out_of_range | unique_key | foreign_key | misrouted_write
-  resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined
+  resolution       VARCHAR(32)   NOT NULL,  -- kept_local | applied_incoming | quarantined | undone | home_write_stands
   db               VARCHAR(64)   NOT NULL,
   tbl              VARCHAR(64)   NOT NULL,
   pk               VARCHAR(500)  NOT NULL,  -- JSON_ARRAY of the key

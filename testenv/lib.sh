@@ -55,17 +55,17 @@ zone_sql() { # zone_sql ZONE SQL... (as root over the socket)
   mariadb --no-defaults -uroot --socket="$(zone_sock "$z")" -N -B -e "$*"
 }
 
-# start_daemon ZONE DRC_BINARY — (re)start `drc run --config testenv/zone-ZONE.toml` in
-# the background (pid in $RUN_DIR/drc-ZONE.pid, log in $RUN_DIR/drc-ZONE.log) and wait
-# until it replicates.
+# start_daemon ZONE DRC_BINARY [CONFIG] — (re)start `drc run --config CONFIG` (default
+# testenv/zone-ZONE.toml) in the background (pid in $RUN_DIR/drc-ZONE.pid, log in
+# $RUN_DIR/drc-ZONE.log) and wait until it replicates.
 start_daemon() {
-  local z="$1" drc="$2" pidf="$RUN_DIR/drc-$1.pid"
+  local z="$1" drc="$2" cfg="${3:-testenv/zone-$1.toml}" pidf="$RUN_DIR/drc-$1.pid"
   if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
     kill "$(cat "$pidf")"
     for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.1; done
   fi
   : > "$RUN_DIR/drc-$z.log"
-  (cd "$REPO_ROOT" && exec setsid "$drc" run --config "testenv/zone-$z.toml") >/dev/null 2>>"$RUN_DIR/drc-$z.log" < /dev/null &
+  (cd "$REPO_ROOT" && exec setsid "$drc" run --config "$cfg") >/dev/null 2>>"$RUN_DIR/drc-$z.log" < /dev/null &
   echo $! > "$pidf"
   for _ in $(seq 1 100); do grep -q replicating "$RUN_DIR/drc-$z.log" && return 0; sleep 0.1; done
   log "daemon of zone $z did not start:"; cat "$RUN_DIR/drc-$z.log" >&2; return 1

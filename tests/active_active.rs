@@ -1498,8 +1498,11 @@ async fn a_session_writing_versions_in_another_time_zone_is_reported() {
 
 /// A global-zone table (`[replication.global_tables]`, home zone a): zone a's writes
 /// reach zone b as they are (no version column needed: one writer); a write in zone b
-/// is a misrouted write, reported in zone a's `drc.conflicts` and not applied there;
-/// zone a's next write of the row overwrites it in zone b.
+/// is a misrouted write: reported in zone a's `drc.conflicts` and not applied there,
+/// and undone in zone b by b's journal (an update or a delete goes back to the row the
+/// home zone last wrote, an insert of a key the home lacks is deleted), reported in
+/// zone b too; the undo is not reported again by zone a. Zone a's next write of the
+/// row reaches b as always.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_zone_table_replicates_from_its_home_only() {
     let mut p = Pair::new(
@@ -1559,6 +1562,40 @@ async fn a_global_zone_table_replicates_from_its_home_only() {
         p.log(0)
     );
     assert_eq!(names(ZONE_A).await, [row("fr", "France")], "zone a applies neither");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            names(ZONE_B).await == [row("fr", "France")] && p.conflicts(1, "misrouted_write").await == 2
+        })
+        .await,
+        "zone b undoes and reports both misrouted writes: {:?}\n{}",
+        names(ZONE_B).await,
+        p.log(1)
+    );
+    // a misrouted delete comes back
+    exec(ZONE_B, &[&format!("DELETE FROM `{db}`.countries WHERE code = 'fr'")]).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            names(ZONE_B).await == [row("fr", "France")] && p.conflicts(1, "misrouted_write").await == 3
+        })
+        .await,
+        "zone b restores the row it deleted: {:?}\n{}",
+        names(ZONE_B).await,
+        p.log(1)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            p.conflicts(0, "misrouted_write").await == 3
+        })
+        .await,
+        "zone a reports the misrouted delete"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        p.conflicts(0, "misrouted_write").await,
+        3,
+        "zone b's undos are not misrouted writes"
+    );
+    assert_eq!(names(ZONE_A).await, [row("fr", "France")]);
     // the home zone's next write of the row overwrites it in b
     exec(
         ZONE_A,

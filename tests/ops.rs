@@ -286,6 +286,12 @@ fn drill_script_fences_drains_moves_and_reports_pass() {
     assert!(committed("writes committed in zone a") > 0, "{text}");
     assert!(committed("writes committed in zone b") > 0, "{text}");
     assert!(text.contains("drained a -> b in"), "{text}");
+    // the global-zone table's home moved with nothing lost, a misrouted write undone
+    // on each side of the move
+    assert!(
+        text.contains("home writes, lost or extra: 0, misrouted writes undone: a 1, b 1"),
+        "{text}"
+    );
 }
 
 #[test]

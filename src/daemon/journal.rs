@@ -89,7 +89,9 @@ async fn session(j: &JournalSide, shutdown: &Shutdown) -> Result<(), Error> {
     }
     let floor = reader.resume_point().file.clone();
     tracing::info!(zone = %s.zone, resume = %reader.resume_point(), "journal reading this zone's binlog");
-    let mut sink = JournalSink::new(conn, s.clone(), floor, j.progress.clone());
+    let global: Vec<(String, String)> = s.global_tables.iter().map(|(p, _, h)| (p.clone(), h.clone())).collect();
+    let homes = journal::global_homes(&mut conn, &channel, &global, &s.addr).await?;
+    let mut sink = JournalSink::new(conn, s.clone(), floor, j.progress.clone()).with_global_homes(homes);
     sink.load_pending().await?;
     pipeline::run(BinlogSource::new(reader), sink, None, shutdown).await
 }

@@ -41,7 +41,7 @@ pub fn applier_settings(cfg: &Config, path: &Path) -> Result<Arc<ApplierSettings
         global_tables: r
             .global_tables
             .iter()
-            .map(|(pat, home)| (TablePatterns::new(std::slice::from_ref(pat)), home.clone()))
+            .map(|(pat, home)| (pat.clone(), TablePatterns::new(std::slice::from_ref(pat)), home.clone()))
             .collect(),
     }))
 }

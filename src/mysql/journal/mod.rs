@@ -86,3 +86,86 @@ pub async fn pin(conn: &mut Conn, channel: &str, cp: &Checkpoint, addr: &str) ->
     .await
     .map_err(|e| crate::mysql::error::classify(addr, "writing drc.journal", e))
 }
+
+/// The home zone of a global-zone table pattern as the journal judges this zone's
+/// writes (`drc.global_homes`): `home` from `since` on, `prev` before (`None`: not
+/// judged).
+#[derive(Debug, Clone)]
+pub struct HomeSince {
+    pub home: String,
+    pub prev: Option<String>,
+    pub since: FilePos,
+}
+
+impl HomeSince {
+    /// The home of a write at `at`.
+    pub fn at(&self, at: &FilePos) -> Option<&str> {
+        if *at >= self.since {
+            Some(&self.home)
+        } else {
+            self.prev.as_deref()
+        }
+    }
+}
+
+/// The homes of `global` (pattern, home) for the journal `channel`, one per entry: a
+/// pattern whose configured home differs from the stored one (or is new) gets a new
+/// `since`, this zone's binlog end now; patterns no longer configured are forgotten.
+pub async fn global_homes(
+    conn: &mut Conn,
+    channel: &str,
+    global: &[(String, String)],
+    addr: &str,
+) -> Result<Vec<HomeSince>, Error> {
+    let err = |e| crate::mysql::error::classify(addr, "reading drc.global_homes", e);
+    type Row = (String, String, Option<String>, String, u64);
+    let stored: Vec<Row> = conn
+        .exec(
+            "SELECT pattern, home, prev_home, since_file, since_pos FROM `drc`.`global_homes` WHERE channel = ?",
+            (channel,),
+        )
+        .await
+        .map_err(err)?;
+    let mut homes = Vec::new();
+    for (pattern, home) in global {
+        let old = stored.iter().find(|r| &r.0 == pattern);
+        if let Some((_, h, prev, file, pos)) = old.filter(|r| &r.1 == home) {
+            homes.push(HomeSince {
+                home: h.clone(),
+                prev: prev.clone(),
+                since: FilePos::new(file, *pos),
+            });
+            continue;
+        }
+        let since = crate::mysql::reader::live::master_status(conn)
+            .await
+            .map_err(err)?
+            .unwrap_or_else(|| FilePos::new(String::new(), 0));
+        let prev = old.map(|r| r.1.clone());
+        conn.exec_drop(
+            "REPLACE INTO `drc`.`global_homes` (channel, pattern, home, prev_home, since_file, since_pos) VALUES (?, ?, ?, ?, ?, ?)",
+            (channel, pattern, home, &prev, &since.file, since.pos),
+        )
+        .await
+        .map_err(err)?;
+        if let Some(prev) = &prev {
+            tracing::info!(pattern, from = %prev, to = %home, %since, "global-zone table home moved: this zone's writes from here on belong to the new home");
+        }
+        homes.push(HomeSince {
+            home: home.clone(),
+            prev,
+            since,
+        });
+    }
+    for (pattern, ..) in &stored {
+        if !global.iter().any(|(p, _)| p == pattern) {
+            conn.exec_drop(
+                "DELETE FROM `drc`.`global_homes` WHERE channel = ? AND pattern = ?",
+                (channel, pattern),
+            )
+            .await
+            .map_err(err)?;
+        }
+    }
+    Ok(homes)
+}

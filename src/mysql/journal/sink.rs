@@ -43,6 +43,8 @@ enum Kind {
     Own,
 }
 
+#[path = "misrouted.rs"]
+mod misrouted;
 #[path = "repair.rs"]
 mod repair;
 
@@ -52,6 +54,12 @@ pub struct JournalSink {
     /// `drc.journal` key: the zone, or `zone/channel`.
     channel: String,
     tables: HashMap<(String, String), Option<Arc<LocalTable>>>,
+    /// Global-zone tables written here by mistake (`misrouted.rs`): their metadata,
+    /// and the counts for the log.
+    global_tables: HashMap<(String, String), Option<Arc<LocalTable>>>,
+    misrouted: crate::telemetry::summary::CountSummary<(String, String, &'static str)>,
+    /// The home of each `global_tables` entry over this zone's binlog.
+    homes: Vec<super::HomeSince>,
     /// Start of the latest local transaction with a delete, per table.
     last_delete: HashMap<(String, String), FilePos>,
     /// The position the journal resumed from: an applier transaction with an older
@@ -104,6 +112,9 @@ impl JournalSink {
             offset_checked: HashMap::new(),
             s,
             tables: HashMap::new(),
+            global_tables: HashMap::new(),
+            misrouted: Default::default(),
+            homes: Vec::new(),
             last_delete: HashMap::new(),
             floor,
             open: false,
@@ -118,6 +129,12 @@ impl JournalSink {
             owed: HashMap::new(),
             progress,
         }
+    }
+
+    /// The homes of the global-zone tables ([`super::global_homes`]).
+    pub fn with_global_homes(mut self, homes: Vec<super::HomeSince>) -> Self {
+        self.homes = homes;
+        self
     }
 
     fn err(&self, context: &str, e: mysql_async::Error) -> Error {
@@ -339,6 +356,21 @@ impl JournalSink {
             }
             let Change::Row(r) = c else { continue };
             if !self.replicated(r) {
+                continue;
+            }
+            // a global-zone table has one writer: no tombstones or raises; a write of
+            // it outside its home zone is undone
+            if let Some(g) = self.s.global_index(&r.db, &r.table) {
+                // the home when the write was made (a restart may re-read writes made
+                // before the home moved)
+                let at = FilePos::new(&*tx.file, tx.start_pos);
+                let home = match self.homes.get(g) {
+                    Some(h) => h.at(&at).map(str::to_string),
+                    None => Some(self.s.global_tables[g].2.clone()),
+                };
+                if let Some(home) = home.filter(|h| *h != self.s.zone) {
+                    self.undo_misrouted(tx, r, &home).await?;
+                }
                 continue;
             }
             let Some(t) = self.table(&r.db, &r.table).await? else {

@@ -4,7 +4,8 @@
 //! another zone is a misrouted write: it is not applied (the row goes to
 //! `drc.conflicts` as `misrouted_write`, quarantined, counted in
 //! `drc_conflicts_total{kind="misrouted_write"}`), so it never reaches a third zone;
-//! the home zone's next write of the row overwrites it in the zone that made it.
+//! the zone that made it undoes it (its journal: `journal/misrouted.rs`), and the
+//! undo, a journal transaction, is skipped here.
 
 use super::*;
 
@@ -19,6 +20,11 @@ impl Applier {
     ) -> Result<(), Error> {
         if origin == home {
             return self.apply_unversioned(origin, tx, t, r).await;
+        }
+        if crate::mysql::is_journal_transaction(tx) {
+            // the origin's journal undoing a misrouted write there (reported there,
+            // and here when the write itself arrived)
+            return Ok(());
         }
         let Some(img) = r.after.as_ref().or(r.before.as_ref()) else {
             return Ok(());

@@ -103,16 +103,19 @@ pub struct ApplierSettings {
     /// Databases whose schema changes are replicated from a home zone (see `ddl`).
     pub ddl_home: BTreeMap<String, String>,
     /// Global-zone tables and their home zone (see `global`).
-    pub global_tables: Vec<(TablePatterns, String)>,
+    /// `[replication.global_tables]`: pattern text, pattern, home zone.
+    pub global_tables: Vec<(String, TablePatterns, String)>,
 }
 
 impl ApplierSettings {
     /// The home zone of `db`.`tbl` when it is a global-zone table.
     pub fn global_home(&self, db: &str, tbl: &str) -> Option<&str> {
-        self.global_tables
-            .iter()
-            .find(|(p, _)| p.matches(db, tbl))
-            .map(|(_, home)| home.as_str())
+        self.global_index(db, tbl).map(|i| self.global_tables[i].2.as_str())
+    }
+
+    /// Which `global_tables` entry `db`.`tbl` falls under, if any.
+    pub fn global_index(&self, db: &str, tbl: &str) -> Option<usize> {
+        self.global_tables.iter().position(|(_, p, _)| p.matches(db, tbl))
     }
 
     /// Whether changes of `db`.`tbl` are replicated: a replicated database, not drc's
