@@ -245,6 +245,48 @@ async fn reported_lag_agrees_with_an_independent_probe() {
     );
 }
 
+/// The clock-skew estimate has the sign and the size of a real skew: zone b's daemon
+/// runs with its clock 400 ms ahead (`DRC_FAKE_CLOCK_OFFSET_MS`, the heartbeats it
+/// writes and the lags it measures move with it); zone b estimates (b − a) ≈ +0.4 s,
+/// zone a estimates (a − b) ≈ −0.4 s. A constant, a zero or a sign error fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_estimate_has_the_sign_and_size_of_a_skewed_clock() {
+    let mut p = Pair::new("skew", &[ORDERS], 6011).await;
+    let admin = p.with_admin(9631, "s3cret");
+    p.start_with_env(0, &[]);
+    p.start_with_env(1, &[("DRC_FAKE_CLOCK_OFFSET_MS", "400")]);
+    let estimate = |zone: usize, from: &'static str, to: &'static str| {
+        let url = format!("{}/metrics", admin[zone]);
+        move || {
+            let text = ureq::get(&url)
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .unwrap_or_default();
+            sample(&text, "drc_clock_skew_seconds", &[from, to])
+        }
+    };
+    let (in_b, in_a) = (
+        estimate(1, "from_zone=\"a\"", "to_zone=\"b\""),
+        estimate(0, "from_zone=\"b\"", "to_zone=\"a\""),
+    );
+    let ok = wait_until(Duration::from_secs(30), || async {
+        in_b().is_some_and(|s| (0.3..0.5).contains(&s)) && in_a().is_some_and(|s| (-0.5..-0.3).contains(&s))
+    })
+    .await;
+    assert!(
+        ok,
+        "skew estimates: in b (b - a) {:?} s, in a (a - b) {:?} s; expected about +0.4 and -0.4\n{}",
+        in_b(),
+        in_a(),
+        p.logs()
+    );
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+}
+
 #[test]
 fn drill_script_fences_drains_moves_and_reports_pass() {
     let out = Command::new("bash")

@@ -15,8 +15,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Microseconds since the epoch, this host's clock.
+///
+/// `DRC_FAKE_CLOCK_OFFSET_MS` (a test hook, never for production) shifts this clock by
+/// that many milliseconds, as a zone whose clock is off would be: the heartbeats the
+/// daemon writes, the lags it measures and the skew its peers estimate move with it.
 pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    static OFFSET_US: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET_US.get_or_init(|| {
+        std::env::var("DRC_FAKE_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map_or(0, |ms| ms * 1000)
+    });
+    chrono::Utc::now().timestamp_micros() + offset
 }
 
 /// What `GET /status` reports for one direction.

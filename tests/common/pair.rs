@@ -207,6 +207,11 @@ impl Pair {
     }
 
     pub fn start(&mut self, zone: usize) {
+        self.start_with_env(zone, &[]);
+    }
+
+    /// Starts the daemon of `zone` with extra environment variables.
+    pub fn start_with_env(&mut self, zone: usize, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -217,6 +222,7 @@ impl Pair {
             .arg("--config")
             .arg(&self.cfg[zone])
             .env("DRC_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
