@@ -97,6 +97,13 @@ pub struct ReaderConfig {
     /// Approximate row-event bytes per fragment: `max_fragment_bytes = 8388608`.
     #[serde(default = "default_fragment_bytes")]
     pub max_fragment_bytes: usize,
+    /// Rows of later transactions that may wait, in memory, behind a prepared XA
+    /// transaction until its XA COMMIT or XA ROLLBACK is read (its changes are handed on
+    /// only then); past this the reader reads again from before the XA transaction and
+    /// says so (a prepared XA left open on the server: `XA RECOVER`):
+    /// `max_xa_held_rows = 1000000`.
+    #[serde(default = "default_xa_held_rows")]
+    pub max_xa_held_rows: usize,
     /// Seconds between the server's heartbeats on an idle stream; no event for three
     /// periods means a dead connection, which is re-opened: `heartbeat_secs = 1`.
     #[serde(default = "default_heartbeat")]
@@ -306,6 +313,10 @@ fn default_start() -> String {
 fn default_fragment_rows() -> usize {
     10_000
 }
+fn default_xa_held_rows() -> usize {
+    1_000_000
+}
+
 fn default_fragment_bytes() -> usize {
     8 << 20
 }

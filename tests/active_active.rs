@@ -1616,3 +1616,87 @@ async fn a_global_zone_table_replicates_from_its_home_only() {
         assert!(p.running(z));
     }
 }
+
+/// XA transactions (issue 13): an XA transaction's changes are handed on at its XA
+/// COMMIT, never after its XA ROLLBACK; the transactions committed after its XA
+/// PREPARE wait behind it and are not lost; a daemon killed while an XA transaction is
+/// prepared reads it again after its restart and applies it once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_transactions_replicate_at_commit_and_never_after_rollback() {
+    let mut p = Pair::new("xa", &[ORDERS], 6021).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    let ids = |port: u16| {
+        let db = db.clone();
+        async move {
+            conn(port)
+                .await
+                .query::<u64, _>(format!("SELECT id FROM `{db}`.orders ORDER BY id"))
+                .await
+                .unwrap()
+        }
+    };
+    let mut xa = conn(ZONE_A).await;
+    // xids are server-wide: this run's own
+    let (x1, x2) = (format!("{db}-x1"), format!("{db}-x2"));
+    let prepare = |xid: &str, id: u64| {
+        [
+            format!("XA START '{xid}'"),
+            format!("INSERT INTO `{db}`.orders (id, customer) VALUES ({id}, 'xa {xid}')"),
+            format!("XA END '{xid}'"),
+            format!("XA PREPARE '{xid}'"),
+        ]
+    };
+    for q in prepare(&x1, 1001) {
+        xa.query_drop(q).await.unwrap();
+    }
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (1003, 'plain')"
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !ids(ZONE_B).await.contains(&1001),
+        "a prepared XA transaction is not applied"
+    );
+    xa.query_drop(format!("XA ROLLBACK '{x1}'")).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async { ids(ZONE_B).await == [1003] }).await,
+        "the transaction behind the rolled-back XA arrives, the XA's row never: {:?}\n{}",
+        ids(ZONE_B).await,
+        p.log(1)
+    );
+    // killed while an XA transaction is prepared
+    for q in prepare(&x2, 1005) {
+        xa.query_drop(q).await.unwrap();
+    }
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (1007, 'plain')"
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    p.kill9(1);
+    p.start(1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    xa.query_drop(format!("XA COMMIT '{x2}'")).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            ids(ZONE_B).await == [1003, 1005, 1007]
+        })
+        .await,
+        "the committed XA and the transaction behind it arrive after the restart: {:?}\n{}",
+        ids(ZONE_B).await,
+        p.log(1)
+    );
+    assert_eq!(ids(ZONE_A).await, [1003, 1005, 1007]);
+    p.assert_converged("orders", 30, 0).await;
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+}

@@ -56,6 +56,7 @@ pub fn live_settings(cfg: &Config, zone: &str, mysql: &MysqlConfig) -> Result<Li
         limits: Limits {
             max_rows: cfg.reader.max_fragment_rows,
             max_bytes: cfg.reader.max_fragment_bytes,
+            max_held_rows: cfg.reader.max_xa_held_rows,
             ..Limits::default()
         },
         heartbeat: Duration::from_secs(cfg.reader.heartbeat_secs.max(1)),

@@ -11,6 +11,16 @@
 //! with bounded memory. The last fragment always holds at least one change, so a
 //! consumer can mark "this was the last row" on it.
 //!
+//! # XA transactions
+//! An XA transaction's changes are in its XA PREPARE group; whether they happened is
+//! known only at its XA COMMIT or XA ROLLBACK, a later group. The prepared group is
+//! *held*: it and every group after it wait, in binlog order, until the outcome is
+//! read; then a committed one is handed on (with its own checkpoint, at the end of
+//! its PREPARE), a rolled-back one dropped, and the groups behind it follow. No
+//! checkpoint passes a held XA PREPARE, so a restart reads it again. What waits is
+//! counted ([`Assembler::held_rows`]); the live reader bounds it (a prepared XA
+//! transaction left open on the server: `XA RECOVER` shows it).
+//!
 //! # Positions
 //! The checkpoint of the last fragment is the end offset of the group's final event
 //! (for a compressed MySQL transaction: the end of its TRANSACTION_PAYLOAD event) and
@@ -40,6 +50,10 @@ pub mod maria {
     /// GTID event flag: the group is one statement without BEGIN/COMMIT (DDL).
     pub const FL_STANDALONE: u8 = 1;
     pub const FL_GROUP_COMMIT_ID: u8 = 2;
+    /// GTID event flags of XA groups: the XA PREPARE group (the event carries the xid),
+    /// and the XA COMMIT / XA ROLLBACK group.
+    pub const FL_PREPARED_XA: u8 = 64;
+    pub const FL_COMPLETED_XA: u8 = 128;
 }
 
 /// Fragment bounds.
@@ -51,6 +65,8 @@ pub struct Limits {
     /// the start of the next transaction (never inside one, where a rows event refers
     /// to a TABLE_MAP read before it; a multi-table statement maps all its tables first).
     pub max_tables: usize,
+    /// Rows that may wait behind a held XA transaction (checked by the live reader).
+    pub max_held_rows: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +75,7 @@ impl Default for Limits {
             max_rows: 10_000,
             max_bytes: 8 << 20,
             max_tables: 4096,
+            max_held_rows: 1_000_000,
         }
     }
 }
@@ -86,6 +103,19 @@ struct OpenGroup {
     changes: Vec<Change>,
     bytes: usize,
     first_ts: u32,
+    /// The xid of an XA transaction (`XA START <xid>`), as the server writes it.
+    xa: Option<String>,
+}
+
+/// A group waiting to be handed on behind a held XA transaction.
+enum Pending {
+    /// An XA transaction's fragments; `outcome`: committed (true) or rolled back.
+    Xa {
+        xid: String,
+        frags: Vec<Transaction>,
+        outcome: Option<bool>,
+    },
+    Tx(Transaction),
 }
 
 /// The grouping state machine. Feed it events in order with [`Assembler::push`].
@@ -101,6 +131,9 @@ pub struct Assembler {
     pub incomplete_groups: u64,
     /// Query text of the last MariaDB annotate / MySQL rows-query event (for errors).
     last_statement: Option<String>,
+    /// Groups waiting behind a held XA transaction, in binlog order, and their rows.
+    pending: std::collections::VecDeque<Pending>,
+    pending_rows: usize,
 }
 
 impl Assembler {
@@ -115,6 +148,8 @@ impl Assembler {
             rows_scratch: Vec::new(),
             incomplete_groups: 0,
             last_statement: None,
+            pending: Default::default(),
+            pending_rows: 0,
         }
     }
 
@@ -136,6 +171,77 @@ impl Assembler {
     /// True while a group is open (a checkpoint taken now would be mid-transaction).
     pub fn in_transaction(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Rows of the groups waiting behind a held XA transaction (0: nothing held).
+    pub fn held_rows(&self) -> usize {
+        self.pending_rows
+    }
+
+    /// The xid of the XA transaction the others wait for, if any.
+    pub fn held_xid(&self) -> Option<&str> {
+        self.pending.iter().find_map(|p| match p {
+            Pending::Xa { xid, outcome: None, .. } => Some(xid.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Hands a fragment on, or keeps it behind a held XA transaction (module doc).
+    fn emit(&mut self, frag: Transaction, xa: Option<String>, out: &mut Vec<Transaction>) {
+        if xa.is_none() && self.pending.is_empty() {
+            out.push(frag);
+            return;
+        }
+        self.pending_rows += frag.changes.len();
+        match xa {
+            Some(xid) => match self.pending.back_mut() {
+                Some(Pending::Xa {
+                    xid: x,
+                    frags,
+                    outcome: None,
+                }) if *x == xid && frags.last().is_some_and(|f| !f.last) => frags.push(frag),
+                _ => self.pending.push_back(Pending::Xa {
+                    xid,
+                    frags: vec![frag],
+                    outcome: None,
+                }),
+            },
+            None => self.pending.push_back(Pending::Tx(frag)),
+        }
+    }
+
+    /// The outcome of the XA transaction `xid` is read: hands on what no longer waits.
+    /// False when no transaction of that xid is held (prepared before the stream began).
+    fn resolve(&mut self, xid: &str, committed: bool, out: &mut Vec<Transaction>) -> bool {
+        let found = self.pending.iter_mut().any(|p| match p {
+            Pending::Xa { xid: x, outcome, frags }
+                if x == xid && outcome.is_none() && frags.last().is_some_and(|f| f.last) =>
+            {
+                *outcome = Some(committed);
+                true
+            }
+            _ => false,
+        });
+        while let Some(front) = self.pending.front() {
+            if matches!(front, Pending::Xa { outcome: None, .. }) {
+                break;
+            }
+            match self.pending.pop_front().expect("front") {
+                Pending::Tx(t) => {
+                    self.pending_rows -= t.changes.len();
+                    out.push(t);
+                }
+                Pending::Xa { frags, outcome, .. } => {
+                    for f in frags {
+                        self.pending_rows -= f.changes.len();
+                        if outcome == Some(true) {
+                            out.push(f);
+                        }
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Drops a partially read group (the stream broke inside it; it will be read again).
@@ -300,9 +406,25 @@ impl Assembler {
             seq,
         };
         self.start_group(Some(Gtid::Maria(gtid)), h.server_id(), offset, h.timestamp());
+        // the xid of an XA PREPARE group: after the optional commit id, formatID (4),
+        // gtrid and bqual lengths (1 + 1), then their bytes
+        let xid = (flags & maria::FL_PREPARED_XA != 0)
+            .then(|| {
+                let at = 13 + if flags & maria::FL_GROUP_COMMIT_ID != 0 { 8 } else { 0 };
+                let format = u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?);
+                let (g, b) = (*d.get(at + 4)? as usize, *d.get(at + 5)? as usize);
+                let data = d.get(at + 6..at + 6 + g + b)?;
+                Some(xid_text(format, &data[..g], &data[g..]))
+            })
+            .flatten();
+        if flags & maria::FL_PREPARED_XA != 0 && xid.is_none() {
+            return Err(self.err(offset, "truncated xid in a MariaDB XA GTID event"));
+        }
         if let Some(open) = &mut self.open {
             open.standalone = flags & maria::FL_STANDALONE != 0;
-            open.began = !open.standalone;
+            // an XA COMMIT / ROLLBACK group is the outcome of a held one, not a group
+            open.began = !open.standalone && flags & maria::FL_COMPLETED_XA == 0;
+            open.xa = xid;
         }
         Ok(())
     }
@@ -330,6 +452,7 @@ impl Assembler {
             changes: Vec::new(),
             bytes: 0,
             first_ts: ts,
+            xa: None,
         });
     }
 
@@ -346,12 +469,13 @@ impl Assembler {
         let word = first_words(&sql);
         match word.as_str() {
             "BEGIN" | "XA START" => {
-                match &mut self.open {
-                    Some(open) => open.began = true,
-                    None => {
-                        self.start_group(None, server_id, offset, ts);
-                        self.open.as_mut().unwrap().began = true;
-                    }
+                if self.open.is_none() {
+                    self.start_group(None, server_id, offset, ts);
+                }
+                let open = self.open.as_mut().expect("open group");
+                open.began = true;
+                if word == "XA START" {
+                    open.xa = Some(xa_id(&sql, "START"));
                 }
                 return Ok(());
             }
@@ -369,11 +493,22 @@ impl Assembler {
                 return Ok(());
             }
             "SAVEPOINT" | "ROLLBACK TO" | "XA END" | "RELEASE SAVEPOINT" => return Ok(()),
+            "XA COMMIT" if self.open.as_ref().is_some_and(|o| o.began) => {
+                // XA COMMIT … ONE PHASE ends its own group (MySQL; MariaDB logs a
+                // one-phase XA as a plain transaction): nothing to hold
+                if let Some(open) = &mut self.open {
+                    open.xa = None;
+                }
+                self.commit(None, at, ts, out);
+                return Ok(());
+            }
             "XA COMMIT" | "XA ROLLBACK" if self.open.as_ref().is_none_or(|o| !o.began) => {
-                // The data of an XA transaction was handed on at XA PREPARE.
+                // The outcome of a prepared XA transaction (held since its PREPARE).
                 self.open = None;
-                if word == "XA ROLLBACK" {
-                    tracing::warn!(file = %self.file, offset, "XA ROLLBACK of a prepared transaction whose changes were already read");
+                let committed = word == "XA COMMIT";
+                let xid = xa_id(&sql, if committed { "COMMIT" } else { "ROLLBACK" });
+                if !self.resolve(&xid, committed, out) && committed {
+                    tracing::warn!(file = %self.file, offset, xid, "XA COMMIT of a transaction prepared before the point this reader started from: its changes were not read here (compare the zones: drc verify)");
                 }
                 return Ok(());
             }
@@ -411,8 +546,9 @@ impl Assembler {
             !open.changes.is_empty() && (open.changes.len() >= limits.max_rows || open.bytes + bytes > limits.max_bytes)
         };
         if full {
+            let xa = self.open.as_ref().and_then(|o| o.xa.clone());
             let frag = self.fragment(false, None, None, 0, None);
-            out.push(frag);
+            self.emit(frag, xa, out);
         }
         let open = self.open.as_mut().expect("open group");
         open.changes.push(change);
@@ -481,11 +617,12 @@ impl Assembler {
             file: FilePos::new(self.file.to_string(), end),
             gtid: self.gtid_state.clone(),
         };
+        let xa = open.xa.clone();
         let frag = self.fragment(true, xid, Some(at), ts, Some(checkpoint));
         self.open = None;
         // A group with no changes (e.g. only tables the server filtered) still moves the
         // checkpoint; consumers treat an empty last fragment as "advance only".
-        out.push(frag);
+        self.emit(frag, xa, out);
     }
 }
 
@@ -510,6 +647,21 @@ fn mysql_gtid(g: &GtidEvent) -> MysqlGtid {
         tag: g.tag().map(|t| t.to_string()).unwrap_or_default(),
         gno: g.gno(),
     }
+}
+
+/// The xid of an `XA <verb> <xid>` statement as written (`X'31',X'',1`), spaces and
+/// a trailing `ONE PHASE` aside: the same text in XA START and XA COMMIT/ROLLBACK.
+fn xa_id(sql: &str, verb: &str) -> String {
+    let rest = sql.trim_start();
+    let rest = rest.get(2..).unwrap_or("").trim_start(); // "XA"
+    let rest = rest.get(verb.len()..).unwrap_or("").trim();
+    rest.split_whitespace().collect::<String>().to_ascii_uppercase()
+}
+
+/// An xid in the text the servers write it in statements: `X'<gtrid>',X'<bqual>',<formatID>`.
+fn xid_text(format: u32, gtrid: &[u8], bqual: &[u8]) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+    format!("X'{}',X'{}',{format}", hex(gtrid), hex(bqual))
 }
 
 /// First one or two keywords of a statement, upper-cased (`XA START`, `ROLLBACK TO`).
@@ -565,6 +717,10 @@ mod tests {
     fn statement_keywords() {
         assert_eq!(first_words("BEGIN"), "BEGIN");
         assert_eq!(first_words("xa start 'x'"), "XA START");
+        assert_eq!(xa_id("XA START X'7831',X'',1", "START"), "X'7831',X'',1");
+        assert_eq!(xa_id("XA COMMIT X'7831', X'', 1", "COMMIT"), "X'7831',X'',1");
+        assert_eq!(xa_id("XA ROLLBACK X'7831',X'',1", "ROLLBACK"), "X'7831',X'',1");
+        assert_eq!(xa_id("XA COMMIT X'6a',X'',1", "COMMIT"), xid_text(1, b"j", b""));
         assert_eq!(first_words("ROLLBACK TO SAVEPOINT a"), "ROLLBACK TO");
         assert_eq!(first_words("ROLLBACK"), "ROLLBACK");
         assert_eq!(first_words("COMMIT;"), "COMMIT");

@@ -430,6 +430,16 @@ impl LiveReader {
             };
             self.metrics.bytes.increment(ev.header().event_size() as u64);
             self.asm.push(&ev, at, &mut out)?;
+            if self.asm.held_rows() > self.settings.limits.max_held_rows {
+                return Err(Error::Transient {
+                    addr: self.settings.addr.clone(),
+                    what: format!(
+                        "a prepared XA transaction (xid {}) has neither committed nor rolled back while {} rows of later transactions waited behind it: `XA RECOVER` on this server shows it; commit or roll it back there. The reader reads again from before it and waits (raise [reader] max_xa_held_rows to wait with more memory)",
+                        self.asm.held_xid().unwrap_or("?"),
+                        self.asm.held_rows()
+                    ),
+                });
+            }
             if out.is_empty() {
                 continue;
             }
