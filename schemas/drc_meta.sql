@@ -69,6 +69,21 @@ CREATE TABLE IF NOT EXISTS `drc`.`global_homes` (
   PRIMARY KEY (channel, pattern)
 ) ENGINE=InnoDB;
 
+-- Rows of a table waiting for a schema change here (a column the origin's rows carry
+-- with a value, that this zone's table lacks): one entry per origin transaction and
+-- table, in order (id), the transaction in the Kafka wire encoding. Written with the
+-- applier position that passes them; applied and deleted once the table has the
+-- column (src/mysql/applier/apply/parked.rs).
+CREATE TABLE IF NOT EXISTS `drc`.`parked` (
+  id     BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  at     DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  origin VARCHAR(128) NOT NULL,
+  db     VARCHAR(64)  NOT NULL,
+  tbl    VARCHAR(64)  NOT NULL,
+  tx     LONGBLOB     NOT NULL,
+  KEY by_table (origin, db, tbl, id)
+) ENGINE=InnoDB;
+
 -- Tables renamed in this zone (recorded by the journal from the binlog's RENAME
 -- statements): a change from another zone for a table that no longer exists here
 -- under its old name is applied to its new name (the DBA renames in every zone, one

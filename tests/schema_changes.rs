@@ -204,3 +204,84 @@ async fn alter_table_in_both_zones_in_either_order_under_load_and_kills() {
     );
     assert!(running(&mut p), "a daemon stopped:\n{}", p.logs());
 }
+
+/// A table waiting for a column does not hold the others back: zone a adds column
+/// `note` and writes rows with a value for it; zone b lacks the column for a while.
+/// Meanwhile a's writes to another table (`orders`) reach b. a's rows of `items` are
+/// parked in b (`drc.parked`), kept across a `kill -9` of b's daemon, and applied in
+/// order (an insert, then updates of the same row) once b runs the ALTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_waiting_for_a_column_does_not_hold_back_the_other_tables() {
+    let mut p = Pair::new("parked", &[ITEMS, ORDERS], 6031).await;
+    p.start_both().await;
+    let db = p.db.clone();
+    exec(
+        ZONE_A,
+        &[
+            &format!("ALTER TABLE `{db}`.items ADD COLUMN note VARCHAR(20) NULL"),
+            &format!("INSERT INTO `{db}`.items (id, name, note) VALUES (1, 'first', 'n1')"),
+            &format!("UPDATE `{db}`.items SET note = 'n2', n = 1 WHERE id = 1"),
+            &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (1, 'behind the wait')"),
+        ],
+    )
+    .await;
+    let orders_in_b = |db: String| async move {
+        conn(ZONE_B)
+            .await
+            .query::<u64, _>(format!("SELECT id FROM `{db}`.orders"))
+            .await
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            orders_in_b(db.clone()).await == [1]
+        })
+        .await,
+        "the other table is held back by the waiting one:\n{}",
+        p.log(1)
+    );
+    assert!(p.rows(1, "items").await.is_empty(), "items waits in b");
+    // parked rows survive a kill; more rows park behind them
+    p.kill9(1);
+    exec(
+        ZONE_A,
+        &[&format!("UPDATE `{db}`.items SET note = 'n3', n = 2 WHERE id = 1")],
+    )
+    .await;
+    p.start(1);
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (id, customer) VALUES (3, 'after the kill')"
+        )],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            orders_in_b(db.clone()).await == [1, 3]
+        })
+        .await,
+        "{}",
+        p.log(1)
+    );
+    exec(
+        ZONE_B,
+        &[&format!("ALTER TABLE `{db}`.items ADD COLUMN note VARCHAR(20) NULL")],
+    )
+    .await;
+    p.assert_converged("items", 30, 0).await;
+    let note: Option<String> = conn(ZONE_B)
+        .await
+        .query_first(format!("SELECT note FROM `{db}`.items WHERE id = 1"))
+        .await
+        .unwrap();
+    assert_eq!(note.as_deref(), Some("n3"), "applied in order");
+    let left: u64 = conn(ZONE_B)
+        .await
+        .query_first(format!("SELECT COUNT(*) FROM drc.parked WHERE db = '{db}'"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 0, "nothing stays parked");
+    assert!(running(&mut p), "{}", p.logs());
+}

@@ -79,6 +79,8 @@ pub const JOURNAL_COMMIT_TS: &str = "drc_journal_commit_timestamp_seconds";
 /// Gauge: seconds a direction has waited for a column this zone's table lacks (a row
 /// from `origin` carries a value for it), by table and column; 0 once it exists.
 pub const SCHEMA_WAIT: &str = "drc_schema_wait_seconds";
+/// Rows parked because their table waits for a schema change here (`drc.parked`).
+pub const PARKED_ROWS: &str = "drc_parked_rows_total";
 
 /// Counter: row changes of a table this zone skips, by origin, table and reason
 /// (`no_primary_key`, `no_version_column`, `missing_here`).
@@ -128,6 +130,7 @@ pub const ALL: &[&str] = &[
     JOURNAL_ACTIONS,
     JOURNAL_COMMIT_TS,
     SCHEMA_WAIT,
+    PARKED_ROWS,
     SKIPPED_ROWS,
     RETENTION_PURGED,
     DRC_TABLE_ROWS,

@@ -79,6 +79,9 @@ impl Applier {
         let Some(Change::Row(first)) = changes.first() else {
             return Ok(0);
         };
+        if self.is_parked(None, first) {
+            return Ok(0);
+        }
         let t = self.table(&first.db, &first.tbl_name()).await?;
         if !t.batchable {
             return Ok(0);
@@ -207,7 +210,7 @@ impl Applier {
             match c {
                 Change::Row(r) if self.replicated(r) => {
                     let t = self.table(&r.db, &r.tbl_name()).await?;
-                    if !t.batchable || self.batch_key(&t, r).is_none() {
+                    if !t.batchable || self.is_parked(None, r) || self.batch_key(&t, r).is_none() {
                         return Ok(false);
                     }
                 }

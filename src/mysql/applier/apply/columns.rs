@@ -156,7 +156,8 @@ impl Applier {
         }))
     }
 
-    fn column_wait(&self, origin: &str, t: &LocalTable, column: &str) -> Error {
+    fn column_wait(&mut self, origin: &str, t: &LocalTable, column: &str) -> Error {
+        self.wait_column = Some(column.to_string());
         let table = format!("{}.{}", t.db, t.tbl);
         let key = (
             self.s.channel.clone(),

@@ -55,6 +55,7 @@ mod ddl;
 mod global;
 mod group;
 mod heartbeat;
+mod parked;
 mod position;
 mod row;
 mod schema;
@@ -207,6 +208,13 @@ pub struct Applier {
     /// table (see [`Unfit`]), with when that was decided (checked again after
     /// [`UNFIT_RECHECK`]).
     unfit: HashMap<String, HashMap<String, (Unfit, std::time::Instant)>>,
+    /// Tables whose rows from an origin wait for a schema change here (`parked.rs`),
+    /// whether they were read back this session, when they were last tried.
+    parked: std::collections::HashSet<parked::ParkedTable>,
+    parked_loaded: bool,
+    parked_tried: Option<std::time::Instant>,
+    /// Set by a row that must wait for a column (`columns.rs`): the caller parks it.
+    wait_column: Option<String>,
 }
 
 impl Drop for Applier {
@@ -316,6 +324,10 @@ impl Applier {
             group: None,
             partial: false,
             counting: true,
+            parked: Default::default(),
+            parked_loaded: false,
+            parked_tried: None,
+            wait_column: None,
             uncommitted: Uncounted::default(),
             conflict_log: CountSummary::default(),
             unfit: HashMap::new(),
@@ -407,6 +419,10 @@ impl Applier {
                 return Ok(Step::Done(Outcome::Skipped));
             }
         }
+        self.load_parked().await?;
+        if tx.fragment == 0 {
+            self.retry_parked(origin).await?;
+        }
         if self.open.is_none() && (relevant || tx.last) {
             if !relevant {
                 // nothing to write (DDL, other databases; the last fragment of a large
@@ -427,8 +443,12 @@ impl Applier {
         // the rows of earlier transactions of the group come first
         self.apply_deferred().await?;
         let mut i = 0;
+        let mut parked: Vec<Change> = Vec::new();
         while i < tx.changes.len() {
             match &tx.changes[i] {
+                Change::Row(r) if self.replicated(r) && self.is_parked(Some(origin), r) => {
+                    parked.push(tx.changes[i].clone());
+                }
                 Change::Row(r) if self.replicated(r) => {
                     let n = self.batch_len(&tx.changes[i..]).await?;
                     if n >= 2 {
@@ -444,7 +464,16 @@ impl Applier {
                         i += n;
                         continue;
                     }
-                    self.apply_row(origin, tx, r).await?
+                    self.wait_column = None;
+                    match self.apply_row(origin, tx, r).await {
+                        // a column this table lacks here: the table waits, the others go on
+                        Err(_) if self.wait_column.is_some() => {
+                            let column = self.wait_column.take().unwrap_or_default();
+                            self.start_parking(origin, r, &column);
+                            parked.push(tx.changes[i].clone());
+                        }
+                        r => r?,
+                    }
                 }
                 Change::Row(r) if self.tombstone_of_replicated(r) => self.apply_tombstone(origin, tx, r).await?,
                 Change::Row(_) => {}
@@ -453,6 +482,15 @@ impl Applier {
                 }
             }
             i += 1;
+        }
+        while !parked.is_empty() {
+            let Change::Row(first) = &parked[0] else { break };
+            let (db, tbl) = (first.db.clone(), first.table.clone());
+            let (these, rest): (Vec<Change>, Vec<Change>) = parked
+                .into_iter()
+                .partition(|c| matches!(c, Change::Row(r) if r.db == db && r.table == tbl));
+            self.park(origin, tx, these).await?;
+            parked = rest;
         }
         if tx.last {
             if self.open.is_some() {
