@@ -32,7 +32,8 @@
 
 pub mod sink;
 pub mod source;
-pub mod wire;
+/// The message format lives with the model (`drc.parked` stores transactions in it too).
+pub use crate::model::wire;
 
 use crate::error::Error;
 use rdkafka::client::ClientContext;

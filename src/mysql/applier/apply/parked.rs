@@ -72,7 +72,7 @@ impl Applier {
         self.conn
             .exec_drop(
                 "INSERT INTO `drc`.`parked` (origin, db, tbl, tx) VALUES (?, ?, ?, ?)",
-                (origin, &db, &tbl, crate::kafka::wire::encode(&entry)),
+                (origin, &db, &tbl, crate::model::wire::encode(&entry)),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.parked", e))?;
@@ -107,7 +107,7 @@ impl Applier {
                     tracing::info!(origin = %o, table = %format!("{db}.{tbl}"), "the parked rows of a table are applied: it replicates directly again");
                     break;
                 };
-                let tx = crate::kafka::wire::decode(&bytes).map_err(|e| {
+                let tx = crate::model::wire::decode(&bytes).map_err(|e| {
                     definite(
                         &self.s,
                         format!("drc.parked entry {id} of `{db}`.`{tbl}` cannot be decoded: {e}"),

@@ -15,6 +15,8 @@
 //!   DECIMAL as its exact text, temporal values with their fractional digits, binary
 //!   strings as bytes. The JSON form (schemas/change_event.v1.json) is lossless.
 
+pub mod wire;
+
 use crate::position::{Checkpoint, Gtid};
 use serde::{ser::SerializeMap, Serialize, Serializer};
 use std::sync::Arc;

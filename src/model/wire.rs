@@ -1,4 +1,5 @@
-//! The Kafka message format, version 1: one message per transaction fragment, JSON.
+//! The transaction encoding, version 1: the Kafka message format (one message per
+//! transaction fragment, JSON), also what `drc.parked` stores.
 //! Described by `schemas/kafka_message.v1.json`. Headers carry `drc-format: json/1`
 //! and `drc-zone`, so a consumer can refuse a format it does not know.
 //!
