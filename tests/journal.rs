@@ -96,6 +96,7 @@ fn tx(changes: Vec<Change>, start: u64, end: u64) -> Transaction {
             file: FilePos::new("zone-b-bin.000001", end),
             gtid: None,
         }),
+        skipped_rows: 0,
     }
 }
 

@@ -287,6 +287,52 @@ async fn clock_skew_estimate_has_the_sign_and_size_of_a_skewed_clock() {
     }
 }
 
+/// The journal's reader leaves the rows of applier transactions undecoded when the
+/// journal has nothing to check in them (no local delete of the table since, nothing
+/// pending): zone b's journal skips zone a's rows as b's applier wrote them. (The rows
+/// it must still read, after a local delete the applier had not seen, are the
+/// window tests' (tests/journal.rs, tests/active_active.rs), which pass with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_skips_applier_rows_it_does_not_need() {
+    let mut p = Pair::new("jskip", &[ORDERS], 6051).await;
+    let admin = p.with_admin(9641, "s3cret");
+    p.start_both().await;
+    let skipped = || {
+        sample(
+            &get(&format!("{}/metrics", admin[1])),
+            "drc_journal_skipped_events_total",
+            &["zone=\"b\""],
+        )
+        .unwrap_or(0.0)
+    };
+    p.insert_rows_in_a(200).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async { skipped() > 0.0 }).await,
+        "zone b's journal decoded every applier row:\n{}",
+        get(&format!("{}/metrics", admin[1]))
+    );
+    p.assert_converged("orders", 30, 0).await;
+    // a transaction of several fragments (max_fragment_rows = 10,000) too
+    let before = skipped();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.orders (customer) SELECT CONCAT('bulk ', seq) FROM `{db}`.seq_1_to_30000",
+            db = p.db
+        )],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async { skipped() >= before + 3.0 }).await,
+        "{before} -> {}",
+        skipped()
+    );
+    p.assert_converged("orders", 30, 0).await;
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+}
+
 #[test]
 fn drill_script_fences_drains_moves_and_reports_pass() {
     let out = Command::new("bash")

@@ -67,6 +67,7 @@ fn tx(db: &str, n: u64, id: i64, v: &str) -> Transaction {
             },
             gtid: None,
         }),
+        skipped_rows: 0,
     }
 }
 

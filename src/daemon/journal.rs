@@ -10,6 +10,7 @@
 use crate::error::Error;
 use crate::mysql::applier::apply::{session_opts, Applier, ApplierSettings};
 use crate::mysql::journal::{self, JournalSink};
+use crate::mysql::reader::assembler::JournalFilter;
 use crate::mysql::reader::live::{LiveReader, LiveSettings, StartSpec};
 use crate::mysql::reader::source::BinlogSource;
 use crate::pipeline::{self, Shutdown};
@@ -83,7 +84,7 @@ async fn session(j: &JournalSide, shutdown: &Shutdown) -> Result<(), Error> {
         .map_err(|e| crate::mysql::error::classify(&s.addr, "connect", e))?;
     crate::mysql::claim::claim(&mut conn, &format!("journal of zone {channel}"), &s.addr).await?;
     let pos = journal::position(&mut conn, &channel, &s.addr).await?;
-    let reader = LiveReader::start(j.reader.clone(), pos.clone(), &j.start).await?;
+    let mut reader = LiveReader::start(j.reader.clone(), pos.clone(), &j.start).await?;
     if pos.is_none() {
         journal::pin(&mut conn, &channel, reader.resume_point(), &s.addr).await?;
     }
@@ -91,7 +92,8 @@ async fn session(j: &JournalSide, shutdown: &Shutdown) -> Result<(), Error> {
     tracing::info!(zone = %s.zone, resume = %reader.resume_point(), "journal reading this zone's binlog");
     let global: Vec<(String, String)> = s.global_tables.iter().map(|(p, _, h)| (p.clone(), h.clone())).collect();
     let homes = journal::global_homes(&mut conn, &channel, &global, &s.addr).await?;
-    let mut sink = JournalSink::new(conn, s.clone(), floor, j.progress.clone()).with_global_homes(homes);
+    let mut sink = JournalSink::new(conn, s.clone(), floor.clone(), j.progress.clone()).with_global_homes(homes);
     sink.load_pending().await?;
+    reader.set_journal_filter(JournalFilter::new(floor, sink.pending_flag()));
     pipeline::run(BinlogSource::new(reader), sink, None, shutdown).await
 }

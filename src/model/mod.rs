@@ -276,6 +276,10 @@ pub struct Transaction {
     pub changes: Vec<Change>,
     /// Resume point after this transaction (last fragment only).
     pub checkpoint: Option<Checkpoint>,
+    /// Rows events the reader left undecoded (only the journal's reader does, for
+    /// rows it does not need: `reader::assembler`, "What the journal's reader leaves
+    /// undecoded"); 0 everywhere else.
+    pub skipped_rows: u32,
 }
 
 /// Where a commit timestamp came from; see docs/ARCHITECTURE.md.
@@ -308,6 +312,7 @@ impl Transaction {
             ddl: false,
             changes,
             checkpoint: None,
+            skipped_rows: 0,
         }
     }
 

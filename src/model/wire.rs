@@ -286,6 +286,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, String> {
         ddl: w.ddl,
         changes,
         checkpoint: w.checkpoint,
+        skipped_rows: 0,
     })
 }
 
@@ -348,6 +349,7 @@ mod tests {
                 file: FilePos::new("bin.000001", 400),
                 gtid: Some(GtidState::Mariadb("1-1-7".parse().unwrap())),
             }),
+            skipped_rows: 0,
         }
     }
 

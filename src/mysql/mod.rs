@@ -26,6 +26,23 @@ pub fn is_applier_transaction(tx: &Transaction) -> bool {
         .any(|c| matches!(c, Change::Row(r) if &*r.db == "drc" && &*r.table == "marker"))
 }
 
+/// The journal position an applier transaction's marker row carries (its
+/// watermark: `drc.marker.journal_file/pos`), from the marker's after image.
+pub fn marker_watermark(img: &crate::model::RowImage) -> Option<crate::position::FilePos> {
+    use crate::model::Value;
+    let file = match img.get("journal_file")? {
+        Value::Text(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => return None,
+    };
+    let pos = match img.get("journal_pos")? {
+        Value::UInt(p) => *p,
+        Value::Int(p) => *p as u64,
+        _ => return None,
+    };
+    Some(crate::position::FilePos::new(file, pos))
+}
+
 /// True for a transaction drc's journal wrote (it touches `drc`.`journal`, which
 /// every journal transaction writes first): the journal skips it; the other zones
 /// apply it without counting it as an origin transaction.

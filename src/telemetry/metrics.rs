@@ -74,6 +74,9 @@ pub const JOURNAL_ACTIONS: &str = "drc_journal_actions_total";
 /// Gauge: origin commit time of the last local transaction the journal committed,
 /// seconds since the epoch (`zone`).
 pub const JOURNAL_COMMIT_TS: &str = "drc_journal_commit_timestamp_seconds";
+/// Rows events of applier transactions the journal's reader left undecoded (the
+/// journal did not need them: no local delete since, nothing pending).
+pub const JOURNAL_SKIPPED_EVENTS: &str = "drc_journal_skipped_events_total";
 
 /// Every name above, for the docs check.
 /// Gauge: seconds a direction has waited for a column this zone's table lacks (a row
@@ -129,6 +132,7 @@ pub const ALL: &[&str] = &[
     ERRORS,
     JOURNAL_ACTIONS,
     JOURNAL_COMMIT_TS,
+    JOURNAL_SKIPPED_EVENTS,
     SCHEMA_WAIT,
     PARKED_ROWS,
     SKIPPED_ROWS,
@@ -234,6 +238,10 @@ fn describe() {
         JOURNAL_COMMIT_TS,
         Unit::Seconds,
         "commit time of the last local transaction the journal committed"
+    );
+    describe_counter!(
+        JOURNAL_SKIPPED_EVENTS,
+        "rows events of applier transactions the journal's reader left undecoded"
     );
 }
 

@@ -186,6 +186,7 @@ impl JournalSink {
     /// Writes `k`'s pending state into `drc.journal_pending`, in the open journal
     /// transaction: it commits with the position that covers it.
     async fn save_pending(&mut self, k: &TableKey) -> Result<(), Error> {
+        self.publish_pending();
         self.begin().await?;
         let pk = serde_json::to_string(&k.2).expect("strings serialize");
         let dec = |v: Option<&i128>| v.map(|v| crate::mysql::applier::apply::format_decimal(*v));
@@ -235,6 +236,7 @@ impl JournalSink {
                 self.resurrected.insert(k, v);
             }
         }
+        self.publish_pending();
         if !self.owed.is_empty() || !self.resurrected.is_empty() {
             tracing::info!(
                 owed = self.owed.len(),

@@ -60,6 +60,9 @@ pub struct JournalSink {
     misrouted: crate::telemetry::summary::CountSummary<(String, String, &'static str)>,
     /// The home of each `global_tables` entry over this zone's binlog.
     homes: Vec<super::HomeSince>,
+    /// Shared with the reader's [`JournalFilter`]: set while keys are pending (the
+    /// reader then decodes every row of applier transactions).
+    pending_flag: Arc<std::sync::atomic::AtomicBool>,
     /// Start of the latest local transaction with a delete, per table.
     last_delete: HashMap<(String, String), FilePos>,
     /// The position the journal resumed from: an applier transaction with an older
@@ -115,6 +118,7 @@ impl JournalSink {
             global_tables: HashMap::new(),
             misrouted: Default::default(),
             homes: Vec::new(),
+            pending_flag: Default::default(),
             last_delete: HashMap::new(),
             floor,
             open: false,
@@ -129,6 +133,18 @@ impl JournalSink {
             owed: HashMap::new(),
             progress,
         }
+    }
+
+    /// The flag the reader's filter reads (`reader::assembler::JournalFilter`).
+    pub fn pending_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.pending_flag.clone()
+    }
+
+    fn publish_pending(&self) {
+        self.pending_flag.store(
+            !self.owed.is_empty() || !self.resurrected.is_empty(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
     }
 
     /// The homes of the global-zone tables ([`super::global_homes`]).
@@ -197,15 +213,7 @@ impl JournalSink {
             Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
             _ => None,
         };
-        let watermark = marker.and_then(|img| {
-            let file = text(img, "journal_file")?;
-            let pos = match img.get("journal_pos")? {
-                Value::UInt(p) => *p,
-                Value::Int(p) => *p as u64,
-                _ => return None,
-            };
-            Some(FilePos::new(file, pos))
-        });
+        let watermark = marker.and_then(crate::mysql::marker_watermark);
         let origin = marker.and_then(|img| text(img, "origin_zone")).unwrap_or_default();
         Kind::Applier { watermark, origin }
     }
@@ -472,6 +480,15 @@ impl JournalSink {
         origin: &str,
     ) -> Result<(), Error> {
         let all = watermark.as_ref().is_none_or(|w| *w < self.floor);
+        // The reader left rows undecoded that the journal needs after all: keys became
+        // pending after it had read ahead (assembler, "What the journal's reader
+        // leaves undecoded"). Read again from the committed position, whole.
+        if tx.skipped_rows > 0 && (all || !self.owed.is_empty() || !self.resurrected.is_empty()) {
+            return Err(Error::Transient {
+                addr: self.s.addr.clone(),
+                what: "the journal needs rows its reader skipped (keys became pending meanwhile): reading again".into(),
+            });
+        }
         for c in &tx.changes {
             let Change::Row(r) = c else { continue };
             if !self.replicated(r) {
@@ -583,6 +600,10 @@ impl Sink for JournalSink {
     async fn write(&mut self, tx: Transaction) -> Result<(), Error> {
         if tx.fragment == 0 {
             self.kind = Some(Self::classify(&tx));
+        }
+        if tx.skipped_rows > 0 {
+            metrics::counter!(m::JOURNAL_SKIPPED_EVENTS, "zone" => self.zone_label.clone())
+                .increment(u64::from(tx.skipped_rows));
         }
         // DDL: table metadata is read again
         for c in &tx.changes {

@@ -21,6 +21,17 @@
 //! counted ([`Assembler::held_rows`]); the live reader bounds it (a prepared XA
 //! transaction left open on the server: `XA RECOVER` shows it).
 //!
+//! # What the journal's reader leaves undecoded
+//! The journal (`crate::mysql::journal`) needs the rows of its zone's applier
+//! transactions only for tables with a local delete (or update: conservative) since
+//! the transaction's watermark, after a restart (a watermark older than where the
+//! journal resumed), or while it holds pending keys. With a [`JournalFilter`] the
+//! assembler skips decoding the other rows of applier transactions (and all rows of
+//! the journal's own), and counts them in [`Transaction::skipped_rows`]: the same
+//! decisions, made from the same stream, by the reader instead of the journal. The
+//! pending keys are the journal's: if it meets skipped rows while it holds any, it
+//! reads again with everything decoded (`JournalSink`).
+//!
 //! # Positions
 //! The checkpoint of the last fragment is the end offset of the group's final event
 //! (for a compressed MySQL transaction: the end of its TRANSACTION_PAYLOAD event) and
@@ -54,6 +65,40 @@ pub mod maria {
     /// and the XA COMMIT / XA ROLLBACK group.
     pub const FL_PREPARED_XA: u8 = 64;
     pub const FL_COMPLETED_XA: u8 = 128;
+}
+
+/// What the journal's reader may leave undecoded (module doc).
+#[derive(Debug, Clone)]
+pub struct JournalFilter {
+    /// Where the journal resumed: an applier transaction whose watermark is older
+    /// (or unknown) is read whole.
+    pub floor: FilePos,
+    /// The journal holds pending keys (owed raises, resurrected rows): read whole.
+    pub pending: Arc<std::sync::atomic::AtomicBool>,
+    /// Start of the latest local transaction that deleted or updated rows, per table
+    /// (kept across the reader's reconnects).
+    pub touched: Arc<std::sync::Mutex<HashMap<(String, String), FilePos>>>,
+}
+
+impl JournalFilter {
+    pub fn new(floor: FilePos, pending: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        JournalFilter {
+            floor,
+            pending,
+            touched: Default::default(),
+        }
+    }
+}
+
+/// What a group is, as far as the journal's filter cares (from its first row).
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Unknown,
+    Local(Vec<(String, String)>),
+    /// An applier transaction, with the journal position its marker row carries.
+    Applier(Option<FilePos>),
+    /// The journal's own (its first row is `drc`.`journal`).
+    Journal,
 }
 
 /// Fragment bounds.
@@ -105,6 +150,9 @@ struct OpenGroup {
     first_ts: u32,
     /// The xid of an XA transaction (`XA START <xid>`), as the server writes it.
     xa: Option<String>,
+    kind: Kind,
+    /// Rows events left undecoded in this fragment (a [`JournalFilter`]).
+    skipped: u32,
 }
 
 /// A group waiting to be handed on behind a held XA transaction.
@@ -134,6 +182,7 @@ pub struct Assembler {
     /// Groups waiting behind a held XA transaction, in binlog order, and their rows.
     pending: std::collections::VecDeque<Pending>,
     pending_rows: usize,
+    filter: Option<JournalFilter>,
 }
 
 impl Assembler {
@@ -150,6 +199,7 @@ impl Assembler {
             last_statement: None,
             pending: Default::default(),
             pending_rows: 0,
+            filter: None,
         }
     }
 
@@ -171,6 +221,60 @@ impl Assembler {
     /// True while a group is open (a checkpoint taken now would be mid-transaction).
     pub fn in_transaction(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Leaves rows the journal does not need undecoded (module doc).
+    pub fn with_journal_filter(mut self, f: Option<JournalFilter>) -> Self {
+        self.filter = f;
+        self
+    }
+
+    /// Whether a rows event of `db`.`tbl` in the open group can stay undecoded.
+    fn skippable(&self, db: &str, tbl: &str) -> bool {
+        let (Some(f), Some(open)) = (&self.filter, &self.open) else {
+            return false;
+        };
+        if db == "drc" {
+            return false;
+        }
+        match &open.kind {
+            Kind::Journal => true,
+            Kind::Applier(Some(w)) => {
+                !f.pending.load(std::sync::atomic::Ordering::SeqCst)
+                    && *w >= f.floor
+                    && f.touched
+                        .lock()
+                        .expect("touched tables")
+                        .get(&(db.to_string(), tbl.to_string()))
+                        .is_none_or(|d| d < w)
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes what the open group is, from its rows (the first one decides).
+    fn note_kind(&mut self, rows: &[RowChange]) {
+        let Some(open) = self.open.as_mut() else { return };
+        if self.filter.is_none() {
+            return;
+        }
+        if open.kind == Kind::Unknown {
+            open.kind = match rows.first() {
+                Some(r) if &*r.db == "drc" && &*r.table == "marker" => {
+                    Kind::Applier(r.after.as_ref().and_then(crate::mysql::marker_watermark))
+                }
+                Some(r) if &*r.db == "drc" && &*r.table == "journal" => Kind::Journal,
+                Some(_) => Kind::Local(Vec::new()),
+                None => Kind::Unknown,
+            };
+        }
+        if let Kind::Local(touched) = &mut open.kind {
+            for r in rows {
+                if r.op != crate::model::Op::Insert && !touched.iter().any(|(d, t)| d == &*r.db && t == &*r.table) {
+                    touched.push((r.db.to_string(), r.table.to_string()));
+                }
+            }
+        }
     }
 
     /// Rows of the groups waiting behind a held XA transaction (0: nothing held).
@@ -329,6 +433,12 @@ impl Assembler {
                     Some((_, s)) => s.clone(),
                     None => return Err(self.err(offset, format!("rows event for table id {table_id} without a preceding TABLE_MAP"))),
                 };
+                if self.open.is_some() && self.skippable(&schema.db, &schema.table) {
+                    if let Some(open) = &mut self.open {
+                        open.skipped += 1;
+                    }
+                    return Ok(());
+                }
                 self.rows_scratch.clear();
                 let mut scratch = std::mem::take(&mut self.rows_scratch);
                 if let Err(e) = decode_rows(&r, &schema, at.end, h.timestamp(), &mut scratch) {
@@ -338,6 +448,7 @@ impl Assembler {
                 if self.open.is_none() {
                     self.start_group(None, h.server_id(), offset, h.timestamp());
                 }
+                self.note_kind(&scratch);
                 let bytes_each = r.rows_data().len() / scratch.len().max(1) + 1;
                 for row in scratch.drain(..) {
                     self.add_change(Change::Row(row), bytes_each, out);
@@ -453,6 +564,8 @@ impl Assembler {
             bytes: 0,
             first_ts: ts,
             xa: None,
+            kind: Kind::Unknown,
+            skipped: 0,
         });
     }
 
@@ -586,9 +699,11 @@ impl Assembler {
             ddl: open.standalone,
             changes: std::mem::take(&mut open.changes),
             checkpoint,
+            skipped_rows: open.skipped,
         };
         open.fragment += 1;
         open.bytes = 0;
+        open.skipped = 0;
         tx
     }
 
@@ -618,6 +733,13 @@ impl Assembler {
             gtid: self.gtid_state.clone(),
         };
         let xa = open.xa.clone();
+        if let (Some(f), Kind::Local(touched)) = (&self.filter, &open.kind) {
+            let at = FilePos::new(self.file.to_string(), open.start_pos);
+            let mut m = f.touched.lock().expect("touched tables");
+            for k in touched {
+                m.insert(k.clone(), at.clone());
+            }
+        }
         let frag = self.fragment(true, xid, Some(at), ts, Some(checkpoint));
         self.open = None;
         // A group with no changes (e.g. only tables the server filtered) still moves the

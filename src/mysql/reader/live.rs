@@ -211,6 +211,8 @@ pub struct LiveReader {
     checksums: bool,
     /// A FORMAT_DESCRIPTION event has arrived on the current connection.
     seen_fde: bool,
+    /// The journal's reader leaves rows it does not need undecoded.
+    filter: Option<super::assembler::JournalFilter>,
 }
 
 const FDE: u8 = mysql_common::binlog::consts::EventType::FORMAT_DESCRIPTION_EVENT as u8;
@@ -252,7 +254,16 @@ impl LiveReader {
             reconnects: 0,
             checksums: true,
             seen_fde: false,
+            filter: None,
         })
+    }
+
+    /// Makes this the journal's reader: rows it does not need stay undecoded
+    /// (`assembler`, "What the journal's reader leaves undecoded").
+    pub fn set_journal_filter(&mut self, f: super::assembler::JournalFilter) {
+        self.asm = std::mem::replace(&mut self.asm, Assembler::new("", "", Default::default(), None))
+            .with_journal_filter(Some(f.clone()));
+        self.filter = Some(f);
     }
 
     async fn probe(
@@ -360,7 +371,8 @@ impl LiveReader {
             &file,
             self.settings.limits,
             self.resume.gtid.clone(),
-        );
+        )
+        .with_journal_filter(self.filter.clone());
         Ok(stream)
     }
 
