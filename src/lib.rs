@@ -33,4 +33,5 @@ pub mod ops;
 pub mod output;
 pub mod pipeline;
 pub mod position;
+pub mod redis;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# testenv/down.sh [ZONE...] [--kafka] — stop the local test servers started by up.sh
-# (no argument: every zone and the Kafka broker).
+# testenv/down.sh [ZONE...] [--kafka] [--redis] — stop the local test servers started by
+# up.sh (no argument: every zone, the Kafka broker and the Redis servers).
 # Safe to run twice; data stays in $DRC_TESTENV_DIR (rm -rf it for a clean slate).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +29,17 @@ stop_kafka() {
   rm -f "$pidf"
 }
 
+stop_redis() {
+  local z port
+  for z in a b; do
+    port="$(redis_port "$z")"
+    if redis-cli -p "$port" ping >/dev/null 2>&1; then
+      log "stopping redis of zone $z"; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    fi
+  done
+}
+
 zones=()
-for a in "$@"; do case "$a" in --kafka) stop_kafka ;; *) zones+=("$a") ;; esac; done
-if [ "$#" = 0 ]; then stop_kafka; zones=($ZONES c d e f); fi
+for a in "$@"; do case "$a" in --kafka) stop_kafka ;; --redis) stop_redis ;; *) zones+=("$a") ;; esac; done
+if [ "$#" = 0 ]; then stop_kafka; stop_redis; zones=($ZONES c d e f); fi
 for z in "${zones[@]}"; do stop_zone "$z"; done

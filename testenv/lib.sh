@@ -12,6 +12,9 @@ ZONES="a b"
 # zone -> port / server_id / gtid_domain_id / auto_increment_offset
 # (zones d, e and f are the benchmarks' private servers: d holds the parse benchmark's
 # binlog, f is the origin and e the target of the apply and lag benchmarks)
+# zone -> Redis port (issue 14's testenv contract: zone a 6381, zone b 6382)
+redis_port()  { case "$1" in a) echo 6381 ;; b) echo 6382 ;; *) echo "no redis for zone $1" >&2; return 1 ;; esac; }
+redis_dir()   { echo "$RUN_DIR/redis-$1"; }
 zone_port()   { case "$1" in a) echo 33061 ;; b) echo 33062 ;; c) echo 33063 ;; d) echo 33064 ;; e) echo 33065 ;; f) echo 33066 ;; *) echo "unknown zone $1" >&2; return 1 ;; esac; }
 zone_sid()    { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; f) echo 6 ;; esac; }
 zone_domain() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; f) echo 6 ;; esac; }

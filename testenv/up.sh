@@ -7,15 +7,18 @@
 # with ROW binlogs, FULL row image, FULL row metadata, auto_increment_increment=2.
 # Users: drc/drc (replication + apply, least privilege), drc_test/drc_test (ALL, tests),
 # app/app (DML on shop only: an application, for the failover drill).
+# --kafka also starts the Kafka-protocol broker (tansu) on 127.0.0.1:9092; --redis one
+# redis-server per zone on 127.0.0.1:6381 (a) and 127.0.0.1:6382 (b).
 # Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
 # (default testenv/.run). Stop with testenv/down.sh.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 kafka=0
+redis=0
 args=()
 for a in "$@"; do
-  case "$a" in --kafka) kafka=1 ;; *) args+=("$a") ;; esac
+  case "$a" in --kafka) kafka=1 ;; --redis) redis=1 ;; *) args+=("$a") ;; esac
 done
 zones="${args[*]:-$ZONES}"
 ensure_pkg mariadb mariadb-server mariadb-client
@@ -49,6 +52,31 @@ start_kafka() {
   for t in drc.a drc.b drc.c; do
     (cd "$dir" && tansu topic create "$t" --partitions 1 >/dev/null 2>&1) || true
   done
+}
+
+# One Redis per zone (Debian's redis-server) on 127.0.0.1:6381 (a) and :6382 (b), each
+# with its own directory, as a plain local process. Replication is allowed (drc
+# captures as a replica); the backlog is 16 MB.
+start_redis() {
+  local z="$1" dir port
+  dir="$(redis_dir "$z")"; port="$(redis_port "$z")"
+  if redis-cli -p "$port" ping >/dev/null 2>&1; then log "redis of zone $z already running on 127.0.0.1:$port"; return 0; fi
+  mkdir -p "$dir"
+  cat > "$dir/redis.conf" <<CNF
+port $port
+bind 127.0.0.1
+dir $dir
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+daemonize no
+save ""
+appendonly no
+repl-backlog-size 16mb
+CNF
+  log "starting redis of zone $z on 127.0.0.1:$port"
+  (exec setsid redis-server "$dir/redis.conf") >/dev/null 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "redis of zone $z did not start:"; tail -20 "$dir/redis.log" >&2; exit 1
 }
 
 start_zone() {
@@ -137,4 +165,8 @@ setup_sql() {
 
 for z in $zones; do start_zone "$z"; done
 if [ "$kafka" = 1 ]; then start_kafka; fi
+if [ "$redis" = 1 ]; then
+  ensure_pkg redis-server redis-server redis-tools
+  for z in a b; do start_redis "$z"; done
+fi
 log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
