@@ -1,7 +1,10 @@
-//! Redis sync (issue 14), being built: what exists so far is the reader of RDB
-//! snapshots ([`rdb`]), the payload of a replica's full sync, streamed with bounded
-//! memory and checked against snapshots written by a real redis-server
-//! (`tests/redis_rdb.rs`). The replica connection (PSYNC), the command stream, the
-//! applier and the wiring into the daemon come next (docs/ARCHITECTURE.md, "Redis").
+//! Redis sync (issue 14), being built: what exists so far is the capture side — the
+//! reader of RDB snapshots ([`rdb`]), the payload of a replica's full sync, streamed
+//! with bounded memory, and the replica connection ([`replica`]: PSYNC, the snapshot,
+//! the command stream with its offsets, continuation from an offset), both tested
+//! against real redis-servers (`tests/redis_rdb.rs`, `tests/redis_replica.rs`). The
+//! pipeline source and sink, the applier and the wiring into the daemon come next
+//! (docs/ARCHITECTURE.md, "Redis").
 
 pub mod rdb;
+pub mod replica;

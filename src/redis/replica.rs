@@ -1,0 +1,311 @@
+//! drc as a replica of a Redis server: the replication handshake, the full sync's
+//! snapshot and the command stream with its offsets.
+//!
+//! # Protocol (Redis 7.0, as a `replicaof` replica speaks it)
+//! `AUTH` (when configured), `REPLCONF listening-port 0`, `REPLCONF capa eof capa
+//! psync2`, then `PSYNC <replid> <offset>` (`? -1` the first time). The answer is
+//! `+FULLRESYNC <replid> <offset>`, followed by the snapshot (`$<length>` and an RDB,
+//! or, diskless, `$EOF:<40-byte mark>`, the RDB and the mark again; newlines keep the
+//! connection alive while the server prepares it), or `+CONTINUE [<replid>]`: the
+//! server's backlog still holds everything after the offset asked for.
+//!
+//! # Offsets
+//! After the snapshot the server sends its write commands (and PING, `REPLCONF
+//! GETACK`) as RESP arrays of bulk strings. The replication offset of a command is
+//! the offset of the sync plus the bytes of the stream up to and including it: a
+//! reconnect with `PSYNC <replid> <offset>` resumes right after it. The caller
+//! acknowledges what it made durable ([`Replica::ack`]; after a diskless snapshot the
+//! server sends nothing until the first acknowledgement, which [`Replica::snapshot`]
+//! sends once the snapshot is read); the server also asks with
+//! `REPLCONF GETACK *`, which [`Replica::next_command`] hands on like any command.
+
+use super::rdb::{Rdb, RdbError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("{addr}: {source}")]
+    Io { addr: String, source: std::io::Error },
+    #[error("{addr}: {what}")]
+    Protocol { addr: String, what: String },
+    #[error("{addr}: snapshot: {source}")]
+    Snapshot { addr: String, source: RdbError },
+}
+
+/// How the server answered PSYNC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// A snapshot follows ([`Replica::snapshot`]), then the commands from `offset`.
+    Full { replid: String, offset: u64 },
+    /// The commands from the offset asked for follow.
+    Continue { replid: String, offset: u64 },
+}
+
+/// A command of the stream, with the replication offset right after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCommand {
+    pub args: Vec<Vec<u8>>,
+    pub offset: u64,
+}
+
+impl StreamCommand {
+    /// The command name, upper-cased.
+    pub fn name(&self) -> String {
+        self.args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+            .unwrap_or_default()
+    }
+}
+
+/// How the snapshot is framed on the wire.
+enum Framing {
+    Length(u64),
+    Mark(Vec<u8>),
+}
+
+/// A replication connection to one Redis server.
+pub struct Replica {
+    addr: String,
+    io: BufReader<TcpStream>,
+    /// The replication id and the offset after the last command read.
+    pub replid: String,
+    pub offset: u64,
+    /// The offset last acknowledged.
+    acked: u64,
+    framing: Option<Framing>,
+}
+
+/// How often a replica with nothing to read acknowledges again.
+const ACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Replica {
+    /// Connects to `addr` (`host:port`) and asks for the stream after `from`
+    /// (`(replid, offset)`), or for everything (`None`).
+    pub async fn connect(
+        addr: &str,
+        auth: Option<(&str, &str)>,
+        from: Option<(&str, u64)>,
+    ) -> Result<(Replica, Sync), ReplicaError> {
+        let io = TcpStream::connect(addr).await.map_err(|source| ReplicaError::Io {
+            addr: addr.to_string(),
+            source,
+        })?;
+        io.set_nodelay(true).ok();
+        let mut r = Replica {
+            addr: addr.to_string(),
+            io: BufReader::new(io),
+            replid: String::new(),
+            offset: 0,
+            acked: 0,
+            framing: None,
+        };
+        if let Some((user, pass)) = auth {
+            r.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()]).await?;
+        }
+        r.call(&[b"REPLCONF", b"listening-port", b"0"]).await?;
+        r.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]).await?;
+        let (id, off) = from.map_or(("?".to_string(), "-1".to_string()), |(id, o)| {
+            (id.to_string(), o.to_string())
+        });
+        r.send(&[b"PSYNC", id.as_bytes(), off.as_bytes()]).await?;
+        let line = r.line().await?;
+        let mut words = line.split_whitespace();
+        let sync = match words.next() {
+            Some("+FULLRESYNC") => {
+                let replid = words.next().unwrap_or_default().to_string();
+                let offset = words.next().and_then(|o| o.parse().ok()).ok_or_else(|| r.bad(&line))?;
+                Sync::Full { replid, offset }
+            }
+            Some("+CONTINUE") => {
+                let replid = words.next().map_or_else(|| id.clone(), str::to_string);
+                let offset = from.map(|f| f.1).unwrap_or(0);
+                Sync::Continue { replid, offset }
+            }
+            _ => return Err(r.bad(&line)),
+        };
+        let (Sync::Full { replid, offset } | Sync::Continue { replid, offset }) = &sync;
+        r.replid = replid.clone();
+        r.offset = *offset;
+        r.acked = *offset;
+        if matches!(sync, Sync::Full { .. }) {
+            // newlines while the server prepares the snapshot, then its framing
+            let head = loop {
+                let l = r.line().await?;
+                if !l.is_empty() {
+                    break l;
+                }
+            };
+            r.framing = Some(match head.strip_prefix("$EOF:") {
+                Some(mark) if mark.len() == 40 => Framing::Mark(mark.as_bytes().to_vec()),
+                Some(_) => return Err(r.bad(&head)),
+                None => Framing::Length(
+                    head.strip_prefix('$')
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| r.bad(&head))?,
+                ),
+            });
+        }
+        Ok((r, sync))
+    }
+
+    /// The snapshot of a full sync, read by `each` item by item (bounded memory);
+    /// afterwards the stream continues with the commands.
+    pub async fn snapshot<F>(&mut self, mut each: F) -> Result<(), ReplicaError>
+    where
+        F: FnMut(super::rdb::RdbItem),
+    {
+        let framing = self.framing.take().ok_or_else(|| ReplicaError::Protocol {
+            addr: self.addr.clone(),
+            what: "no snapshot to read (the sync was a continuation)".into(),
+        })?;
+        let addr = self.addr.clone();
+        let snap = |source| ReplicaError::Snapshot {
+            addr: addr.clone(),
+            source,
+        };
+        // a snapshot of known length is read through a window of exactly that length
+        let limit = match framing {
+            Framing::Length(n) => n,
+            Framing::Mark(_) => u64::MAX,
+        };
+        let mut window = (&mut self.io).take(limit);
+        let mut rdb = Rdb::open(&mut window).await.map_err(snap)?;
+        while let Some(item) = rdb.next().await.map_err(snap)? {
+            each(item);
+        }
+        drop(rdb);
+        let left = window.limit();
+        if limit != u64::MAX && left != 0 {
+            return Err(self.bad(&format!("the snapshot ended {left} bytes before its length")));
+        }
+        if let Framing::Mark(mark) = framing {
+            let mut end = vec![0u8; mark.len()];
+            self.io.read_exact(&mut end).await.map_err(|e| self.io_err(e))?;
+            if end != mark {
+                return Err(self.bad("the snapshot did not end with its EOF mark"));
+            }
+        }
+        // the server streams commands after a diskless sync only once the replica
+        // acknowledged the snapshot (Redis 7.0)
+        self.ack(self.offset).await
+    }
+
+    /// The next command of the stream (PING and REPLCONF GETACK included).
+    /// While nothing arrives, the last acknowledged offset is sent again every second,
+    /// as replicas do (the server drops a replica silent for `repl-timeout`, and it
+    /// may have ignored an acknowledgement sent before it finished the snapshot).
+    pub async fn next_command(&mut self) -> Result<StreamCommand, ReplicaError> {
+        loop {
+            match tokio::time::timeout(ACK_EVERY, self.io.fill_buf()).await {
+                Ok(Ok([])) => return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => return Err(self.io_err(e)),
+                Err(_) => self.ack(self.acked).await?,
+            }
+        }
+        let mut head = self.raw_line().await?;
+        // newlines keep the connection alive until the stream starts: not part of it
+        while trim_crlf(&head).is_empty() {
+            head = self.raw_line().await?;
+        }
+        let mut used = head.len() as u64;
+        let n: usize = head
+            .strip_prefix(b"*")
+            .and_then(|n| std::str::from_utf8(trim_crlf(n)).ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                self.bad(&format!(
+                    "expected a command array, got {:?}",
+                    String::from_utf8_lossy(&head)
+                ))
+            })?;
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let h = self.raw_line().await?;
+            used += h.len() as u64;
+            let len: usize = h
+                .strip_prefix(b"$")
+                .and_then(|n| std::str::from_utf8(trim_crlf(n)).ok())
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    self.bad(&format!(
+                        "expected a bulk string, got {:?}",
+                        String::from_utf8_lossy(&h)
+                    ))
+                })?;
+            let mut b = vec![0u8; len + 2];
+            self.io.read_exact(&mut b).await.map_err(|e| self.io_err(e))?;
+            used += b.len() as u64;
+            b.truncate(len);
+            args.push(b);
+        }
+        self.offset += used;
+        Ok(StreamCommand {
+            args,
+            offset: self.offset,
+        })
+    }
+
+    /// Tells the server everything up to `offset` is safe (`REPLCONF ACK`).
+    pub async fn ack(&mut self, offset: u64) -> Result<(), ReplicaError> {
+        self.acked = offset;
+        self.send(&[b"REPLCONF", b"ACK", offset.to_string().as_bytes()]).await
+    }
+
+    async fn send(&mut self, args: &[&[u8]]) -> Result<(), ReplicaError> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend(b"\r\n");
+        }
+        let e = self.io.get_mut().write_all(&out).await;
+        e.map_err(|e| self.io_err(e))
+    }
+
+    /// Sends a command and expects `+...` back.
+    async fn call(&mut self, args: &[&[u8]]) -> Result<(), ReplicaError> {
+        self.send(args).await?;
+        let l = self.line().await?;
+        if l.starts_with('+') {
+            Ok(())
+        } else {
+            Err(self.bad(&format!("{} answered {l}", String::from_utf8_lossy(args[0]))))
+        }
+    }
+
+    async fn raw_line(&mut self) -> Result<Vec<u8>, ReplicaError> {
+        let mut l = Vec::new();
+        let n = self.io.read_until(b'\n', &mut l).await.map_err(|e| self.io_err(e))?;
+        if n == 0 {
+            return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(l)
+    }
+
+    async fn line(&mut self) -> Result<String, ReplicaError> {
+        let l = self.raw_line().await?;
+        Ok(String::from_utf8_lossy(trim_crlf(&l)).into_owned())
+    }
+
+    fn bad(&self, what: &str) -> ReplicaError {
+        ReplicaError::Protocol {
+            addr: self.addr.clone(),
+            what: what.to_string(),
+        }
+    }
+
+    fn io_err(&self, source: std::io::Error) -> ReplicaError {
+        ReplicaError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}
+
+fn trim_crlf(b: &[u8]) -> &[u8] {
+    let b = b.strip_suffix(b"\n").unwrap_or(b);
+    b.strip_suffix(b"\r").unwrap_or(b)
+}

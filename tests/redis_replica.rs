@@ -1,0 +1,138 @@
+//! drc as a replica of a real redis-server (7.0, the testenv's zone b on
+//! 127.0.0.1:6382, `testenv/up.sh --redis`): the full sync's snapshot holds the keys
+//! written before; the commands written after arrive in order with the replication
+//! offset the server reports (`master_repl_offset`); a reconnect with `PSYNC <replid>
+//! <offset>` continues right after the last command read (nothing missed, nothing
+//! repeated), both with a diskless (EOF-marked) and a disk-based (length-framed)
+//! snapshot.
+//!
+//! Run: `testenv/up.sh --redis && cargo nextest run --test redis_replica`.
+
+use drc::redis::rdb::RdbItem;
+use drc::redis::replica::{Replica, StreamCommand, Sync};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const ADDR: &str = "127.0.0.1:6382";
+const DB: u64 = 9;
+
+fn cli(commands: &str) -> String {
+    let mut child = Command::new("redis-cli")
+        .args(["-p", "6382", "-n", &DB.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli (testenv/up.sh --redis installs it)");
+    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn master_offset() -> u64 {
+    cli("INFO replication\n")
+        .lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("master_repl_offset")
+}
+
+/// Reads commands until one named `name` with first argument `arg` arrives.
+async fn until(r: &mut Replica, name: &str, arg: &str) -> Vec<StreamCommand> {
+    let mut seen = Vec::new();
+    loop {
+        let c = tokio::time::timeout(Duration::from_secs(10), r.next_command())
+            .await
+            .expect("a command within 10 s")
+            .unwrap();
+        let done = c.name() == name && c.args.get(1).map(|a| a.as_slice()) == Some(arg.as_bytes());
+        seen.push(c);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn text(c: &StreamCommand) -> Vec<String> {
+    c.args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+async fn full_sync_then_continue(diskless: bool) {
+    cli(&format!(
+        "CONFIG SET repl-diskless-sync {}\nCONFIG SET repl-diskless-sync-delay 0\nFLUSHDB\nSET before:1 one\nRPUSH before:list a b c\n",
+        if diskless { "yes" } else { "no" }
+    ));
+    let (mut r, sync) = Replica::connect(ADDR, None, None).await.unwrap();
+    let Sync::Full { replid, offset } = sync.clone() else {
+        panic!("a first sync is full: {sync:?}")
+    };
+    let mut keys = Vec::new();
+    let mut ended = false;
+    r.snapshot(|item| match item {
+        RdbItem::Key { db, key, .. } if db == DB => keys.push(String::from_utf8_lossy(&key).into_owned()),
+        RdbItem::End => ended = true,
+        _ => {}
+    })
+    .await
+    .unwrap();
+    assert!(ended);
+    keys.sort();
+    assert_eq!(keys, ["before:1", "before:list"]);
+    assert_eq!(r.offset, offset);
+
+    // commands after the snapshot, in order, with the server's offsets
+    cli("SET after:1 x\nINCR after:counter\nMULTI\nSET after:2 y\nDEL before:1\nEXEC\nSET after:last z\n");
+    let seen = until(&mut r, "SET", "after:last").await;
+    let writes: Vec<Vec<String>> = seen
+        .iter()
+        .filter(|c| !matches!(c.name().as_str(), "PING" | "REPLCONF" | "SELECT"))
+        .map(text)
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            vec!["SET", "after:1", "x"],
+            vec!["INCR", "after:counter"],
+            vec!["MULTI"],
+            vec!["SET", "after:2", "y"],
+            vec!["DEL", "before:1"],
+            vec!["EXEC"],
+            vec!["SET", "after:last", "z"],
+        ]
+    );
+    let at = r.offset;
+    assert_eq!(at, master_offset(), "the offset after the last command is the server's");
+    r.ack(at).await.unwrap();
+    drop(r);
+
+    // a reconnect from (replid, offset) continues after the last command read
+    cli("SET gap:1 while-away\n");
+    let (mut r, sync) = Replica::connect(ADDR, None, Some((&replid, at))).await.unwrap();
+    assert!(
+        matches!(sync, Sync::Continue { offset, .. } if offset == at),
+        "{sync:?}"
+    );
+    cli("SET after:reconnect w\n");
+    let seen = until(&mut r, "SET", "after:reconnect").await;
+    let writes: Vec<Vec<String>> = seen
+        .iter()
+        .filter(|c| !matches!(c.name().as_str(), "PING" | "REPLCONF" | "SELECT"))
+        .map(text)
+        .collect();
+    assert_eq!(
+        writes,
+        vec![vec!["SET", "gap:1", "while-away"], vec!["SET", "after:reconnect", "w"]],
+        "nothing missed, nothing repeated"
+    );
+    assert_eq!(r.offset, master_offset());
+    drop(r);
+    cli("FLUSHDB\nCONFIG SET repl-diskless-sync yes\n");
+}
+
+#[tokio::test]
+async fn full_sync_commands_and_continuation_from_an_offset() {
+    full_sync_then_continue(true).await;
+    full_sync_then_continue(false).await;
+}
