@@ -1,7 +1,8 @@
 //! drc as a replica of a real redis-server (7.0, the testenv's zone b on
 //! 127.0.0.1:6382, `testenv/up.sh --redis`): the full sync's snapshot holds the keys
 //! written before; the commands written after arrive in order with the replication
-//! offset the server reports (`master_repl_offset`); a reconnect with `PSYNC <replid>
+//! offset the server reports (`master_repl_offset`), a script's effects as one
+//! transaction; a reconnect with `PSYNC <replid>
 //! <offset>` continues right after the last command read (nothing missed, nothing
 //! repeated), both with a diskless (EOF-marked) and a disk-based (length-framed)
 //! snapshot.
@@ -10,6 +11,7 @@
 
 use drc::redis::rdb::RdbItem;
 use drc::redis::replica::{Replica, StreamCommand, Sync};
+use drc::redis::stream::Grouper;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -102,6 +104,23 @@ async fn full_sync_then_continue(diskless: bool) {
             vec!["SET", "after:last", "z"],
         ]
     );
+    // a script's effects arrive as one transaction (Redis 7 wraps them in MULTI/EXEC)
+    cli("EVAL \"redis.call('SET', 'after:script', 's') redis.call('INCR', 'after:counter')\" 0\nSET after:marker m\n");
+    let seen = until(&mut r, "SET", "after:marker").await;
+    // (the stream selected the database before: the grouper continues from there,
+    // as it would from a stored position)
+    let mut g = Grouper::new(DB);
+    let txs: Vec<_> = seen.into_iter().filter_map(|c| g.push(c)).collect();
+    let names = |t: &drc::redis::stream::RedisTx| {
+        t.commands
+            .iter()
+            .map(|(db, a)| format!("{db} {}", String::from_utf8_lossy(&a[0]).to_ascii_uppercase()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(txs.len(), 2, "{txs:?}");
+    assert_eq!(names(&txs[0]), [format!("{DB} SET"), format!("{DB} INCR")]);
+    assert_eq!(names(&txs[1]), [format!("{DB} SET")]);
+    assert!(txs.iter().all(|t| !t.applier && t.refused.is_none()));
     let at = r.offset;
     assert_eq!(at, master_offset(), "the offset after the last command is the server's");
     r.ack(at).await.unwrap();
