@@ -110,7 +110,13 @@ impl Replica {
             (id.to_string(), o.to_string())
         });
         r.send(&[b"PSYNC", id.as_bytes(), off.as_bytes()]).await?;
-        let line = r.line().await?;
+        // (newlines may come first: the server keeps the connection alive)
+        let line = loop {
+            let l = r.line().await?;
+            if !l.is_empty() {
+                break l;
+            }
+        };
         let mut words = line.split_whitespace();
         let sync = match words.next() {
             Some("+FULLRESYNC") => {

@@ -1,0 +1,132 @@
+//! Applies a peer zone's Redis transactions to this zone's Redis, exactly once and
+//! loop-free: each origin transaction ([`RedisTx`]) is one `MULTI … EXEC` that first
+//! selects database 0 and sets `drc:pos:<origin>` to the origin position after it
+//! (replid, offset, selected database), then runs the commands in their databases.
+//! The position commits with the commands, so a restart that resumes the origin's
+//! stream from it ([`RedisApplier::position`]) neither misses nor repeats a command
+//! (an INCR is applied once); and since the position key is the transaction's first
+//! write, this zone's capture recognises the transaction as the applier's and never
+//! ships it back (`stream.rs`).
+//!
+//! A command the origin ran and this zone refuses inside the transaction (e.g.
+//! WRONGTYPE: the key holds another type here) does not stop the direction: Redis runs
+//! the transaction's other commands and the position; the refusal is counted and
+//! logged, and the zones differ on that key until it is written again.
+
+use super::stream::{RedisTx, MARKER_PREFIX};
+use redis::aio::MultiplexedConnection;
+
+/// A position in an origin's command stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisPos {
+    pub replid: String,
+    pub offset: u64,
+    /// The database the stream had selected there.
+    pub db: u64,
+}
+
+impl RedisPos {
+    fn text(&self) -> String {
+        format!("{} {} {}", self.replid, self.offset, self.db)
+    }
+
+    fn parse(s: &str) -> Option<RedisPos> {
+        let mut it = s.split_whitespace();
+        Some(RedisPos {
+            replid: it.next()?.to_string(),
+            offset: it.next()?.parse().ok()?,
+            db: it.next()?.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{addr}: {what}")]
+pub struct ApplyError {
+    pub addr: String,
+    pub what: String,
+}
+
+/// The sink side of a Redis direction: this zone's Redis.
+pub struct RedisApplier {
+    con: MultiplexedConnection,
+    addr: String,
+    /// Commands this zone refused inside applied transactions.
+    pub refused: u64,
+}
+
+impl RedisApplier {
+    /// Connects to `url` (`redis://[user:password@]host:port/`).
+    pub async fn connect(url: &str) -> Result<RedisApplier, ApplyError> {
+        let addr = url.rsplit('@').next().unwrap_or(url).to_string();
+        let err = |e: redis::RedisError| ApplyError {
+            addr: addr.clone(),
+            what: e.to_string(),
+        };
+        let client = redis::Client::open(url).map_err(err)?;
+        let con = client.get_multiplexed_async_connection().await.map_err(err)?;
+        Ok(RedisApplier { con, addr, refused: 0 })
+    }
+
+    fn key(origin: &str) -> Vec<u8> {
+        [MARKER_PREFIX, origin.as_bytes()].concat()
+    }
+
+    /// The position after the last transaction of `origin` applied here.
+    pub async fn position(&mut self, origin: &str) -> Result<Option<RedisPos>, ApplyError> {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("GET").arg(Self::key(origin));
+        let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        match v {
+            None => Ok(None),
+            Some(s) => RedisPos::parse(&s).map(Some).ok_or_else(|| ApplyError {
+                addr: self.addr.clone(),
+                what: format!(
+                    "unreadable position {s:?} in {}",
+                    String::from_utf8_lossy(&Self::key(origin))
+                ),
+            }),
+        }
+    }
+
+    /// Applies `tx` of `origin` with the position after it, atomically.
+    pub async fn apply(&mut self, origin: &str, tx: &RedisTx, pos: &RedisPos) -> Result<(), ApplyError> {
+        let mut p = redis::pipe();
+        p.atomic();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("SET").arg(Self::key(origin)).arg(pos.text()).ignore();
+        let mut db = 0;
+        for (d, args) in &tx.commands {
+            if *d != db {
+                p.cmd("SELECT").arg(*d).ignore();
+                db = *d;
+            }
+            let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
+            for a in &args[1..] {
+                c.arg(a.as_slice());
+            }
+            p.add_command(c).ignore();
+        }
+        match p.query_async::<()>(&mut self.con).await {
+            Ok(()) => Ok(()),
+            // the whole transaction refused before running (EXECABORT: a command this
+            // server does not know): nothing ran, the position did not move
+            Err(e) if e.code() == Some("EXECABORT") => Err(self.err(e)),
+            // a command refused inside EXEC: the others and the position ran
+            Err(e) if e.kind() != redis::ErrorKind::Io && !e.is_connection_dropped() && !e.is_timeout() => {
+                self.refused += 1;
+                tracing::warn!(origin, error = %e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
+                Ok(())
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn err(&self, e: redis::RedisError) -> ApplyError {
+        ApplyError {
+            addr: self.addr.clone(),
+            what: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! A Redis direction end to end, against the testenv's two real redis-servers
+//! (`testenv/up.sh --redis`): zone a's stream (drc as its replica) grouped into origin
+//! transactions and applied to zone b, each with its position in one MULTI/EXEC. The
+//! capture is dropped half-way ("a crash") and resumed from the position stored in
+//! zone b: 500 INCRs arrive exactly 500 times, a client transaction and a script's
+//! effects whole, nothing else changes; zone b's own stream shows every applied
+//! transaction as the applier's (never shipped back).
+//!
+//! Run: `testenv/up.sh --redis && cargo nextest run --test redis_apply`.
+
+use drc::redis::apply::{RedisApplier, RedisPos};
+use drc::redis::replica::{Replica, Sync};
+use drc::redis::stream::Grouper;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const DB: u64 = 11;
+
+fn cli(port: &str, commands: &str) -> String {
+    let mut child = Command::new("redis-cli")
+        .args(["-p", port, "-n", &DB.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli (testenv/up.sh --redis installs it)");
+    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Applies zone a's transactions of database `DB` until `n` are applied or the last
+/// one written (`SET end:marker`) was; returns how many were applied.
+async fn run(r: &mut Replica, g: &mut Grouper, b: &mut RedisApplier, n: usize) -> usize {
+    let mut applied = 0;
+    loop {
+        let c = tokio::time::timeout(Duration::from_secs(10), r.next_command())
+            .await
+            .expect("a command within 10 s")
+            .unwrap();
+        let Some(tx) = g.push(c) else { continue };
+        if tx.applier || !tx.commands.iter().all(|(d, _)| *d == DB) {
+            continue; // another test's database
+        }
+        let last = tx
+            .commands
+            .iter()
+            .any(|(_, a)| a.get(1).map(|k| k.as_slice()) == Some(b"end:marker"));
+        let pos = RedisPos {
+            replid: r.replid.clone(),
+            offset: tx.offset,
+            db: g.db(),
+        };
+        b.apply("a", &tx, &pos).await.unwrap();
+        r.ack(tx.offset).await.unwrap();
+        applied += 1;
+        if last || applied == n {
+            return applied;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_direction_applies_exactly_once_across_a_restart_and_never_loops() {
+    cli("6381", "FLUSHDB\n");
+    cli("6382", "FLUSHDB\n");
+    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    // b's own stream, to see what the applier wrote there
+    let (mut b_stream, _) = Replica::connect("127.0.0.1:6382", None, None).await.unwrap();
+    b_stream.snapshot(|_| {}).await.unwrap();
+    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, None).await.unwrap();
+    assert!(matches!(sync, Sync::Full { .. }));
+    a.snapshot(|_| {}).await.unwrap();
+
+    let mut writes = String::new();
+    for _ in 0..500 {
+        writes += "INCR counter\n";
+    }
+    writes += "MULTI\nSET k1 v1\nHSET h f1 x f2 y\nRPUSH l a b c\nEXEC\n";
+    writes += "EVAL \"redis.call('SADD', 's', 'm1', 'm2') redis.call('INCRBY', 'counter', 1000)\" 0\n";
+    writes += "SET end:marker done\n";
+    cli("6381", &writes);
+
+    // the stream is grouped from the database the stream has selected: SELECT comes
+    // with the first command
+    let mut g = Grouper::new(0);
+    let first = run(&mut a, &mut g, &mut b, 200).await;
+    assert_eq!(first, 200);
+    drop(a); // the crash: nothing acknowledged beyond the stored position is trusted
+
+    let pos = b.position("a").await.unwrap().expect("a stored position");
+    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, Some((&pos.replid, pos.offset)))
+        .await
+        .unwrap();
+    assert!(matches!(sync, Sync::Continue { .. }), "{sync:?}");
+    let mut g = Grouper::new(pos.db);
+    let rest = run(&mut a, &mut g, &mut b, usize::MAX).await;
+    assert_eq!(first + rest, 500 + 3, "every origin transaction once");
+
+    let state = |port: &str| {
+        cli(
+            port,
+            "GET counter\nGET k1\nHGETALL h\nLRANGE l 0 -1\nSMEMBERS s\nGET end:marker\n",
+        )
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let (in_a, in_b) = (state("6381"), state("6382"));
+    assert_eq!(in_a[0], "1500");
+    let mut sa = in_a.clone();
+    let mut sb = in_b.clone();
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb, "zone a {in_a:?}, zone b {in_b:?}");
+
+    // zone b's stream: every transaction the applier wrote is marked as the applier's
+    let mut gb = Grouper::new(0);
+    let mut marked = 0;
+    let mut unmarked = 0;
+    while marked < 503 {
+        let c = tokio::time::timeout(Duration::from_secs(10), b_stream.next_command())
+            .await
+            .expect("b's stream")
+            .unwrap();
+        if let Some(tx) = gb.push(c) {
+            if tx.applier {
+                marked += 1;
+            } else if tx.commands.iter().all(|(d, _)| *d == DB) {
+                unmarked += 1;
+            }
+        }
+    }
+    assert_eq!(unmarked, 0, "an applied transaction would be shipped back");
+    cli("6381", "FLUSHDB\n");
+    cli("6382", "FLUSHDB\n");
+}
