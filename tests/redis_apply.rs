@@ -4,13 +4,17 @@
 //! capture is dropped half-way ("a crash") and resumed from the position stored in
 //! zone b: 500 INCRs arrive exactly 500 times, a client transaction and a script's
 //! effects whole, nothing else changes; zone b's own stream shows every applied
-//! transaction as the applier's (never shipped back).
+//! transaction as the applier's (never shipped back). A full sync copies a database
+//! with every type, TTLs and a 200,000-member set, chunked (keys the snapshot holds
+//! replaced whole, zone b's other keys kept), and resumes the stream after it.
 //!
 //! Run: `testenv/up.sh --redis && cargo nextest run --test redis_apply`.
 
 use drc::redis::apply::{RedisApplier, RedisPos};
 use drc::redis::replica::{Replica, Sync};
+use drc::redis::snapshot::Snapshot;
 use drc::redis::stream::Grouper;
+use drc::redis::stream::RedisTx;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -136,4 +140,121 @@ async fn a_direction_applies_exactly_once_across_a_restart_and_never_loops() {
     assert_eq!(unmarked, 0, "an applied transaction would be shipped back");
     cli("6381", "FLUSHDB\n");
     cli("6382", "FLUSHDB\n");
+}
+
+#[tokio::test]
+async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
+    const SDB: &str = "12";
+    let cli12 = |port: &str, commands: &str| {
+        let mut child = Command::new("redis-cli")
+            .args(["-p", port, "-n", SDB])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    cli12("6381", "FLUSHDB\n");
+    cli12("6382", "FLUSHDB\nSET stale:in:b 1\nSADD big stale\n");
+    let mut writes = String::from("SET s hello\nSET n 42\nPEXPIRE s 3600000\nRPUSH l a b c\nHSET h f1 v1 f2 v2\nZADD z 1.5 one -2 two\nSADD small x y\n");
+    for chunk in (0..200_000).collect::<Vec<_>>().chunks(1000) {
+        writes += &format!(
+            "SADD big {}\n",
+            chunk.iter().map(|i| format!("m{i}")).collect::<Vec<_>>().join(" ")
+        );
+    }
+    cli12("6381", &writes);
+
+    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, None).await.unwrap();
+    let Sync::Full { replid, offset } = sync else {
+        panic!("{sync:?}")
+    };
+    // the snapshot's transactions, collected (bounded by chunks) then applied
+    let mut snap = Snapshot::new(|db| db == 12);
+    let mut txs: Vec<RedisTx> = Vec::new();
+    let mut largest = 0;
+    a.snapshot(|item| {
+        if let Some(tx) = snap.push(item) {
+            largest = largest.max(tx.commands.iter().map(|(_, c)| c.len()).max().unwrap_or(0));
+            txs.push(tx);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        largest <= drc::redis::rdb::CHUNK * 2 + 2,
+        "a command of {largest} arguments"
+    );
+    for tx in &txs {
+        b.apply_snapshot("a", tx, (&replid, offset)).await.unwrap();
+    }
+    assert_eq!(
+        b.position("a").await.unwrap(),
+        None,
+        "no position before the snapshot is whole"
+    );
+    let pos = RedisPos {
+        replid: replid.clone(),
+        offset,
+        db: 0,
+    };
+    let empty = RedisTx {
+        commands: vec![],
+        offset,
+        applier: false,
+        refused: None,
+    };
+    b.apply("a", &empty, &pos).await.unwrap();
+    assert_eq!(b.position("a").await.unwrap(), Some(pos.clone()));
+
+    // the stream after the snapshot
+    cli12("6381", "SADD big after\nSET end:marker done\n");
+    let mut g = Grouper::new(0);
+    loop {
+        let c = tokio::time::timeout(Duration::from_secs(10), a.next_command())
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(tx) = g.push(c) else { continue };
+        if !tx.commands.iter().all(|(d, _)| *d == 12) {
+            continue;
+        }
+        let done = tx
+            .commands
+            .iter()
+            .any(|(_, c)| c.get(1).map(|k| k.as_slice()) == Some(b"end:marker"));
+        let p = RedisPos {
+            replid: a.replid.clone(),
+            offset: tx.offset,
+            db: g.db(),
+        };
+        b.apply("a", &tx, &p).await.unwrap();
+        if done {
+            break;
+        }
+    }
+    let state = |port: &str| {
+        let mut v: Vec<String> = cli12(
+            port,
+            "KEYS *\nGET s\nGET n\nLRANGE l 0 -1\nHGETALL h\nZRANGE z 0 -1 WITHSCORES\nSMEMBERS small\nSCARD big\nSISMEMBER big after\nSISMEMBER big stale\nGET end:marker\n",
+        )
+        .lines()
+        .map(str::to_string)
+        .collect();
+        v.sort();
+        v
+    };
+    let (sa, mut sb) = (state("6381"), state("6382"));
+    // zone b's own key stays (active-active: it is b's write, b's capture ships it);
+    // a key the snapshot holds is replaced whole (b's member "stale" of `big` went)
+    let own = sb.iter().position(|k| k == "stale:in:b").expect("b's own key kept");
+    sb.remove(own);
+    assert_eq!(sa, sb);
+    assert!(sa.contains(&"200001".to_string()), "{sa:?}");
+    let ttl: i64 = cli12("6382", "PTTL s\n").trim().parse().unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "the expiry crossed: {ttl}");
+    cli12("6381", "FLUSHDB\n");
+    cli12("6382", "FLUSHDB\n");
 }

@@ -80,6 +80,8 @@ impl RedisApplier {
         let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
         match v {
             None => Ok(None),
+            // a snapshot was being applied: not a position to continue from
+            Some(s) if s.starts_with("snapshot ") => Ok(None),
             Some(s) => RedisPos::parse(&s).map(Some).ok_or_else(|| ApplyError {
                 addr: self.addr.clone(),
                 what: format!(
@@ -92,10 +94,23 @@ impl RedisApplier {
 
     /// Applies `tx` of `origin` with the position after it, atomically.
     pub async fn apply(&mut self, origin: &str, tx: &RedisTx, pos: &RedisPos) -> Result<(), ApplyError> {
+        self.apply_marked(origin, tx, pos.text()).await
+    }
+
+    /// Applies a transaction of the snapshot of `origin`'s full sync at `sync`
+    /// (replid, offset): marked as the applier's, with no position yet (a crash now
+    /// means a full sync again). [`RedisApplier::apply`] of the last one (or of an
+    /// empty transaction) writes the position after the snapshot.
+    pub async fn apply_snapshot(&mut self, origin: &str, tx: &RedisTx, sync: (&str, u64)) -> Result<(), ApplyError> {
+        self.apply_marked(origin, tx, format!("snapshot {} {}", sync.0, sync.1))
+            .await
+    }
+
+    async fn apply_marked(&mut self, origin: &str, tx: &RedisTx, marker: String) -> Result<(), ApplyError> {
         let mut p = redis::pipe();
         p.atomic();
         p.cmd("SELECT").arg(0).ignore();
-        p.cmd("SET").arg(Self::key(origin)).arg(pos.text()).ignore();
+        p.cmd("SET").arg(Self::key(origin)).arg(marker).ignore();
         let mut db = 0;
         for (d, args) in &tx.commands {
             if *d != db {

@@ -12,4 +12,5 @@
 pub mod apply;
 pub mod rdb;
 pub mod replica;
+pub mod snapshot;
 pub mod stream;
