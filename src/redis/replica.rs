@@ -72,8 +72,9 @@ pub struct Replica {
     /// The replication id and the offset after the last command read.
     pub replid: String,
     pub offset: u64,
-    /// The offset last acknowledged.
+    /// The offset last acknowledged, and when an acknowledgement was last sent.
     acked: u64,
+    last_ack: std::time::Instant,
     framing: Option<Framing>,
 }
 
@@ -99,6 +100,7 @@ impl Replica {
             replid: String::new(),
             offset: 0,
             acked: 0,
+            last_ack: std::time::Instant::now(),
             framing: None,
         };
         if let Some((user, pass)) = auth {
@@ -199,10 +201,14 @@ impl Replica {
     }
 
     /// The next command of the stream (PING and REPLCONF GETACK included).
-    /// While nothing arrives, the last acknowledged offset is sent again every second,
-    /// as replicas do (the server drops a replica silent for `repl-timeout`, and it
-    /// may have ignored an acknowledgement sent before it finished the snapshot).
+    /// The last acknowledged offset is sent again every second, busy or idle, as
+    /// replicas do (the server drops a replica silent for `repl-timeout`, and it may
+    /// have ignored an acknowledgement sent before it finished the snapshot).
     pub async fn next_command(&mut self) -> Result<StreamCommand, ReplicaError> {
+        // busy or not, the server hears from its replica every second
+        if self.last_ack.elapsed() >= ACK_EVERY {
+            self.ack(self.acked).await?;
+        }
         loop {
             match tokio::time::timeout(ACK_EVERY, self.io.fill_buf()).await {
                 Ok(Ok([])) => return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into())),
@@ -257,6 +263,7 @@ impl Replica {
     /// Tells the server everything up to `offset` is safe (`REPLCONF ACK`).
     pub async fn ack(&mut self, offset: u64) -> Result<(), ReplicaError> {
         self.acked = offset;
+        self.last_ack = std::time::Instant::now();
         self.send(&[b"REPLCONF", b"ACK", offset.to_string().as_bytes()]).await
     }
 
