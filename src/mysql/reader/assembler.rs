@@ -456,7 +456,16 @@ impl Assembler {
                 self.rows_scratch = scratch;
             }
             EventData::XidEvent(x) => self.commit(Some(x.xid), at, h.timestamp(), out),
-            EventData::XaPrepareLogEvent(_) => self.commit(None, at, h.timestamp(), out),
+            EventData::XaPrepareLogEvent(d) => {
+                // its first byte is `one_phase`: MySQL writes `XA COMMIT … ONE PHASE`
+                // this way, and no XA COMMIT follows: a commit, nothing to hold
+                if d.first() == Some(&1) {
+                    if let Some(open) = &mut self.open {
+                        open.xa = None;
+                    }
+                }
+                self.commit(None, at, h.timestamp(), out)
+            }
             EventData::TransactionPayloadEvent(_) => {
                 if let Some(open) = &mut self.open {
                     open.payload_end = Some(at.end);
@@ -617,12 +626,17 @@ impl Assembler {
             }
             "XA COMMIT" | "XA ROLLBACK" if self.open.as_ref().is_none_or(|o| !o.began) => {
                 // The outcome of a prepared XA transaction (held since its PREPARE).
-                self.open = None;
                 let committed = word == "XA COMMIT";
                 let xid = xa_id(&sql, if committed { "COMMIT" } else { "ROLLBACK" });
                 if !self.resolve(&xid, committed, out) && committed {
                     tracing::warn!(file = %self.file, offset, xid, "XA COMMIT of a transaction prepared before the point this reader started from: its changes were not read here (compare the zones: drc verify)");
                 }
+                // the outcome's own group moves the position (its GTID included): an
+                // empty last fragment, behind any XA still held
+                if self.open.is_none() {
+                    self.start_group(None, server_id, offset, ts);
+                }
+                self.commit(None, at, ts, out);
                 return Ok(());
             }
             _ => {}
