@@ -484,6 +484,10 @@ impl JournalSink {
         // pending after it had read ahead (assembler, "What the journal's reader
         // leaves undecoded"). Read again from the committed position, whole.
         if tx.skipped_rows > 0 && (all || !self.owed.is_empty() || !self.resurrected.is_empty()) {
+            // what was journalled before this transaction commits first, the pending
+            // keys with it: the next session reads from here with them known (so it
+            // decodes whole), instead of deciding the same way again
+            self.commit().await?;
             return Err(Error::Transient {
                 addr: self.s.addr.clone(),
                 what: "the journal needs rows its reader skipped (keys became pending meanwhile): reading again".into(),

@@ -407,15 +407,15 @@ impl LiveReader {
                     if !err.is_transient() {
                         return Err(err);
                     }
-                    self.lose_connection(&err.to_string());
+                    self.lose_connection(&err.to_string())?;
                     continue;
                 }
                 Ok(None) => {
-                    self.lose_connection("the server closed the binlog stream");
+                    self.lose_connection("the server closed the binlog stream")?;
                     continue;
                 }
                 Err(_) => {
-                    self.lose_connection(&format!("no event or heartbeat for {} s", idle_limit.as_secs()));
+                    self.lose_connection(&format!("no event or heartbeat for {} s", idle_limit.as_secs()))?;
                     continue;
                 }
             };
@@ -489,12 +489,23 @@ impl LiveReader {
         true
     }
 
-    fn lose_connection(&mut self, why: &str) {
+    fn lose_connection(&mut self, why: &str) -> Result<(), Error> {
+        // The journal's reader skips rows by what it knows when it reads them, so a
+        // group read again may split into other fragments than the ones handed on:
+        // inside such a group a lost stream ends the session (the journal resumes from
+        // its committed position) instead of dropping fragments by number.
+        if self.filter.is_some() && self.handed_on.is_some() {
+            return Err(Error::Transient {
+                addr: self.settings.addr.clone(),
+                what: format!("{why}, inside a transaction the journal has partly read: reading again from its committed position"),
+            });
+        }
         self.reconnects += 1;
         tracing::warn!(reason = why, resume_from = %self.resume, "binlog stream lost; reconnecting");
         self.stream = None;
         self.asm.abandon_open_group();
         self.skip = self.handed_on.take();
+        Ok(())
     }
 }
 
