@@ -75,13 +75,15 @@ CREATE TABLE IF NOT EXISTS `drc`.`global_homes` (
 -- applier position that passes them; applied and deleted once the table has the
 -- column (src/mysql/applier/apply/parked.rs).
 CREATE TABLE IF NOT EXISTS `drc`.`parked` (
-  id     BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
-  at     DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  origin VARCHAR(128) NOT NULL,
-  db     VARCHAR(64)  NOT NULL,
-  tbl    VARCHAR(64)  NOT NULL,
-  tx     LONGBLOB     NOT NULL,
-  KEY by_table (origin, db, tbl, id)
+  id      BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  at      DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  channel VARCHAR(128) NOT NULL DEFAULT '',  -- the applier's channel (several daemons may apply here)
+  origin  VARCHAR(128) NOT NULL,
+  db      VARCHAR(64)  NOT NULL,
+  tbl     VARCHAR(64)  NOT NULL,
+  journal TINYINT      NOT NULL DEFAULT 0,   -- rows of the origin's journal (tombstones, raises)
+  tx      LONGBLOB     NOT NULL,
+  KEY by_table (channel, origin, db, tbl, id)
 ) ENGINE=InnoDB;
 
 -- Tables renamed in this zone (recorded by the journal from the binlog's RENAME

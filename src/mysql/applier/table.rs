@@ -31,6 +31,9 @@ pub struct LocalTable {
     pub batchable: bool,
     /// The primary key is one AUTO_INCREMENT column.
     pub auto_increment_key: bool,
+    /// The table has a foreign key or is referenced by one: its rows cannot wait
+    /// apart from the others (`apply/parked.rs`).
+    pub foreign_keys: bool,
     /// The smallest increment the version column stores, in µs (DATETIME(6): 1;
     /// DATETIME(3): 1,000; DATETIME: 1,000,000): what the journal adds when it raises
     /// a local write.
@@ -70,6 +73,12 @@ impl LocalTable {
                 (db, tbl, db, tbl, db, tbl, db, tbl),
             )
             .await?;
+        let fks: Option<u64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)",
+                (db, tbl, db, tbl),
+            )
+            .await?;
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
         let integer_key = !pk_rows.is_empty()
             && pk_rows.iter().all(|r| {
@@ -98,6 +107,7 @@ impl LocalTable {
             version_type,
             batchable: integer_key && other_constraints == Some(0),
             auto_increment_key,
+            foreign_keys: fks.unwrap_or(0) > 0,
             version_step_us,
         }))
     }

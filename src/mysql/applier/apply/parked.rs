@@ -34,7 +34,7 @@ impl Applier {
         }
         let rows: Vec<(String, String, String)> = self
             .conn
-            .query("SELECT DISTINCT origin, db, tbl FROM `drc`.`parked`")
+            .exec("SELECT DISTINCT origin, db, tbl FROM `drc`.`parked` WHERE channel = ?", (&self.s.channel,))
             .await
             .map_err(|e| mysql_err(&self.s, "reading drc.parked", e))?;
         self.parked = rows.into_iter().collect();
@@ -71,8 +71,15 @@ impl Applier {
         };
         self.conn
             .exec_drop(
-                "INSERT INTO `drc`.`parked` (origin, db, tbl, tx) VALUES (?, ?, ?, ?)",
-                (origin, &db, &tbl, crate::model::wire::encode(&entry)),
+                "INSERT INTO `drc`.`parked` (channel, origin, db, tbl, journal, tx) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    &self.s.channel,
+                    origin,
+                    &db,
+                    &tbl,
+                    u8::from(!self.counting),
+                    crate::model::wire::encode(&entry),
+                ),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.parked", e))?;
@@ -94,15 +101,17 @@ impl Applier {
         let tables: Vec<ParkedTable> = self.parked.iter().filter(|p| p.0 == origin).cloned().collect();
         for (o, db, tbl) in tables {
             loop {
-                let next: Option<(u64, Vec<u8>)> = self
+                self.begin(&o).await?;
+                let next: Option<(u64, u8, Vec<u8>)> = self
                     .conn
                     .exec_first(
-                        "SELECT id, tx FROM `drc`.`parked` WHERE origin = ? AND db = ? AND tbl = ? ORDER BY id LIMIT 1",
-                        (&o, &db, &tbl),
+                        "SELECT id, journal, tx FROM `drc`.`parked` WHERE channel = ? AND origin = ? AND db = ? AND tbl = ? ORDER BY id LIMIT 1 FOR UPDATE",
+                        (&self.s.channel, &o, &db, &tbl),
                     )
                     .await
                     .map_err(|e| mysql_err(&self.s, "reading drc.parked", e))?;
-                let Some((id, bytes)) = next else {
+                let Some((id, journal, bytes)) = next else {
+                    self.rollback().await;
                     self.parked.remove(&(o.clone(), db.clone(), tbl.clone()));
                     tracing::info!(origin = %o, table = %format!("{db}.{tbl}"), "the parked rows of a table are applied: it replicates directly again");
                     break;
@@ -113,8 +122,9 @@ impl Applier {
                         format!("drc.parked entry {id} of `{db}`.`{tbl}` cannot be decoded: {e}"),
                     )
                 })?;
-                self.begin(&o).await?;
                 self.wait_column = None;
+                // decided as when it arrived: a journal transaction's rows by its rules
+                let counting = std::mem::replace(&mut self.counting, journal == 0);
                 let mut applied = Ok(());
                 for c in &tx.changes {
                     if let Change::Row(r) = c {
@@ -124,6 +134,7 @@ impl Applier {
                         }
                     }
                 }
+                self.counting = counting;
                 if let Err(e) = applied {
                     self.rollback().await;
                     if self.wait_column.take().is_some() {
