@@ -7,9 +7,12 @@
 //! meanwhile, it stands. The undo is a journal transaction: the other zones skip it
 //! (`apply/global.rs`), they reported the misrouted write itself when it reached them.
 //!
-//! Limit: a misrouted delete racing a delete of the same row by the home zone (the
-//! home's delete applied here finds nothing, then the undo puts the row back) leaves
-//! the row here; the conflict entry (`misrouted_write`, `undone`) names it.
+//! Limits: several misrouted writes of one key are undone together only within one
+//! transaction (fragment); across transactions each is undone on its own condition,
+//! so a key written wrongly twice before the journal caught up may keep the first
+//! wrong write (reported as `home_write_stands`). A misrouted delete racing a delete
+//! of the same row by the home zone (the home's delete applied here finds nothing,
+//! then the undo puts the row back) leaves the row here; the conflict entry names it.
 
 use super::JournalSink;
 use crate::error::Error;
@@ -22,9 +25,48 @@ use mysql_async::Value as MyValue;
 use std::sync::Arc;
 
 impl JournalSink {
-    /// Undoes `r`, a local write of a global-zone table whose home is `home`, and
-    /// reports it.
-    pub(super) async fn undo_misrouted(&mut self, tx: &Transaction, r: &RowChange, home: &str) -> Result<(), Error> {
+    /// Undoes `rows`, local writes of global-zone tables (with their homes), in one
+    /// transaction (fragment): the writes of one key are undone together, from the
+    /// first one's before image to the last one's after image (an insert then an
+    /// update, a delete then an insert), and each key is reported once.
+    pub(super) async fn undo_misrouted(
+        &mut self,
+        tx: &Transaction,
+        rows: Vec<(RowChange, String)>,
+    ) -> Result<(), Error> {
+        // chains: a write continues the chain whose key (where its last write left
+        // the row, or removed it) is the key the write starts from
+        let mut chains: Vec<(RowChange, String, Vec<Option<Value>>)> = Vec::new();
+        for (r, home) in rows {
+            let Some(t) = self.global_table(&r.db, &r.table).await? else {
+                continue;
+            };
+            let key = |img: &RowImage| t.pk.iter().map(|c| img.get(c).cloned()).collect::<Vec<_>>();
+            let Some(from) = r.before.as_ref().or(r.after.as_ref()).map(key) else {
+                continue;
+            };
+            let to = r.after.as_ref().or(r.before.as_ref()).map(key).unwrap_or_default();
+            match chains
+                .iter_mut()
+                .rev()
+                .find(|(c, _, k)| c.db == r.db && c.table == r.table && *k == from)
+            {
+                Some((c, _, k)) => {
+                    c.after = r.after.clone();
+                    c.op = r.op;
+                    *k = to;
+                }
+                None => chains.push((r, home, to)),
+            }
+        }
+        for (r, home, _) in chains {
+            self.undo_one(tx, &r, &home).await?;
+        }
+        Ok(())
+    }
+
+    /// Undoes `r` (a chain of writes of one key, as one change) and reports it.
+    async fn undo_one(&mut self, tx: &Transaction, r: &RowChange, home: &str) -> Result<(), Error> {
         let Some(t) = self.global_table(&r.db, &r.table).await? else {
             return Ok(());
         };

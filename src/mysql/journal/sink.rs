@@ -357,6 +357,8 @@ impl JournalSink {
     async fn journal_local(&mut self, tx: &Transaction) -> Result<(), Error> {
         // tombstones recorded for keys of this fragment, for the inserts after them
         let mut deleted: HashMap<TableKey, i128> = HashMap::new();
+        // writes of global-zone tables outside their home, undone after the loop
+        let mut misrouted: Vec<(RowChange, String)> = Vec::new();
         for (i, c) in tx.changes.iter().enumerate() {
             if let Change::Statement(st) = c {
                 self.journal_statement(&st.db, &st.sql, st.ts).await?;
@@ -377,7 +379,7 @@ impl JournalSink {
                     None => Some(self.s.global_tables[g].2.clone()),
                 };
                 if let Some(home) = home.filter(|h| *h != self.s.zone) {
-                    self.undo_misrouted(tx, r, &home).await?;
+                    misrouted.push((r.clone(), home));
                 }
                 continue;
             }
@@ -450,6 +452,7 @@ impl JournalSink {
                 self.raise_or_owe(&t, a, v, f, k).await?;
             }
         }
+        self.undo_misrouted(tx, misrouted).await?;
         Ok(())
     }
 

@@ -470,7 +470,9 @@ impl Applier {
                         // (a table linked by foreign keys waits with its whole
                         // direction: a child row applied before its parked parent
                         // would fail and be lost)
-                        Err(_) if self.wait_column.is_some() && !self.table(&r.db, &r.tbl_name()).await?.foreign_keys => {
+                        Err(_)
+                            if self.wait_column.is_some() && !self.table(&r.db, &r.tbl_name()).await?.foreign_keys =>
+                        {
                             let column = self.wait_column.take().unwrap_or_default();
                             self.start_parking(origin, r, &column);
                             parked.push(tx.changes[i].clone());

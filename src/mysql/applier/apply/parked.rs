@@ -34,7 +34,10 @@ impl Applier {
         }
         let rows: Vec<(String, String, String)> = self
             .conn
-            .exec("SELECT DISTINCT origin, db, tbl FROM `drc`.`parked` WHERE channel = ?", (&self.s.channel,))
+            .exec(
+                "SELECT DISTINCT origin, db, tbl FROM `drc`.`parked` WHERE channel = ?",
+                (&self.s.channel,),
+            )
             .await
             .map_err(|e| mysql_err(&self.s, "reading drc.parked", e))?;
         self.parked = rows.into_iter().collect();
