@@ -39,6 +39,8 @@ impl Applier {
             ("applied", "hb_applied_us", "BIGINT NULL"),
             ("marker", "journal_file", "VARCHAR(255) NULL"),
             ("marker", "journal_pos", "BIGINT UNSIGNED NULL"),
+            ("parked", "channel", "VARCHAR(128) NOT NULL DEFAULT ''"),
+            ("parked", "journal", "TINYINT NOT NULL DEFAULT 0"),
         ] {
             let have: Option<String> = self
                 .conn
