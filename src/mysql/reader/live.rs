@@ -446,7 +446,7 @@ impl LiveReader {
                 return Err(Error::Transient {
                     addr: self.settings.addr.clone(),
                     what: format!(
-                        "a prepared XA transaction (xid {}) has neither committed nor rolled back while {} rows of later transactions waited behind it: `XA RECOVER` on this server shows it; commit or roll it back there. The reader reads again from before it and waits (raise [reader] max_xa_held_rows to wait with more memory)",
+                        "a prepared XA transaction (xid {}) and the transactions behind it, waiting for its XA COMMIT or XA ROLLBACK, hold {} rows ([reader] max_xa_held_rows): if it is still prepared on this server (`XA RECOVER` shows it), commit or roll it back there; if it is one XA transaction that large, raise max_xa_held_rows. The reader reads again from before it",
                         self.asm.held_xid().unwrap_or("?"),
                         self.asm.held_rows()
                     ),
