@@ -10,29 +10,20 @@
 //!
 //! Run: `testenv/up.sh --redis && cargo nextest run --test redis_apply`.
 
+mod common;
+
+use common::redis::redis_cli;
 use drc::redis::apply::{RedisApplier, RedisPos};
 use drc::redis::replica::{Replica, Sync};
 use drc::redis::snapshot::Snapshot;
 use drc::redis::stream::Grouper;
 use drc::redis::stream::RedisTx;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DB: u64 = 11;
 
 fn cli(port: &str, commands: &str) -> String {
-    let mut child = Command::new("redis-cli")
-        .args(["-p", port, "-n", &DB.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-cli (testenv/up.sh --redis installs it)");
-    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis_cli(port, DB, commands)
 }
 
 /// Applies zone a's transactions of database `DB` until `n` are applied or the last
@@ -144,17 +135,7 @@ async fn a_direction_applies_exactly_once_across_a_restart_and_never_loops() {
 
 #[tokio::test]
 async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
-    const SDB: &str = "12";
-    let cli12 = |port: &str, commands: &str| {
-        let mut child = Command::new("redis-cli")
-            .args(["-p", port, "-n", SDB])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
-        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
-    };
+    let cli12 = |port: &str, commands: &str| redis_cli(port, 12, commands);
     cli12("6381", "FLUSHDB\n");
     cli12("6382", "FLUSHDB\nSET stale:in:b 1\nSADD big stale\n");
     let mut writes = String::from("SET s hello\nSET n 42\nPEXPIRE s 3600000\nRPUSH l a b c\nHSET h f1 v1 f2 v2\nZADD z 1.5 one -2 two\nSADD small x y\n");

@@ -6,29 +6,19 @@
 //!
 //! Run: `testenv/up.sh --redis && cargo nextest run --test redis_rdb`.
 
+mod common;
+
+use common::redis::redis_cli;
 use drc::redis::rdb::{Kind, Rdb, RdbItem, CHUNK};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const PORT: &str = "6381";
 // databases of their own on the shared test server
 const DB: u64 = 5;
 const OTHER_DB: u64 = 6;
 
-/// Runs redis-cli with `commands` (one per line) on database `db`; returns its output.
 fn cli(db: u64, commands: &str) -> String {
-    let mut child = Command::new("redis-cli")
-        .args(["-p", PORT, "-n", &db.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-cli (testenv/up.sh --redis installs it)");
-    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis_cli(PORT, db, commands)
 }
 
 #[derive(Debug, Default, PartialEq)]

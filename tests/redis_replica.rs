@@ -9,28 +9,19 @@
 //!
 //! Run: `testenv/up.sh --redis && cargo nextest run --test redis_replica`.
 
+mod common;
+
+use common::redis::redis_cli;
 use drc::redis::rdb::RdbItem;
 use drc::redis::replica::{Replica, StreamCommand, Sync};
 use drc::redis::stream::Grouper;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ADDR: &str = "127.0.0.1:6382";
 const DB: u64 = 9;
 
 fn cli(commands: &str) -> String {
-    let mut child = Command::new("redis-cli")
-        .args(["-p", "6382", "-n", &DB.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-cli (testenv/up.sh --redis installs it)");
-    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis_cli("6382", DB, commands)
 }
 
 fn master_offset() -> u64 {
@@ -57,8 +48,12 @@ async fn until(r: &mut Replica, name: &str, arg: &str) -> Vec<StreamCommand> {
     }
 }
 
-fn text(c: &StreamCommand) -> Vec<String> {
-    c.args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+/// The commands of `seen` that write data, as text.
+fn data_commands(seen: &[StreamCommand]) -> Vec<Vec<String>> {
+    seen.iter()
+        .filter(|c| !matches!(c.name().as_str(), "PING" | "REPLCONF" | "SELECT"))
+        .map(|c| c.args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .collect()
 }
 
 async fn full_sync_then_continue(diskless: bool) {
@@ -87,11 +82,7 @@ async fn full_sync_then_continue(diskless: bool) {
     // commands after the snapshot, in order, with the server's offsets
     cli("SET after:1 x\nINCR after:counter\nMULTI\nSET after:2 y\nDEL before:1\nEXEC\nSET after:last z\n");
     let seen = until(&mut r, "SET", "after:last").await;
-    let writes: Vec<Vec<String>> = seen
-        .iter()
-        .filter(|c| !matches!(c.name().as_str(), "PING" | "REPLCONF" | "SELECT"))
-        .map(text)
-        .collect();
+    let writes = data_commands(&seen);
     assert_eq!(
         writes,
         vec![
@@ -135,11 +126,7 @@ async fn full_sync_then_continue(diskless: bool) {
     );
     cli("SET after:reconnect w\n");
     let seen = until(&mut r, "SET", "after:reconnect").await;
-    let writes: Vec<Vec<String>> = seen
-        .iter()
-        .filter(|c| !matches!(c.name().as_str(), "PING" | "REPLCONF" | "SELECT"))
-        .map(text)
-        .collect();
+    let writes = data_commands(&seen);
     assert_eq!(
         writes,
         vec![vec!["SET", "gap:1", "while-away"], vec!["SET", "after:reconnect", "w"]],

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod redis;
 
 use mysql_async::prelude::Queryable;
 use std::path::{Path, PathBuf};

@@ -65,20 +65,16 @@ impl LocalTable {
                 (db, tbl),
             )
             .await?;
-        let other_constraints: Option<u64> = conn
+        // other unique keys and triggers, and foreign keys (either way): one round trip
+        let (other_constraints, fks): (u64, u64) = conn
             .exec_first(
                 "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') \
-                 + (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)) \
-                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE'))",
+                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE')), \
+                 (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?))",
                 (db, tbl, db, tbl, db, tbl, db, tbl),
             )
-            .await?;
-        let fks: Option<u64> = conn
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)",
-                (db, tbl, db, tbl),
-            )
-            .await?;
+            .await?
+            .unwrap_or((0, 0));
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
         let integer_key = !pk_rows.is_empty()
             && pk_rows.iter().all(|r| {
@@ -105,9 +101,9 @@ impl LocalTable {
             pk_types: pk_rows.iter().map(|r| r.1.to_ascii_lowercase()).collect(),
             version,
             version_type,
-            batchable: integer_key && other_constraints == Some(0),
+            batchable: integer_key && other_constraints == 0 && fks == 0,
             auto_increment_key,
-            foreign_keys: fks.unwrap_or(0) > 0,
+            foreign_keys: fks > 0,
             version_step_us,
         }))
     }

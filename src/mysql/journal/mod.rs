@@ -127,6 +127,8 @@ pub async fn global_homes(
         .await
         .map_err(err)?;
     let mut homes = Vec::new();
+    // where a home that changes takes effect: this zone's binlog end, read once
+    let mut end: Option<FilePos> = None;
     for (pattern, home) in global {
         let old = stored.iter().find(|r| &r.0 == pattern);
         if let Some((_, h, prev, file, pos)) = old.filter(|r| &r.1 == home) {
@@ -137,10 +139,16 @@ pub async fn global_homes(
             });
             continue;
         }
-        let since = crate::mysql::reader::live::master_status(conn)
-            .await
-            .map_err(err)?
-            .unwrap_or_else(|| FilePos::new(String::new(), 0));
+        let since = match &end {
+            Some(e) => e.clone(),
+            None => {
+                let e = crate::mysql::reader::live::master_status(conn)
+                    .await
+                    .map_err(err)?
+                    .unwrap_or_else(|| FilePos::new(String::new(), 0));
+                end.insert(e).clone()
+            }
+        };
         let prev = old.map(|r| r.1.clone());
         conn.exec_drop(
             "REPLACE INTO `drc`.`global_homes` (channel, pattern, home, prev_home, since_file, since_pos) VALUES (?, ?, ?, ?, ?, ?)",

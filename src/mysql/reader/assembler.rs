@@ -224,9 +224,8 @@ impl Assembler {
     }
 
     /// Leaves rows the journal does not need undecoded (module doc).
-    pub fn with_journal_filter(mut self, f: Option<JournalFilter>) -> Self {
+    pub fn set_journal_filter(&mut self, f: Option<JournalFilter>) {
         self.filter = f;
-        self
     }
 
     /// Whether a rows event of `db`.`tbl` in the open group can stay undecoded.

@@ -261,8 +261,7 @@ impl LiveReader {
     /// Makes this the journal's reader: rows it does not need stay undecoded
     /// (`assembler`, "What the journal's reader leaves undecoded").
     pub fn set_journal_filter(&mut self, f: super::assembler::JournalFilter) {
-        self.asm = std::mem::replace(&mut self.asm, Assembler::new("", "", Default::default(), None))
-            .with_journal_filter(Some(f.clone()));
+        self.asm.set_journal_filter(Some(f.clone()));
         self.filter = Some(f);
     }
 
@@ -371,8 +370,8 @@ impl LiveReader {
             &file,
             self.settings.limits,
             self.resume.gtid.clone(),
-        )
-        .with_journal_filter(self.filter.clone());
+        );
+        self.asm.set_journal_filter(self.filter.clone());
         Ok(stream)
     }
 

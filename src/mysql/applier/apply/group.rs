@@ -122,12 +122,7 @@ impl Applier {
     pub(super) async fn commit_group(&mut self, g: &Group) -> Result<(), Error> {
         let last = g.txs.last().expect("a group holds a transaction");
         self.write_position(&g.origin, last, g.counted()).await?;
-        self.conn
-            .query_drop("COMMIT")
-            .await
-            .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
-        self.open = None;
-        Ok(())
+        self.commit().await
     }
 
     /// Metrics and status after a group of origin transactions committed here.
@@ -142,9 +137,7 @@ impl Applier {
                 .increment(1);
             self.conflict_log.add((g.origin.clone(), table, kind, resolution), 1);
         }
-        if let Some(summary) = self.conflict_log.due(std::time::Instant::now()) {
-            log_conflicts(summary);
-        }
+        self.log_conflicts_if_due();
         self.stats.transactions += g.counted();
         d.metrics.applied_transactions.increment(g.counted());
         d.metrics.applied_rows.increment(self.stats.rows - self.rows_reported);

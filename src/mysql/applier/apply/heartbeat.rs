@@ -58,15 +58,9 @@ impl Applier {
             )
             .await
             .map_err(|e| mysql_err(&self.s, "recording the heartbeat", e))?;
-        self.conn
-            .query_drop("COMMIT")
-            .await
-            .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
-        self.open = None;
+        self.commit().await?;
         // counts held back by the summary period are logged even when no data follows
-        if let Some(summary) = self.conflict_log.due(std::time::Instant::now()) {
-            super::group::log_conflicts(summary);
-        }
+        self.log_conflicts_if_due();
         self.applied.insert(origin.to_string(), cp.gtid.clone());
         let d = self.direction(origin);
         d.observe_lag(ts_us);

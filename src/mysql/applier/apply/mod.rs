@@ -334,6 +334,23 @@ impl Applier {
         })
     }
 
+    /// Commits the open target transaction.
+    async fn commit(&mut self) -> Result<(), Error> {
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
+        self.open = None;
+        Ok(())
+    }
+
+    /// Logs the conflict counts the summary period held back, when due.
+    fn log_conflicts_if_due(&mut self) {
+        if let Some(summary) = self.conflict_log.due(std::time::Instant::now()) {
+            group::log_conflicts(summary);
+        }
+    }
+
     async fn rollback(&mut self) {
         if self.open.take().is_some() {
             let _ = self.conn.query_drop("ROLLBACK").await;

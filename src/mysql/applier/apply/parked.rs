@@ -149,11 +149,7 @@ impl Applier {
                     .exec_drop("DELETE FROM `drc`.`parked` WHERE id = ?", (id,))
                     .await
                     .map_err(|e| mysql_err(&self.s, "writing drc.parked", e))?;
-                self.conn
-                    .query_drop("COMMIT")
-                    .await
-                    .map_err(|e| mysql_err(&self.s, "COMMIT", e))?;
-                self.open = None;
+                self.commit().await?;
             }
         }
         Ok(())
