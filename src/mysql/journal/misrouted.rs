@@ -161,13 +161,6 @@ impl JournalSink {
         Ok((cols, params))
     }
 
-    fn bad(&self, what: String) -> Error {
-        Error::Server {
-            addr: self.s.addr.clone(),
-            what,
-        }
-    }
-
     async fn delete_if_still(&mut self, t: &LocalTable, a: &RowImage) -> Result<bool, Error> {
         let (cond, p) = self.still(t, a)?;
         self.begin().await?;

@@ -63,10 +63,7 @@ impl JournalSink {
             tracing::warn!(db = %t.db, tbl = %t.tbl, floor, "version out of the DATETIME range: not raised");
             return Ok(true);
         };
-        let (same, same_params) = t.same_content(img).map_err(|what| Error::Server {
-            addr: self.s.addr.clone(),
-            what,
-        })?;
+        let (same, same_params) = t.same_content(img).map_err(|what| self.bad(what))?;
         self.begin().await?;
         let vcol = crate::mysql::applier::sql::ident(&vname);
         let mut p: Vec<MyValue> = vec![datetime_text(to).into()];
@@ -109,10 +106,7 @@ impl JournalSink {
         let key = self.key_params(t, img)?;
         let mut p = key.clone();
         p.push(crate::mysql::applier::apply::format_decimal(x).into());
-        let (same, same_params) = t.same_content(img).map_err(|what| Error::Server {
-            addr: self.s.addr.clone(),
-            what,
-        })?;
+        let (same, same_params) = t.same_content(img).map_err(|what| self.bad(what))?;
         p.extend(same_params);
         self.conn
             .exec_drop(
@@ -253,14 +247,8 @@ impl JournalSink {
                 img.get(c)
                     .map(bind)
                     .transpose()
-                    .map_err(|what| Error::Server {
-                        addr: self.s.addr.clone(),
-                        what,
-                    })?
-                    .ok_or_else(|| Error::Server {
-                        addr: self.s.addr.clone(),
-                        what: format!("a row image of `{}`.`{}` lacks key column `{c}`", t.db, t.tbl),
-                    })
+                    .map_err(|what| self.bad(what))?
+                    .ok_or_else(|| self.bad(format!("a row image of `{}`.`{}` lacks key column `{c}`", t.db, t.tbl)))
             })
             .collect()
     }

@@ -153,6 +153,14 @@ impl JournalSink {
         self
     }
 
+    /// A definite error about this zone's server (a row the journal cannot write).
+    fn bad(&self, what: String) -> Error {
+        Error::Server {
+            addr: self.s.addr.clone(),
+            what,
+        }
+    }
+
     fn err(&self, context: &str, e: mysql_async::Error) -> Error {
         crate::mysql::error::classify(&self.s.addr, context, e)
     }
