@@ -42,6 +42,10 @@ pub struct Config {
     /// The Kafka cluster, for `transport = "kafka"`.
     #[serde(default)]
     pub kafka: Option<crate::kafka::KafkaConfig>,
+    /// This zone's Redis and what of it is synced with the peers' (docs/REDIS.md).
+    /// Without `[redis]` the daemon syncs no Redis data.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// The admin HTTP endpoint (`/metrics`, `/status`, `/pause`, `/resume`) and the
     /// token of its mutating calls. Without `[admin]` the daemon serves none.
     #[serde(default)]
@@ -280,6 +284,135 @@ pub struct PeerConfig {
     /// transport only).
     #[serde(default)]
     pub mysql: Option<MysqlConfig>,
+    /// The peer's Redis, read as a replica (PSYNC) when this zone has `[redis]`:
+    /// `[peers.redis] host = "10.0.2.5", port = 6379`.
+    #[serde(default)]
+    pub redis: Option<RedisServer>,
+}
+
+/// A Redis server drc connects to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisServer {
+    /// Host name or IP: `host = "127.0.0.1"`.
+    pub host: String,
+    /// TCP port: `port = 6379`.
+    #[serde(default = "default_redis_port")]
+    pub port: u16,
+    /// ACL user (Redis 6+); needs `+psync +replconf +ping` on the origin side and
+    /// the synced commands plus `+multi +exec +select` on the applying side
+    /// (docs/REDIS.md). Default: the `default` user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Inline password, for test setups only.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `[redis]`: this zone's Redis (the applier writes peers' transactions and the
+/// daemon's heartbeat key there) and the synced scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    #[serde(flatten)]
+    pub server: RedisServer,
+    /// Database numbers synced: `databases = [0]` (default).
+    #[serde(default = "default_redis_databases")]
+    pub databases: Vec<u64>,
+    /// Key patterns synced (`*` and `?` wildcards): `keys = ["*"]` (default). drc's
+    /// own keys (`drc:*` in database 0) never are. A transaction touching keys in and
+    /// out of the scope is not applied (alert).
+    #[serde(default = "default_redis_keys")]
+    pub keys: Vec<String>,
+    /// Milliseconds between writes of this zone's heartbeat key `drc:hb:<zone>`
+    /// (database 0), from which the peers measure the Redis lag: `heartbeat_ms = 1000`.
+    #[serde(default = "default_redis_heartbeat")]
+    pub heartbeat_ms: u64,
+}
+
+fn default_redis_port() -> u16 {
+    6379
+}
+fn default_redis_databases() -> Vec<u64> {
+    vec![0]
+}
+fn default_redis_keys() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_redis_heartbeat() -> u64 {
+    1000
+}
+
+impl RedisServer {
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// (user, password) for `AUTH`, when a password is configured.
+    pub fn auth(&self, base_dir: &Path, section: &str) -> Result<Option<(String, String)>, String> {
+        let pass = if let Some(var) = &self.password_env {
+            Some(
+                std::env::var(var)
+                    .map_err(|_| format!("[{section}] password_env: environment variable {var} is not set"))?,
+            )
+        } else if let Some(file) = &self.password_file {
+            let p = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
+            Some(
+                std::fs::read_to_string(&p)
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| format!("[{section}] password_file {}: {e}", p.display()))?,
+            )
+        } else {
+            self.password.clone()
+        };
+        Ok(pass.map(|p| (self.user.clone().unwrap_or_else(|| "default".into()), p)))
+    }
+
+    /// The `redis` crate's URL for this server (credentials included).
+    pub fn url(&self, base_dir: &Path, section: &str) -> Result<String, String> {
+        Ok(match self.auth(base_dir, section)? {
+            Some((u, p)) => format!("redis://{}:{}@{}/", url_escape(&u), url_escape(&p), self.addr()),
+            None => format!("redis://{}/", self.addr()),
+        })
+    }
+
+    fn validate(&self, section: &str) -> Result<(), String> {
+        let n = [
+            self.password_env.is_some(),
+            self.password_file.is_some(),
+            self.password.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if n > 1 {
+            return Err(format!(
+                "[{section}] set only one of password_env, password_file, password"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes a URL user or password.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// See [`Config::transport`].
@@ -449,6 +582,32 @@ impl Config {
                     p.zone
                 ));
             }
+        }
+        if let Some(r) = &self.redis {
+            r.server.validate("redis")?;
+            if r.databases.is_empty() || r.keys.is_empty() {
+                return Err(
+                    "[redis] databases and keys must not be empty (leave [redis] out to sync no Redis data)".into(),
+                );
+            }
+            if r.heartbeat_ms == 0 {
+                return Err("[redis] heartbeat_ms must be positive".into());
+            }
+            for p in &self.peers {
+                match &p.redis {
+                    Some(s) => s.validate("peers.redis")?,
+                    // Redis data travels directly with either transport (docs/REDIS.md)
+                    None => return Err(format!(
+                        "[[peers]] zone {:?} needs a [peers.redis] table: this zone has [redis] (or leave [redis] out)",
+                        p.zone
+                    )),
+                }
+            }
+        } else if let Some(p) = self.peers.iter().find(|p| p.redis.is_some()) {
+            return Err(format!(
+                "[[peers]] zone {:?} has [peers.redis] but this zone has no [redis] to apply its data to",
+                p.zone
+            ));
         }
         if self.transport == TransportKind::Kafka && self.kafka.is_none() {
             return Err("transport = \"kafka\" needs a [kafka] section (brokers = \"host:9092\")".into());

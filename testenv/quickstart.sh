@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # testenv/quickstart.sh — the README's first command.
-# Starts the two local MariaDB zones and one drc daemon per zone (direct transport),
-# writes sample orders in both zones, shows them replicated both ways, provokes a
-# conflict and shows how it was resolved. Leaves everything running; says how to stop.
+# Starts the two local MariaDB zones, a Redis per zone and one drc daemon per zone
+# (direct transport), writes sample orders in both zones, shows them replicated both
+# ways, provokes a conflict and shows how it was resolved, then shows Redis keys and a
+# counter synced both ways. Leaves everything running; says how to stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
 
-testenv/up.sh
+testenv/up.sh --redis
 log "building drc (cargo build)"
 cargo build --quiet
 DRC="$REPO_ROOT/target/debug/drc"
@@ -46,12 +47,25 @@ echo "--- order $ID in zone a: $(SQL_A "SELECT status, updated_at FROM shop.orde
 echo "--- order $ID in zone b: $(SQL_B "SELECT status, updated_at FROM shop.orders WHERE id = $ID")"
 echo "--- conflict log of zone b (drc.conflicts):"
 SQL_B "SELECT kind, resolution, origin_zone, incoming_version, local_version FROM drc.conflicts ORDER BY id DESC LIMIT 1"
+log "Redis: a key set in zone a, a counter incremented in both zones (database 0 is synced both ways)"
+RA() { redis-cli -p 6381 "$@"; }
+RB() { redis-cli -p 6382 "$@"; }
+RA SET greeting "hello from zone a" >/dev/null
+for _ in 1 2 3; do RA INCR visits >/dev/null; RB INCR visits >/dev/null; done
+for _ in $(seq 1 50); do
+  [ "$(RB GET greeting)" = "hello from zone a" ] && [ "$(RA GET visits)" = "$(RB GET visits)" ] && [ "$(RB GET visits)" -ge 6 ] && break
+  sleep 0.2
+done
+echo "--- zone b's Redis: greeting = $(RB GET greeting)"
+echo "--- visits: zone a $(RA GET visits), zone b $(RB GET visits) (3 increments in each zone)"
 cat <<MSG
 
-Both zones agree: the later write ('shipped', zone a) won everywhere.
+Both zones agree: the later write ('shipped', zone a) won everywhere, and the Redis
+counter holds every increment of both zones.
 
 Running:
   zone a MariaDB 127.0.0.1:33061, zone b MariaDB 127.0.0.1:33062 (user drc_test / drc_test)
+  zone a Redis 127.0.0.1:6381, zone b Redis 127.0.0.1:6382
   drc daemons: pids $(cat "$RUN_DIR/drc-a.pid") (zone a) and $(cat "$RUN_DIR/drc-b.pid") (zone b), logs in $RUN_DIR/drc-*.log
 Try:   mariadb -h127.0.0.1 -P33062 -udrc_test -pdrc_test -e "INSERT INTO shop.orders (customer, amount) VALUES ('you', 1)"
        mariadb -h127.0.0.1 -P33061 -udrc_test -pdrc_test -e "SELECT * FROM shop.orders"

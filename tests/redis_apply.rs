@@ -153,7 +153,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
         panic!("{sync:?}")
     };
     // the snapshot's transactions, collected (bounded by chunks) then applied
-    let mut snap = Snapshot::new(|db| db == 12);
+    let mut snap = Snapshot::new(|db, _| db == 12);
     let mut txs: Vec<RedisTx> = Vec::new();
     let mut largest = 0;
     a.snapshot(|item| {

@@ -8,6 +8,7 @@
 //! | [`topology`] | config → each part's settings |
 //! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
 //! | [`kafka`] | binlog source → Kafka sink; per peer, Kafka source → applier sink |
+//! | [`redis`] | per peer, its Redis as a replica → this zone's Redis; the Redis heartbeat key |
 //! | [`tasks`] | the supervisor: named tasks, shutdown, panics as errors |
 //!
 //! Tasks and what each owns (docs/ARCHITECTURE.md, "The daemon"): one direction per
@@ -19,6 +20,7 @@
 pub mod direct;
 pub mod journal;
 pub mod kafka;
+pub mod redis;
 pub mod tasks;
 pub mod topology;
 
@@ -176,6 +178,26 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                 );
             }
         }
+    }
+    // Redis: per peer its Redis → this zone's, beside MySQL (docs/REDIS.md).
+    if let Some(r) = &cfg.redis {
+        let (dirs, url) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
+        for d in dirs {
+            crate::telemetry::status::registry().redis_direction(&d.capture.origin);
+            tasks.spawn(
+                format!("Redis direction from zone {}", d.capture.origin),
+                redis::run(d, shutdown.clone()),
+            );
+        }
+        tasks.spawn(
+            "Redis heartbeat writer",
+            redis::heartbeats(
+                url,
+                cfg.zone.clone(),
+                Duration::from_millis(r.heartbeat_ms),
+                shutdown.clone(),
+            ),
+        );
     }
     // Heartbeats into this zone (the peers measure the lag from them).
     let every = Duration::from_millis(cfg.replication.as_ref().map_or(1000, |r| r.heartbeat_ms));

@@ -45,6 +45,34 @@ impl RedisPos {
 pub struct ApplyError {
     pub addr: String,
     pub what: String,
+    /// A connection problem (retried) rather than a refusal (the direction stops).
+    pub transient: bool,
+}
+
+impl From<ApplyError> for crate::error::Error {
+    fn from(e: ApplyError) -> Self {
+        if e.transient {
+            crate::error::Error::Transient {
+                addr: e.addr,
+                what: e.what,
+            }
+        } else {
+            crate::error::Error::Server {
+                addr: e.addr,
+                what: e.what,
+            }
+        }
+    }
+}
+
+/// A connection problem, or a server that is starting (loading its data) or busy:
+/// retried from the stored position.
+fn is_connection(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN"))
 }
 
 /// The sink side of a Redis direction: this zone's Redis.
@@ -62,6 +90,7 @@ impl RedisApplier {
         let err = |e: redis::RedisError| ApplyError {
             addr: addr.clone(),
             what: e.to_string(),
+            transient: is_connection(&e),
         };
         let client = redis::Client::open(url).map_err(err)?;
         let con = client.get_multiplexed_async_connection().await.map_err(err)?;
@@ -85,9 +114,10 @@ impl RedisApplier {
             Some(s) => RedisPos::parse(&s).map(Some).ok_or_else(|| ApplyError {
                 addr: self.addr.clone(),
                 what: format!(
-                    "unreadable position {s:?} in {}",
+                    "unreadable position {s:?} in {} (database 0): delete the key to sync zone {origin} in full again",
                     String::from_utf8_lossy(&Self::key(origin))
                 ),
+                transient: false,
             }),
         }
     }
@@ -129,7 +159,7 @@ impl RedisApplier {
             // server does not know): nothing ran, the position did not move
             Err(e) if e.code() == Some("EXECABORT") => Err(self.err(e)),
             // a command refused inside EXEC: the others and the position ran
-            Err(e) if e.kind() != redis::ErrorKind::Io && !e.is_connection_dropped() && !e.is_timeout() => {
+            Err(e) if !is_connection(&e) => {
                 self.refused += 1;
                 tracing::warn!(origin, error = %e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
                 Ok(())
@@ -142,6 +172,7 @@ impl RedisApplier {
         ApplyError {
             addr: self.addr.clone(),
             what: e.to_string(),
+            transient: is_connection(&e),
         }
     }
 }

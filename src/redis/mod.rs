@@ -1,16 +1,17 @@
-//! Redis sync (issue 14), being built: what exists so far is the capture side — the
-//! reader of RDB snapshots ([`rdb`]), the payload of a replica's full sync, streamed
-//! with bounded memory, and the replica connection ([`replica`]: PSYNC, the snapshot,
-//! the command stream with its offsets, continuation from an offset), both tested
-//! against real redis-servers (`tests/redis_rdb.rs`, `tests/redis_replica.rs`), and
-//! the grouping of the stream into origin transactions with the applier's marked
-//! ([`stream`]), and their exactly-once application with the position in the same
-//! MULTI/EXEC ([`apply`], `tests/redis_apply.rs`). The
-//! pipeline source and sink, the applier and the wiring into the daemon come next
-//! (docs/ARCHITECTURE.md, "Redis").
+//! Redis sync (issue 14): each zone's Redis keeps the configured keyspaces in step
+//! with its peers' (docs/REDIS.md). The same shape as MySQL: a source ([`source`]: drc
+//! as a replica of the origin's Redis — [`replica`] speaks PSYNC, [`rdb`] streams the
+//! full sync's snapshot, [`snapshot`] turns it into chunks, [`stream`] groups the
+//! command stream into origin transactions, [`scope`] decides what is synced), a
+//! sink ([`sink`] over [`apply`]: one MULTI/EXEC per origin transaction with the
+//! origin position in it), the run loop of `src/pipeline/`, wired in
+//! `src/daemon/redis.rs`.
 
 pub mod apply;
 pub mod rdb;
 pub mod replica;
+pub mod scope;
+pub mod sink;
 pub mod snapshot;
+pub mod source;
 pub mod stream;

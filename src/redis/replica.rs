@@ -164,6 +164,22 @@ impl Replica {
     where
         F: FnMut(super::rdb::RdbItem),
     {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (r, ()) = tokio::join!(self.snapshot_to(tx), async {
+            while let Some(item) = rx.recv().await {
+                each(item);
+            }
+        });
+        r
+    }
+
+    /// The snapshot of a full sync, sent item by item into `out` (a bounded queue:
+    /// the reading waits for its consumer, memory stays bounded); afterwards the
+    /// stream continues with the commands.
+    pub async fn snapshot_to(
+        &mut self,
+        out: tokio::sync::mpsc::Sender<super::rdb::RdbItem>,
+    ) -> Result<(), ReplicaError> {
         let framing = self.framing.take().ok_or_else(|| ReplicaError::Protocol {
             addr: self.addr.clone(),
             what: "no snapshot to read (the sync was a continuation)".into(),
@@ -181,8 +197,11 @@ impl Replica {
         let mut window = (&mut self.io).take(limit);
         let mut rdb = Rdb::open(&mut window).await.map_err(snap)?;
         while let Some(item) = rdb.next().await.map_err(snap)? {
-            each(item);
+            if out.send(item).await.is_err() {
+                return Err(self.bad("the snapshot's reader went away"));
+            }
         }
+        drop(out);
         drop(rdb);
         let left = window.limit();
         if limit != u64::MAX && left != 0 {
@@ -258,6 +277,14 @@ impl Replica {
             args,
             offset: self.offset,
         })
+    }
+
+    /// The offset to acknowledge from now on (sent with the next periodic
+    /// acknowledgement, at most a second later).
+    pub fn acknowledge_later(&mut self, offset: u64) {
+        if offset > self.acked {
+            self.acked = offset;
+        }
     }
 
     /// Tells the server everything up to `offset` is safe (`REPLCONF ACK`).

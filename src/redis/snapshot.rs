@@ -14,10 +14,13 @@
 use super::rdb::{Kind, RdbItem};
 use super::stream::RedisTx;
 
+/// Which keys a snapshot carries: (database, key name) → synced.
+pub type KeyFilter = Box<dyn Fn(u64, &[u8]) -> bool + Send>;
+
 /// Turns snapshot items into transactions.
 pub struct Snapshot {
-    /// Which databases are synced.
-    keep: Box<dyn Fn(u64) -> bool + Send>,
+    /// Which keys are synced (database, name).
+    keep: KeyFilter,
     /// The current key: database, name, type, expiry; `None` when skipped.
     key: Option<(u64, Vec<u8>, Kind, Option<i64>)>,
     now_ms: i64,
@@ -26,7 +29,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(keep: impl Fn(u64) -> bool + Send + 'static) -> Snapshot {
+    pub fn new(keep: impl Fn(u64, &[u8]) -> bool + Send + 'static) -> Snapshot {
         Snapshot {
             keep: Box::new(keep),
             key: None,
@@ -50,7 +53,7 @@ impl Snapshot {
                 kind,
                 expire_at_ms,
             } => {
-                if !(self.keep)(db) || expire_at_ms.is_some_and(|t| t <= self.now_ms) {
+                if !(self.keep)(db, &key) || expire_at_ms.is_some_and(|t| t <= self.now_ms) {
                     self.key = None;
                     return None;
                 }
@@ -114,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_key_is_replaced_in_chunks_and_gets_its_expiry() {
-        let mut s = Snapshot::new(|db| db == 3);
+        let mut s = Snapshot::new(|db, _| db == 3);
         let far = chrono::Utc::now().timestamp_millis() + 3_600_000;
         let mut out = Vec::new();
         for item in [

@@ -17,7 +17,7 @@ use super::replica::StreamCommand;
 pub const MARKER_PREFIX: &[u8] = b"drc:pos:";
 
 /// One origin transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisTx {
     /// (database, command and arguments), in order.
     pub commands: Vec<(u64, Vec<Vec<u8>>)>,

@@ -104,6 +104,26 @@ pub const VERSION_CLOCK_OFFSET: &str = "drc_version_clock_offset_seconds";
 /// Counter: reports of such an offset (at most one per table every 30 s).
 pub const VERSION_CLOCK_OFFSET_REPORTS: &str = "drc_version_clock_offset_reports_total";
 
+/// Redis sync (by from_zone): origin commands applied here.
+pub const REDIS_COMMANDS: &str = "drc_redis_commands_total";
+/// Redis sync: bytes of the origin's command stream read (every command, synced or not).
+pub const REDIS_BYTES: &str = "drc_redis_stream_bytes_total";
+/// Redis sync: origin transactions applied here (a MULTI/EXEC, a script's effects, one command).
+pub const REDIS_TXNS: &str = "drc_redis_transactions_total";
+/// Redis sync: lag from the origin's heartbeat key to its application here, seconds.
+pub const REDIS_LAG_SECONDS: &str = "drc_redis_lag_seconds";
+/// Redis sync: full synchronisations (snapshot + stream), by reason (first_start, backlog_lost).
+pub const REDIS_FULL_SYNCS: &str = "drc_redis_full_syncs_total";
+/// Redis sync: keys a full sync replaced here.
+pub const REDIS_SNAPSHOT_KEYS: &str = "drc_redis_snapshot_keys_total";
+/// Redis sync: origin transactions not applied, by reason (flush: FLUSHALL/FLUSHDB/SWAPDB;
+/// mixed_scope; unkeyed: FUNCTION/SCRIPT; refused_here: a command this zone refused, e.g. WRONGTYPE).
+pub const REDIS_REFUSED: &str = "drc_redis_refused_total";
+/// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
+pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
+/// Redis sync: bytes of the origin's stream read but not yet applied here (backlog distance).
+pub const REDIS_BEHIND_BYTES: &str = "drc_redis_behind_bytes";
+
 pub const ALL: &[&str] = &[
     LAG_SECONDS,
     LAG_HISTOGRAM,
@@ -141,6 +161,15 @@ pub const ALL: &[&str] = &[
     DDL,
     VERSION_CLOCK_OFFSET,
     VERSION_CLOCK_OFFSET_REPORTS,
+    REDIS_COMMANDS,
+    REDIS_BYTES,
+    REDIS_TXNS,
+    REDIS_LAG_SECONDS,
+    REDIS_FULL_SYNCS,
+    REDIS_SNAPSHOT_KEYS,
+    REDIS_REFUSED,
+    REDIS_LOOPS_SUPPRESSED,
+    REDIS_BEHIND_BYTES,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -238,6 +267,30 @@ fn describe() {
         JOURNAL_COMMIT_TS,
         Unit::Seconds,
         "commit time of the last local transaction the journal committed"
+    );
+    describe_counter!(REDIS_COMMANDS, "Redis commands of the origin zone applied here");
+    describe_counter!(
+        REDIS_BYTES,
+        Unit::Bytes,
+        "bytes of the origin Redis's command stream read"
+    );
+    describe_counter!(REDIS_TXNS, "Redis origin transactions applied here");
+    describe_gauge!(
+        REDIS_LAG_SECONDS,
+        Unit::Seconds,
+        "Redis lag: origin heartbeat key written to applied here"
+    );
+    describe_counter!(REDIS_FULL_SYNCS, "Redis full synchronisations, by reason");
+    describe_counter!(REDIS_SNAPSHOT_KEYS, "keys a Redis full sync replaced here");
+    describe_counter!(REDIS_REFUSED, "Redis origin transactions not applied, by reason");
+    describe_counter!(
+        REDIS_LOOPS_SUPPRESSED,
+        "Redis transactions of a drc applier not shipped back"
+    );
+    describe_gauge!(
+        REDIS_BEHIND_BYTES,
+        Unit::Bytes,
+        "origin Redis stream bytes read and not yet applied here"
     );
     describe_counter!(
         JOURNAL_SKIPPED_EVENTS,

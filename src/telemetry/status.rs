@@ -170,11 +170,57 @@ impl Direction {
     }
 }
 
+/// What `GET /status` reports for one Redis direction (origin zone's Redis → this
+/// zone's Redis).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedisDirectionState {
+    pub from_zone: String,
+    pub to_zone: String,
+    /// `starting`, `syncing` (a full sync), `applying`, `waiting` (for a server), `failed`.
+    pub state: String,
+    /// The origin position after the last applied transaction: `<replid> <offset> <db>`.
+    pub position: Option<String>,
+    /// Lag from the origin's heartbeat key, seconds.
+    pub lag_seconds: Option<f64>,
+    pub transactions: u64,
+    pub commands: u64,
+    pub full_syncs: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+/// One Redis direction's reported state.
+pub struct RedisDirection {
+    state: Mutex<RedisDirectionState>,
+}
+
+impl RedisDirection {
+    pub fn update(&self, f: impl FnOnce(&mut RedisDirectionState)) {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn snapshot(&self) -> RedisDirectionState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records an error (and counts it).
+    pub fn error(&self, e: &crate::error::Error) {
+        let kind = if e.is_transient() { "transient" } else { "definite" };
+        metrics::counter!(m::ERRORS, "kind" => kind).increment(1);
+        self.update(|s| {
+            s.last_error = Some(e.to_string());
+            s.last_error_at = Some(chrono::Utc::now().to_rfc3339());
+            s.state = if e.is_transient() { "waiting" } else { "failed" }.into();
+        });
+    }
+}
+
 /// The process-wide registry.
 #[derive(Default)]
 pub struct Registry {
     zone: Mutex<String>,
     directions: Mutex<BTreeMap<String, Arc<Direction>>>,
+    redis: Mutex<BTreeMap<String, Arc<RedisDirection>>>,
     producer: Mutex<Option<serde_json::Value>>,
 }
 
@@ -219,6 +265,24 @@ impl Registry {
             .collect()
     }
 
+    /// The Redis direction `from` → this zone (created on first use).
+    pub fn redis_direction(&self, from: &str) -> Arc<RedisDirection> {
+        let to = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut d = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        d.entry(from.to_string())
+            .or_insert_with(|| {
+                Arc::new(RedisDirection {
+                    state: Mutex::new(RedisDirectionState {
+                        from_zone: from.to_string(),
+                        to_zone: to,
+                        state: "starting".into(),
+                        ..Default::default()
+                    }),
+                })
+            })
+            .clone()
+    }
+
     /// The Kafka producer's state (`GET /status` → `publishing`).
     pub fn set_producer(&self, v: serde_json::Value) {
         *self.producer.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
@@ -235,9 +299,17 @@ impl Registry {
     pub fn status_json(&self) -> serde_json::Value {
         let zone = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let directions: Vec<DirectionState> = self.directions().iter().map(|d| d.snapshot()).collect();
+        let redis: Vec<RedisDirectionState> = self
+            .redis
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|d| d.snapshot())
+            .collect();
         serde_json::json!({
             "zone": zone,
             "directions": directions,
+            "redis": redis,
             "publishing": self.producer.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         })
     }

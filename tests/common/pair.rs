@@ -173,6 +173,26 @@ impl Pair {
             .collect()
     }
 
+    /// Adds Redis sync to every zone's config: the testenv's redis-servers (zone a
+    /// 6381, zone b 6382), databases `dbs` and key patterns `keys` (TOML arrays).
+    pub fn with_redis(&self, dbs: &str, keys: &str) {
+        const REDIS: [u16; 2] = [6381, 6382];
+        for (z, cfg) in self.cfg.iter().enumerate() {
+            let text = std::fs::read_to_string(cfg).unwrap();
+            let redis = format!(
+                "[redis]\nhost = \"127.0.0.1\"\nport = {}\ndatabases = {dbs}\nkeys = {keys}\nheartbeat_ms = 200\n",
+                REDIS[z]
+            );
+            let at = text.find("[[peers]]").expect("a generated config has [[peers]]");
+            let mut text = format!("{}{redis}{}", &text[..at], &text[at..]);
+            text.push_str(&format!(
+                "[peers.redis]\nhost = \"127.0.0.1\"\nport = {}\n",
+                REDIS[1 - z]
+            ));
+            std::fs::write(cfg, text).unwrap();
+        }
+    }
+
     /// Adds `keys` under `[replication]` and `tables` (TOML tables such as
     /// `[replication.ddl_home]`, put before `[id_ranges.*]`) to every zone's config.
     pub fn configure(&self, keys: &str, tables: &str) {

