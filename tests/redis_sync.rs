@@ -279,3 +279,34 @@ async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{status}");
     assert!(r["lag_seconds"].as_f64().is_some(), "{status}");
 }
+
+/// 20 `kill -9`s of the daemons under load in both zones, and zone b's Redis
+/// restarted in the middle (with its data: the daemon of zone a continues its stream):
+/// converged, every counter increment applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_kills_and_a_redis_restart_under_load_lose_and_repeat_nothing() {
+    let (mut p, _) = pair("redis_kills", 6111, 9663).await;
+    let a = tokio::spawn(load(0, 10_000, 3));
+    let b1 = tokio::spawn(load(1, 5_000, 4));
+    p.kill_randomly(10, 14).await;
+    let b1 = b1.await.unwrap();
+    // zone b's Redis restarts (its own load waits for it; zone a's goes on)
+    common::redis::restart_redis(6382);
+    let b2 = tokio::spawn(load(1, 5_000, 5));
+    p.kill_randomly(10, 15).await;
+    let (a, b2) = (a.await.unwrap(), b2.await.unwrap());
+    assert_converged(&p, 90).await;
+    let shared = a.shared + b1.shared + b2.shared;
+    for z in 0..2 {
+        assert_eq!(
+            counter(z, "counter:shared").await,
+            shared,
+            "zone {z}: every increment exactly once\n{}",
+            p.logs()
+        );
+        assert_eq!(hash_total(z).await, a.hash + b1.hash + b2.hash, "zone {z}: HINCRBY");
+    }
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+}

@@ -13,6 +13,7 @@ use crate::config::{Config, RedisConfig};
 use crate::error::Error;
 use crate::pipeline::{self, Shutdown};
 use crate::redis::apply::RedisApplier;
+use crate::redis::fullsync::Local;
 use crate::redis::scope::Scope;
 use crate::redis::sink::RedisSink;
 use crate::redis::source::{CaptureSettings, RedisSource, HEARTBEAT_PREFIX};
@@ -24,6 +25,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Direction {
     pub capture: CaptureSettings,
+    /// This zone's Redis, for reading its own stream during a full sync.
+    pub local: Local,
     /// This zone's Redis (`redis://…`, credentials included: never logged).
     pub local_url: String,
     pub local_addr: String,
@@ -42,8 +45,13 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
                 origin: p.zone.clone(),
                 zone: cfg.zone.clone(),
                 addr: server.addr(),
+                url: server.url(&cfg.base_dir, "peers.redis")?,
                 auth: server.auth(&cfg.base_dir, "peers.redis")?,
                 scope: scope.clone(),
+            },
+            local: Local {
+                addr: r.server.addr(),
+                auth: r.server.auth(&cfg.base_dir, "redis")?,
             },
             local_url: local_url.clone(),
             local_addr: r.server.addr(),
@@ -79,7 +87,15 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     );
     status.update(|s| s.state = "applying".into());
     let source = RedisSource::start(d.capture.clone(), from, durable.clone(), status.clone());
-    let sink = RedisSink::new(applier, origin, &d.capture.zone, durable, status);
+    let sink = RedisSink::new(
+        applier,
+        origin,
+        &d.capture.zone,
+        d.local.clone(),
+        d.capture.scope.clone(),
+        durable,
+        status,
+    );
     let dir = crate::telemetry::status::registry().direction(origin);
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }

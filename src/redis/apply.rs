@@ -78,7 +78,8 @@ fn is_connection(e: &redis::RedisError) -> bool {
 /// The sink side of a Redis direction: this zone's Redis.
 pub struct RedisApplier {
     con: MultiplexedConnection,
-    addr: String,
+    /// `host:port` (no credentials).
+    pub addr: String,
     /// Commands this zone refused inside applied transactions.
     pub refused: u64,
 }
@@ -86,7 +87,13 @@ pub struct RedisApplier {
 impl RedisApplier {
     /// Connects to `url` (`redis://[user:password@]host:port/`).
     pub async fn connect(url: &str) -> Result<RedisApplier, ApplyError> {
-        let addr = url.rsplit('@').next().unwrap_or(url).to_string();
+        let addr = url
+            .rsplit('@')
+            .next()
+            .unwrap_or(url)
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
         let err = |e: redis::RedisError| ApplyError {
             addr: addr.clone(),
             what: e.to_string(),
@@ -166,6 +173,53 @@ impl RedisApplier {
             }
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    /// Deletes one of drc's own keys of database 0 (not a synced key: not marked).
+    pub async fn forget(&mut self, key: &[u8]) -> Result<(), ApplyError> {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(0).ignore().cmd("DEL").arg(key).ignore();
+        p.query_async::<()>(&mut self.con).await.map_err(|e| self.err(e))
+    }
+
+    /// The server's replication offset (`master_repl_offset`).
+    pub async fn master_offset(&mut self) -> Result<u64, ApplyError> {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut self.con)
+            .await
+            .map_err(|e| self.err(e))?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| ApplyError {
+                addr: self.addr.clone(),
+                what: "INFO replication has no master_repl_offset".into(),
+                transient: false,
+            })
+    }
+
+    /// One `SCAN` step of database `db`: the next cursor (0: done) and keys.
+    pub async fn scan(&mut self, db: u64, cursor: u64) -> Result<(u64, Vec<Vec<u8>>), ApplyError> {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(db).ignore();
+        p.cmd("SCAN").arg(cursor).arg("COUNT").arg(1000);
+        let ((next, keys),): ((u64, Vec<Vec<u8>>),) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        Ok((next, keys))
+    }
+
+    /// Which of `members` the set `key` (database 0) holds.
+    pub async fn smismember(&mut self, key: &[u8], members: &[Vec<u8>]) -> Result<Vec<bool>, ApplyError> {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(0).ignore();
+        let mut c = redis::cmd("SMISMEMBER");
+        c.arg(key);
+        for m in members {
+            c.arg(m.as_slice());
+        }
+        p.add_command(c);
+        let (v,): (Vec<bool>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        Ok(v)
     }
 
     fn err(&self, e: redis::RedisError) -> ApplyError {

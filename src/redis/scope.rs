@@ -45,6 +45,11 @@ impl Scope {
         }
     }
 
+    /// The synced database numbers.
+    pub fn databases(&self) -> &[u64] {
+        &self.databases
+    }
+
     pub fn has_db(&self, db: u64) -> bool {
         self.databases.contains(&db)
     }

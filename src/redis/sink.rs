@@ -8,6 +8,8 @@
 //! position in it), so [`Sink::flush`] has nothing left to do.
 
 use super::apply::RedisApplier;
+use super::fullsync::{FullSync, Local};
+use super::scope::Scope;
 use super::source::RedisItem;
 use crate::error::Error;
 use crate::pipeline::Sink;
@@ -20,6 +22,10 @@ use std::sync::Arc;
 pub struct RedisSink {
     applier: RedisApplier,
     origin: String,
+    local: Local,
+    scope: Scope,
+    /// The full sync being applied.
+    sync: Option<FullSync>,
     durable: Arc<AtomicU64>,
     status: Arc<RedisDirection>,
     commands: Counter,
@@ -30,10 +36,14 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
+    /// `local`: this zone's Redis (its own stream is read during a full sync);
+    /// `scope`: what is synced.
     pub fn new(
         applier: RedisApplier,
         origin: &str,
         zone: &str,
+        local: Local,
+        scope: Scope,
         durable: Arc<AtomicU64>,
         status: Arc<RedisDirection>,
     ) -> Self {
@@ -42,6 +52,9 @@ impl RedisSink {
         RedisSink {
             applier,
             origin: origin.to_string(),
+            local,
+            scope,
+            sync: None,
             durable,
             status,
             commands: metrics::counter!(m::REDIS_COMMANDS, &labels),
@@ -58,11 +71,39 @@ impl Sink for RedisSink {
 
     async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
         match item {
-            RedisItem::Snapshot { tx, sync } => {
-                self.applier
-                    .apply_snapshot(&self.origin, &tx, (&sync.0, sync.1))
-                    .await?;
-                self.commands.increment(tx.commands.len() as u64);
+            RedisItem::SyncStart { sync, peer_pos } => {
+                self.sync = Some(
+                    FullSync::start(
+                        &mut self.applier,
+                        &self.local,
+                        &self.origin,
+                        sync,
+                        peer_pos,
+                        self.scope.clone(),
+                    )
+                    .await?,
+                );
+            }
+            RedisItem::Snapshot { tx, key } => {
+                let n = tx.commands.len() as u64;
+                let sync = self.sync.as_mut().ok_or_else(|| Error::Transient {
+                    addr: self.applier.addr.clone(),
+                    what: "a snapshot chunk outside a full sync".into(),
+                })?;
+                sync.chunk(&mut self.applier, key, tx).await?;
+                self.commands.increment(n);
+            }
+            RedisItem::SyncEnd { pos } => {
+                let sync = self.sync.take().ok_or_else(|| Error::Transient {
+                    addr: self.applier.addr.clone(),
+                    what: "the end of a snapshot outside a full sync".into(),
+                })?;
+                sync.finish(&mut self.applier, &pos).await?;
+                self.durable.store(pos.offset, Ordering::Relaxed);
+                self.status.update(|s| {
+                    s.state = "applying".into();
+                    s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
+                });
             }
             RedisItem::Tx { tx, pos, heartbeat_ms } => {
                 self.applier.apply(&self.origin, &tx, &pos).await?;

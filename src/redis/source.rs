@@ -3,9 +3,9 @@
 //! ([`super::stream`]) and judged against the scope ([`super::scope`]).
 //!
 //! # What it yields, in stream order
-//! * after a full sync: the snapshot as [`RedisItem::Snapshot`] chunks, then a
-//!   [`RedisItem::Tx`] with no commands at the sync's offset (the sink writes the
-//!   position with it: the snapshot is complete);
+//! * after a full sync: [`RedisItem::SyncStart`], the snapshot as
+//!   [`RedisItem::Snapshot`] chunks, then [`RedisItem::SyncEnd`] with the sync's
+//!   offset (the sink sweeps and writes the position: [`super::fullsync`]);
 //! * every origin transaction in scope as a [`RedisItem::Tx`] with the position after
 //!   it; the origin daemon's heartbeat (`SET drc:hb:<origin> <ms>`) as a `Tx` with no
 //!   commands and `heartbeat_ms` (the position moves on an idle origin, and the sink
@@ -44,8 +44,20 @@ const QUEUE: usize = 1024;
 /// One item of a Redis direction.
 #[derive(Debug, Clone)]
 pub enum RedisItem {
-    /// A chunk of the full sync's snapshot taken at `sync` (replid, offset).
-    Snapshot { tx: RedisTx, sync: (String, u64) },
+    /// A full sync begins: the snapshot taken at `sync` (replid, offset) follows;
+    /// `peer_pos` is where the origin had applied this zone's stream
+    /// (`drc:pos:<this zone>` there, read just before; [`super::fullsync`]).
+    SyncStart {
+        sync: (String, u64),
+        peer_pos: Option<RedisPos>,
+    },
+    /// A chunk of the snapshot; `key` when it starts a key (database, name).
+    Snapshot {
+        tx: RedisTx,
+        key: Option<(u64, Vec<u8>)>,
+    },
+    /// The snapshot is complete; the stream continues after `pos`.
+    SyncEnd { pos: RedisPos },
     /// An origin transaction (no commands: a heartbeat or the end of a snapshot) and
     /// the position after it.
     Tx {
@@ -56,9 +68,11 @@ pub enum RedisItem {
 }
 
 impl RedisItem {
-    pub fn tx(&self) -> &RedisTx {
+    /// Commands in the item.
+    pub fn commands(&self) -> usize {
         match self {
-            RedisItem::Snapshot { tx, .. } | RedisItem::Tx { tx, .. } => tx,
+            RedisItem::Snapshot { tx, .. } | RedisItem::Tx { tx, .. } => tx.commands.len(),
+            RedisItem::SyncStart { .. } | RedisItem::SyncEnd { .. } => 0,
         }
     }
 }
@@ -71,7 +85,7 @@ impl Item for RedisItem {
         true
     }
     fn weight(&self) -> usize {
-        self.tx().commands.len().max(1)
+        self.commands().max(1)
     }
 }
 
@@ -84,6 +98,8 @@ pub struct CaptureSettings {
     pub zone: String,
     /// `host:port` of the origin's Redis.
     pub addr: String,
+    /// Its `redis://` URL, credentials included (never logged).
+    pub url: String,
     /// (user, password) for `AUTH`.
     pub auth: Option<(String, String)>,
     pub scope: Scope,
@@ -166,6 +182,11 @@ async fn capture(
 ) -> Result<(), Error> {
     let labels = [("from_zone", s.origin.clone()), ("to_zone", s.zone.clone())];
     let auth = s.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    // where the origin had applied this zone's stream, before the sync starts
+    let peer_pos = super::apply::RedisApplier::connect(&s.url)
+        .await?
+        .position(&s.zone)
+        .await?;
     let (mut r, sync) = Replica::connect(&s.addr, auth, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
         .await
         .map_err(err)?;
@@ -188,12 +209,22 @@ async fn capture(
             });
             let scope = s.scope.clone();
             let mut snap = Snapshot::new(move |db, k| scope.covers(db, k));
-            let sync = (replid.clone(), offset);
+            let start = RedisItem::SyncStart {
+                sync: (replid.clone(), offset),
+                peer_pos,
+            };
+            if out.send(Ok(start)).await.is_err() {
+                return Ok(());
+            }
             let (raw, mut items) = mpsc::channel(64);
             let convert = async {
                 while let Some(item) = items.recv().await {
+                    let key = match &item {
+                        super::rdb::RdbItem::Key { db, key, .. } => Some((*db, key.clone())),
+                        _ => None,
+                    };
                     if let Some(tx) = snap.push(item) {
-                        let chunk = RedisItem::Snapshot { tx, sync: sync.clone() };
+                        let chunk = RedisItem::Snapshot { tx, key };
                         if out.send(Ok(chunk)).await.is_err() {
                             return;
                         }
@@ -204,10 +235,8 @@ async fn capture(
             read.map_err(err)?;
             metrics::counter!(m::REDIS_SNAPSHOT_KEYS, &labels).increment(snap.keys);
             tracing::info!(from = %s.origin, keys = snap.keys, "Redis full sync read; the stream follows");
-            let end = RedisItem::Tx {
-                tx: RedisTx::default(),
+            let end = RedisItem::SyncEnd {
                 pos: RedisPos { replid, offset, db: 0 },
-                heartbeat_ms: None,
             };
             if out.send(Ok(end)).await.is_err() {
                 return Ok(());

@@ -18,3 +18,43 @@ pub fn redis_cli(port: &str, db: u64, commands: &str) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Restarts the testenv redis-server on `port` (zone a 6381, zone b 6382) with its
+/// data: `SHUTDOWN SAVE` writes the snapshot (with the replication id and offset, so
+/// its replicas can continue), then the server starts again from its config as
+/// `testenv/up.sh --redis` starts it, and is waited for.
+pub fn restart_redis(port: u16) {
+    let zone = if port == 6381 { "a" } else { "b" };
+    let ping = || {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    };
+    let _ = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "shutdown", "save"])
+        .output();
+    for _ in 0..100 {
+        if !ping() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!ping(), "redis on {port} did not stop");
+    let conf = super::run_dir().join(format!("redis-{zone}/redis.conf"));
+    Command::new("setsid")
+        .arg("redis-server")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    for _ in 0..100 {
+        if ping() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("redis on {port} did not start again ({})", conf.display());
+}

@@ -1,0 +1,230 @@
+//! Applying a full sync (the origin's snapshot) without undoing this zone's own recent
+//! writes and without resurrecting the origin's deletes.
+//!
+//! A full sync happens on a first start and when the origin's backlog no longer holds
+//! drc's position (a long outage, a restarted origin Redis). Then the commands the
+//! origin ran in the gap are gone: only its state (the snapshot) is left. Two rules
+//! make this zone's state the origin's without losing this zone's own writes:
+//!
+//! * **This zone's recent writes stand.** `P` is where the origin had applied this
+//!   zone's stream (`drc:pos:<this zone>` in the origin's Redis, read just before the
+//!   sync). Every key this zone wrote after `P` (read from this zone's own stream from
+//!   `P`, kept up to date while the snapshot is applied, at most [`REFRESH`] old) is
+//!   newer here than in the snapshot, and on its way to the origin: the snapshot does
+//!   not replace it and the sweep does not delete it.
+//! * **The origin's deletes hold (the sweep).** After the snapshot, every key in
+//!   scope here that the snapshot did not hold (recorded in `drc:seen:<origin>` with
+//!   the snapshot's own transactions) and that this zone did not write after `P` is
+//!   one the origin deleted (or let expire) in the gap: it is deleted here.
+//!
+//! With no `P` (the origin never applied this zone's data: a first sync) nothing here
+//! is the origin's to delete, and every key of the snapshot is taken. When this zone's
+//! own backlog no longer holds `P` either, the recent writes cannot be told apart:
+//! the snapshot is taken whole and the sweep is skipped, with a warning (run `drc
+//! redis verify`).
+//!
+//! Every write here is a marked transaction (the peer never gets it back); the
+//! position after the snapshot is written last, so a crash means a full sync again.
+
+use super::apply::{RedisApplier, RedisPos};
+use super::replica::{Replica, Sync};
+use super::scope::Scope;
+use super::stream::{Grouper, RedisTx};
+use crate::error::Error;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Longest time the set of this zone's recent writes may lag its stream while a
+/// snapshot is applied.
+pub const REFRESH: Duration = Duration::from_millis(20);
+
+/// Keys of the snapshot being applied, per origin (database 0): `drc:seen:<origin>`.
+pub const SEEN_PREFIX: &[u8] = b"drc:seen:";
+
+/// Where this zone's Redis is, for reading its own stream.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub addr: String,
+    pub auth: Option<(String, String)>,
+}
+
+/// The state of one full sync being applied.
+pub struct FullSync {
+    origin: String,
+    sync: (String, u64),
+    scope: Scope,
+    /// This zone's own stream from `P`, and the keys written there (not by drc).
+    tail: Option<(Replica, Grouper)>,
+    recent: HashSet<(u64, Vec<u8>)>,
+    refreshed: Option<Instant>,
+    /// The current key of the snapshot is one of the recent writes: its chunks are skipped.
+    skipping: bool,
+    pub skipped_keys: u64,
+    pub deleted_keys: u64,
+}
+
+fn transient(addr: &str, what: String) -> Error {
+    Error::Transient {
+        addr: addr.to_string(),
+        what,
+    }
+}
+
+impl FullSync {
+    /// Starts applying `origin`'s snapshot taken at `sync`; `peer_pos` is `P`.
+    pub async fn start(
+        applier: &mut RedisApplier,
+        local: &Local,
+        origin: &str,
+        sync: (String, u64),
+        peer_pos: Option<RedisPos>,
+        scope: Scope,
+    ) -> Result<FullSync, Error> {
+        applier.forget(&seen_key(origin)).await?;
+        let tail = match &peer_pos {
+            None => None,
+            Some(p) => {
+                let auth = local.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+                let (r, s) = Replica::connect(&local.addr, auth, Some((&p.replid, p.offset)))
+                    .await
+                    .map_err(|e| transient(&local.addr, format!("reading this zone's Redis stream: {e}")))?;
+                match s {
+                    Sync::Continue { .. } => Some((r, Grouper::new(p.db))),
+                    Sync::Full { .. } => {
+                        tracing::warn!(
+                            from = %origin,
+                            "full sync from zone {origin}: this zone's Redis no longer holds its stream from where zone {origin} had applied it, so this zone's recent writes cannot be told from old ones: the snapshot is taken whole and keys zone {origin} deleted meanwhile are not deleted here (run `drc redis verify`)"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Ok(FullSync {
+            origin: origin.to_string(),
+            sync,
+            scope,
+            tail,
+            recent: HashSet::new(),
+            refreshed: None,
+            skipping: false,
+            skipped_keys: 0,
+            deleted_keys: 0,
+        })
+    }
+
+    /// Reads this zone's own stream up to its current end (at most every [`REFRESH`]
+    /// unless `now`): the keys written since `P` by anything but drc.
+    async fn refresh(&mut self, applier: &mut RedisApplier, now: bool) -> Result<(), Error> {
+        let Some((tail, grouper)) = self.tail.as_mut() else {
+            return Ok(());
+        };
+        if !now && self.refreshed.is_some_and(|t| t.elapsed() < REFRESH) {
+            return Ok(());
+        }
+        let end = applier.master_offset().await?;
+        while tail.offset < end {
+            let c = tokio::time::timeout(Duration::from_secs(10), tail.next_command())
+                .await
+                .map_err(|_| transient(&applier.addr, "this zone's Redis stream stalled".into()))?
+                .map_err(|e| transient(&applier.addr, format!("reading this zone's Redis stream: {e}")))?;
+            let Some(tx) = grouper.push(c) else { continue };
+            if tx.applier {
+                continue;
+            }
+            for (db, args) in &tx.commands {
+                let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+                for i in super::scope::key_positions(&name, args) {
+                    if self.scope.covers(*db, &args[i]) {
+                        self.recent.insert((*db, args[i].clone()));
+                    }
+                }
+            }
+        }
+        self.refreshed = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Applies one chunk of the snapshot (`key`: the chunk starts key (db, name)).
+    pub async fn chunk(
+        &mut self,
+        applier: &mut RedisApplier,
+        key: Option<(u64, Vec<u8>)>,
+        mut tx: RedisTx,
+    ) -> Result<(), Error> {
+        if let Some((db, name)) = key {
+            self.refresh(applier, false).await?;
+            let member = [db.to_string().as_bytes(), b":", &name].concat();
+            tx.commands.push((
+                0,
+                vec![b"SADD".to_vec(), seen_key(&self.origin), member],
+            ));
+            self.skipping = self.recent.contains(&(db, name));
+            if self.skipping {
+                self.skipped_keys += 1;
+                // recorded as seen (not deleted by the sweep), not replaced
+                tx.commands.retain(|(_, c)| c[0] == b"SADD");
+            }
+        } else if self.skipping {
+            return Ok(());
+        }
+        applier.apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1)).await?;
+        Ok(())
+    }
+
+    /// The sweep, then the position after the snapshot.
+    pub async fn finish(mut self, applier: &mut RedisApplier, pos: &RedisPos) -> Result<(), Error> {
+        if self.tail.is_some() {
+            for db in self.scope.databases().to_vec() {
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys) = applier.scan(db, cursor).await?;
+                    let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| self.scope.covers(db, k)).collect();
+                    if !keys.is_empty() {
+                        self.refresh(applier, true).await?;
+                        let members: Vec<Vec<u8>> = keys
+                            .iter()
+                            .map(|k| [db.to_string().as_bytes(), b":", k].concat())
+                            .collect();
+                        let seen = applier.smismember(&seen_key(&self.origin), &members).await?;
+                        let gone: Vec<Vec<u8>> = keys
+                            .into_iter()
+                            .zip(seen)
+                            .filter(|(k, seen)| !seen && !self.recent.contains(&(db, k.clone())))
+                            .map(|(k, _)| k)
+                            .collect();
+                        if !gone.is_empty() {
+                            self.deleted_keys += gone.len() as u64;
+                            let mut del = vec![b"DEL".to_vec()];
+                            del.extend(gone);
+                            let tx = RedisTx {
+                                commands: vec![(db, del)],
+                                ..Default::default()
+                            };
+                            applier.apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1)).await?;
+                        }
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+        applier.forget(&seen_key(&self.origin)).await?;
+        applier.apply(&self.origin, &RedisTx::default(), pos).await?;
+        tracing::info!(
+            from = %self.origin,
+            kept_recent = self.skipped_keys,
+            deleted = self.deleted_keys,
+            swept = self.tail.is_some(),
+            "Redis full sync applied: this zone's newer writes kept, keys deleted in zone {} meanwhile deleted here",
+            self.origin
+        );
+        Ok(())
+    }
+}
+
+fn seen_key(origin: &str) -> Vec<u8> {
+    [SEEN_PREFIX, origin.as_bytes()].concat()
+}
