@@ -597,10 +597,12 @@ impl Config {
                 match &p.redis {
                     Some(s) => s.validate("peers.redis")?,
                     // Redis data travels directly with either transport (docs/REDIS.md)
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "[[peers]] zone {:?} needs a [peers.redis] table: this zone has [redis] (or leave [redis] out)",
                         p.zone
-                    )),
+                    ))
+                    }
                 }
             }
         } else if let Some(p) = self.peers.iter().find(|p| p.redis.is_some()) {

@@ -310,3 +310,81 @@ async fn twenty_kills_and_a_redis_restart_under_load_lose_and_repeat_nothing() {
         assert!(p.running(z), "{}", p.logs());
     }
 }
+
+/// Sets zone a's `repl-backlog-size` back to the testenv's 16 MB, even on a panic.
+struct Backlog;
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        common::redis::redis_cli("6381", 0, "CONFIG SET repl-backlog-size 16mb\n");
+    }
+}
+
+/// Zone b's daemon is down while zone a's Redis writes more than its backlog holds:
+/// zone b's direction syncs in full (reported, counted). Keys zone a deleted in the
+/// gap are deleted in zone b too (not resurrected); zone b's own writes of the gap
+/// stay and reach zone a (even to a key zone a deleted: the later write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_deleted() {
+    let (mut p, admin) = pair("redis_backlog", 6121, 9665).await;
+    let mut a = con(0, DB).await;
+    let mut b = con(1, DB).await;
+    for i in 0..30 {
+        let _: () = a.set(format!("sync:a:k{i}"), i).await.unwrap();
+        let _: () = b.set(format!("sync:b:k{i}"), i).await.unwrap();
+    }
+    assert_converged(&p, 30).await;
+    p.kill9(1);
+    let _backlog = Backlog;
+    common::redis::redis_cli("6381", 0, "CONFIG SET repl-backlog-size 16384\n");
+    // the gap: zone a deletes some of each zone's keys and writes far more than 16 KB
+    for i in 0..10 {
+        let _: () = a.del(format!("sync:a:k{i}")).await.unwrap();
+        let _: () = a.del(format!("sync:b:k{i}")).await.unwrap();
+    }
+    let big = "x".repeat(1024);
+    for i in 0..200 {
+        let _: () = a
+            .set(format!("sync:a:big:{}", i % 20), format!("{i}{big}"))
+            .await
+            .unwrap();
+    }
+    // zone b writes meanwhile: new keys, and key 7 that zone a deleted (b's is later)
+    for i in 0..5 {
+        let _: () = b.set(format!("sync:b:new:{i}"), i).await.unwrap();
+    }
+    let _: () = b.set("sync:b:k7", "b wrote after a deleted").await.unwrap();
+    p.start(1);
+    assert_converged(&p, 60).await;
+    for z in 0..2 {
+        let d = dump(z, DB).await;
+        for i in 0..10 {
+            assert!(
+                !d.contains_key(&format!("sync:a:k{i}")),
+                "zone {z}: sync:a:k{i} resurrected"
+            );
+            if i != 7 {
+                assert!(
+                    !d.contains_key(&format!("sync:b:k{i}")),
+                    "zone {z}: sync:b:k{i} resurrected"
+                );
+            }
+        }
+        assert_eq!(
+            d.get("sync:b:k7").map(|v| v.1.as_str()),
+            Some("b wrote after a deleted"),
+            "zone {z}"
+        );
+        assert!(
+            d.contains_key("sync:b:new:4") && d.contains_key("sync:a:big:19"),
+            "zone {z}"
+        );
+    }
+    let metrics = get(&format!("{}/metrics", admin[1]));
+    assert_eq!(
+        sample(&metrics, "drc_redis_full_syncs_total", &["reason=\"backlog_lost\""]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(p.log(1).contains("no longer holds drc's position"), "{}", p.log(1));
+    assert!(p.running(0) && p.running(1), "{}", p.logs());
+}

@@ -155,10 +155,8 @@ impl FullSync {
         if let Some((db, name)) = key {
             self.refresh(applier, false).await?;
             let member = [db.to_string().as_bytes(), b":", &name].concat();
-            tx.commands.push((
-                0,
-                vec![b"SADD".to_vec(), seen_key(&self.origin), member],
-            ));
+            tx.commands
+                .push((0, vec![b"SADD".to_vec(), seen_key(&self.origin), member]));
             self.skipping = self.recent.contains(&(db, name));
             if self.skipping {
                 self.skipped_keys += 1;
@@ -168,7 +166,9 @@ impl FullSync {
         } else if self.skipping {
             return Ok(());
         }
-        applier.apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1)).await?;
+        applier
+            .apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1))
+            .await?;
         Ok(())
     }
 
@@ -201,7 +201,9 @@ impl FullSync {
                                 commands: vec![(db, del)],
                                 ..Default::default()
                             };
-                            applier.apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1)).await?;
+                            applier
+                                .apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1))
+                                .await?;
                         }
                     }
                     if next == 0 {

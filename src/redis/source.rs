@@ -52,10 +52,7 @@ pub enum RedisItem {
         peer_pos: Option<RedisPos>,
     },
     /// A chunk of the snapshot; `key` when it starts a key (database, name).
-    Snapshot {
-        tx: RedisTx,
-        key: Option<(u64, Vec<u8>)>,
-    },
+    Snapshot { tx: RedisTx, key: Option<(u64, Vec<u8>)> },
     /// The snapshot is complete; the stream continues after `pos`.
     SyncEnd { pos: RedisPos },
     /// An origin transaction (no commands: a heartbeat or the end of a snapshot) and

@@ -42,14 +42,17 @@ pub fn restart_redis(port: u16) {
     }
     assert!(!ping(), "redis on {port} did not stop");
     let conf = super::run_dir().join(format!("redis-{zone}/redis.conf"));
-    Command::new("setsid")
+    // (`setsid -f`: the server outlives the test, as testenv/up.sh starts it)
+    let started = Command::new("setsid")
+        .arg("-f")
         .arg("redis-server")
         .arg(&conf)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .expect("redis-server");
+    assert!(started.success(), "redis-server {}", conf.display());
     for _ in 0..100 {
         if ping() {
             return;
