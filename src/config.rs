@@ -334,6 +334,12 @@ pub struct RedisConfig {
     /// (database 0), from which the peers measure the Redis lag: `heartbeat_ms = 1000`.
     #[serde(default = "default_redis_heartbeat")]
     pub heartbeat_ms: u64,
+    /// Home zones of key patterns: `[redis.homes] "route:*" = "a"`. A key with a home
+    /// is written in its home zone only: another zone's write of it is not applied
+    /// anywhere (counted as a conflict, logged), and `drc redis verify --repair`
+    /// gives the other zones the home's version. The first matching pattern counts.
+    #[serde(default)]
+    pub homes: std::collections::BTreeMap<String, String>,
 }
 
 fn default_redis_port() -> u16 {
@@ -592,6 +598,14 @@ impl Config {
             }
             if r.heartbeat_ms == 0 {
                 return Err("[redis] heartbeat_ms must be positive".into());
+            }
+            for (pattern, home) in &r.homes {
+                if *home != self.zone && !self.peers.iter().any(|p| p.zone == *home) {
+                    return Err(format!(
+                        "[redis.homes] {pattern:?} = {home:?}: not this zone ({:?}) nor a [[peers]] zone",
+                        self.zone
+                    ));
+                }
             }
             for p in &self.peers {
                 match &p.redis {

@@ -47,6 +47,17 @@ enum Cmd {
     Fence(cli::ops::FenceArgs),
     /// Undo `drc fence`.
     Unfence(cli::ops::FenceArgs),
+    /// Redis sync tools: compare (and repair) the zones' synced keys.
+    Redis {
+        #[command(subcommand)]
+        cmd: RedisCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RedisCmd {
+    /// Compare this zone's synced Redis keys with each peer's; exit 3 if they differ.
+    Verify(cli::redis::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,6 +99,9 @@ fn main() {
         Cmd::Wait(a) => runtime().block_on(cli::ops::wait(a)),
         Cmd::Fence(a) => runtime().block_on(cli::ops::fence(a, true)),
         Cmd::Unfence(a) => runtime().block_on(cli::ops::fence(a, false)),
+        Cmd::Redis {
+            cmd: RedisCmd::Verify(a),
+        } => runtime().block_on(cli::redis::verify_cmd(a)),
     };
     std::process::exit(code);
 }

@@ -50,9 +50,14 @@ async fn fresh() {
 /// Starts both daemons with Redis sync and waits until both Redis directions
 /// streamed (after their full sync).
 async fn pair(name: &str, server_id: u32, admin_port: u16) -> (Pair, Vec<String>) {
+    pair_with(name, server_id, admin_port, "").await
+}
+
+/// [`pair`] with `tables` after `[redis]` (e.g. `[redis.homes]`).
+async fn pair_with(name: &str, server_id: u32, admin_port: u16, tables: &str) -> (Pair, Vec<String>) {
     fresh().await;
     let mut p = Pair::new(name, &[TABLE], server_id).await;
-    p.with_redis(&format!("[{DB}]"), KEYS);
+    p.with_redis(&format!("[{DB}]"), KEYS, tables);
     let admin = p.with_admin(admin_port, "t");
     p.start_both().await;
     for z in 0..2 {
@@ -386,5 +391,81 @@ async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_delete
         "{metrics}"
     );
     assert!(p.log(1).contains("no longer holds drc's position"), "{}", p.log(1));
+    assert!(p.running(0) && p.running(1), "{}", p.logs());
+}
+
+/// `drc redis verify` with the daemons running.
+fn verify(p: &Pair, zone: usize, repair: bool) -> (i32, String) {
+    let mut c = std::process::Command::new(common::drc_bin());
+    c.args(["redis", "verify", "--config"])
+        .arg(&p.cfg[zone])
+        .args(["--settle-ms", "500"]);
+    if repair {
+        c.arg("--repair");
+    }
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A key with a home zone (`[redis.homes] "sync:route:*" = "a"`) takes zone a's writes
+/// only: zone b's write of it is not applied in zone a (a conflict, counted). `drc
+/// redis verify` finds that difference and one of a key without a home (both zones
+/// wrote it while the daemons were down: each applied the other's); `--repair` gives
+/// zone b the home's version of the homed key and leaves the other for the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homed_key_takes_its_homes_writes_and_verify_finds_and_repairs() {
+    let (mut p, admin) = pair_with("redis_homes", 6131, 9667, "[redis.homes]\n\"sync:route:*\" = \"a\"\n").await;
+    let mut a = con(0, DB).await;
+    let mut b = con(1, DB).await;
+    let _: () = a.set("sync:route:1", "from a").await.unwrap();
+    let _: () = a.set("sync:plain", "1").await.unwrap();
+    assert_converged(&p, 30).await;
+    assert_eq!(verify(&p, 1, false).0, 0, "{}", verify(&p, 1, false).1);
+    // zone b writes the key homed in a: not applied in a
+    let _: () = b.set("sync:route:1", "from b").await.unwrap();
+    // both zones write a key without a home while the daemons are down
+    p.kill9(0);
+    p.kill9(1);
+    let _: () = a.set("sync:clash", "A").await.unwrap();
+    let _: () = b.set("sync:clash", "B").await.unwrap();
+    p.start(0);
+    p.start(1);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let (x, y): (Option<String>, Option<String>) = (
+                con(0, DB).await.get("sync:clash").await.unwrap(),
+                con(1, DB).await.get("sync:clash").await.unwrap(),
+            );
+            x.as_deref() == Some("B") && y.as_deref() == Some("A")
+        })
+        .await,
+        "each zone applied the other's write:\n{}",
+        p.logs()
+    );
+    let route_a: String = a.get("sync:route:1").await.unwrap();
+    assert_eq!(route_a, "from a", "zone b's write of a key homed in a was applied in a");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            sample(&get(&format!("{}/metrics", admin[0])), "drc_redis_conflicts_total", &[]).unwrap_or(0.0) >= 1.0
+        })
+        .await,
+        "the conflict is counted in zone a"
+    );
+    let (code, text) = verify(&p, 1, false);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("2 differ"), "{text}");
+    assert!(text.contains("sync:route:1") && text.contains("(home a)"), "{text}");
+    assert!(text.contains("sync:clash") && text.contains("no home zone"), "{text}");
+    let (code, text) = verify(&p, 1, true);
+    assert_eq!(code, 3, "the key without a home remains:\n{text}");
+    assert!(text.contains("1 repaired"), "{text}");
+    let route_b: String = b.get("sync:route:1").await.unwrap();
+    assert_eq!(route_b, "from a", "repaired to the home's version");
+    // the operator settles the other key in one zone; then the zones agree
+    let _: () = a.set("sync:clash", "settled").await.unwrap();
+    assert_converged(&p, 30).await;
+    let (code, text) = verify(&p, 0, false);
+    assert_eq!(code, 0, "{text}");
     assert!(p.running(0) && p.running(1), "{}", p.logs());
 }

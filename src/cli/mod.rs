@@ -4,6 +4,7 @@ pub mod check;
 pub mod drain;
 pub mod dump;
 pub mod ops;
+pub mod redis;
 pub mod run;
 pub mod tail;
 

@@ -17,6 +17,7 @@ use crate::redis::fullsync::Local;
 use crate::redis::scope::Scope;
 use crate::redis::sink::RedisSink;
 use crate::redis::source::{CaptureSettings, RedisSource, HEARTBEAT_PREFIX};
+use crate::redis::verify::Homes;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
                 url: server.url(&cfg.base_dir, "peers.redis")?,
                 auth: server.auth(&cfg.base_dir, "peers.redis")?,
                 scope: scope.clone(),
+                homes: Homes::new(&r.homes),
             },
             local: Local {
                 addr: r.server.addr(),

@@ -7,7 +7,8 @@
 //! command stream into origin transactions, [`scope`] decides what is synced), a
 //! sink ([`sink`] over [`apply`]: one MULTI/EXEC per origin transaction with the
 //! origin position in it), the run loop of `src/pipeline/`, wired in
-//! `src/daemon/redis.rs`.
+//! `src/daemon/redis.rs`; [`verify`] compares two zones' keys (`drc redis verify`) and
+//! repairs keys with a home zone.
 
 pub mod apply;
 pub mod fullsync;
@@ -18,3 +19,4 @@ pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod stream;
+pub mod verify;

@@ -27,6 +27,7 @@ use super::replica::{Replica, ReplicaError, Sync};
 use super::scope::{Scope, Verdict};
 use super::snapshot::Snapshot;
 use super::stream::{Grouper, RedisTx};
+use super::verify::Homes;
 use crate::error::Error;
 use crate::pipeline::{Item, Source};
 use crate::telemetry::metrics as m;
@@ -100,6 +101,8 @@ pub struct CaptureSettings {
     /// (user, password) for `AUTH`.
     pub auth: Option<(String, String)>,
     pub scope: Scope,
+    /// Home zones of key patterns: a homed key takes its home's writes only.
+    pub homes: Homes,
 }
 
 /// The source: the receiving end of the capture task.
@@ -251,6 +254,8 @@ async fn capture(
         metrics::counter!(m::REDIS_REFUSED, &l).increment(1);
     };
     let hb_key = [HEARTBEAT_PREFIX, s.origin.as_bytes()].concat();
+    let conflicts = metrics::counter!(m::REDIS_CONFLICTS, &labels);
+    let mut said = None::<std::time::Instant>;
     loop {
         r.acknowledge_later(durable.load(Ordering::Relaxed));
         let before = r.offset;
@@ -277,6 +282,19 @@ async fn capture(
                 heartbeat_ms: Some(ms),
             }
         } else {
+            let mut tx = tx;
+            let before = tx.commands.len();
+            tx.commands.retain(|(_, args)| !misrouted(&s.homes, &s.origin, args));
+            if tx.commands.len() < before {
+                conflicts.increment((before - tx.commands.len()) as u64);
+                if said.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                    said = Some(std::time::Instant::now());
+                    tracing::warn!(from = %s.origin, offset = tx.offset, "zone {} wrote keys whose home is another zone ([redis.homes]); not applied (the home's value stands; `drc redis verify --repair` gives zone {} the home's value back). Counted in drc_redis_conflicts_total; this warning at most every 10 s", s.origin, s.origin);
+                }
+                if tx.commands.is_empty() {
+                    continue;
+                }
+            }
             match s.scope.judge(&tx.commands) {
                 Verdict::Ship => RedisItem::Tx {
                     tx,
@@ -300,6 +318,14 @@ async fn capture(
             return Ok(());
         }
     }
+}
+
+/// A command of `origin` touching a key whose home is another zone.
+fn misrouted(homes: &Homes, origin: &str, args: &[Vec<u8>]) -> bool {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    super::scope::key_positions(&name, args)
+        .into_iter()
+        .any(|i| homes.of(&args[i]).is_some_and(|h| h != origin))
 }
 
 /// The origin daemon's heartbeat: one `SET drc:hb:<origin> <ms>` in database 0.

@@ -6,7 +6,8 @@
 //! Loops: drc's applier writes a peer's transaction as `MULTI`, `SELECT 0`, `SET
 //! drc:pos:<origin> <position>`, the commands, `EXEC` (the position key is the marker
 //! and the exactly-once record at once). A transaction whose first write is a key
-//! under [`MARKER_PREFIX`] in database 0 is the applier's: it is marked, and never
+//! under [`MARKER_PREFIX`] (or [`MARK_PREFIX`]: drc's repairs) in database 0 is the
+//! applier's: it is marked, and never
 //! shipped back. `PING` and `REPLCONF` carry nothing. A position in the stream is
 //! (replid, offset, selected database) ([`Grouper::new`]). `FLUSHALL`, `FLUSHDB` and
 //! `SWAPDB` are marked refused: drc never propagates them (the caller alerts).
@@ -15,6 +16,8 @@ use super::replica::StreamCommand;
 
 /// Keys of drc's applier positions (one per origin): `drc:pos:<origin>`.
 pub const MARKER_PREFIX: &[u8] = b"drc:pos:";
+/// Keys of drc's other marked writes (repairs: `drc:mark:repair`).
+pub const MARK_PREFIX: &[u8] = b"drc:mark:";
 
 /// One origin transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +89,9 @@ impl Grouper {
                 if tx.commands.is_empty()
                     && db == 0
                     && name == "SET"
-                    && c.args.get(1).is_some_and(|k| k.starts_with(MARKER_PREFIX))
+                    && c.args
+                        .get(1)
+                        .is_some_and(|k| k.starts_with(MARKER_PREFIX) || k.starts_with(MARK_PREFIX))
                 {
                     tx.applier = true;
                 }

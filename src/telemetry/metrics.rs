@@ -121,6 +121,8 @@ pub const REDIS_SNAPSHOT_KEYS: &str = "drc_redis_snapshot_keys_total";
 pub const REDIS_REFUSED: &str = "drc_redis_refused_total";
 /// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
+/// Redis sync: writes of a key with a home zone made in another zone (not applied), by from_zone.
+pub const REDIS_CONFLICTS: &str = "drc_redis_conflicts_total";
 /// Redis sync: bytes of the origin's stream read but not yet applied here (backlog distance).
 pub const REDIS_BEHIND_BYTES: &str = "drc_redis_behind_bytes";
 
@@ -170,6 +172,7 @@ pub const ALL: &[&str] = &[
     REDIS_REFUSED,
     REDIS_LOOPS_SUPPRESSED,
     REDIS_BEHIND_BYTES,
+    REDIS_CONFLICTS,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -286,6 +289,10 @@ fn describe() {
     describe_counter!(
         REDIS_LOOPS_SUPPRESSED,
         "Redis transactions of a drc applier not shipped back"
+    );
+    describe_counter!(
+        REDIS_CONFLICTS,
+        "Redis writes of a key homed in another zone than the writer's, not applied"
     );
     describe_gauge!(
         REDIS_BEHIND_BYTES,

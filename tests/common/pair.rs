@@ -174,13 +174,14 @@ impl Pair {
     }
 
     /// Adds Redis sync to every zone's config: the testenv's redis-servers (zone a
-    /// 6381, zone b 6382), databases `dbs` and key patterns `keys` (TOML arrays).
-    pub fn with_redis(&self, dbs: &str, keys: &str) {
+    /// 6381, zone b 6382), databases `dbs` and key patterns `keys` (TOML arrays),
+    /// and `tables` after `[redis]` (e.g. `[redis.homes]`).
+    pub fn with_redis(&self, dbs: &str, keys: &str, tables: &str) {
         const REDIS: [u16; 2] = [6381, 6382];
         for (z, cfg) in self.cfg.iter().enumerate() {
             let text = std::fs::read_to_string(cfg).unwrap();
             let redis = format!(
-                "[redis]\nhost = \"127.0.0.1\"\nport = {}\ndatabases = {dbs}\nkeys = {keys}\nheartbeat_ms = 200\n",
+                "[redis]\nhost = \"127.0.0.1\"\nport = {}\ndatabases = {dbs}\nkeys = {keys}\nheartbeat_ms = 200\n{tables}",
                 REDIS[z]
             );
             let at = text.find("[[peers]]").expect("a generated config has [[peers]]");
