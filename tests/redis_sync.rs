@@ -469,3 +469,58 @@ async fn a_homed_key_takes_its_homes_writes_and_verify_finds_and_repairs() {
     assert_eq!(code, 0, "{text}");
     assert!(p.running(0) && p.running(1), "{}", p.logs());
 }
+
+/// `drc check` checks the Redis servers too: a user that may not PSYNC is a problem
+/// (exit 3, with the ACL fix), eviction of any key a warning.
+#[test]
+fn drc_check_names_a_user_without_psync_and_eviction_of_synced_keys() {
+    use common::redis::redis_cli;
+    redis_cli("6382", 0, "ACL SETUSER drc_nopsync on >pw ~* +@all -psync\nCONFIG SET maxmemory 1gb\nCONFIG SET maxmemory-policy allkeys-lru\n");
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            common::redis::redis_cli(
+                "6382",
+                0,
+                "ACL DELUSER drc_nopsync\nCONFIG SET maxmemory 0\nCONFIG SET maxmemory-policy noeviction\n",
+            );
+        }
+    }
+    let _restore = Restore;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("testenv/zone-a.toml"))
+        .unwrap()
+        .replace(
+            ".run/secrets",
+            &common::repo().join("testenv/.run/secrets").display().to_string(),
+        )
+        .replace(".run/drc-a", &dir.path().join("drc-a").display().to_string())
+        .replace(
+            "[peers.redis]\nhost = \"127.0.0.1\"\nport = 6382\n",
+            "[peers.redis]\nhost = \"127.0.0.1\"\nport = 6382\nuser = \"drc_nopsync\"\npassword = \"pw\"\n",
+        );
+    assert!(
+        text.contains("drc_nopsync"),
+        "the testenv config changed shape:\n{text}"
+    );
+    let cfg = dir.path().join("zone-a.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(common::drc_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("PROBLEM")
+            && l.contains("user drc_nopsync may not PSYNC")
+            && l.contains("ACL SETUSER drc_nopsync +psync")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("WARN") && l.contains("redis_eviction") && l.contains("allkeys-lru")),
+        "{text}"
+    );
+}

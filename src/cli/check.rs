@@ -39,6 +39,8 @@ pub async fn run(a: CheckArgs) -> i32 {
         Err(e) => return super::fail(format!("{addr}: {e}")),
     };
     let _ = conn.disconnect().await;
+    let mut findings = findings;
+    findings.extend(drc::ops::check::redis_checks(&cfg).await);
     let problems = findings.iter().filter(|f| f.level == Level::Problem).count();
     for f in &findings {
         if a.format == "json" {
