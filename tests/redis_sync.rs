@@ -492,7 +492,7 @@ fn drc_check_names_a_user_without_psync_and_eviction_of_synced_keys() {
         .unwrap()
         .replace(
             ".run/secrets",
-            &common::repo().join("testenv/.run/secrets").display().to_string(),
+            &common::run_dir().join("secrets").display().to_string(),
         )
         .replace(".run/drc-a", &dir.path().join("drc-a").display().to_string())
         .replace(
