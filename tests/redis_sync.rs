@@ -490,10 +490,7 @@ fn drc_check_names_a_user_without_psync_and_eviction_of_synced_keys() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(common::repo().join("testenv/zone-a.toml"))
         .unwrap()
-        .replace(
-            ".run/secrets",
-            &common::run_dir().join("secrets").display().to_string(),
-        )
+        .replace(".run/secrets", &common::run_dir().join("secrets").display().to_string())
         .replace(".run/drc-a", &dir.path().join("drc-a").display().to_string())
         .replace(
             "[peers.redis]\nhost = \"127.0.0.1\"\nport = 6382\n",

@@ -14,6 +14,7 @@ pub const TRANSIENT_CODES: &[u16] = &[
     1205, // lock wait timeout
     1213, // deadlock
     1317, // query interrupted
+    1684, // information_schema skipped a table under concurrent DDL (`LocalTable::load`)
     1927, // MariaDB: connection killed
     2006, 2013, // server gone, lost connection
     4031, // MySQL 8: disconnected for inactivity

@@ -40,7 +40,43 @@ pub struct LocalTable {
     pub version_step_us: u32,
 }
 
+/// MariaDB's information_schema does not wait for a table whose definition a
+/// concurrent DDL statement holds (an exclusive metadata lock) when the session holds
+/// metadata locks of its own, as drc's sessions do (their `GET_LOCK` claim): it skips
+/// the table with warning 1684, and the table would look missing, or without a
+/// primary key (its changes then skipped: lost; seen in CI under ALTER TABLE). A read
+/// with that warning fails with it (transient: read again).
+async fn not_skipped(conn: &mut Conn) -> Result<(), mysql_async::Error> {
+    if conn.get_warnings() == 0 {
+        return Ok(());
+    }
+    let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await?;
+    match warnings.into_iter().find(|w| w.1 == 1684) {
+        Some((_, code, message)) => Err(mysql_async::Error::Server(mysql_async::ServerError {
+            code: code as u16,
+            message,
+            state: "HY000".into(),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// A metadata read that contradicts itself (a column marked as part of the primary
+/// key but no key read, or a key column not among the columns): the table changed
+/// between the reads; transient, read again.
+fn inconsistent(db: &str, tbl: &str) -> mysql_async::Error {
+    mysql_async::Error::Server(mysql_async::ServerError {
+        code: 1684,
+        message: format!("`{db}`.`{tbl}` changed while its definition was read (a concurrent ALTER TABLE)"),
+        state: "HY000".into(),
+    })
+}
+
 impl LocalTable {
+    /// The table's definition from information_schema; `None` when it does not
+    /// exist. A read disturbed by a concurrent DDL is an error (transient), never a
+    /// wrong definition: a table read without its primary key would have its changes
+    /// skipped.
     pub async fn load(
         conn: &mut Conn,
         db: &str,
@@ -54,17 +90,44 @@ impl LocalTable {
                 (db, tbl),
             )
             .await?;
+        not_skipped(conn).await?;
         if cols.is_empty() {
             return Ok(None);
         }
-        let pk_rows: Vec<(String, String)> = conn
+        // the key's order from KEY_COLUMN_USAGE, its types from `cols` (a join with
+        // COLUMNS can come back empty while an ALTER TABLE runs, without a warning)
+        let pk_names: Vec<String> = conn
             .exec(
-                "SELECT k.COLUMN_NAME, c.DATA_TYPE FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.COLUMNS c \
-                 ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME \
-                 WHERE k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ? AND k.CONSTRAINT_NAME = 'PRIMARY' ORDER BY k.ORDINAL_POSITION",
+                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
                 (db, tbl),
             )
             .await?;
+        not_skipped(conn).await?;
+        // COLUMNS marks the key's columns PRI (and, in a table without a primary key,
+        // a NOT NULL unique key's: then STATISTICS has no index PRIMARY)
+        let marked_pri = cols.iter().filter(|c| c.1 == "PRI").count();
+        if !pk_names.is_empty() && pk_names.len() != marked_pri {
+            return Err(inconsistent(db, tbl));
+        }
+        if pk_names.is_empty() && marked_pri > 0 {
+            let primary: u64 = conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'",
+                    (db, tbl),
+                )
+                .await?
+                .unwrap_or(0);
+            not_skipped(conn).await?;
+            if primary > 0 {
+                return Err(inconsistent(db, tbl));
+            }
+        }
+        let mut pk_rows: Vec<(String, String)> = Vec::with_capacity(pk_names.len());
+        for k in pk_names {
+            let c = cols.iter().find(|c| c.0 == k).ok_or_else(|| inconsistent(db, tbl))?;
+            pk_rows.push((k, c.2.clone()));
+        }
         // other unique keys and triggers, and foreign keys (either way): one round trip
         let (other_constraints, fks): (u64, u64) = conn
             .exec_first(
@@ -75,6 +138,7 @@ impl LocalTable {
             )
             .await?
             .unwrap_or((0, 0));
+        not_skipped(conn).await?;
         let columns: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
         let integer_key = !pk_rows.is_empty()
             && pk_rows.iter().all(|r| {
