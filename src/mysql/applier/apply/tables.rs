@@ -114,7 +114,15 @@ impl Applier {
             } else if self.tables.contains_key(&(r.db.to_string(), r.table.to_string())) {
                 continue;
             }
-            match self.load_table(&r.db, &r.table).await? {
+            let mut verdict = self.load_table(&r.db, &r.table).await?;
+            let known_unfit = self.unfit.get(&*r.db).is_some_and(|m| m.contains_key(&*r.table));
+            if verdict.is_err() && !known_unfit {
+                // skipping loses the table's rows: a verdict is confirmed by a second
+                // read before it counts (a definition caught mid-ALTER is not one)
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                verdict = self.load_table(&r.db, &r.table).await?;
+            }
+            match verdict {
                 Ok(_) => {
                     if let Some(m) = self.unfit.get_mut(&*r.db) {
                         if m.remove(&*r.table).is_some() {
