@@ -81,19 +81,31 @@ async fn dump(zone: usize, db: u64) -> BTreeMap<String, (String, String, i64)> {
     let mut out = BTreeMap::new();
     for k in keys {
         let t: String = redis::cmd("TYPE").arg(&k).query_async(&mut c).await.unwrap();
+        // (a key can change or go between TYPE and the read: read it again next round)
         let v = match t.as_str() {
-            "string" => c.get::<_, String>(&k).await.unwrap(),
-            "hash" => format!("{:?}", c.hgetall::<_, BTreeMap<String, String>>(&k).await.unwrap()),
-            "list" => format!("{:?}", c.lrange::<_, Vec<String>>(&k, 0, -1).await.unwrap()),
-            "set" => {
-                let mut m: Vec<String> = c.smembers(&k).await.unwrap();
-                m.sort();
-                format!("{m:?}")
-            }
-            "zset" => format!(
-                "{:?}",
-                c.zrange_withscores::<_, Vec<(String, f64)>>(&k, 0, -1).await.unwrap()
-            ),
+            "string" => match c.get::<_, Option<String>>(&k).await {
+                Ok(Some(v)) => v,
+                _ => continue,
+            },
+            "hash" => match c.hgetall::<_, BTreeMap<String, String>>(&k).await {
+                Ok(m) if !m.is_empty() => format!("{m:?}"),
+                _ => continue,
+            },
+            "list" => match c.lrange::<_, Vec<String>>(&k, 0, -1).await {
+                Ok(l) if !l.is_empty() => format!("{l:?}"),
+                _ => continue,
+            },
+            "set" => match c.smembers::<_, Vec<String>>(&k).await {
+                Ok(mut m) if !m.is_empty() => {
+                    m.sort();
+                    format!("{m:?}")
+                }
+                _ => continue,
+            },
+            "zset" => match c.zrange_withscores::<_, Vec<(String, f64)>>(&k, 0, -1).await {
+                Ok(z) if !z.is_empty() => format!("{z:?}"),
+                _ => continue,
+            },
             "none" => continue, // expired between KEYS and TYPE
             other => panic!("unexpected type {other} of {k}"),
         };

@@ -175,6 +175,75 @@ impl RedisApplier {
         }
     }
 
+    /// Applies several transactions of `origin`, each with the position after it, in
+    /// one round trip: each is its own MULTI/EXEC (atomic with its position), so a
+    /// crash part-way leaves a prefix applied and the stored position right after it.
+    /// A command this server refuses inside one (WRONGTYPE) is counted and logged, the
+    /// rest of its transaction and the others applied; a transaction refused whole
+    /// (EXECABORT) fails the batch after the transactions before it.
+    pub async fn apply_batch(&mut self, origin: &str, batch: &[(RedisTx, RedisPos)]) -> Result<(), ApplyError> {
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        let mut blocks = Vec::with_capacity(batch.len());
+        for (tx, pos) in batch {
+            p.cmd("MULTI");
+            p.cmd("SELECT").arg(0);
+            p.cmd("SET").arg(Self::key(origin)).arg(pos.text());
+            let mut replies = 4; // MULTI, SELECT, SET, EXEC
+            let mut db = 0;
+            for (d, args) in &tx.commands {
+                if *d != db {
+                    p.cmd("SELECT").arg(*d);
+                    db = *d;
+                    replies += 1;
+                }
+                let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
+                for a in &args[1..] {
+                    c.arg(a.as_slice());
+                }
+                p.add_command(c);
+                replies += 1;
+            }
+            p.cmd("EXEC");
+            blocks.push(replies);
+        }
+        let replies: Vec<redis::Value> = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        let mut at = 0;
+        for n in blocks {
+            let exec = replies.get(at + n - 1).ok_or_else(|| ApplyError {
+                addr: self.addr.clone(),
+                what: format!("{} replies to a pipeline of transactions", replies.len()),
+                transient: true,
+            })?;
+            at += n;
+            match exec {
+                redis::Value::Array(results) => {
+                    for r in results {
+                        if let redis::Value::ServerError(e) = r {
+                            self.refused += 1;
+                            tracing::warn!(origin, error = ?e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
+                        }
+                    }
+                }
+                redis::Value::ServerError(e) => {
+                    return Err(ApplyError {
+                        addr: self.addr.clone(),
+                        what: format!("a replicated transaction of zone {origin} was refused whole: {e:?}"),
+                        transient: false,
+                    })
+                }
+                other => {
+                    return Err(ApplyError {
+                        addr: self.addr.clone(),
+                        what: format!("unexpected EXEC reply {other:?}"),
+                        transient: true,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes one of drc's own keys of database 0 (not a synced key: not marked).
     pub async fn forget(&mut self, key: &[u8]) -> Result<(), ApplyError> {
         let mut p = redis::pipe();

@@ -4,13 +4,18 @@
 //! made durable to the source (which acknowledges it to the origin), and keeps the
 //! direction's metrics and `/status` entry.
 //!
-//! Each item is applied when written (one MULTI/EXEC per origin transaction, the
-//! position in it), so [`Sink::flush`] has nothing left to do.
+//! Origin transactions are applied in batches of up to [`BATCH`] per round trip, each
+//! its own MULTI/EXEC with its position (a crash leaves a prefix applied and the
+//! position right after it): when the batch is full, before a full sync's items, and
+//! at every [`Sink::flush`] (the run loop flushes whenever the source has nothing more
+//! at hand, so batching happens only while the direction is behind).
 
 use super::apply::RedisApplier;
+use super::apply::RedisPos;
 use super::fullsync::{FullSync, Local};
 use super::scope::Scope;
 use super::source::RedisItem;
+use super::stream::RedisTx;
 use crate::error::Error;
 use crate::pipeline::Sink;
 use crate::telemetry::metrics as m;
@@ -26,6 +31,10 @@ pub struct RedisSink {
     scope: Scope,
     /// The full sync being applied.
     sync: Option<FullSync>,
+    /// Origin transactions written, applied at the next flush (one round trip).
+    pending: Vec<(RedisTx, RedisPos)>,
+    /// The latest origin heartbeat among them (ms since the epoch).
+    pending_heartbeat: Option<i64>,
     durable: Arc<AtomicU64>,
     status: Arc<RedisDirection>,
     commands: Counter,
@@ -55,6 +64,8 @@ impl RedisSink {
             local,
             scope,
             sync: None,
+            pending: Vec::new(),
+            pending_heartbeat: None,
             durable,
             status,
             commands: metrics::counter!(m::REDIS_COMMANDS, &labels),
@@ -66,10 +77,59 @@ impl RedisSink {
     }
 }
 
+/// Origin transactions applied in one round trip, at most.
+pub const BATCH: usize = 256;
+
+impl RedisSink {
+    /// Applies the written transactions (each its own MULTI/EXEC with its position).
+    async fn apply_pending(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.applier.apply_batch(&self.origin, &self.pending).await?;
+        let (mut txns, mut cmds) = (0u64, 0u64);
+        for (tx, _) in &self.pending {
+            if !tx.commands.is_empty() {
+                txns += 1;
+                cmds += tx.commands.len() as u64;
+            }
+        }
+        let lag = self
+            .pending_heartbeat
+            .take()
+            .map(|ms| (crate::telemetry::status::now_us() / 1000 - ms) as f64 / 1e3);
+        let pos = self.pending.last().map(|(_, p)| p.clone()).expect("not empty");
+        self.pending.clear();
+        self.durable.store(pos.offset, Ordering::Relaxed);
+        self.commands.increment(cmds);
+        self.txns.increment(txns);
+        if let Some(l) = lag {
+            self.lag.set(l);
+        }
+        self.status.update(|s| {
+            s.state = "applying".into();
+            s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
+            s.transactions += txns;
+            s.commands += cmds;
+            if lag.is_some() {
+                s.lag_seconds = lag;
+            }
+        });
+        if self.applier.refused > self.refused_seen {
+            self.refused_here.increment(self.applier.refused - self.refused_seen);
+            self.refused_seen = self.applier.refused;
+        }
+        Ok(())
+    }
+}
+
 impl Sink for RedisSink {
     type Item = RedisItem;
 
     async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
+        if !matches!(item, RedisItem::Tx { .. }) {
+            self.apply_pending().await?;
+        }
         match item {
             RedisItem::SyncStart { sync, peer_pos } => {
                 self.sync = Some(
@@ -106,28 +166,13 @@ impl Sink for RedisSink {
                 });
             }
             RedisItem::Tx { tx, pos, heartbeat_ms } => {
-                self.applier.apply(&self.origin, &tx, &pos).await?;
-                self.durable.store(pos.offset, Ordering::Relaxed);
-                let n = tx.commands.len() as u64;
-                if n > 0 {
-                    self.commands.increment(n);
-                    self.txns.increment(1);
+                self.pending.push((tx, pos));
+                if heartbeat_ms.is_some() {
+                    self.pending_heartbeat = heartbeat_ms;
                 }
-                let lag = heartbeat_ms.map(|ms| (crate::telemetry::status::now_us() / 1000 - ms) as f64 / 1e3);
-                if let Some(l) = lag {
-                    self.lag.set(l);
+                if self.pending.len() >= BATCH {
+                    self.apply_pending().await?;
                 }
-                self.status.update(|s| {
-                    s.state = "applying".into();
-                    s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
-                    if n > 0 {
-                        s.transactions += 1;
-                        s.commands += n;
-                    }
-                    if lag.is_some() {
-                        s.lag_seconds = lag;
-                    }
-                });
             }
         }
         if self.applier.refused > self.refused_seen {
@@ -138,6 +183,6 @@ impl Sink for RedisSink {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        Ok(())
+        self.apply_pending().await
     }
 }
