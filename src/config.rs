@@ -340,6 +340,12 @@ pub struct RedisConfig {
     /// gives the other zones the home's version. The first matching pattern counts.
     #[serde(default)]
     pub homes: std::collections::BTreeMap<String, String>,
+    /// Seconds between anti-entropy passes against each peer (`drc redis verify
+    /// --repair` inside the daemon: keys with a home get the home's version, other
+    /// differences are counted and logged); 0 (default) runs none. Each pass reads
+    /// every synced key of both zones: size it to the keyspace.
+    #[serde(default)]
+    pub verify_interval_secs: u64,
 }
 
 fn default_redis_port() -> u16 {

@@ -533,3 +533,47 @@ fn drc_check_names_a_user_without_psync_and_eviction_of_synced_keys() {
         "{text}"
     );
 }
+
+/// With `[redis] verify_interval_secs`, the daemons repair a homed key written in the
+/// wrong zone by themselves (and count it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_anti_entropy_repairs_a_homed_key_by_itself() {
+    let (p, admin) = pair_with(
+        "redis_entropy",
+        6141,
+        9669,
+        "verify_interval_secs = 1\n[redis.homes]\n\"sync:route:*\" = \"a\"\n",
+    )
+    .await;
+    let mut a = con(0, DB).await;
+    let mut b = con(1, DB).await;
+    let _: () = a.set("sync:route:9", "from a").await.unwrap();
+    assert_converged(&p, 30).await;
+    let _: () = b.set("sync:route:9", "from b").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            con(1, DB)
+                .await
+                .get::<_, Option<String>>("sync:route:9")
+                .await
+                .unwrap()
+                .as_deref()
+                == Some("from a")
+        })
+        .await,
+        "zone b's misrouted write was not repaired:\n{}",
+        p.logs()
+    );
+    let repaired: f64 = (0..2)
+        .map(|z| {
+            sample(
+                &get(&format!("{}/metrics", admin[z])),
+                "drc_redis_verify_repaired_total",
+                &[],
+            )
+            .unwrap_or(0.0)
+        })
+        .sum();
+    assert!(repaired >= 1.0, "repairs counted");
+    assert_converged(&p, 30).await;
+}

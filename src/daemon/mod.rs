@@ -184,6 +184,18 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         let (dirs, url) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
         for d in dirs {
             crate::telemetry::status::registry().redis_direction(&d.capture.origin);
+            if r.verify_interval_secs > 0 {
+                tasks.spawn(
+                    format!("Redis anti-entropy with zone {}", d.capture.origin),
+                    redis::anti_entropy(
+                        d.clone(),
+                        d.capture.url.clone(),
+                        crate::redis::verify::Homes::new(&r.homes),
+                        Duration::from_secs(r.verify_interval_secs),
+                        shutdown.clone(),
+                    ),
+                );
+            }
             tasks.spawn(
                 format!("Redis direction from zone {}", d.capture.origin),
                 redis::run(d, shutdown.clone()),

@@ -123,6 +123,10 @@ pub const REDIS_REFUSED: &str = "drc_redis_refused_total";
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
 /// Redis sync: writes of a key with a home zone made in another zone (not applied), by from_zone.
 pub const REDIS_CONFLICTS: &str = "drc_redis_conflicts_total";
+/// Redis sync: keys that differed from the peer at the last anti-entropy pass and were not repaired.
+pub const REDIS_VERIFY_DIFFERENCES: &str = "drc_redis_verify_differences";
+/// Redis sync: keys with a home zone repaired by the anti-entropy passes.
+pub const REDIS_VERIFY_REPAIRED: &str = "drc_redis_verify_repaired_total";
 /// Redis sync: bytes of the origin's stream read but not yet applied here (backlog distance).
 pub const REDIS_BEHIND_BYTES: &str = "drc_redis_behind_bytes";
 
@@ -173,6 +177,8 @@ pub const ALL: &[&str] = &[
     REDIS_LOOPS_SUPPRESSED,
     REDIS_BEHIND_BYTES,
     REDIS_CONFLICTS,
+    REDIS_VERIFY_DIFFERENCES,
+    REDIS_VERIFY_REPAIRED,
 ];
 
 /// Lag histogram buckets, seconds: 1 ms to 5 min.
@@ -289,6 +295,14 @@ fn describe() {
     describe_counter!(
         REDIS_LOOPS_SUPPRESSED,
         "Redis transactions of a drc applier not shipped back"
+    );
+    describe_gauge!(
+        REDIS_VERIFY_DIFFERENCES,
+        "Redis keys differing from the peer at the last anti-entropy pass, not repaired"
+    );
+    describe_counter!(
+        REDIS_VERIFY_REPAIRED,
+        "Redis keys with a home zone repaired by anti-entropy passes"
     );
     describe_counter!(
         REDIS_CONFLICTS,
