@@ -239,3 +239,34 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
     cli12("6381", "FLUSHDB\n");
     cli12("6382", "FLUSHDB\n");
 }
+
+/// A batch of origin transactions in one MULTI/EXEC: a command this zone refuses
+/// (WRONGTYPE: the key holds another type here) is counted, everything else of the
+/// batch and the position after its last transaction apply.
+#[tokio::test]
+async fn a_batch_applies_around_a_refused_command_and_stores_the_last_position() {
+    let cli13 = |port: &str, commands: &str| redis_cli(port, 13, commands);
+    cli13("6382", "FLUSHDB\nSET wt plain\n");
+    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let tx = |args: &[&str]| RedisTx {
+        commands: vec![(13, args.iter().map(|a| a.as_bytes().to_vec()).collect())],
+        ..Default::default()
+    };
+    let pos = |offset| RedisPos {
+        replid: "r".repeat(40),
+        offset,
+        db: 13,
+    };
+    let batch = vec![
+        (tx(&["SET", "one", "1"]), pos(100)),
+        (tx(&["HSET", "wt", "f", "v"]), pos(200)),
+        (tx(&["INCRBY", "n", "5"]), pos(300)),
+    ];
+    b.apply_batch("batchtest", &batch).await.unwrap();
+    assert_eq!(b.refused, 1, "the HSET of a string is refused and counted");
+    assert_eq!(cli13("6382", "GET one\nGET wt\nGET n\n"), "1\nplain\n5\n");
+    let stored = b.position("batchtest").await.unwrap().unwrap();
+    assert_eq!(stored.offset, 300, "the position after the last transaction");
+    redis_cli("6382", 0, "DEL drc:pos:batchtest\n");
+    cli13("6382", "FLUSHDB\n");
+}

@@ -175,70 +175,49 @@ impl RedisApplier {
         }
     }
 
-    /// Applies several transactions of `origin`, each with the position after it, in
-    /// one round trip: each is its own MULTI/EXEC (atomic with its position), so a
-    /// crash part-way leaves a prefix applied and the stored position right after it.
-    /// A command this server refuses inside one (WRONGTYPE) is counted and logged, the
-    /// rest of its transaction and the others applied; a transaction refused whole
-    /// (EXECABORT) fails the batch after the transactions before it.
+    /// Applies several consecutive transactions of `origin` in one round trip, as one
+    /// MULTI/EXEC with the position after the last: each origin transaction stays
+    /// atomic (inside a larger atomic unit), and the position commits with all of them,
+    /// so a crash neither loses nor repeats any. A command this server refuses inside
+    /// (WRONGTYPE) is counted and logged, the rest applied; a transaction refused whole
+    /// (EXECABORT: nothing ran) is an error.
     pub async fn apply_batch(&mut self, origin: &str, batch: &[(RedisTx, RedisPos)]) -> Result<(), ApplyError> {
+        let Some((_, last)) = batch.last() else {
+            return Ok(());
+        };
         let mut p = redis::pipe();
-        p.ignore_errors();
-        let mut blocks = Vec::with_capacity(batch.len());
-        for (tx, pos) in batch {
-            p.cmd("MULTI");
-            p.cmd("SELECT").arg(0);
-            p.cmd("SET").arg(Self::key(origin)).arg(pos.text());
-            let mut replies = 4; // MULTI, SELECT, SET, EXEC
-            let mut db = 0;
+        p.atomic().ignore_errors();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("SET").arg(Self::key(origin)).arg(last.text()).ignore();
+        let mut db = 0;
+        for (tx, _) in batch {
             for (d, args) in &tx.commands {
                 if *d != db {
-                    p.cmd("SELECT").arg(*d);
+                    p.cmd("SELECT").arg(*d).ignore();
                     db = *d;
-                    replies += 1;
                 }
                 let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
                 for a in &args[1..] {
                     c.arg(a.as_slice());
                 }
                 p.add_command(c);
-                replies += 1;
             }
-            p.cmd("EXEC");
-            blocks.push(replies);
         }
-        let replies: Vec<redis::Value> = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
-        let mut at = 0;
-        for n in blocks {
-            let exec = replies.get(at + n - 1).ok_or_else(|| ApplyError {
-                addr: self.addr.clone(),
-                what: format!("{} replies to a pipeline of transactions", replies.len()),
-                transient: true,
-            })?;
-            at += n;
-            match exec {
-                redis::Value::Array(results) => {
-                    for r in results {
-                        if let redis::Value::ServerError(e) = r {
-                            self.refused += 1;
-                            tracing::warn!(origin, error = ?e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
-                        }
-                    }
-                }
-                redis::Value::ServerError(e) => {
-                    return Err(ApplyError {
-                        addr: self.addr.clone(),
-                        what: format!("a replicated transaction of zone {origin} was refused whole: {e:?}"),
-                        transient: false,
-                    })
-                }
-                other => {
-                    return Err(ApplyError {
-                        addr: self.addr.clone(),
-                        what: format!("unexpected EXEC reply {other:?}"),
-                        transient: true,
-                    })
-                }
+        let results: Vec<redis::Value> = match p.query_async(&mut self.con).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("EXECABORT") => {
+                return Err(ApplyError {
+                    addr: self.addr.clone(),
+                    what: format!("a replicated transaction of zone {origin} was refused whole (nothing ran): {e}"),
+                    transient: false,
+                })
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        for r in results {
+            if let redis::Value::ServerError(e) = r {
+                self.refused += 1;
+                tracing::warn!(origin, error = ?e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
             }
         }
         Ok(())

@@ -4,9 +4,9 @@
 //! made durable to the source (which acknowledges it to the origin), and keeps the
 //! direction's metrics and `/status` entry.
 //!
-//! Origin transactions are applied in batches of up to [`BATCH`] per round trip, each
-//! its own MULTI/EXEC with its position (a crash leaves a prefix applied and the
-//! position right after it): when the batch is full, before a full sync's items, and
+//! Origin transactions are applied in batches of up to [`BATCH`] per round trip, as one
+//! MULTI/EXEC with the position after the last (each stays atomic; a crash leaves all
+//! or none of the batch): when the batch is full, before a full sync's items, and
 //! at every [`Sink::flush`] (the run loop flushes whenever the source has nothing more
 //! at hand, so batching happens only while the direction is behind).
 
@@ -81,7 +81,7 @@ impl RedisSink {
 pub const BATCH: usize = 256;
 
 impl RedisSink {
-    /// Applies the written transactions (each its own MULTI/EXEC with its position).
+    /// Applies the written transactions (one MULTI/EXEC, the position after the last).
     async fn apply_pending(&mut self) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
