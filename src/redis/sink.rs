@@ -6,8 +6,8 @@
 //!
 //! Origin transactions are applied in batches of up to [`BATCH`] per round trip, as one
 //! MULTI/EXEC with the position after the last (each stays atomic; a crash leaves all
-//! or none of the batch): when the batch is full, before a full sync's items, and
-//! at every [`Sink::flush`] (the run loop flushes whenever the source has nothing more
+//! or none of the batch): when the batch is full or its oldest transaction waited
+//! [`BATCH_WAIT`], before a full sync's items, and at every [`Sink::flush`] (the run loop flushes whenever the source has nothing more
 //! at hand, so batching happens only while the direction is behind).
 
 use super::apply::RedisApplier;
@@ -35,6 +35,8 @@ pub struct RedisSink {
     pending: Vec<(RedisTx, RedisPos)>,
     /// The latest origin heartbeat among them (ms since the epoch).
     pending_heartbeat: Option<i64>,
+    /// When the oldest of them was written.
+    pending_since: Option<std::time::Instant>,
     durable: Arc<AtomicU64>,
     status: Arc<RedisDirection>,
     commands: Counter,
@@ -66,6 +68,7 @@ impl RedisSink {
             sync: None,
             pending: Vec::new(),
             pending_heartbeat: None,
+            pending_since: None,
             durable,
             status,
             commands: metrics::counter!(m::REDIS_COMMANDS, &labels),
@@ -79,6 +82,9 @@ impl RedisSink {
 
 /// Origin transactions applied in one round trip, at most.
 pub const BATCH: usize = 256;
+/// A batch is applied once its oldest transaction waited this long, full or not (the
+/// source may never run dry under a steady load).
+pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl RedisSink {
     /// Applies the written transactions (one MULTI/EXEC, the position after the last).
@@ -100,6 +106,7 @@ impl RedisSink {
             .map(|ms| (crate::telemetry::status::now_us() / 1000 - ms) as f64 / 1e3);
         let pos = self.pending.last().map(|(_, p)| p.clone()).expect("not empty");
         self.pending.clear();
+        self.pending_since = None;
         self.durable.store(pos.offset, Ordering::Relaxed);
         self.commands.increment(cmds);
         self.txns.increment(txns);
@@ -170,7 +177,8 @@ impl Sink for RedisSink {
                 if heartbeat_ms.is_some() {
                     self.pending_heartbeat = heartbeat_ms;
                 }
-                if self.pending.len() >= BATCH {
+                let since = *self.pending_since.get_or_insert_with(std::time::Instant::now);
+                if self.pending.len() >= BATCH || since.elapsed() >= BATCH_WAIT {
                     self.apply_pending().await?;
                 }
             }
