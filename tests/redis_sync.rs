@@ -246,10 +246,38 @@ async fn hash_total(zone: usize) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
+    // a function library in zone a's snapshot (deployed per zone, not synced)
+    let _: () = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg("#!lua name=drctest\nredis.register_function('drcf', function() return 1 end)")
+        .query_async(&mut con(0, 0).await)
+        .await
+        .map(|_: String| ())
+        .unwrap();
     let (mut p, admin) = pair("redis_mixed", 6101, 9661).await;
     let (a, b) = tokio::join!(load(0, 10_000, 1), load(1, 10_000, 2));
+    // an unsynced key that expires inside a synced transaction: Redis deletes it in
+    // that transaction; the increment still syncs
+    let mut ca = con(0, DB).await;
+    let _: () = redis::cmd("SET")
+        .arg("local:a:exp")
+        .arg(1)
+        .arg("PX")
+        .arg(1)
+        .query_async(&mut ca)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _: (Option<String>, i64) = redis::pipe()
+        .atomic()
+        .get("local:a:exp")
+        .incr("counter:shared", 1)
+        .query_async(&mut ca)
+        .await
+        .unwrap();
     assert_converged(&p, 60).await;
-    let shared = a.shared + b.shared;
+    let shared = a.shared + b.shared + 1;
     for z in 0..2 {
         assert_eq!(
             counter(z, "counter:shared").await,

@@ -62,19 +62,37 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
     Ok((out, local_url))
 }
 
-/// Runs a Redis direction until `shutdown` or a definite error.
+/// Runs a Redis direction until `shutdown`. A definite error (a transaction this
+/// zone's Redis refuses whole, a missing grant) stops this direction only, never the
+/// daemon and its MySQL directions: it is logged and shown in `/status` (`failed`),
+/// and the direction tries again from its position every [`PARKED_RETRY`].
 pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("Redis replication from zone {}", d.capture.origin);
     let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
-    pipeline::restart_on_transient(&what, &shutdown, || async {
-        let r = session(&d, &shutdown).await;
-        if let Err(e) = &r {
-            status.error(e);
+    loop {
+        let r = pipeline::restart_on_transient(&what, &shutdown, || async {
+            let r = session(&d, &shutdown).await;
+            if let Err(e) = &r {
+                status.error(e);
+            }
+            r
+        })
+        .await;
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_secs = PARKED_RETRY.as_secs(), "{what} stopped (MySQL replication goes on); fix the cause, it is tried again from its position");
+                tokio::select! {
+                    _ = tokio::time::sleep(PARKED_RETRY) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+            }
         }
-        r
-    })
-    .await
+    }
 }
+
+/// How long a Redis direction stopped by a definite error waits before it tries again.
+pub const PARKED_RETRY: Duration = Duration::from_secs(60);
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;
@@ -89,15 +107,7 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     );
     status.update(|s| s.state = "applying".into());
     let source = RedisSource::start(d.capture.clone(), from, durable.clone(), status.clone());
-    let sink = RedisSink::new(
-        applier,
-        origin,
-        &d.capture.zone,
-        d.local.clone(),
-        d.capture.scope.clone(),
-        durable,
-        status,
-    );
+    let sink = RedisSink::new(applier, &d.capture, d.local.clone(), durable, status);
     let dir = crate::telemetry::status::registry().direction(origin);
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }
@@ -118,7 +128,7 @@ pub async fn heartbeats(url: String, zone: String, every: Duration, shutdown: Sh
         }
         if con.is_none() {
             con = match redis::Client::open(url.as_str()) {
-                Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+                Ok(c) => crate::redis::apply::connection(&c).await.ok(),
                 Err(_) => None,
             };
         }

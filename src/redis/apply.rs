@@ -65,14 +65,42 @@ impl From<ApplyError> for crate::error::Error {
     }
 }
 
-/// A connection problem, or a server that is starting (loading its data) or busy:
-/// retried from the stored position.
+/// Server states that pass: loading its data, busy with a script, out of memory or
+/// unable to persist (the operator frees memory or disk), read-only (a failover).
+const PASSING: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "OOM",
+    "MISCONF",
+    "READONLY",
+];
+
+/// A connection problem, or a server in a state that passes ([`PASSING`], also when it
+/// refused a transaction for it: EXECABORT names the reason): retried from the stored
+/// position.
 fn is_connection(e: &redis::RedisError) -> bool {
+    let passing = |code: Option<&str>| code.is_some_and(|c| PASSING.contains(&c));
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
-        || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN"))
+        || passing(e.code())
+        || (e.code() == Some("EXECABORT") && PASSING.iter().any(|c| e.to_string().contains(&format!("{c} "))))
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errs| errs.iter().any(|(_, se)| passing(Some(se.code()))))
+}
+
+/// Connections drc writes through: no response timeout (a large key's DEL or a
+/// server stalled by a fork answers late, not never; the connection's own failure is
+/// what ends a session).
+pub async fn connection(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
+    client.get_multiplexed_async_connection_with_config(&cfg).await
 }
 
 /// The sink side of a Redis direction: this zone's Redis.
@@ -100,7 +128,7 @@ impl RedisApplier {
             transient: is_connection(&e),
         };
         let client = redis::Client::open(url).map_err(err)?;
-        let con = client.get_multiplexed_async_connection().await.map_err(err)?;
+        let con = connection(&client).await.map_err(err)?;
         Ok(RedisApplier { con, addr, refused: 0 })
     }
 
@@ -205,7 +233,7 @@ impl RedisApplier {
         }
         let results: Vec<redis::Value> = match p.query_async(&mut self.con).await {
             Ok(r) => r,
-            Err(e) if e.code() == Some("EXECABORT") => {
+            Err(e) if e.code() == Some("EXECABORT") && !is_connection(&e) => {
                 return Err(ApplyError {
                     addr: self.addr.clone(),
                     what: format!("a replicated transaction of zone {origin} was refused whole (nothing ran): {e}"),

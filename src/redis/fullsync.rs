@@ -30,6 +30,7 @@ use super::apply::{RedisApplier, RedisPos};
 use super::replica::{Replica, Sync};
 use super::scope::Scope;
 use super::stream::{Grouper, RedisTx};
+use super::verify::Homes;
 use crate::error::Error;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -53,6 +54,7 @@ pub struct FullSync {
     origin: String,
     sync: (String, u64),
     scope: Scope,
+    homes: Homes,
     /// This zone's own stream from `P`, and the keys written there (not by drc).
     tail: Option<(Replica, Grouper)>,
     recent: HashSet<(u64, Vec<u8>)>,
@@ -79,6 +81,7 @@ impl FullSync {
         sync: (String, u64),
         peer_pos: Option<RedisPos>,
         scope: Scope,
+        homes: Homes,
     ) -> Result<FullSync, Error> {
         applier.forget(&seen_key(origin)).await?;
         let tail = match &peer_pos {
@@ -104,6 +107,7 @@ impl FullSync {
             origin: origin.to_string(),
             sync,
             scope,
+            homes,
             tail,
             recent: HashSet::new(),
             refreshed: None,
@@ -129,7 +133,16 @@ impl FullSync {
                 .map_err(|_| transient(&applier.addr, "this zone's Redis stream stalled".into()))?
                 .map_err(|e| transient(&applier.addr, format!("reading this zone's Redis stream: {e}")))?;
             let Some(tx) = grouper.push(c) else { continue };
-            if tx.applier {
+            // drc's application of this origin's own data is not a write of this zone;
+            // another zone's data applied here (a third zone) or a repair is: kept
+            let own = [super::stream::MARKER_PREFIX, self.origin.as_bytes()].concat();
+            if tx.applier
+                && tx
+                    .commands
+                    .first()
+                    .and_then(|(_, a)| a.get(1))
+                    .is_some_and(|k| *k == own)
+            {
                 continue;
             }
             for (db, args) in &tx.commands {
@@ -179,7 +192,11 @@ impl FullSync {
                 let mut cursor = 0u64;
                 loop {
                     let (next, keys) = applier.scan(db, cursor).await?;
-                    let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| self.scope.covers(db, k)).collect();
+                    // keys homed in another zone than the origin are not the origin's to delete
+                    let keys: Vec<Vec<u8>> = keys
+                        .into_iter()
+                        .filter(|k| self.scope.covers(db, k) && self.homes.of(k).is_none_or(|h| h == self.origin))
+                        .collect();
                     if !keys.is_empty() {
                         self.refresh(applier, true).await?;
                         let members: Vec<Vec<u8>> = keys

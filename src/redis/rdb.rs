@@ -183,7 +183,17 @@ impl<S: AsyncRead + Unpin> Rdb<S> {
                     self.u8().await?; // LFU frequency
                 }
                 0xF7 => return Err(RdbError::Unsupported(op, "module aux data")),
-                0xF5 | 0xF6 => return Err(RdbError::Unsupported(op, "functions")),
+                // a function library (Redis 7.0: its code, one string): not synced
+                // (functions are deployed per zone, docs/REDIS.md)
+                0xF5 => {
+                    self.string().await?;
+                }
+                0xF6 => {
+                    return Err(RdbError::Unsupported(
+                        op,
+                        "functions (Redis 7.0 release candidate format)",
+                    ))
+                }
                 0xFF => {
                     let computed = std::mem::replace(&mut self.crc, CRC64.digest()).finalize();
                     if self.version >= 5 {

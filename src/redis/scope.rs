@@ -63,22 +63,37 @@ impl Scope {
         self.keys.iter().any(|p| p.matches(&k))
     }
 
+    /// Removes what never syncs from a transaction before it is judged: deletes of
+    /// keys all out of scope (Redis 7.0 deletes a key that expired when a command of a
+    /// transaction or script touches it, inside that transaction: a cache key's expiry
+    /// must not make a synced transaction "mixed"), and messages (`PUBLISH`,
+    /// `SPUBLISH`: the peer's subscribers would get them twice).
+    pub fn trim(&self, commands: &mut Vec<(u64, Vec<Vec<u8>>)>) {
+        commands.retain(|(db, args)| {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            match name.as_str() {
+                "PUBLISH" | "SPUBLISH" => false,
+                "DEL" | "UNLINK" => args[1..].iter().any(|k| self.covers(*db, k)),
+                _ => true,
+            }
+        });
+    }
+
     /// The verdict on a transaction's commands (database, arguments).
     pub fn judge(&self, commands: &[(u64, Vec<Vec<u8>>)]) -> Verdict {
         let (mut inside, mut outside): (Option<String>, Option<String>) = (None, None);
         for (db, args) in commands {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-            let keys = key_positions(&name, args);
+            let keys = db_keys(&name, *db, args);
             if keys.is_empty() {
                 if matches!(name.as_str(), "FUNCTION" | "SCRIPT") {
                     return Verdict::Unkeyed(name);
                 }
                 continue;
             }
-            for i in keys {
-                let k = &args[i];
-                let slot = if self.covers(*db, k) { &mut inside } else { &mut outside };
-                slot.get_or_insert_with(|| format!("db {db} {}", String::from_utf8_lossy(k)));
+            for (d, k) in keys {
+                let slot = if self.covers(d, k) { &mut inside } else { &mut outside };
+                slot.get_or_insert_with(|| format!("db {d} {}", String::from_utf8_lossy(k)));
             }
         }
         match (inside, outside) {
@@ -87,6 +102,33 @@ impl Scope {
             _ => Verdict::Drop,
         }
     }
+}
+
+/// The (database, key) pairs a write command run in `db` touches: its keys in `db`,
+/// and the target of `MOVE key db` and of `COPY src dst DB n` in that database.
+pub fn db_keys<'a>(name: &str, db: u64, args: &'a [Vec<u8>]) -> Vec<(u64, &'a [u8])> {
+    let mut out: Vec<(u64, &[u8])> = key_positions(name, args)
+        .into_iter()
+        .map(|i| (db, args[i].as_slice()))
+        .collect();
+    let num = |a: &[u8]| std::str::from_utf8(a).ok()?.parse::<u64>().ok();
+    match name {
+        "MOVE" if args.len() >= 3 => {
+            if let Some(t) = num(&args[2]) {
+                out.push((t, &args[1]));
+            }
+        }
+        "COPY" if args.len() >= 3 => {
+            if let Some(i) = args.iter().skip(3).position(|a| a.eq_ignore_ascii_case(b"DB")) {
+                if let Some(t) = args.get(3 + i + 1).and_then(|a| num(a)) {
+                    out.retain(|(_, k)| *k != args[2].as_slice());
+                    out.push((t, &args[2]));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// The argument positions of the keys a write command touches.
@@ -106,6 +148,21 @@ pub fn key_positions(name: &str, args: &[Vec<u8>]) -> Vec<usize> {
         "MSET" | "MSETNX" => (1..n).step_by(2).collect(),
         "RENAME" | "RENAMENX" | "COPY" | "SMOVE" | "LMOVE" | "BLMOVE" | "RPOPLPUSH" | "BRPOPLPUSH" | "ZRANGESTORE"
         | "GEOSEARCHSTORE" => (1..n.min(3)).collect(),
+        // XGROUP CREATE|SETID|DESTROY|CREATECONSUMER|DELCONSUMER key ...
+        "XGROUP" if n >= 3 => vec![2],
+        "GEORADIUS" | "GEORADIUSBYMEMBER" => {
+            let mut v = vec![1];
+            if let Some(i) = args
+                .iter()
+                .skip(2)
+                .position(|a| a.eq_ignore_ascii_case(b"STORE") || a.eq_ignore_ascii_case(b"STOREDIST"))
+            {
+                if 2 + i + 1 < n {
+                    v.push(2 + i + 1);
+                }
+            }
+            v
+        }
         "BITOP" => (2..n).collect(),
         "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => {
             let k = num(2);
@@ -113,9 +170,9 @@ pub fn key_positions(name: &str, args: &[Vec<u8>]) -> Vec<usize> {
         }
         "SORT" => {
             let mut v = vec![1];
-            if let Some(i) = args.iter().position(|a| a.eq_ignore_ascii_case(b"STORE")) {
-                if i + 1 < n {
-                    v.push(i + 1);
+            if let Some(i) = args.iter().skip(2).position(|a| a.eq_ignore_ascii_case(b"STORE")) {
+                if 2 + i + 1 < n {
+                    v.push(2 + i + 1);
                 }
             }
             v
@@ -147,6 +204,27 @@ mod tests {
         assert_eq!(k("BITOP AND d x y"), [2, 3, 4]);
         assert_eq!(k("SORT l BY w STORE d"), [1, 5]);
         assert_eq!(k("PUBLISH ch msg"), Vec::<usize>::new());
+        assert_eq!(k("XGROUP CREATE s g $"), [2]);
+        assert_eq!(k("SORT store STORE d"), [1, 3]);
+        assert_eq!(k("GEORADIUS g 0 0 5 km STORE d"), [1, 7]);
+    }
+
+    #[test]
+    fn moves_between_databases_and_expiry_deletes() {
+        let s = Scope::new(&[0], &["user:*".into()]);
+        let tx = |c: &[(u64, &str)]| c.iter().map(|(d, s)| (*d, cmd(s))).collect::<Vec<_>>();
+        // a key moved into an unsynced database: mixed
+        assert!(matches!(s.judge(&tx(&[(0, "MOVE user:1 3")])), Verdict::Mixed(..)));
+        assert!(matches!(
+            s.judge(&tx(&[(0, "COPY user:1 user:2 DB 3")])),
+            Verdict::Mixed(..)
+        ));
+        assert_eq!(s.judge(&tx(&[(0, "COPY user:1 user:2")])), Verdict::Ship);
+        // a cache key's expiry inside a synced transaction, and a PUBLISH, trimmed
+        let mut t = tx(&[(0, "DEL cache:x"), (0, "INCR user:n"), (0, "PUBLISH ch m")]);
+        s.trim(&mut t);
+        assert_eq!(t.len(), 1);
+        assert_eq!(s.judge(&t), Verdict::Ship);
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::apply::RedisApplier;
 use super::apply::RedisPos;
 use super::fullsync::{FullSync, Local};
 use super::scope::Scope;
-use super::source::RedisItem;
+use super::source::{CaptureSettings, RedisItem};
 use super::stream::RedisTx;
+use super::verify::Homes;
 use crate::error::Error;
 use crate::pipeline::Sink;
 use crate::telemetry::metrics as m;
@@ -29,6 +30,7 @@ pub struct RedisSink {
     origin: String,
     local: Local,
     scope: Scope,
+    homes: Homes,
     /// The full sync being applied.
     sync: Option<FullSync>,
     /// Origin transactions written, applied at the next flush (one round trip).
@@ -47,24 +49,24 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    /// `local`: this zone's Redis (its own stream is read during a full sync);
-    /// `scope`: what is synced.
+    /// The sink of the direction `c` describes (origin, this zone, scope, homes);
+    /// `local`: this zone's Redis (its own stream is read during a full sync).
     pub fn new(
         applier: RedisApplier,
-        origin: &str,
-        zone: &str,
+        c: &CaptureSettings,
         local: Local,
-        scope: Scope,
         durable: Arc<AtomicU64>,
         status: Arc<RedisDirection>,
     ) -> Self {
+        let (origin, zone) = (c.origin.as_str(), c.zone.as_str());
         let labels = [("from_zone", origin.to_string()), ("to_zone", zone.to_string())];
         let refused_seen = applier.refused;
         RedisSink {
             applier,
             origin: origin.to_string(),
             local,
-            scope,
+            scope: c.scope.clone(),
+            homes: c.homes.clone(),
             sync: None,
             pending: Vec::new(),
             pending_heartbeat: None,
@@ -147,6 +149,7 @@ impl Sink for RedisSink {
                         sync,
                         peer_pos,
                         self.scope.clone(),
+                        self.homes.clone(),
                     )
                     .await?,
                 );

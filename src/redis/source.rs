@@ -166,6 +166,17 @@ fn err(e: ReplicaError) -> Error {
             addr,
             what: format!("Redis replication stream: {what}"),
         },
+        // a value drc cannot read (a stream, a module type): the same snapshot again
+        // would fail the same way
+        ReplicaError::Snapshot {
+            addr,
+            source: source @ super::rdb::RdbError::Unsupported(..),
+        } => Error::Server {
+            addr,
+            what: format!(
+                "Redis full sync: {source}: drc reads strings, lists, sets, sorted sets and hashes; remove or rename the key holding it (in any database: the snapshot holds them all), or sync without a full sync (docs/REDIS.md)"
+            ),
+        },
         ReplicaError::Snapshot { addr, source } => Error::Transient {
             addr,
             what: format!("Redis full sync: {source}"),
@@ -203,12 +214,16 @@ async fn capture(
             let mut l = labels.to_vec();
             l.push(("reason", reason.to_string()));
             metrics::counter!(m::REDIS_FULL_SYNCS, &l).increment(1);
+            // nothing of the new stream is applied yet (the old offsets were another id's)
+            durable.store(0, Ordering::Relaxed);
             status.update(|st| {
                 st.state = "syncing".into();
                 st.full_syncs += 1;
             });
             let scope = s.scope.clone();
-            let mut snap = Snapshot::new(move |db, k| scope.covers(db, k));
+            // a key homed in another zone than the origin is not the origin's to give
+            let (homes, origin) = (s.homes.clone(), s.origin.clone());
+            let mut snap = Snapshot::new(move |db, k| scope.covers(db, k) && homes.of(k).is_none_or(|h| h == origin));
             let start = RedisItem::SyncStart {
                 sync: (replid.clone(), offset),
                 peer_pos,
@@ -283,6 +298,10 @@ async fn capture(
             }
         } else {
             let mut tx = tx;
+            s.scope.trim(&mut tx.commands);
+            if tx.commands.is_empty() {
+                continue;
+            }
             let before = tx.commands.len();
             tx.commands.retain(|(_, args)| !misrouted(&s.homes, &s.origin, args));
             if tx.commands.len() < before {

@@ -7,8 +7,8 @@
 //! Per key: its type, its content in a canonical form (a hash's fields and a set's
 //! members sorted, a sorted set's members with their scores in order, a list in
 //! order; other types by `DUMP`) and its absolute expiry (`PEXPIRETIME`, within
-//! 1 s). Each key is read whole: memory is that of the largest key plus a 64-bit
-//! digest per key.
+//! 1 s). Each key is read whole: memory is that of the largest key plus every key
+//! name of both zones (one database at a time).
 //!
 //! # Repair
 //! A differing key with a home zone gets the home's version in the other zone:
@@ -102,11 +102,8 @@ impl Side {
             addr: addr.to_string(),
             source,
         };
-        let con = redis::Client::open(url)
-            .map_err(err)?
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(err)?;
+        let client = redis::Client::open(url).map_err(err)?;
+        let con = super::apply::connection(&client).await.map_err(err)?;
         Ok(Side {
             zone: zone.to_string(),
             addr: addr.to_string(),
