@@ -31,13 +31,17 @@ start_daemon b "$DRC"
 log "writing orders in both zones"
 SQL_A "INSERT INTO shop.orders (customer, amount) VALUES ('alice (written in a)', 42.50)"
 SQL_B "INSERT INTO shop.orders (customer, amount) VALUES ('bob (written in b)', 17.00)"
-sleep 1
+for _ in $(seq 1 50); do
+  [ "$(SQL_A "SELECT COUNT(*) FROM shop.orders")" = "$(SQL_B "SELECT COUNT(*) FROM shop.orders")" ] && break
+  sleep 0.2
+done
 echo "--- zone a";  SQL_A "SELECT id, customer, amount, status FROM shop.orders ORDER BY id"
 echo "--- zone b";  SQL_B "SELECT id, customer, amount, status FROM shop.orders ORDER BY id"
 
 log "a conflict: the same order changed in both zones while zone a's daemon is down"
 kill "$(cat "$RUN_DIR/drc-a.pid")"; sleep 0.5
-ID=$(SQL_A "SELECT MIN(id) FROM shop.orders")
+# (this run's order from zone a: still 'new', so both updates below change it)
+ID=$(SQL_A "SELECT MAX(id) FROM shop.orders WHERE customer LIKE 'alice%'")
 SQL_B "UPDATE shop.orders SET status = 'paid' WHERE id = $ID"
 sleep 0.05
 SQL_A "UPDATE shop.orders SET status = 'shipped' WHERE id = $ID"
@@ -50,6 +54,8 @@ SQL_B "SELECT kind, resolution, origin_zone, incoming_version, local_version FRO
 log "Redis: a key set in zone a, a counter incremented in both zones (database 0 is synced both ways)"
 RA() { redis-cli -p 6381 "$@"; }
 RB() { redis-cli -p 6382 "$@"; }
+RA DEL visits >/dev/null   # a fresh counter (the delete reaches zone b first)
+for _ in $(seq 1 50); do [ "$(RB EXISTS visits)" = "0" ] && break; sleep 0.1; done
 RA SET greeting "hello from zone a" >/dev/null
 for _ in 1 2 3; do RA INCR visits >/dev/null; RB INCR visits >/dev/null; done
 for _ in $(seq 1 50); do

@@ -103,7 +103,7 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     tracing::info!(
         from = %origin, to = %d.capture.zone, origin_redis = %d.capture.addr, local_redis = %d.local_addr,
         resume = %from.as_ref().map_or("a full sync".to_string(), |p| format!("{} {} (db {})", p.replid, p.offset, p.db)),
-        "Redis replicating"
+        "Redis sync starting"
     );
     status.update(|s| s.state = "applying".into());
     let source = RedisSource::start(d.capture.clone(), from, durable.clone(), status.clone());
