@@ -14,7 +14,8 @@
 //! 3. The daemon's peak RSS.
 //!
 //! Run: `cargo bench --bench redis` (starts the testenv with `--redis`; needs
-//! `redis-benchmark`, from redis-tools). `REDIS_BENCH_N` (default 200,000) sets N.
+//! `redis-benchmark`, from redis-tools). `REDIS_BENCH_N` (default 200,000) sets N,
+//! `REDIS_BG_CLIENTS` (default 4) the background load's clients.
 //! Results: docs/BENCHMARKS.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -127,6 +128,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    let bg_clients: u64 = std::env::var("REDIS_BG_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let up = Command::new(repo().join("testenv/up.sh"))
         .arg("--redis")
         .status()
@@ -236,7 +241,7 @@ fn main() {
         let commands = (n * tests) as f64;
 
         // 2. lag under a steady background load
-        let mut background = redis_benchmark(&["-n", "100000000", "-r", "100000", "-c", "4", "-t", "set,incr"]);
+        let mut background = redis_benchmark(&["-n", "100000000", "-r", "100000", "-c", &bg_clients.to_string(), "-t", "set,incr"]);
         let (tx, rx) = tokio::sync::watch::channel(None);
         let p_drc = tokio::spawn(poller(6382, rx.clone()));
         let p_nat = tokio::spawn(poller(NATIVE_PORT, rx));
@@ -276,7 +281,7 @@ fn main() {
             commands / t_nat
         );
         println!("  drc / native: {:.2}x", t_nat / t_drc);
-        println!("  lag, {probes} probes every 2 ms over {lag_secs} s under redis-benchmark -c 4 (set, incr):");
+        println!("  lag, {probes} probes every 2 ms over {lag_secs} s under redis-benchmark -c {bg_clients} (set, incr):");
         for (name, l) in [("drc (direct)", &lags[0]), ("native replicaof", &lags[1])] {
             println!(
                 "  {name:<22} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
