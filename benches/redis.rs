@@ -241,7 +241,16 @@ fn main() {
         let commands = (n * tests) as f64;
 
         // 2. lag under a steady background load
-        let mut background = redis_benchmark(&["-n", "100000000", "-r", "100000", "-c", &bg_clients.to_string(), "-t", "set,incr"]);
+        let mut background = redis_benchmark(&[
+            "-n",
+            "100000000",
+            "-r",
+            "100000",
+            "-c",
+            &bg_clients.to_string(),
+            "-t",
+            "set,incr",
+        ]);
         let (tx, rx) = tokio::sync::watch::channel(None);
         let p_drc = tokio::spawn(poller(6382, rx.clone()));
         let p_nat = tokio::spawn(poller(NATIVE_PORT, rx));
@@ -281,7 +290,9 @@ fn main() {
             commands / t_nat
         );
         println!("  drc / native: {:.2}x", t_nat / t_drc);
-        println!("  lag, {probes} probes every 2 ms over {lag_secs} s under redis-benchmark -c {bg_clients} (set, incr):");
+        println!(
+            "  lag, {probes} probes every 2 ms over {lag_secs} s under redis-benchmark -c {bg_clients} (set, incr):"
+        );
         for (name, l) in [("drc (direct)", &lags[0]), ("native replicaof", &lags[1])] {
             println!(
                 "  {name:<22} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

@@ -39,6 +39,11 @@ use std::time::{Duration, Instant};
 /// snapshot is applied.
 pub const REFRESH: Duration = Duration::from_millis(20);
 
+/// Snapshot chunks are applied together, up to this many commands or bytes (or
+/// [`REFRESH`] after the last look at this zone's recent writes) per round trip.
+const PENDING_COMMANDS: usize = 512;
+const PENDING_BYTES: usize = 8 << 20;
+
 /// Keys of the snapshot being applied, per origin (database 0): `drc:seen:<origin>`.
 pub const SEEN_PREFIX: &[u8] = b"drc:seen:";
 
@@ -61,6 +66,9 @@ pub struct FullSync {
     refreshed: Option<Instant>,
     /// The current key of the snapshot is one of the recent writes: its chunks are skipped.
     skipping: bool,
+    /// Chunks gathered for one round trip ([`FullSync::flush`]), and their size.
+    pending: RedisTx,
+    pending_bytes: usize,
     pub skipped_keys: u64,
     pub deleted_keys: u64,
 }
@@ -112,6 +120,8 @@ impl FullSync {
             recent: HashSet::new(),
             refreshed: None,
             skipping: false,
+            pending: RedisTx::default(),
+            pending_bytes: 0,
             skipped_keys: 0,
             deleted_keys: 0,
         })
@@ -179,6 +189,32 @@ impl FullSync {
         } else if self.skipping {
             return Ok(());
         }
+        self.pending_bytes += tx
+            .commands
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(|a| a.len() + 8)
+            .sum::<usize>();
+        self.pending.commands.extend(tx.commands);
+        if self.pending.commands.len() >= PENDING_COMMANDS
+            || self.pending_bytes >= PENDING_BYTES
+            || self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH)
+        {
+            self.flush(applier).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the chunks gathered so far (one marked MULTI/EXEC, no position).
+    pub async fn flush(&mut self, applier: &mut RedisApplier) -> Result<(), Error> {
+        if self.pending.commands.is_empty() {
+            return Ok(());
+        }
+        // (this zone's own stream is read on: its connection is acknowledged and
+        // drained even through a large key's many chunks)
+        self.refresh(applier, false).await?;
+        let tx = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         applier
             .apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1))
             .await?;
@@ -187,6 +223,7 @@ impl FullSync {
 
     /// The sweep, then the position after the snapshot.
     pub async fn finish(mut self, applier: &mut RedisApplier, pos: &RedisPos) -> Result<(), Error> {
+        self.flush(applier).await?;
         if self.tail.is_some() {
             for db in self.scope.databases().to_vec() {
                 let mut cursor = 0u64;

@@ -194,6 +194,9 @@ impl Sink for RedisSink {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
+        if let Some(sync) = self.sync.as_mut() {
+            sync.flush(&mut self.applier).await?;
+        }
         self.apply_pending().await
     }
 }

@@ -39,8 +39,9 @@ use tokio::sync::mpsc;
 /// Keys of the daemons' heartbeats (database 0): `drc:hb:<zone>` = ms since the epoch.
 pub const HEARTBEAT_PREFIX: &[u8] = b"drc:hb:";
 
-/// Items between the capture task and the run loop.
-const QUEUE: usize = 1024;
+/// Items between the capture task and the run loop: with a full sync's chunks of up
+/// to 1,024 elements, at most about 130,000 elements wait in memory.
+const QUEUE: usize = 128;
 
 /// One item of a Redis direction.
 #[derive(Debug, Clone)]
