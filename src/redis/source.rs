@@ -304,16 +304,26 @@ async fn capture(
                 continue;
             }
             let before = tx.commands.len();
-            tx.commands.retain(|(_, args)| !misrouted(&s.homes, &s.origin, args));
-            if tx.commands.len() < before {
-                conflicts.increment((before - tx.commands.len()) as u64);
+            // a homed key's expiry in another zone (a DEL of it) is not a conflict:
+            // the home expires it at the same absolute time
+            let mut expiries = 0u64;
+            tx.commands.retain(|(_, args)| {
+                let gone = misrouted(&s.homes, &s.origin, args);
+                if gone && (args[0].eq_ignore_ascii_case(b"DEL") || args[0].eq_ignore_ascii_case(b"UNLINK")) {
+                    expiries += 1;
+                }
+                !gone
+            });
+            let misrouted_writes = (before - tx.commands.len()) as u64 - expiries;
+            if misrouted_writes > 0 {
+                conflicts.increment(misrouted_writes);
                 if said.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
                     said = Some(std::time::Instant::now());
                     tracing::warn!(from = %s.origin, offset = tx.offset, "zone {} wrote keys whose home is another zone ([redis.homes]); not applied (the home's value stands; `drc redis verify --repair` gives zone {} the home's value back). Counted in drc_redis_conflicts_total; this warning at most every 10 s", s.origin, s.origin);
                 }
-                if tx.commands.is_empty() {
-                    continue;
-                }
+            }
+            if tx.commands.is_empty() {
+                continue;
             }
             match s.scope.judge(&tx.commands) {
                 Verdict::Ship => RedisItem::Tx {
