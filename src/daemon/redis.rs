@@ -50,6 +50,7 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
                 auth: server.auth(&cfg.base_dir, "peers.redis")?,
                 scope: scope.clone(),
                 homes: Homes::new(&r.homes),
+                interrupted: false,
             },
             local: Local {
                 addr: r.server.addr(),
@@ -106,7 +107,9 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
         "Redis sync starting"
     );
     status.update(|s| s.state = "applying".into());
-    let source = RedisSource::start(d.capture.clone(), from, durable.clone(), status.clone());
+    let mut capture = d.capture.clone();
+    capture.interrupted = from.is_none() && applier.sync_interrupted(origin).await?;
+    let source = RedisSource::start(capture, from, durable.clone(), status.clone());
     let sink = RedisSink::new(applier, &d.capture, d.local.clone(), durable, status);
     let dir = crate::telemetry::status::registry().direction(origin);
     pipeline::run(source, sink, Some(&dir), shutdown).await

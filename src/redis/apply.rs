@@ -157,6 +157,16 @@ impl RedisApplier {
         }
     }
 
+    /// Whether a full sync of `origin` was under way here when it stopped (the stored
+    /// position is a snapshot's marker).
+    pub async fn sync_interrupted(&mut self, origin: &str) -> Result<bool, ApplyError> {
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("GET").arg(Self::key(origin));
+        let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        Ok(v.is_some_and(|v| v.starts_with("snapshot ")))
+    }
+
     /// Applies `tx` of `origin` with the position after it, atomically.
     pub async fn apply(&mut self, origin: &str, tx: &RedisTx, pos: &RedisPos) -> Result<(), ApplyError> {
         self.apply_marked(origin, tx, pos.text()).await

@@ -104,6 +104,9 @@ pub struct CaptureSettings {
     pub scope: Scope,
     /// Home zones of key patterns: a homed key takes its home's writes only.
     pub homes: Homes,
+    /// A full sync was under way when the direction stopped (the sink's position is a
+    /// snapshot's marker): the next full sync is counted as `interrupted`.
+    pub interrupted: bool,
 }
 
 /// The source: the receiving end of the capture task.
@@ -204,7 +207,11 @@ async fn capture(
         .map_err(err)?;
     let mut grouper = match sync {
         Sync::Full { replid, offset } => {
-            let reason = if from.is_some() { "backlog_lost" } else { "first_start" };
+            let reason = match (&from, s.interrupted) {
+                (Some(_), _) => "backlog_lost",
+                (None, true) => "interrupted",
+                (None, false) => "first_start",
+            };
             match &from {
                 Some(p) => tracing::warn!(
                     from = %s.origin, wanted = %format!("{} {}", p.replid, p.offset), now = %format!("{replid} {offset}"),

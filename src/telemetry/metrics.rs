@@ -112,7 +112,7 @@ pub const REDIS_BYTES: &str = "drc_redis_stream_bytes_total";
 pub const REDIS_TXNS: &str = "drc_redis_transactions_total";
 /// Redis sync: lag from the origin's heartbeat key to its application here, seconds.
 pub const REDIS_LAG_SECONDS: &str = "drc_redis_lag_seconds";
-/// Redis sync: full synchronisations (snapshot + stream), by reason (first_start, backlog_lost).
+/// Redis sync: full synchronisations (snapshot + stream), by reason (first_start, backlog_lost, interrupted).
 pub const REDIS_FULL_SYNCS: &str = "drc_redis_full_syncs_total";
 /// Redis sync: keys a full sync replaced here.
 pub const REDIS_SNAPSHOT_KEYS: &str = "drc_redis_snapshot_keys_total";
