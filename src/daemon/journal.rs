@@ -42,6 +42,7 @@ pub async fn barrier(applier: &mut Applier, progress: &Progress, shutdown: &Shut
     loop {
         let at = rx.borrow_and_update().clone();
         if at.as_ref().is_some_and(|p| !p.file.is_empty() && *p >= target) {
+            applier.set_journal_through(target);
             return Ok(());
         }
         if started.elapsed() >= BARRIER_WAIT {

@@ -171,6 +171,10 @@ enum SkipReason {
 pub struct Applier {
     conn: Conn,
     s: Arc<ApplierSettings>,
+    /// How far the journal had read this zone's binlog when this session began
+    /// (`daemon::journal::barrier`): every local delete committed before that has its
+    /// tombstone.
+    journal_through: Option<FilePos>,
     tables: HashMap<(String, String), Arc<LocalTable>>,
     /// Columns dropped in this zone, per table (`drc.dropped_columns`, lower case).
     dropped: HashMap<(String, String), Vec<String>>,
@@ -328,6 +332,7 @@ impl Applier {
             parked_loaded: false,
             parked_tried: None,
             wait_column: None,
+            journal_through: None,
             uncommitted: Uncounted::default(),
             conflict_log: CountSummary::default(),
             unfit: HashMap::new(),

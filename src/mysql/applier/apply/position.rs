@@ -23,6 +23,12 @@ impl Applier {
 
     /// The local server's current binlog end (what the journal must have read before
     /// this applier decides against its tombstones).
+    /// Records that the journal has read this zone's binlog through `p` (the session's
+    /// barrier was met).
+    pub fn set_journal_through(&mut self, p: FilePos) {
+        self.journal_through = Some(p);
+    }
+
     pub async fn local_binlog_end(&mut self) -> Result<Option<FilePos>, Error> {
         crate::mysql::reader::live::master_status(&mut self.conn)
             .await

@@ -298,6 +298,39 @@ impl Applier {
             Action::Overwrite => before_version.is_none(),
             _ => false,
         };
+        // An update of a row missing here, with no tombstone, whose key is outside the
+        // origin's range: a row this zone never had (its insert quarantined), or one
+        // deleted here whose tombstone the journal has not written yet (it lags under
+        // load). Decided only once the journal has read this zone's binlog past the
+        // moment the row was found missing: the session restarts (its barrier waits
+        // for the journal), and the same key is then decided for good.
+        if creates && before_version.is_some() && tomb.is_none() && !self.in_range(origin, t, img) {
+            if let Some(through) = self.journal_through.clone() {
+                let k = format!("{} {}.{} {:?}", self.s.channel, t.db, t.tbl, key);
+                let due = undecided().lock().unwrap_or_else(|e| e.into_inner()).get(&k).cloned();
+                match due {
+                    Some(end) if through >= end => {
+                        undecided().lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                    }
+                    _ => {
+                        if let Some(end) = self.local_binlog_end().await? {
+                            let mut m = undecided().lock().unwrap_or_else(|e| e.into_inner());
+                            if m.len() > 10_000 {
+                                m.clear();
+                            }
+                            m.insert(k, end);
+                            return Err(Error::Transient {
+                                addr: self.s.addr.clone(),
+                                what: format!(
+                                    "an update from zone {origin} of a row of `{}`.`{}` missing here, with no tombstone yet, outside zone {origin}'s ID range: decided again once the journal has read this zone's latest deletes",
+                                    t.db, t.tbl
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
         if creates && !self.range_ok(origin, tx, t, img).await? {
             return Ok(Written::Done);
         }
@@ -491,6 +524,13 @@ impl Applier {
 }
 
 /// What one attempt of [`Applier::write_row`] did.
+/// Keys found missing (no row, no tombstone) by an update from another zone, with the
+/// local binlog end when they were: decided for good once the journal has read past it.
+fn undecided() -> &'static std::sync::Mutex<HashMap<String, FilePos>> {
+    static M: std::sync::OnceLock<std::sync::Mutex<HashMap<String, FilePos>>> = std::sync::OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Written {
     Done,
