@@ -320,6 +320,13 @@ async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
     );
     let r = &status["redis"][0];
     assert_eq!(r["from_zone"], "a", "{status}");
+    let text = std::process::Command::new(common::drc_bin())
+        .args(["status", "--config"])
+        .arg(&p.cfg[1])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("redis a -> b: applying"), "drc status:\n{text}");
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{status}");
     assert!(r["lag_seconds"].as_f64().is_some(), "{status}");
 }

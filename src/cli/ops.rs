@@ -164,6 +164,26 @@ pub fn status(a: CommonArgs) -> i32 {
                         .unwrap_or_default(),
                 );
             }
+            for d in v["redis"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "redis {} -> {}: {} lag {} applied {} transactions ({} commands), {} full sync(s), position {}{}\n",
+                    d["from_zone"].as_str().unwrap_or("?"),
+                    d["to_zone"].as_str().unwrap_or("?"),
+                    d["state"].as_str().unwrap_or("?"),
+                    d["lag_seconds"]
+                        .as_f64()
+                        .map(|l| format!("{:.3}s", l))
+                        .unwrap_or("-".into()),
+                    d["transactions"],
+                    d["commands"],
+                    d["full_syncs"],
+                    d["position"].as_str().unwrap_or("-"),
+                    d["last_error"]
+                        .as_str()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default(),
+                );
+            }
             out.trim_end().to_string()
         });
         Ok::<(), Error>(())
