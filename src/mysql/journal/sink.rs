@@ -609,10 +609,33 @@ impl JournalSink {
     }
 }
 
+/// `DRC_TEST_JOURNAL_DELAY_MS` (a test hook, never for production): the journal waits
+/// this long before each transaction that deletes rows, as a journal lagging under
+/// load would (tests/active_active.rs races an incoming update against it).
+fn test_delete_delay() -> Option<std::time::Duration> {
+    static D: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *D.get_or_init(|| {
+        std::env::var("DRC_TEST_JOURNAL_DELAY_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(std::time::Duration::from_millis)
+    })
+}
+
 impl Sink for JournalSink {
     type Item = Transaction;
 
     async fn write(&mut self, tx: Transaction) -> Result<(), Error> {
+        if let Some(d) = test_delete_delay() {
+            if tx.fragment == 0
+                && tx
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Row(r) if r.op == Op::Delete))
+            {
+                tokio::time::sleep(d).await;
+            }
+        }
         if tx.fragment == 0 {
             self.kind = Some(Self::classify(&tx));
         }
