@@ -181,6 +181,63 @@ impl RedisApplier {
             .await
     }
 
+    /// Watches `keys` (database, name) for [`RedisApplier::apply_snapshot_watched`].
+    pub async fn watch(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<(), ApplyError> {
+        let mut p = redis::pipe();
+        let mut db = None;
+        for (d, k) in keys {
+            if db != Some(*d) {
+                p.cmd("SELECT").arg(*d).ignore();
+                db = Some(*d);
+            }
+            p.cmd("WATCH").arg(k.as_slice()).ignore();
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        p.query_async::<()>(&mut self.con).await.map_err(|e| self.err(e))
+    }
+
+    /// [`RedisApplier::apply_snapshot`] after [`RedisApplier::watch`]: `false` when a
+    /// watched key changed and nothing ran.
+    pub async fn apply_snapshot_watched(
+        &mut self,
+        origin: &str,
+        tx: &RedisTx,
+        sync: (&str, u64),
+    ) -> Result<bool, ApplyError> {
+        let mut p = redis::pipe();
+        p.atomic();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("SET")
+            .arg(Self::key(origin))
+            .arg(format!("snapshot {} {}", sync.0, sync.1));
+        let mut db = 0;
+        for (d, args) in &tx.commands {
+            if *d != db {
+                p.cmd("SELECT").arg(*d).ignore();
+                db = *d;
+            }
+            let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
+            for a in &args[1..] {
+                c.arg(a.as_slice());
+            }
+            p.add_command(c).ignore();
+        }
+        match p.query_async::<Option<(String,)>>(&mut self.con).await {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) if e.code() == Some("EXECABORT") && !is_connection(&e) => Err(self.err(e)),
+            // a command refused inside EXEC: the others ran
+            Err(e) if !is_connection(&e) => {
+                self.refused += 1;
+                tracing::warn!(origin, error = %e, "a command of a full sync's chunk was refused here; the rest of it was applied");
+                Ok(true)
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     async fn apply_marked(&mut self, origin: &str, tx: &RedisTx, marker: String) -> Result<(), ApplyError> {
         let mut p = redis::pipe();
         p.atomic();

@@ -9,9 +9,11 @@
 //! * **This zone's recent writes stand.** `P` is where the origin had applied this
 //!   zone's stream (`drc:pos:<this zone>` in the origin's Redis, read just before the
 //!   sync). Every key this zone wrote after `P` (read from this zone's own stream from
-//!   `P`, kept up to date while the snapshot is applied, at most [`REFRESH`] old) is
-//!   newer here than in the snapshot, and on its way to the origin: the snapshot does
-//!   not replace it and the sweep does not delete it.
+//!   `P`, read to its end before each group of chunks is applied, with the chunks'
+//!   keys watched (`WATCH`) so that a write between that read and the apply aborts
+//!   it and the group is decided again) is newer here than in the snapshot, and on its
+//!   way to the origin: the snapshot does not replace it and the sweep does not delete
+//!   it. A large value's later chunks follow its first whatever happens meanwhile.
 //! * **The origin's deletes hold (the sweep).** After the snapshot, every key in
 //!   scope here that the snapshot did not hold (recorded in `drc:seen:<origin>` with
 //!   the snapshot's own transactions) and that this zone did not write after `P` is
@@ -54,6 +56,11 @@ pub struct Local {
     pub auth: Option<(String, String)>,
 }
 
+/// A key: (database, name).
+type DbKey = (u64, Vec<u8>);
+/// A command in its database.
+type Command = (u64, Vec<Vec<u8>>);
+
 /// The state of one full sync being applied.
 pub struct FullSync {
     origin: String,
@@ -66,8 +73,15 @@ pub struct FullSync {
     refreshed: Option<Instant>,
     /// The current key of the snapshot is one of the recent writes: its chunks are skipped.
     skipping: bool,
-    /// Chunks gathered for one round trip ([`FullSync::flush`]), and their size.
-    pending: RedisTx,
+    /// Chunks gathered for one round trip ([`FullSync::flush`]) by key, the keys
+    /// seen (for the sweep), and their size.
+    /// (key, its chunks, decided: its first chunks were applied, the rest follows
+    /// whatever happens here meanwhile)
+    pending: Vec<(DbKey, Vec<Command>, bool)>,
+    seen: Vec<Vec<u8>>,
+    /// The key the snapshot is reading.
+    current: Option<DbKey>,
+    pending_commands: usize,
     pending_bytes: usize,
     pub skipped_keys: u64,
     pub deleted_keys: u64,
@@ -120,7 +134,10 @@ impl FullSync {
             recent: HashSet::new(),
             refreshed: None,
             skipping: false,
-            pending: RedisTx::default(),
+            pending: Vec::new(),
+            seen: Vec::new(),
+            current: None,
+            pending_commands: 0,
             pending_bytes: 0,
             skipped_keys: 0,
             deleted_keys: 0,
@@ -168,35 +185,41 @@ impl FullSync {
         Ok(())
     }
 
-    /// Applies one chunk of the snapshot (`key`: the chunk starts key (db, name)).
+    /// Takes one chunk of the snapshot (`key`: the chunk starts key (db, name)); the
+    /// chunks are applied together by [`FullSync::flush`].
     pub async fn chunk(
         &mut self,
         applier: &mut RedisApplier,
         key: Option<(u64, Vec<u8>)>,
-        mut tx: RedisTx,
+        tx: RedisTx,
     ) -> Result<(), Error> {
         if let Some((db, name)) = key {
             self.refresh(applier, false).await?;
-            let member = [db.to_string().as_bytes(), b":", &name].concat();
-            tx.commands
-                .push((0, vec![b"SADD".to_vec(), seen_key(&self.origin), member]));
-            self.skipping = self.recent.contains(&(db, name));
+            self.current = Some((db, name.clone()));
+            self.seen.push([db.to_string().as_bytes(), b":", &name].concat());
+            self.skipping = self.recent.contains(&(db, name.clone()));
             if self.skipping {
-                self.skipped_keys += 1;
                 // recorded as seen (not deleted by the sweep), not replaced
-                tx.commands.retain(|(_, c)| c[0] == b"SADD");
+                self.skipped_keys += 1;
+            } else {
+                self.pending.push(((db, name), Vec::new(), false));
             }
-        } else if self.skipping {
+        }
+        if self.skipping {
             return Ok(());
         }
+        let Some((_, commands, _)) = self.pending.last_mut() else {
+            return Ok(());
+        };
         self.pending_bytes += tx
             .commands
             .iter()
             .flat_map(|(_, c)| c.iter())
             .map(|a| a.len() + 8)
             .sum::<usize>();
-        self.pending.commands.extend(tx.commands);
-        if self.pending.commands.len() >= PENDING_COMMANDS
+        self.pending_commands += tx.commands.len();
+        commands.extend(tx.commands);
+        if self.pending_commands >= PENDING_COMMANDS
             || self.pending_bytes >= PENDING_BYTES
             || self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH)
         {
@@ -205,19 +228,59 @@ impl FullSync {
         Ok(())
     }
 
-    /// Applies the chunks gathered so far (one marked MULTI/EXEC, no position).
+    /// Applies the chunks gathered so far, exactly against this zone's own writes:
+    /// their keys are watched (`WATCH`), this zone's stream is read to its end, the
+    /// keys written here meanwhile are left out, and the rest is applied in one marked
+    /// MULTI/EXEC (no position) that fails if a watched key changed after all; then
+    /// it is decided again. A key's later chunks (a large value) follow its first.
     pub async fn flush(&mut self, applier: &mut RedisApplier) -> Result<(), Error> {
-        if self.pending.commands.is_empty() {
-            return Ok(());
+        if self.pending.is_empty() && self.seen.is_empty() {
+            // (this zone's own stream is read on: its connection stays acknowledged)
+            return self.refresh(applier, false).await;
         }
-        // (this zone's own stream is read on: its connection is acknowledged and
-        // drained even through a large key's many chunks)
-        self.refresh(applier, false).await?;
-        let tx = std::mem::take(&mut self.pending);
+        loop {
+            let keys: Vec<DbKey> = self.pending.iter().filter(|p| !p.2).map(|p| p.0.clone()).collect();
+            applier.watch(&keys).await?;
+            self.refresh(applier, true).await?;
+            let before = self.pending.len();
+            let had_current = self.pending.iter().any(|p| Some(&p.0) == self.current.as_ref());
+            let recent = &self.recent;
+            self.pending.retain(|(k, _, decided)| *decided || !recent.contains(k));
+            self.skipped_keys += (before - self.pending.len()) as u64;
+            if had_current && !self.pending.iter().any(|p| Some(&p.0) == self.current.as_ref()) {
+                // the key being read was written here: its further chunks are left out too
+                self.skipping = true;
+            }
+            let mut tx = RedisTx::default();
+            for (_, commands, _) in &self.pending {
+                tx.commands.extend(commands.iter().cloned());
+            }
+            if !self.seen.is_empty() {
+                let mut sadd = vec![b"SADD".to_vec(), seen_key(&self.origin)];
+                sadd.extend(self.seen.iter().cloned());
+                tx.commands.push((0, sadd));
+            }
+            if applier
+                .apply_snapshot_watched(&self.origin, &tx, (&self.sync.0, self.sync.1))
+                .await?
+            {
+                break;
+            }
+            // a watched key was written here after all: decide again
+        }
+        // the key being read goes on in the next chunks: decided now
+        let current = self
+            .pending
+            .last()
+            .map(|p| p.0.clone())
+            .filter(|k| Some(k) == self.current.as_ref());
+        self.pending.clear();
+        if let Some(k) = current {
+            self.pending.push((k, Vec::new(), true));
+        }
+        self.seen.clear();
+        self.pending_commands = 0;
         self.pending_bytes = 0;
-        applier
-            .apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1))
-            .await?;
         Ok(())
     }
 
