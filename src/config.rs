@@ -239,19 +239,48 @@ pub struct AdminConfig {
 impl AdminConfig {
     /// The configured token, if any (`None`: mutating calls are refused).
     pub fn token(&self, base_dir: &Path) -> Result<Option<String>, String> {
-        if let Some(var) = &self.token_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("[admin] token_env: environment variable {var} is not set"));
-        }
-        if let Some(f) = &self.token_file {
-            let path = base_dir.join(f);
-            return std::fs::read_to_string(&path)
-                .map(|t| Some(t.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| format!("[admin] token_file {}: {e}", path.display()));
-        }
-        Ok(self.token.clone())
+        secret(
+            base_dir,
+            "admin",
+            "token",
+            &self.token_env,
+            &self.token_file,
+            &self.token,
+        )
     }
+}
+
+/// A secret from exactly one configured source: `<key>_env` (an environment
+/// variable), `<key>_file` (a file relative to the config's directory, trailing
+/// newline ignored) or `<key>` inline; an error names the section and source.
+fn secret(
+    base_dir: &Path,
+    section: &str,
+    key: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    inline: &Option<String>,
+) -> Result<Option<String>, String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("[{section}] {key}_env: environment variable {var} is not set"));
+    }
+    if let Some(f) = file {
+        let path = base_dir.join(f);
+        return std::fs::read_to_string(&path)
+            .map(|t| Some(t.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("[{section}] {key}_file {}: {e}", path.display()));
+    }
+    Ok(inline.clone())
+}
+
+/// At most one of a secret's sources is set (see [`secret`]).
+fn one_secret_source(section: &str, key: &str, set: [bool; 3]) -> Result<(), String> {
+    if set.iter().filter(|x| **x).count() > 1 {
+        return Err(format!("[{section}] set only one of {key}_env, {key}_file, {key}"));
+    }
+    Ok(())
 }
 
 fn default_admin_listen() -> String {
@@ -369,25 +398,14 @@ impl RedisServer {
 
     /// (user, password) for `AUTH`, when a password is configured.
     pub fn auth(&self, base_dir: &Path, section: &str) -> Result<Option<(String, String)>, String> {
-        let pass = if let Some(var) = &self.password_env {
-            Some(
-                std::env::var(var)
-                    .map_err(|_| format!("[{section}] password_env: environment variable {var} is not set"))?,
-            )
-        } else if let Some(file) = &self.password_file {
-            let p = if file.is_absolute() {
-                file.clone()
-            } else {
-                base_dir.join(file)
-            };
-            Some(
-                std::fs::read_to_string(&p)
-                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                    .map_err(|e| format!("[{section}] password_file {}: {e}", p.display()))?,
-            )
-        } else {
-            self.password.clone()
-        };
+        let pass = secret(
+            base_dir,
+            section,
+            "password",
+            &self.password_env,
+            &self.password_file,
+            &self.password,
+        )?;
         Ok(pass.map(|p| (self.user.clone().unwrap_or_else(|| "default".into()), p)))
     }
 
@@ -400,20 +418,15 @@ impl RedisServer {
     }
 
     fn validate(&self, section: &str) -> Result<(), String> {
-        let n = [
-            self.password_env.is_some(),
-            self.password_file.is_some(),
-            self.password.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        if n > 1 {
-            return Err(format!(
-                "[{section}] set only one of password_env, password_file, password"
-            ));
-        }
-        Ok(())
+        one_secret_source(
+            section,
+            "password",
+            [
+                self.password_env.is_some(),
+                self.password_file.is_some(),
+                self.password.is_some(),
+            ],
+        )
     }
 }
 
@@ -496,22 +509,21 @@ impl Config {
             return Err(format!("zone = {:?}: use letters, digits, '-' or '_'", self.zone));
         }
         let m = &self.mysql;
-        let sources = [
-            m.password_env.is_some(),
-            m.password_file.is_some(),
-            m.password.is_some(),
-        ];
-        if sources.iter().filter(|x| **x).count() > 1 {
-            return Err("[mysql] set only one of password_env, password_file, password".into());
-        }
+        one_secret_source(
+            "mysql",
+            "password",
+            [
+                m.password_env.is_some(),
+                m.password_file.is_some(),
+                m.password.is_some(),
+            ],
+        )?;
         if let Some(a) = &self.admin {
-            let n = [a.token_env.is_some(), a.token_file.is_some(), a.token.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
-            if n > 1 {
-                return Err("[admin] set only one of token_env, token_file, token".into());
-            }
+            one_secret_source(
+                "admin",
+                "token",
+                [a.token_env.is_some(), a.token_file.is_some(), a.token.is_some()],
+            )?;
             a.listen.parse::<std::net::SocketAddr>().map_err(|e| {
                 format!(
                     "[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)",
@@ -662,22 +674,14 @@ impl Config {
 impl MysqlConfig {
     /// The password from its configured source; an error says which source failed.
     pub fn resolve_password(&self, base_dir: &Path) -> Result<Option<String>, String> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("[mysql] password_env: environment variable {var} is not set"));
-        }
-        if let Some(file) = &self.password_file {
-            let p = if file.is_absolute() {
-                file.clone()
-            } else {
-                base_dir.join(file)
-            };
-            return std::fs::read_to_string(&p)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| format!("[mysql] password_file {}: {e}", p.display()));
-        }
-        Ok(self.password.clone())
+        secret(
+            base_dir,
+            "mysql",
+            "password",
+            &self.password_env,
+            &self.password_file,
+            &self.password,
+        )
     }
 
     /// mysql_async connection options for this server.

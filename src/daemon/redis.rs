@@ -99,7 +99,7 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;
     let status = crate::telemetry::status::registry().redis_direction(origin);
     let mut applier = RedisApplier::connect(&d.local_url).await?;
-    let from = applier.position(origin).await?;
+    let (from, interrupted) = applier.stored(origin).await?;
     let durable = Arc::new(AtomicU64::new(from.as_ref().map_or(0, |p| p.offset)));
     tracing::info!(
         from = %origin, to = %d.capture.zone, origin_redis = %d.capture.addr, local_redis = %d.local_addr,
@@ -108,7 +108,7 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     );
     status.update(|s| s.state = "applying".into());
     let mut capture = d.capture.clone();
-    capture.interrupted = from.is_none() && applier.sync_interrupted(origin).await?;
+    capture.interrupted = interrupted;
     let source = RedisSource::start(capture, from, durable.clone(), status.clone());
     let sink = RedisSink::new(applier, &d.capture, d.local.clone(), durable, status);
     let dir = crate::telemetry::status::registry().direction(origin);

@@ -93,6 +93,27 @@ fn is_connection(e: &redis::RedisError) -> bool {
             .is_some_and(|errs| errs.iter().any(|(_, se)| passing(Some(se.code()))))
 }
 
+/// Queues `commands` (database, arguments) on `p`, selecting each command's
+/// database when it changes (the pipeline starts in database 0); `ignore`: their
+/// replies are not returned.
+fn queue<'a>(p: &mut redis::Pipeline, commands: impl Iterator<Item = &'a (u64, Vec<Vec<u8>>)>, ignore: bool) {
+    let mut db = 0;
+    for (d, args) in commands {
+        if *d != db {
+            p.cmd("SELECT").arg(*d).ignore();
+            db = *d;
+        }
+        let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
+        for a in &args[1..] {
+            c.arg(a.as_slice());
+        }
+        p.add_command(c);
+        if ignore {
+            p.ignore();
+        }
+    }
+}
+
 /// Connections drc writes through: no response timeout (a large key's DEL or a
 /// server stalled by a fork answers late, not never; the connection's own failure is
 /// what ends a session).
@@ -138,15 +159,21 @@ impl RedisApplier {
 
     /// The position after the last transaction of `origin` applied here.
     pub async fn position(&mut self, origin: &str) -> Result<Option<RedisPos>, ApplyError> {
+        Ok(self.stored(origin).await?.0)
+    }
+
+    /// What is stored for `origin`: the position after its last transaction applied
+    /// here, and whether a full sync of it was under way when it stopped (the stored
+    /// value is a snapshot's marker: no position to continue from).
+    pub async fn stored(&mut self, origin: &str) -> Result<(Option<RedisPos>, bool), ApplyError> {
         let mut p = redis::pipe();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("GET").arg(Self::key(origin));
         let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
         match v {
-            None => Ok(None),
-            // a snapshot was being applied: not a position to continue from
-            Some(s) if s.starts_with("snapshot ") => Ok(None),
-            Some(s) => RedisPos::parse(&s).map(Some).ok_or_else(|| ApplyError {
+            None => Ok((None, false)),
+            Some(s) if s.starts_with("snapshot ") => Ok((None, true)),
+            Some(s) => RedisPos::parse(&s).map(|p| (Some(p), false)).ok_or_else(|| ApplyError {
                 addr: self.addr.clone(),
                 what: format!(
                     "unreadable position {s:?} in {} (database 0): delete the key to sync zone {origin} in full again",
@@ -155,16 +182,6 @@ impl RedisApplier {
                 transient: false,
             }),
         }
-    }
-
-    /// Whether a full sync of `origin` was under way here when it stopped (the stored
-    /// position is a snapshot's marker).
-    pub async fn sync_interrupted(&mut self, origin: &str) -> Result<bool, ApplyError> {
-        let mut p = redis::pipe();
-        p.cmd("SELECT").arg(0).ignore();
-        p.cmd("GET").arg(Self::key(origin));
-        let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
-        Ok(v.is_some_and(|v| v.starts_with("snapshot ")))
     }
 
     /// Applies `tx` of `origin` with the position after it, atomically.
@@ -212,18 +229,7 @@ impl RedisApplier {
         p.cmd("SET")
             .arg(Self::key(origin))
             .arg(format!("snapshot {} {}", sync.0, sync.1));
-        let mut db = 0;
-        for (d, args) in &tx.commands {
-            if *d != db {
-                p.cmd("SELECT").arg(*d).ignore();
-                db = *d;
-            }
-            let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
-            for a in &args[1..] {
-                c.arg(a.as_slice());
-            }
-            p.add_command(c).ignore();
-        }
+        queue(&mut p, tx.commands.iter(), true);
         match p.query_async::<Option<(String,)>>(&mut self.con).await {
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
@@ -243,18 +249,7 @@ impl RedisApplier {
         p.atomic();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("SET").arg(Self::key(origin)).arg(marker).ignore();
-        let mut db = 0;
-        for (d, args) in &tx.commands {
-            if *d != db {
-                p.cmd("SELECT").arg(*d).ignore();
-                db = *d;
-            }
-            let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
-            for a in &args[1..] {
-                c.arg(a.as_slice());
-            }
-            p.add_command(c).ignore();
-        }
+        queue(&mut p, tx.commands.iter(), true);
         match p.query_async::<()>(&mut self.con).await {
             Ok(()) => Ok(()),
             // the whole transaction refused before running (EXECABORT: a command this
@@ -284,20 +279,7 @@ impl RedisApplier {
         p.atomic().ignore_errors();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("SET").arg(Self::key(origin)).arg(last.text()).ignore();
-        let mut db = 0;
-        for (tx, _) in batch {
-            for (d, args) in &tx.commands {
-                if *d != db {
-                    p.cmd("SELECT").arg(*d).ignore();
-                    db = *d;
-                }
-                let mut c = redis::cmd(&String::from_utf8_lossy(&args[0]));
-                for a in &args[1..] {
-                    c.arg(a.as_slice());
-                }
-                p.add_command(c);
-            }
-        }
+        queue(&mut p, batch.iter().flat_map(|(tx, _)| tx.commands.iter()), false);
         let results: Vec<redis::Value> = match p.query_async(&mut self.con).await {
             Ok(r) => r,
             Err(e) if e.code() == Some("EXECABORT") && !is_connection(&e) => {

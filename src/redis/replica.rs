@@ -242,30 +242,12 @@ impl Replica {
             head = self.raw_line().await?;
         }
         let mut used = head.len() as u64;
-        let n: usize = head
-            .strip_prefix(b"*")
-            .and_then(|n| std::str::from_utf8(trim_crlf(n)).ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                self.bad(&format!(
-                    "expected a command array, got {:?}",
-                    String::from_utf8_lossy(&head)
-                ))
-            })?;
+        let n = self.header(&head, b'*', "a command array")?;
         let mut args = Vec::with_capacity(n);
         for _ in 0..n {
             let h = self.raw_line().await?;
             used += h.len() as u64;
-            let len: usize = h
-                .strip_prefix(b"$")
-                .and_then(|n| std::str::from_utf8(trim_crlf(n)).ok())
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| {
-                    self.bad(&format!(
-                        "expected a bulk string, got {:?}",
-                        String::from_utf8_lossy(&h)
-                    ))
-                })?;
+            let len = self.header(&h, b'$', "a bulk string")?;
             let mut b = vec![0u8; len + 2];
             self.io.read_exact(&mut b).await.map_err(|e| self.io_err(e))?;
             used += b.len() as u64;
@@ -328,6 +310,14 @@ impl Replica {
     async fn line(&mut self) -> Result<String, ReplicaError> {
         let l = self.raw_line().await?;
         Ok(String::from_utf8_lossy(trim_crlf(&l)).into_owned())
+    }
+
+    /// The number of a RESP header line (`*<n>`, `$<len>`) starting with `mark`.
+    fn header(&self, line: &[u8], mark: u8, what: &str) -> Result<usize, ReplicaError> {
+        line.strip_prefix(&[mark])
+            .and_then(|n| std::str::from_utf8(trim_crlf(n)).ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.bad(&format!("expected {what}, got {:?}", String::from_utf8_lossy(line))))
     }
 
     fn bad(&self, what: &str) -> ReplicaError {

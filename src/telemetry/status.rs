@@ -30,6 +30,16 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros() + offset
 }
 
+/// Counts an error of a direction (`drc_errors_total`) and returns what its report
+/// shows: the message, when (RFC 3339), and the state (`waiting` when it is retried,
+/// `failed` when not).
+fn failure(e: &crate::error::Error) -> (String, String, String) {
+    let kind = if e.is_transient() { "transient" } else { "definite" };
+    metrics::counter!(m::ERRORS, "kind" => kind).increment(1);
+    let state = if e.is_transient() { "waiting" } else { "failed" };
+    (e.to_string(), chrono::Utc::now().to_rfc3339(), state.into())
+}
+
 /// What `GET /status` reports for one direction.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DirectionState {
@@ -103,12 +113,11 @@ impl Direction {
 
     /// Records an error (and counts it).
     pub fn error(&self, e: &crate::error::Error) {
-        let kind = if e.is_transient() { "transient" } else { "definite" };
-        metrics::counter!(m::ERRORS, "kind" => kind).increment(1);
+        let (what, at, state) = failure(e);
         self.update(|s| {
-            s.last_error = Some(e.to_string());
-            s.last_error_at = Some(chrono::Utc::now().to_rfc3339());
-            s.state = if e.is_transient() { "waiting" } else { "failed" }.into();
+            s.last_error = Some(what);
+            s.last_error_at = Some(at);
+            s.state = state;
         });
     }
 
@@ -205,12 +214,11 @@ impl RedisDirection {
 
     /// Records an error (and counts it).
     pub fn error(&self, e: &crate::error::Error) {
-        let kind = if e.is_transient() { "transient" } else { "definite" };
-        metrics::counter!(m::ERRORS, "kind" => kind).increment(1);
+        let (what, at, state) = failure(e);
         self.update(|s| {
-            s.last_error = Some(e.to_string());
-            s.last_error_at = Some(chrono::Utc::now().to_rfc3339());
-            s.state = if e.is_transient() { "waiting" } else { "failed" }.into();
+            s.last_error = Some(what);
+            s.last_error_at = Some(at);
+            s.state = state;
         });
     }
 }
