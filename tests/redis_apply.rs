@@ -13,7 +13,7 @@
 mod common;
 
 use common::redis::redis_cli;
-use drc::redis::apply::{RedisApplier, RedisPos};
+use drc::redis::apply::{RedisApplier, RedisPos, SnapshotMark};
 use drc::redis::replica::{Replica, Sync};
 use drc::redis::snapshot::Snapshot;
 use drc::redis::stream::Grouper;
@@ -47,6 +47,7 @@ async fn run(r: &mut Replica, g: &mut Grouper, b: &mut RedisApplier, n: usize) -
             replid: r.replid.clone(),
             offset: tx.offset,
             db: g.db(),
+            kafka: None,
         };
         b.apply("a", &tx, &pos).await.unwrap();
         r.ack(tx.offset).await.unwrap();
@@ -169,7 +170,17 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
         "a command of {largest} arguments"
     );
     for tx in &txs {
-        b.apply_snapshot("a", tx, (&replid, offset)).await.unwrap();
+        b.apply_snapshot(
+            "a",
+            tx,
+            &SnapshotMark {
+                replid: replid.clone(),
+                offset,
+                kafka: None,
+            },
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(
         b.position("a").await.unwrap(),
@@ -180,6 +191,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
         replid: replid.clone(),
         offset,
         db: 0,
+        kafka: None,
     };
     let empty = RedisTx {
         commands: vec![],
@@ -210,6 +222,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
             replid: a.replid.clone(),
             offset: tx.offset,
             db: g.db(),
+            kafka: None,
         };
         b.apply("a", &tx, &p).await.unwrap();
         if done {
@@ -256,6 +269,7 @@ async fn a_batch_applies_around_a_refused_command_and_stores_the_last_position()
         replid: "r".repeat(40),
         offset,
         db: 13,
+        kafka: None,
     };
     let batch = vec![
         (tx(&["SET", "one", "1"]), pos(100)),

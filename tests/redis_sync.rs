@@ -6,7 +6,9 @@
 //! keys outside the scope stay where they were written. Then the same under 20
 //! `kill -9`s of the daemons and a restart of a Redis server; then an outage longer
 //! than the origin's backlog (a full resync in which deletes made during the gap stay
-//! deleted).
+//! deleted). The counter, mixed, kill and backlog cases run again over Kafka
+//! (`transport = "kafka"`: each zone's Redis published to `<prefix>redis.<zone>` on
+//! the testenv broker).
 //!
 //! Run: `testenv/up.sh --redis && cargo nextest run --test redis_sync`.
 
@@ -54,8 +56,19 @@ async fn pair(name: &str, server_id: u32, admin_port: u16) -> (Pair, Vec<String>
 
 /// [`pair`] with `tables` after `[redis]` (e.g. `[redis.homes]`).
 async fn pair_with(name: &str, server_id: u32, admin_port: u16, tables: &str) -> (Pair, Vec<String>) {
+    pair_over(Transport::Direct, name, server_id, admin_port, tables).await
+}
+
+/// [`pair_with`] over `transport`.
+async fn pair_over(
+    transport: Transport,
+    name: &str,
+    server_id: u32,
+    admin_port: u16,
+    tables: &str,
+) -> (Pair, Vec<String>) {
     fresh().await;
-    let mut p = Pair::new(name, &[TABLE], server_id).await;
+    let mut p = Pair::with(name, &[TABLE], server_id, transport).await;
     p.with_redis(&format!("[{DB}]"), KEYS, tables);
     let admin = p.with_admin(admin_port, "t");
     p.start_both().await;
@@ -245,6 +258,15 @@ async fn hash_total(zone: usize) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
+    mixed(Transport::Direct, "redis_mixed", 6101, 9661).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
+    mixed(Transport::Kafka, "redis_k_mixed", 6181, 9675).await
+}
+
+async fn mixed(transport: Transport, name: &str, server_id: u32, admin_port: u16) {
     // a function library in zone a's snapshot (deployed per zone, not synced)
     let _: () = redis::cmd("FUNCTION")
         .arg("LOAD")
@@ -254,7 +276,7 @@ async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
         .await
         .map(|_: String| ())
         .unwrap();
-    let (mut p, admin) = pair("redis_mixed", 6101, 9661).await;
+    let (mut p, admin) = pair_over(transport, name, server_id, admin_port, "").await;
     let (a, b) = tokio::join!(load(0, 10_000, 1), load(1, 10_000, 2));
     // an unsynced key that expires inside a synced transaction: Redis deletes it in
     // that transaction; the increment still syncs
@@ -336,7 +358,16 @@ async fn mixed_commands_in_both_zones_converge_counters_sum_unsynced_stay() {
 /// converged, every counter increment applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_kills_and_a_redis_restart_under_load_lose_and_repeat_nothing() {
-    let (mut p, _) = pair("redis_kills", 6111, 9663).await;
+    kills(Transport::Direct, "redis_kills", 6111, 9663).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_twenty_kills_and_a_redis_restart_under_load_lose_and_repeat_nothing() {
+    kills(Transport::Kafka, "redis_k_kills", 6191, 9677).await
+}
+
+async fn kills(transport: Transport, name: &str, server_id: u32, admin_port: u16) {
+    let (mut p, admin) = pair_over(transport, name, server_id, admin_port, "").await;
     let a = tokio::spawn(load(0, 10_000, 3));
     let b1 = tokio::spawn(load(1, 5_000, 4));
     p.kill_randomly(10, 14).await;
@@ -346,6 +377,28 @@ async fn twenty_kills_and_a_redis_restart_under_load_lose_and_repeat_nothing() {
     let b2 = tokio::spawn(load(1, 5_000, 5));
     p.kill_randomly(10, 15).await;
     let (a, b2) = (a.await.unwrap(), b2.await.unwrap());
+    if std::env::var("DEBUG_K").is_ok() {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for z in 0..2 {
+            let m = get(&format!("{}/metrics", admin[z]));
+            eprintln!(
+                "== zone {z} metrics\n{}",
+                m.lines()
+                    .filter(|l| l.starts_with("drc_redis") || l.starts_with("drc_kafka"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            eprintln!("== zone {z} status\n{}", get(&format!("{}/status", admin[z])));
+            eprintln!(
+                "== pos {}",
+                common::redis::redis_cli(
+                    if z == 0 { "6381" } else { "6382" },
+                    0,
+                    "GET drc:pos:a\nGET drc:pos:b\nINFO replication\n"
+                )
+            );
+        }
+    }
     assert_converged(&p, 90).await;
     let shared = a.shared + b1.shared + b2.shared;
     for z in 0..2 {
@@ -376,7 +429,20 @@ impl Drop for Backlog {
 /// stay and reach zone a (even to a key zone a deleted: the later write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_deleted() {
-    let (mut p, admin) = pair("redis_backlog", 6121, 9665).await;
+    backlog(Transport::Direct, "redis_backlog", 6121, 9665).await
+}
+
+/// Over Kafka the capture of zone a's Redis is zone a's own daemon (its publisher):
+/// that one is down for the gap, and its full sync reaches zone b through the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_deleted() {
+    backlog(Transport::Kafka, "redis_k_backlog", 6201, 9679).await
+}
+
+async fn backlog(transport: Transport, name: &str, server_id: u32, admin_port: u16) {
+    let (mut p, admin) = pair_over(transport, name, server_id, admin_port, "").await;
+    // the daemon whose capture of zone a's Redis is down in the gap
+    let down = if transport == Transport::Kafka { 0 } else { 1 };
     let mut a = con(0, DB).await;
     let mut b = con(1, DB).await;
     for i in 0..30 {
@@ -384,7 +450,7 @@ async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_delete
         let _: () = b.set(format!("sync:b:k{i}"), i).await.unwrap();
     }
     assert_converged(&p, 30).await;
-    p.kill9(1);
+    p.kill9(down);
     let _backlog = Backlog;
     common::redis::redis_cli("6381", 0, "CONFIG SET repl-backlog-size 16384\n");
     // the gap: zone a deletes some of each zone's keys and writes far more than 16 KB
@@ -404,7 +470,7 @@ async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_delete
         let _: () = b.set(format!("sync:b:new:{i}"), i).await.unwrap();
     }
     let _: () = b.set("sync:b:k7", "b wrote after a deleted").await.unwrap();
-    p.start(1);
+    p.start(down);
     assert_converged(&p, 60).await;
     for z in 0..2 {
         let d = dump(z, DB).await;
@@ -430,13 +496,17 @@ async fn an_outage_longer_than_the_backlog_syncs_in_full_and_deletes_stay_delete
             "zone {z}"
         );
     }
-    let metrics = get(&format!("{}/metrics", admin[1]));
+    let metrics = get(&format!("{}/metrics", admin[down]));
     assert_eq!(
         sample(&metrics, "drc_redis_full_syncs_total", &["reason=\"backlog_lost\""]),
         Some(1.0),
         "{metrics}"
     );
-    assert!(p.log(1).contains("no longer holds drc's position"), "{}", p.log(1));
+    assert!(
+        p.log(down).contains("no longer holds drc's position"),
+        "{}",
+        p.log(down)
+    );
     assert!(p.running(0) && p.running(1), "{}", p.logs());
 }
 
@@ -665,7 +735,16 @@ async fn a_full_sync_of_a_million_member_set_and_many_keys_with_bounded_memory()
 /// on the same key, concurrently: exactly 20,000 in both, and it stays there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_incrs_in_each_zone_on_one_key_make_exactly_twenty_thousand() {
-    let (p, _) = pair("redis_incr", 6161, 9671).await;
+    incrs(Transport::Direct, "redis_incr", 6161, 9671).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_ten_thousand_incrs_in_each_zone_on_one_key_make_exactly_twenty_thousand() {
+    incrs(Transport::Kafka, "redis_k_incr", 6211, 9681).await
+}
+
+async fn incrs(transport: Transport, name: &str, server_id: u32, admin_port: u16) {
+    let (p, _) = pair_over(transport, name, server_id, admin_port, "").await;
     let incr = |zone: usize| async move {
         let mut c = con(zone, DB).await;
         for _ in 0..100 {

@@ -8,7 +8,7 @@
 //! | [`topology`] | config → each part's settings |
 //! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
 //! | [`kafka`] | binlog source → Kafka sink; per peer, Kafka source → applier sink |
-//! | [`redis`] | per peer, its Redis as a replica → this zone's Redis; the Redis heartbeat key |
+//! | [`redis`] | per peer, its Redis as a replica → this zone's Redis (over Kafka: this zone's Redis → its topic, per peer its topic → this zone's Redis); the Redis heartbeat key |
 //! | [`tasks`] | the supervisor: named tasks, shutdown, panics as errors |
 //!
 //! Tasks and what each owns (docs/ARCHITECTURE.md, "The daemon"): one direction per
@@ -179,9 +179,15 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
             }
         }
     }
-    // Redis: per peer its Redis → this zone's, beside MySQL (docs/REDIS.md).
+    // Redis: per peer its Redis → this zone's, beside MySQL (docs/REDIS.md); over
+    // Kafka this zone's Redis → its topic, and per peer its topic → this zone's Redis.
     if let Some(r) = &cfg.redis {
         let (dirs, url) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
+        if let (TransportKind::Kafka, Some(k)) = (cfg.transport, &cfg.kafka) {
+            let p = redis::publishing(&cfg, r, k).map_err(|e| cfg_err(path, e))?;
+            crate::telemetry::status::registry().redis_publisher();
+            tasks.spawn("Redis publisher", redis::run_publisher(p, shutdown.clone()));
+        }
         for d in dirs {
             crate::telemetry::status::registry().redis_direction(&d.capture.origin);
             if r.verify_interval_secs > 0 {
@@ -196,10 +202,13 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                     ),
                 );
             }
-            tasks.spawn(
-                format!("Redis direction from zone {}", d.capture.origin),
-                redis::run(d, shutdown.clone()),
-            );
+            let name = format!("Redis direction from zone {}", d.capture.origin);
+            match (cfg.transport, &cfg.kafka) {
+                (TransportKind::Kafka, Some(k)) => {
+                    tasks.spawn(name, redis::run_consumer(d, k.clone(), shutdown.clone()))
+                }
+                _ => tasks.spawn(name, redis::run(d, shutdown.clone())),
+            }
         }
         tasks.spawn(
             "Redis heartbeat writer",

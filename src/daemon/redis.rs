@@ -1,6 +1,8 @@
 //! Redis directions: per peer, the peer's Redis captured as a replica
-//! ([`RedisSource`]) → this zone's Redis ([`RedisSink`]); and this zone's heartbeat
-//! key, from which the peers measure the lag.
+//! ([`RedisSource`]) → this zone's Redis ([`RedisSink`]); over Kafka, this zone's
+//! Redis → [`RedisPublisher`] (topic `<prefix>redis.<zone>`), and per peer its topic
+//! ([`KafkaSource`]) → [`RedisSink`]; and this zone's heartbeat key, from which the
+//! peers measure the lag.
 //!
 //! # Resumption
 //! The position is `drc:pos:<origin>` in this zone's Redis, written in the
@@ -11,13 +13,20 @@
 
 use crate::config::{Config, RedisConfig};
 use crate::error::Error;
+use crate::kafka::redis::{Published, RedisPublisher};
+use crate::kafka::source::KafkaSource;
+use crate::kafka::KafkaConfig;
+use crate::mysql::reader::checkpoint::CheckpointStore;
 use crate::pipeline::{self, Shutdown};
-use crate::redis::apply::RedisApplier;
+use crate::redis::apply::{RedisApplier, Stored};
 use crate::redis::fullsync::Local;
 use crate::redis::scope::Scope;
-use crate::redis::sink::RedisSink;
+use crate::redis::sink::{Delivery, RedisSink};
 use crate::redis::source::{CaptureSettings, RedisSource, HEARTBEAT_PREFIX};
 use crate::redis::verify::Homes;
+use crate::telemetry::status::RedisDirection;
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +54,7 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
             capture: CaptureSettings {
                 origin: p.zone.clone(),
                 zone: cfg.zone.clone(),
+                receivers: vec![cfg.zone.clone()],
                 addr: server.addr(),
                 url: server.url(&cfg.base_dir, "peers.redis")?,
                 auth: server.auth(&cfg.base_dir, "peers.redis")?,
@@ -63,20 +73,53 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
     Ok((out, local_url))
 }
 
-/// Runs a Redis direction until `shutdown`. A definite error (a transaction this
-/// zone's Redis refuses whole, a missing grant) stops this direction only, never the
-/// daemon and its MySQL directions: it is logged and shown in `/status` (`failed`),
-/// and the direction tries again from its position every [`PARKED_RETRY`].
-pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
-    let what = format!("Redis replication from zone {}", d.capture.origin);
-    let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
+/// This zone's Redis published to Kafka.
+pub struct Publishing {
+    /// The capture of this zone's own Redis (`zone` = `kafka`, every peer a receiver).
+    pub capture: CaptureSettings,
+    pub kafka: KafkaConfig,
+    /// The publisher's position store (`[reader] state_dir`/redis).
+    pub state_dir: PathBuf,
+}
+
+/// The publishing side of `cfg`'s Redis over Kafka.
+pub fn publishing(cfg: &Config, r: &RedisConfig, k: &KafkaConfig) -> Result<Publishing, String> {
+    Ok(Publishing {
+        capture: CaptureSettings {
+            origin: cfg.zone.clone(),
+            zone: "kafka".into(),
+            receivers: cfg.peers.iter().map(|p| p.zone.clone()).collect(),
+            addr: r.server.addr(),
+            url: r.server.url(&cfg.base_dir, "redis")?,
+            auth: r.server.auth(&cfg.base_dir, "redis")?,
+            scope: Scope::new(&r.databases, &r.keys),
+            homes: Homes::new(&r.homes),
+            interrupted: false,
+        },
+        kafka: k.clone(),
+        state_dir: cfg.state_dir().join("redis"),
+    })
+}
+
+/// Runs `session` with restarts on transient errors until `shutdown`; a definite
+/// error stops this Redis direction only (never the daemon and its MySQL
+/// directions): it is logged and shown in `/status` (`failed`), and the direction
+/// tries again from its position every [`PARKED_RETRY`].
+async fn parked<F, Fut>(what: &str, status: &RedisDirection, shutdown: &Shutdown, mut session: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
     loop {
-        let r = pipeline::restart_on_transient(&what, &shutdown, || async {
-            let r = session(&d, &shutdown).await;
-            if let Err(e) = &r {
-                status.error(e);
+        let r = pipeline::restart_on_transient(what, shutdown, || {
+            let s = session();
+            async {
+                let r = s.await;
+                if let Err(e) = &r {
+                    status.error(e);
+                }
+                r
             }
-            r
         })
         .await;
         match r {
@@ -92,6 +135,85 @@ pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
     }
 }
 
+/// Publishes this zone's Redis to Kafka until `shutdown` (see [`parked`]).
+pub async fn run_publisher(p: Publishing, shutdown: Shutdown) -> Result<(), Error> {
+    let store = CheckpointStore::open(&p.state_dir)?;
+    let status = crate::telemetry::status::registry().redis_publisher();
+    let r = parked("publishing Redis", &status, &shutdown, || {
+        publish(&p, &store, &status, &shutdown)
+    })
+    .await;
+    store.flush()?;
+    r
+}
+
+async fn publish(
+    p: &Publishing,
+    store: &CheckpointStore,
+    status: &Arc<RedisDirection>,
+    shutdown: &Shutdown,
+) -> Result<(), Error> {
+    let (from, interrupted) = match crate::kafka::redis::load(store)? {
+        None => (None, false),
+        Some(Published::Snapshot) => (None, true),
+        Some(Published::At(pos)) => (Some(pos), false),
+    };
+    let durable = Arc::new(AtomicU64::new(from.as_ref().map_or(0, |p| p.offset)));
+    tracing::info!(
+        zone = %p.capture.origin, redis = %p.capture.addr, topic = %p.kafka.redis_topic(&p.capture.origin),
+        resume = %from.as_ref().map_or("a full sync".to_string(), |p| format!("{} {} (db {})", p.replid, p.offset, p.db)),
+        "Redis publishing starting"
+    );
+    let mut capture = p.capture.clone();
+    capture.interrupted = interrupted;
+    let source = RedisSource::start(capture, from, durable.clone(), status.clone());
+    let sink = RedisPublisher::open(&p.kafka, &p.capture.origin, store, durable, status.clone()).await?;
+    pipeline::run(source, sink, None, shutdown).await
+}
+
+/// Applies `d`'s origin's Redis topic to this zone's Redis until `shutdown`.
+pub async fn run_consumer(d: Direction, k: KafkaConfig, shutdown: Shutdown) -> Result<(), Error> {
+    let what = format!("Redis replication from zone {} (Kafka)", d.capture.origin);
+    let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
+    parked(&what, &status, &shutdown, || consume(&d, &k, &shutdown)).await
+}
+
+async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<(), Error> {
+    let origin = &d.capture.origin;
+    let status = crate::telemetry::status::registry().redis_direction(origin);
+    let mut applier = RedisApplier::connect(&d.local_url).await?;
+    let stored = applier.stored(origin).await?;
+    let topic = k.redis_topic(origin);
+    let at = stored.kafka().map(|offset| crate::kafka::source::Stored {
+        topic: topic.clone(),
+        offset,
+        checkpoint: stored.position().map(|p| (p.replid.clone(), p.offset)),
+    });
+    tracing::info!(
+        from = %origin, to = %d.capture.zone, %topic, local_redis = %d.local_addr,
+        resume = %match &stored {
+            Stored::Nothing => "the topic's start".to_string(),
+            Stored::Snapshot(_) => "the start of the full sync under way".to_string(),
+            Stored::At(p) => format!("{} {} (db {})", p.replid, p.offset, p.db),
+        },
+        "Redis sync over Kafka starting"
+    );
+    let mut source: KafkaSource<Delivery> = KafkaSource::open(k, topic, &d.capture.zone, origin, at)?;
+    source.verify().await?;
+    status.update(|s| s.state = "applying".into());
+    let durable = Arc::new(AtomicU64::new(0));
+    let sink = RedisSink::new(applier, &d.capture, stored.position(), d.local.clone(), durable, status);
+    let dir = crate::telemetry::status::registry().direction(origin);
+    pipeline::run(source, sink, Some(&dir), shutdown).await
+}
+
+/// Runs a Redis direction until `shutdown` (see [`parked`]).
+pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
+    let what = format!("Redis replication from zone {}", d.capture.origin);
+    let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
+    parked(&what, &status, &shutdown, || session(&d, &shutdown)).await
+}
+
 /// How long a Redis direction stopped by a definite error waits before it tries again.
 pub const PARKED_RETRY: Duration = Duration::from_secs(60);
 
@@ -99,7 +221,9 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;
     let status = crate::telemetry::status::registry().redis_direction(origin);
     let mut applier = RedisApplier::connect(&d.local_url).await?;
-    let (from, interrupted) = applier.stored(origin).await?;
+    let stored = applier.stored(origin).await?;
+    let from = stored.position().cloned();
+    let interrupted = matches!(stored, Stored::Snapshot(_));
     let durable = Arc::new(AtomicU64::new(from.as_ref().map_or(0, |p| p.offset)));
     tracing::info!(
         from = %origin, to = %d.capture.zone, origin_redis = %d.capture.addr, local_redis = %d.local_addr,
@@ -110,7 +234,7 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let mut capture = d.capture.clone();
     capture.interrupted = interrupted;
     let source = RedisSource::start(capture, from, durable.clone(), status.clone());
-    let sink = RedisSink::new(applier, &d.capture, d.local.clone(), durable, status);
+    let sink = RedisSink::new(applier, &d.capture, stored.position(), d.local.clone(), durable, status);
     let dir = crate::telemetry::status::registry().direction(origin);
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }

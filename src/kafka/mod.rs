@@ -26,10 +26,14 @@
 //! | file | role |
 //! |---|---|
 //! | this file | `[kafka]` config, client settings, librdkafka logging, topic creation |
+//! | [`publish`] | the producers' core: messages in flight, positions durable once acknowledged |
+//! | [`redis`] | Redis over Kafka: the zone's Redis items published (`<prefix>redis.<zone>`), and read back for a Redis sink |
 //! | [`sink`] | the producer: a pipeline sink of binlog transactions; its durable position is the reader checkpoint |
 //! | [`source`] | the consumer: a pipeline source for an applier, positioned by `drc.applied` |
 //! | [`wire`] | the versioned message format (`schemas/kafka_message.v1.json`) |
 
+pub mod publish;
+pub mod redis;
 pub mod sink;
 pub mod source;
 /// The message format lives with the model (`drc.parked` stores transactions in it too).
@@ -64,6 +68,11 @@ fn default_prefix() -> String {
 impl KafkaConfig {
     pub fn topic(&self, zone: &str) -> String {
         format!("{}{zone}", self.topic_prefix)
+    }
+
+    /// The topic of `zone`'s Redis items: `<prefix>redis.<zone>`.
+    pub fn redis_topic(&self, zone: &str) -> String {
+        format!("{}redis.{zone}", self.topic_prefix)
     }
 
     pub(crate) fn client(&self) -> ClientConfig {

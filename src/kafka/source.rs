@@ -1,4 +1,5 @@
-//! The consumer: a pipeline [`Source`] of one origin zone's topic for an applier.
+//! The consumer: a pipeline [`Source`] of one origin zone's topic for an applier
+//! (MySQL transactions, or Redis items: any [`Message`]).
 //!
 //! The topic/partition/offset of each message travels with it ([`Delivered`]) and is
 //! written into `drc.applied` in the same target transaction as the rows; the source
@@ -16,21 +17,49 @@ use crate::position::{Checkpoint, KafkaPosition};
 use futures_util::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
 
+/// What a topic carries.
+pub trait Message: crate::pipeline::Item + Send + Sized + 'static {
+    /// The `drc-format` header every message must have.
+    const FORMAT: &'static str;
+    /// What names the message applied last (the origin position applied with it).
+    type Identity: PartialEq + std::fmt::Debug + Send + 'static;
+    /// The message at `at`, or what is wrong with it.
+    fn decode(payload: &[u8], at: KafkaPosition) -> Result<Self, String>;
+    /// The origin position a consumer stores when it has applied this message.
+    fn identity(&self) -> Option<Self::Identity>;
+}
+
+impl Message for Delivered {
+    const FORMAT: &'static str = wire::FORMAT;
+    type Identity = Checkpoint;
+
+    fn decode(payload: &[u8], at: KafkaPosition) -> Result<Self, String> {
+        Ok(Delivered {
+            tx: wire::decode(payload).map_err(|e| e.to_string())?,
+            transport: Some(at),
+        })
+    }
+
+    fn identity(&self) -> Option<Checkpoint> {
+        self.tx.checkpoint.clone()
+    }
+}
+
 /// Where the applier stands in the topic (`drc.applied`).
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub struct Stored<I = Checkpoint> {
     pub topic: String,
     /// Offset of the last applied message.
     pub offset: i64,
-    /// The origin position applied with it.
-    pub checkpoint: Option<Checkpoint>,
+    /// The origin position applied with it (`None`: not checked).
+    pub checkpoint: Option<I>,
 }
 
-pub struct KafkaSource {
+pub struct KafkaSource<M: Message = Delivered> {
     consumer: StreamConsumer<RateLimitedLog>,
     brokers: String,
     topic: String,
@@ -38,20 +67,25 @@ pub struct KafkaSource {
     origin: String,
     stored: Option<i64>,
     /// a message already received while the previous one was applied
-    ready: Option<Result<Delivered, Error>>,
+    ready: Option<Result<M, Error>>,
     waiting: RateLimitedLog,
-    /// The last applied message's offset and checkpoint, read again by [`Self::verify`].
-    check: Option<(i64, Option<Checkpoint>)>,
+    /// The last applied message's offset and identity, read again by [`Self::verify`].
+    check: Option<(i64, Option<M::Identity>)>,
 }
 
-impl KafkaSource {
-    /// Opens `origin`'s topic for the applier of `zone`, after `stored` (the offset
-    /// in `drc.applied`; `None`: from the beginning).
-    pub fn open(k: &KafkaConfig, zone: &str, origin: &str, stored: Option<Stored>) -> Result<KafkaSource, Error> {
-        let topic = k.topic(origin);
+impl<M: Message> KafkaSource<M> {
+    /// Opens `topic` (`origin`'s) for the applier of `zone`, after `stored` (the
+    /// offset applied last; `None`: from the beginning).
+    pub fn open(
+        k: &KafkaConfig,
+        topic: String,
+        zone: &str,
+        origin: &str,
+        stored: Option<Stored<M::Identity>>,
+    ) -> Result<KafkaSource<M>, Error> {
         let consumer: StreamConsumer<RateLimitedLog> = k
             .client()
-            .set("group.id", format!("drc-{zone}-from-{origin}"))
+            .set("group.id", format!("drc-{zone}-reads-{topic}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // A stored offset the broker no longer has (retention deleted it, or the
@@ -92,7 +126,9 @@ impl KafkaSource {
                 return Err(s.lost_offset(o + 1, &format!("the broker has offsets {low}..{high}")));
             }
             offset = Offset::Offset(o + 1);
-            if o >= low {
+            if o < 0 {
+                // nothing applied yet: nothing to check
+            } else if o >= low {
                 // read the last applied message again: it must be the same transaction
                 offset = Offset::Offset(o);
                 s.check = Some((o, st.checkpoint));
@@ -121,18 +157,20 @@ impl KafkaSource {
         };
         let d = loop {
             let r = self.consumer.recv().await;
+            let at = r.as_ref().map_or(-1, |m| m.offset());
             if let Some(d) = self.received(r) {
-                break d?;
+                break (at, d?);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let at = d.transport.as_ref().map_or(-1, |k| k.offset);
-        if at != o || (expected.is_some() && d.tx.checkpoint != expected) {
+        let (at, found) = d;
+        let found = found.identity();
+        if at != o || (expected.is_some() && found != expected) {
             return Err(self.lost_offset(
                 o + 1,
                 &format!(
-                    "the message at offset {at} is not the transaction applied last (position {}, drc.applied has {}): the topic was recreated",
-                    d.tx.checkpoint.as_ref().map_or("none".into(), |c| format!("{c:?}")),
+                    "the message at offset {at} is not the one applied last (position {}, the stored position is {}): the topic was recreated",
+                    found.as_ref().map_or("none".into(), |c| format!("{c:?}")),
                     expected.as_ref().map_or("none".into(), |c| format!("{c:?}")),
                 ),
             ));
@@ -163,7 +201,7 @@ impl KafkaSource {
 
     /// A received message decoded, a definite error, or `None`: the broker is not
     /// reachable now (logged, rate-limited), try again.
-    fn received(&self, r: KafkaResult<BorrowedMessage<'_>>) -> Option<Result<Delivered, Error>> {
+    fn received(&self, r: KafkaResult<BorrowedMessage<'_>>) -> Option<Result<M, Error>> {
         let msg = match r {
             Ok(m) => m,
             Err(KafkaError::MessageConsumption(
@@ -182,13 +220,13 @@ impl KafkaSource {
         Some(self.decode(&msg))
     }
 
-    fn decode(&self, msg: &BorrowedMessage<'_>) -> Result<Delivered, Error> {
+    fn decode(&self, msg: &BorrowedMessage<'_>) -> Result<M, Error> {
         let format = msg.headers().and_then(|h| {
             h.iter()
                 .find(|x| x.key == "drc-format")
                 .and_then(|x| x.value.map(|v| v.to_vec()))
         });
-        if format.as_deref() != Some(wire::FORMAT.as_bytes()) {
+        if format.as_deref() != Some(M::FORMAT.as_bytes()) {
             return Err(Error::Server {
                 addr: self.brokers.clone(),
                 what: format!(
@@ -196,29 +234,30 @@ impl KafkaSource {
                     self.topic,
                     msg.offset(),
                     format.map(|f| String::from_utf8_lossy(&f).into_owned()),
-                    wire::FORMAT
+                    M::FORMAT
                 ),
             });
         }
-        let tx = wire::decode(msg.payload().unwrap_or_default()).map_err(|e| Error::Server {
+        let at = KafkaPosition {
+            topic: self.topic.clone(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        M::decode(msg.payload().unwrap_or_default(), at).map_err(|e| Error::Server {
             addr: self.brokers.clone(),
-            what: format!("{} offset {}: {e}", self.topic, msg.offset()),
-        })?;
-        Ok(Delivered {
-            tx,
-            transport: Some(KafkaPosition {
-                topic: self.topic.clone(),
-                partition: msg.partition(),
-                offset: msg.offset(),
-            }),
+            what: format!(
+                "{} offset {}: {e}; stopped without applying it (nothing after it is applied either)",
+                self.topic,
+                msg.offset()
+            ),
         })
     }
 }
 
-impl Source for KafkaSource {
-    type Item = Delivered;
+impl<M: Message> Source for KafkaSource<M> {
+    type Item = M;
 
-    async fn next(&mut self) -> Result<Option<Delivered>, Error> {
+    async fn next(&mut self) -> Result<Option<M>, Error> {
         if let Some(r) = self.ready.take() {
             return r.map(Some);
         }

@@ -17,26 +17,107 @@ use super::stream::{RedisTx, MARKER_PREFIX};
 use redis::aio::MultiplexedConnection;
 
 /// A position in an origin's command stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedisPos {
     pub replid: String,
     pub offset: u64,
     /// The database the stream had selected there.
     pub db: u64,
+    /// Over Kafka, in `drc:pos:<origin>` only: the offset of the message that carried
+    /// it (the consumer resumes after it). Never part of a message.
+    #[serde(skip)]
+    pub kafka: Option<i64>,
 }
 
 impl RedisPos {
-    fn text(&self) -> String {
-        format!("{} {} {}", self.replid, self.offset, self.db)
+    /// `<replid> <offset> <db>[ <kafka offset>]`.
+    pub fn text(&self) -> String {
+        match self.kafka {
+            None => format!("{} {} {}", self.replid, self.offset, self.db),
+            Some(k) => format!("{} {} {} {k}", self.replid, self.offset, self.db),
+        }
     }
 
-    fn parse(s: &str) -> Option<RedisPos> {
+    /// [`RedisPos::text`] read back.
+    pub fn parse(s: &str) -> Option<RedisPos> {
         let mut it = s.split_whitespace();
-        Some(RedisPos {
+        let pos = RedisPos {
             replid: it.next()?.to_string(),
             offset: it.next()?.parse().ok()?,
             db: it.next()?.parse().ok()?,
-        })
+            kafka: match it.next() {
+                None => None,
+                Some(k) => Some(k.parse().ok()?),
+            },
+        };
+        it.next().is_none().then_some(pos)
+    }
+
+    /// The same point of the origin's stream (the Kafka offset aside).
+    pub fn same_point(&self, other: &RedisPos) -> bool {
+        self.replid == other.replid && self.offset == other.offset
+    }
+}
+
+/// The marker of a full sync being applied (`drc:pos:<origin>` until it ends): the
+/// snapshot's (replid, offset) and, over Kafka, the offset to read again from (the
+/// message before the sync's start: a crash starts the sync over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMark {
+    pub replid: String,
+    pub offset: u64,
+    pub kafka: Option<i64>,
+}
+
+impl SnapshotMark {
+    fn text(&self) -> String {
+        match self.kafka {
+            None => format!("snapshot {} {}", self.replid, self.offset),
+            Some(k) => format!("snapshot {} {} {k}", self.replid, self.offset),
+        }
+    }
+
+    fn parse(s: &str) -> Option<SnapshotMark> {
+        let mut it = s.strip_prefix("snapshot ")?.split_whitespace();
+        let m = SnapshotMark {
+            replid: it.next()?.to_string(),
+            offset: it.next()?.parse().ok()?,
+            kafka: match it.next() {
+                None => None,
+                Some(k) => Some(k.parse().ok()?),
+            },
+        };
+        it.next().is_none().then_some(m)
+    }
+}
+
+/// What `drc:pos:<origin>` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Nothing: a first start.
+    Nothing,
+    /// The position after the last transaction applied.
+    At(RedisPos),
+    /// A full sync was under way when the direction stopped.
+    Snapshot(SnapshotMark),
+}
+
+impl Stored {
+    pub fn position(&self) -> Option<&RedisPos> {
+        match self {
+            Stored::At(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Over Kafka: the offset of the last message applied whole (`None`: read the
+    /// topic from its beginning).
+    pub fn kafka(&self) -> Option<i64> {
+        match self {
+            Stored::At(p) => p.kafka,
+            Stored::Snapshot(m) => m.kafka,
+            Stored::Nothing => None,
+        }
     }
 }
 
@@ -159,24 +240,29 @@ impl RedisApplier {
 
     /// The position after the last transaction of `origin` applied here.
     pub async fn position(&mut self, origin: &str) -> Result<Option<RedisPos>, ApplyError> {
-        Ok(self.stored(origin).await?.0)
+        Ok(self.stored(origin).await?.position().cloned())
     }
 
     /// What is stored for `origin`: the position after its last transaction applied
-    /// here, and whether a full sync of it was under way when it stopped (the stored
-    /// value is a snapshot's marker: no position to continue from).
-    pub async fn stored(&mut self, origin: &str) -> Result<(Option<RedisPos>, bool), ApplyError> {
+    /// here, or the marker of a full sync of it under way when it stopped (no
+    /// position to continue from).
+    pub async fn stored(&mut self, origin: &str) -> Result<Stored, ApplyError> {
         let mut p = redis::pipe();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("GET").arg(Self::key(origin));
         let (v,): (Option<String>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
-        match v {
-            None => Ok((None, false)),
-            Some(s) if s.starts_with("snapshot ") => Ok((None, true)),
-            Some(s) => RedisPos::parse(&s).map(|p| (Some(p), false)).ok_or_else(|| ApplyError {
+        let parsed = match &v {
+            None => Some(Stored::Nothing),
+            Some(s) if s.starts_with("snapshot ") => SnapshotMark::parse(s).map(Stored::Snapshot),
+            Some(s) => RedisPos::parse(s).map(Stored::At),
+        };
+        match (parsed, v) {
+            (Some(st), _) => Ok(st),
+            (None, s) => Err(ApplyError {
                 addr: self.addr.clone(),
                 what: format!(
-                    "unreadable position {s:?} in {} (database 0): delete the key to sync zone {origin} in full again",
+                    "unreadable position {:?} in {} (database 0): delete the key to sync zone {origin} in full again",
+                    s.unwrap_or_default(),
                     String::from_utf8_lossy(&Self::key(origin))
                 ),
                 transient: false,
@@ -193,9 +279,8 @@ impl RedisApplier {
     /// (replid, offset): marked as the applier's, with no position yet (a crash now
     /// means a full sync again). [`RedisApplier::apply`] of the last one (or of an
     /// empty transaction) writes the position after the snapshot.
-    pub async fn apply_snapshot(&mut self, origin: &str, tx: &RedisTx, sync: (&str, u64)) -> Result<(), ApplyError> {
-        self.apply_marked(origin, tx, format!("snapshot {} {}", sync.0, sync.1))
-            .await
+    pub async fn apply_snapshot(&mut self, origin: &str, tx: &RedisTx, sync: &SnapshotMark) -> Result<(), ApplyError> {
+        self.apply_marked(origin, tx, sync.text()).await
     }
 
     /// Watches `keys` (database, name) for [`RedisApplier::apply_snapshot_watched`].
@@ -221,14 +306,12 @@ impl RedisApplier {
         &mut self,
         origin: &str,
         tx: &RedisTx,
-        sync: (&str, u64),
+        sync: &SnapshotMark,
     ) -> Result<bool, ApplyError> {
         let mut p = redis::pipe();
         p.atomic();
         p.cmd("SELECT").arg(0).ignore();
-        p.cmd("SET")
-            .arg(Self::key(origin))
-            .arg(format!("snapshot {} {}", sync.0, sync.1));
+        p.cmd("SET").arg(Self::key(origin)).arg(sync.text());
         queue(&mut p, tx.commands.iter(), true);
         match p.query_async::<Option<(String,)>>(&mut self.con).await {
             Ok(Some(_)) => Ok(true),

@@ -28,7 +28,7 @@
 //! Every write here is a marked transaction (the peer never gets it back); the
 //! position after the snapshot is written last, so a crash means a full sync again.
 
-use super::apply::{RedisApplier, RedisPos};
+use super::apply::{RedisApplier, RedisPos, SnapshotMark};
 use super::replica::{Replica, Sync};
 use super::scope::Scope;
 use super::stream::{Grouper, RedisTx};
@@ -64,7 +64,7 @@ type Command = (u64, Vec<Vec<u8>>);
 /// The state of one full sync being applied.
 pub struct FullSync {
     origin: String,
-    sync: (String, u64),
+    sync: SnapshotMark,
     scope: Scope,
     homes: Homes,
     /// This zone's own stream from `P`, and the keys written there (not by drc).
@@ -100,7 +100,7 @@ impl FullSync {
         applier: &mut RedisApplier,
         local: &Local,
         origin: &str,
-        sync: (String, u64),
+        sync: SnapshotMark,
         peer_pos: Option<RedisPos>,
         scope: Scope,
         homes: Homes,
@@ -260,10 +260,7 @@ impl FullSync {
                 sadd.extend(self.seen.iter().cloned());
                 tx.commands.push((0, sadd));
             }
-            if applier
-                .apply_snapshot_watched(&self.origin, &tx, (&self.sync.0, self.sync.1))
-                .await?
-            {
+            if applier.apply_snapshot_watched(&self.origin, &tx, &self.sync).await? {
                 break;
             }
             // a watched key was written here after all: decide again
@@ -318,9 +315,7 @@ impl FullSync {
                                 commands: vec![(db, del)],
                                 ..Default::default()
                             };
-                            applier
-                                .apply_snapshot(&self.origin, &tx, (&self.sync.0, self.sync.1))
-                                .await?;
+                            applier.apply_snapshot(&self.origin, &tx, &self.sync).await?;
                         }
                     }
                     if next == 0 {

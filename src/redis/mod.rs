@@ -20,3 +20,4 @@ pub mod snapshot;
 pub mod source;
 pub mod stream;
 pub mod verify;
+pub mod wire;

@@ -4,14 +4,19 @@
 //! made durable to the source (which acknowledges it to the origin), and keeps the
 //! direction's metrics and `/status` entry.
 //!
+//! Over Kafka a message's items arrive together ([`Delivery`]) with the message's
+//! offset, written into the position with them; a message is never split across two
+//! MULTI/EXECs, so that offset always names a message applied whole. A transaction
+//! whose origin offset is not past the position's is one the publisher published
+//! again after a restart: skipped (`drc_redis_duplicates_total`).
+//!
 //! Origin transactions are applied in batches of up to [`BATCH`] per round trip, as one
 //! MULTI/EXEC with the position after the last (each stays atomic; a crash leaves all
 //! or none of the batch): when the batch is full or its oldest transaction waited
 //! [`BATCH_WAIT`], before a full sync's items, and at every [`Sink::flush`] (the run loop flushes whenever the source has nothing more
 //! at hand, so batching happens only while the direction is behind).
 
-use super::apply::RedisApplier;
-use super::apply::RedisPos;
+use super::apply::{RedisApplier, RedisPos, SnapshotMark};
 use super::fullsync::{FullSync, Local};
 use super::scope::Scope;
 use super::source::{CaptureSettings, RedisItem};
@@ -25,9 +30,45 @@ use metrics::{Counter, Gauge};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// What a Redis sink takes: one item of a capture, or the items of one Kafka message
+/// and its offset.
+#[derive(Debug)]
+pub struct Delivery {
+    pub items: Vec<RedisItem>,
+    pub kafka: Option<i64>,
+}
+
+impl From<RedisItem> for Delivery {
+    fn from(i: RedisItem) -> Self {
+        Delivery {
+            items: vec![i],
+            kafka: None,
+        }
+    }
+}
+
+impl crate::pipeline::Item for Delivery {
+    fn opens(&self) -> bool {
+        true
+    }
+    fn closes(&self) -> bool {
+        true
+    }
+    fn weight(&self) -> usize {
+        self.items.iter().map(|i| i.commands().max(1)).sum()
+    }
+}
+
 pub struct RedisSink {
     applier: RedisApplier,
     origin: String,
+    /// This zone (its entry of a full sync's `peer_pos` is the one that counts here).
+    zone: String,
+    /// The origin offset of the last transaction taken (applied or pending): anything
+    /// not past it is a duplicate. `None` before the first full sync ends.
+    taken: Option<u64>,
+    /// The Kafka offset of the message the pending transactions' last came in.
+    pending_kafka: Option<i64>,
     local: Local,
     scope: Scope,
     homes: Homes,
@@ -46,14 +87,17 @@ pub struct RedisSink {
     lag: Gauge,
     refused_here: Counter,
     refused_seen: u64,
+    duplicates: Counter,
 }
 
 impl RedisSink {
-    /// The sink of the direction `c` describes (origin, this zone, scope, homes);
-    /// `local`: this zone's Redis (its own stream is read during a full sync).
+    /// The sink of the direction `c` describes (origin, this zone, scope, homes),
+    /// resuming after `from` (the stored position); `local`: this zone's Redis (its
+    /// own stream is read during a full sync).
     pub fn new(
         applier: RedisApplier,
         c: &CaptureSettings,
+        from: Option<&RedisPos>,
         local: Local,
         durable: Arc<AtomicU64>,
         status: Arc<RedisDirection>,
@@ -64,6 +108,9 @@ impl RedisSink {
         RedisSink {
             applier,
             origin: origin.to_string(),
+            zone: zone.to_string(),
+            taken: from.map(|p| p.offset),
+            pending_kafka: None,
             local,
             scope: c.scope.clone(),
             homes: c.homes.clone(),
@@ -77,6 +124,7 @@ impl RedisSink {
             txns: metrics::counter!(m::REDIS_TXNS, &labels),
             lag: metrics::gauge!(m::REDIS_LAG_SECONDS, &labels),
             refused_here: metrics::counter!(m::REDIS_REFUSED, "from_zone" => origin.to_string(), "to_zone" => zone.to_string(), "reason" => "refused_here"),
+            duplicates: metrics::counter!(m::REDIS_DUPLICATES, &labels),
             refused_seen,
         }
     }
@@ -89,10 +137,103 @@ pub const BATCH: usize = 256;
 pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl RedisSink {
+    /// Takes one item (`kafka`: the offset of the message it came in).
+    async fn take(&mut self, item: RedisItem, kafka: Option<i64>) -> Result<(), Error> {
+        if !matches!(item, RedisItem::Tx { .. }) {
+            self.apply_pending().await?;
+        }
+        match item {
+            RedisItem::SyncStart { sync, peer_pos } => {
+                if self.sync.take().is_some() {
+                    tracing::warn!(from = %self.origin, "zone {}'s full sync starts over (its publisher restarted during it)", self.origin);
+                }
+                self.taken = None;
+                let peer_pos = peer_pos.into_iter().find(|(z, _)| *z == self.zone).map(|(_, p)| p);
+                let mark = SnapshotMark {
+                    replid: sync.0,
+                    offset: sync.1,
+                    // a crash during the sync reads the topic again from its start
+                    kafka: kafka.map(|k| k - 1),
+                };
+                self.sync = Some(
+                    FullSync::start(
+                        &mut self.applier,
+                        &self.local,
+                        &self.origin,
+                        mark,
+                        peer_pos,
+                        self.scope.clone(),
+                        self.homes.clone(),
+                    )
+                    .await?,
+                );
+            }
+            RedisItem::Snapshot { tx, key } => {
+                let n = tx.commands.len() as u64;
+                let sync = self.sync.as_mut().ok_or_else(|| Error::Transient {
+                    addr: self.applier.addr.clone(),
+                    what: "a snapshot chunk outside a full sync".into(),
+                })?;
+                sync.chunk(&mut self.applier, key, tx).await?;
+                self.commands.increment(n);
+            }
+            RedisItem::SyncEnd { mut pos } => {
+                let sync = self.sync.take().ok_or_else(|| Error::Transient {
+                    addr: self.applier.addr.clone(),
+                    what: "the end of a snapshot outside a full sync".into(),
+                })?;
+                pos.kafka = kafka;
+                sync.finish(&mut self.applier, &pos).await?;
+                self.taken = Some(pos.offset);
+                self.durable.store(pos.offset, Ordering::Relaxed);
+                self.status.update(|s| {
+                    s.state = "applying".into();
+                    s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
+                });
+            }
+            RedisItem::Tx { tx, pos, heartbeat_ms } => {
+                if self.sync.is_some() {
+                    return Err(Error::Transient {
+                        addr: self.applier.addr.clone(),
+                        what: "a transaction inside a full sync".into(),
+                    });
+                }
+                let Some(taken) = self.taken else {
+                    return Err(Error::Server {
+                        addr: self.applier.addr.clone(),
+                        what: format!(
+                            "zone {}'s Redis changes arrive without the full sync they follow (the topic's start was deleted by retention?): this zone has no copy to apply them to. Stop zone {}'s daemon, remove its Redis publisher state ([reader] state_dir/redis) so that it syncs in full again, and start it (docs/REDIS.md)",
+                            self.origin, self.origin
+                        ),
+                    });
+                };
+                if pos.offset <= taken {
+                    self.duplicates.increment(1);
+                    return Ok(());
+                }
+                self.taken = Some(pos.offset);
+                self.pending.push((tx, pos));
+                if kafka.is_some() {
+                    self.pending_kafka = kafka;
+                }
+                if heartbeat_ms.is_some() {
+                    self.pending_heartbeat = heartbeat_ms;
+                }
+                self.pending_since.get_or_insert_with(std::time::Instant::now);
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the written transactions (one MULTI/EXEC, the position after the last).
     async fn apply_pending(&mut self) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        if let Some(k) = self.pending_kafka.take() {
+            if let Some((_, last)) = self.pending.last_mut() {
+                last.kafka = Some(k);
+            }
         }
         self.applier.apply_batch(&self.origin, &self.pending).await?;
         let (mut txns, mut cmds) = (0u64, 0u64);
@@ -133,57 +274,15 @@ impl RedisSink {
 }
 
 impl Sink for RedisSink {
-    type Item = RedisItem;
+    type Item = Delivery;
 
-    async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
-        if !matches!(item, RedisItem::Tx { .. }) {
-            self.apply_pending().await?;
+    async fn write(&mut self, d: Delivery) -> Result<(), Error> {
+        for item in d.items {
+            self.take(item, d.kafka).await?;
         }
-        match item {
-            RedisItem::SyncStart { sync, peer_pos } => {
-                self.sync = Some(
-                    FullSync::start(
-                        &mut self.applier,
-                        &self.local,
-                        &self.origin,
-                        sync,
-                        peer_pos,
-                        self.scope.clone(),
-                        self.homes.clone(),
-                    )
-                    .await?,
-                );
-            }
-            RedisItem::Snapshot { tx, key } => {
-                let n = tx.commands.len() as u64;
-                let sync = self.sync.as_mut().ok_or_else(|| Error::Transient {
-                    addr: self.applier.addr.clone(),
-                    what: "a snapshot chunk outside a full sync".into(),
-                })?;
-                sync.chunk(&mut self.applier, key, tx).await?;
-                self.commands.increment(n);
-            }
-            RedisItem::SyncEnd { pos } => {
-                let sync = self.sync.take().ok_or_else(|| Error::Transient {
-                    addr: self.applier.addr.clone(),
-                    what: "the end of a snapshot outside a full sync".into(),
-                })?;
-                sync.finish(&mut self.applier, &pos).await?;
-                self.durable.store(pos.offset, Ordering::Relaxed);
-                self.status.update(|s| {
-                    s.state = "applying".into();
-                    s.position = Some(format!("{} {} {}", pos.replid, pos.offset, pos.db));
-                });
-            }
-            RedisItem::Tx { tx, pos, heartbeat_ms } => {
-                self.pending.push((tx, pos));
-                if heartbeat_ms.is_some() {
-                    self.pending_heartbeat = heartbeat_ms;
-                }
-                let since = *self.pending_since.get_or_insert_with(std::time::Instant::now);
-                if self.pending.len() >= BATCH || since.elapsed() >= BATCH_WAIT {
-                    self.apply_pending().await?;
-                }
+        if let Some(since) = self.pending_since {
+            if self.pending.len() >= BATCH || since.elapsed() >= BATCH_WAIT {
+                self.apply_pending().await?;
             }
         }
         if self.applier.refused > self.refused_seen {

@@ -47,11 +47,11 @@ const QUEUE: usize = 128;
 #[derive(Debug, Clone)]
 pub enum RedisItem {
     /// A full sync begins: the snapshot taken at `sync` (replid, offset) follows;
-    /// `peer_pos` is where the origin had applied this zone's stream
-    /// (`drc:pos:<this zone>` there, read just before; [`super::fullsync`]).
+    /// `peer_pos` is, per receiving zone, where the origin had applied that zone's
+    /// stream (`drc:pos:<zone>` there, read just before; [`super::fullsync`]).
     SyncStart {
         sync: (String, u64),
-        peer_pos: Option<RedisPos>,
+        peer_pos: Vec<(String, RedisPos)>,
     },
     /// A chunk of the snapshot; `key` when it starts a key (database, name).
     Snapshot { tx: RedisTx, key: Option<(u64, Vec<u8>)> },
@@ -93,8 +93,11 @@ impl Item for RedisItem {
 pub struct CaptureSettings {
     /// The origin zone.
     pub origin: String,
-    /// This zone (metric labels).
+    /// Where the capture goes (metric labels): this zone, or `kafka` (the publisher).
     pub zone: String,
+    /// The zones that receive the capture: with a full sync goes where the origin had
+    /// applied each one's stream (this zone; over Kafka every peer).
+    pub receivers: Vec<String>,
     /// `host:port` of the origin's Redis.
     pub addr: String,
     /// Its `redis://` URL, credentials included (never logged).
@@ -197,11 +200,15 @@ async fn capture(
 ) -> Result<(), Error> {
     let labels = [("from_zone", s.origin.clone()), ("to_zone", s.zone.clone())];
     let auth = s.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-    // where the origin had applied this zone's stream, before the sync starts
-    let peer_pos = super::apply::RedisApplier::connect(&s.url)
-        .await?
-        .position(&s.zone)
-        .await?;
+    // where the origin had applied the receivers' streams, before the sync starts
+    let mut origin_redis = super::apply::RedisApplier::connect(&s.url).await?;
+    let mut peer_pos = Vec::new();
+    for z in &s.receivers {
+        if let Some(p) = origin_redis.position(z).await? {
+            peer_pos.push((z.clone(), RedisPos { kafka: None, ..p }));
+        }
+    }
+    drop(origin_redis);
     let (mut r, sync) = Replica::connect(&s.addr, auth, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
         .await
         .map_err(err)?;
@@ -240,8 +247,16 @@ async fn capture(
                 return Ok(());
             }
             let (raw, mut items) = mpsc::channel(64);
+            // the database the stream after the snapshot has selected (real replicas
+            // take it from this field too: the stream need not SELECT it again)
+            let mut stream_db = 0u64;
             let convert = async {
                 while let Some(item) = items.recv().await {
+                    if let super::rdb::RdbItem::Aux(k, v) = &item {
+                        if k == b"repl-stream-db" {
+                            stream_db = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+                        }
+                    }
                     let key = match &item {
                         super::rdb::RdbItem::Key { db, key, .. } => Some((*db, key.clone())),
                         _ => None,
@@ -259,12 +274,17 @@ async fn capture(
             metrics::counter!(m::REDIS_SNAPSHOT_KEYS, &labels).increment(snap.keys);
             tracing::info!(from = %s.origin, keys = snap.keys, "Redis full sync read; the stream follows");
             let end = RedisItem::SyncEnd {
-                pos: RedisPos { replid, offset, db: 0 },
+                pos: RedisPos {
+                    replid,
+                    offset,
+                    db: stream_db,
+                    kafka: None,
+                },
             };
             if out.send(Ok(end)).await.is_err() {
                 return Ok(());
             }
-            Grouper::new(0)
+            Grouper::new(stream_db)
         }
         Sync::Continue { .. } => Grouper::new(from.as_ref().map_or(0, |p| p.db)),
     };
@@ -290,6 +310,7 @@ async fn capture(
             replid: r.replid.clone(),
             offset: tx.offset,
             db: grouper.db(),
+            kafka: None,
         };
         let item = if tx.applier {
             loops.increment(1);

@@ -119,6 +119,8 @@ pub const REDIS_SNAPSHOT_KEYS: &str = "drc_redis_snapshot_keys_total";
 /// Redis sync: origin transactions not applied, by reason (flush: FLUSHALL/FLUSHDB/SWAPDB;
 /// mixed_scope; unkeyed: FUNCTION/SCRIPT; refused_here: a command this zone refused, e.g. WRONGTYPE).
 pub const REDIS_REFUSED: &str = "drc_redis_refused_total";
+pub const REDIS_DUPLICATES: &str = "drc_redis_duplicates_total";
+pub const REDIS_BYTES_PUBLISHED: &str = "drc_redis_published_bytes_total";
 /// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
 /// Redis sync: writes of a key with a home zone made in another zone (not applied), by from_zone.
@@ -174,6 +176,8 @@ pub const ALL: &[&str] = &[
     REDIS_FULL_SYNCS,
     REDIS_SNAPSHOT_KEYS,
     REDIS_REFUSED,
+    REDIS_DUPLICATES,
+    REDIS_BYTES_PUBLISHED,
     REDIS_LOOPS_SUPPRESSED,
     REDIS_BEHIND_BYTES,
     REDIS_CONFLICTS,
@@ -292,6 +296,15 @@ fn describe() {
     describe_counter!(REDIS_FULL_SYNCS, "Redis full synchronisations, by reason");
     describe_counter!(REDIS_SNAPSHOT_KEYS, "keys a Redis full sync replaced here");
     describe_counter!(REDIS_REFUSED, "Redis origin transactions not applied, by reason");
+    describe_counter!(
+        REDIS_BYTES_PUBLISHED,
+        Unit::Bytes,
+        "bytes of Redis items published to Kafka"
+    );
+    describe_counter!(
+        REDIS_DUPLICATES,
+        "Redis origin transactions received again (a Kafka publisher's restart) and skipped"
+    );
     describe_counter!(
         REDIS_LOOPS_SUPPRESSED,
         "Redis transactions of a drc applier not shipped back"

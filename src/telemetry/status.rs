@@ -228,7 +228,7 @@ impl RedisDirection {
 pub struct Registry {
     zone: Mutex<String>,
     directions: Mutex<BTreeMap<String, Arc<Direction>>>,
-    redis: Mutex<BTreeMap<String, Arc<RedisDirection>>>,
+    redis: Mutex<BTreeMap<(String, String), Arc<RedisDirection>>>,
     producer: Mutex<Option<serde_json::Value>>,
 }
 
@@ -276,8 +276,18 @@ impl Registry {
     /// The Redis direction `from` → this zone (created on first use).
     pub fn redis_direction(&self, from: &str) -> Arc<RedisDirection> {
         let to = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.redis_entry(from, to)
+    }
+
+    /// This zone's Redis → Kafka (the publisher; `to_zone` is `kafka`).
+    pub fn redis_publisher(&self) -> Arc<RedisDirection> {
+        let zone = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.redis_entry(&zone, "kafka".into())
+    }
+
+    fn redis_entry(&self, from: &str, to: String) -> Arc<RedisDirection> {
         let mut d = self.redis.lock().unwrap_or_else(|e| e.into_inner());
-        d.entry(from.to_string())
+        d.entry((from.to_string(), to.clone()))
             .or_insert_with(|| {
                 Arc::new(RedisDirection {
                     state: Mutex::new(RedisDirectionState {

@@ -88,6 +88,27 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Another record of the store (e.g. the Redis publisher's position, in its own
+    /// store): its bytes.
+    pub fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .db
+            .get(key)
+            .map_err(|e| self.state_err(e.to_string()))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Stores another record (durable after [`CheckpointStore::flush`]).
+    pub fn set_record(&self, key: &[u8], v: &[u8]) -> Result<(), Error> {
+        self.db.insert(key, v).map_err(|e| self.state_err(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Where the store is (for error messages).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn clear(&self) -> Result<(), Error> {
         self.db.remove(KEY).map_err(|e| self.state_err(e.to_string()))?;
         self.flush()
