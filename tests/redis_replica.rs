@@ -142,3 +142,37 @@ async fn full_sync_commands_and_continuation_from_an_offset() {
     full_sync_then_continue(true).await;
     full_sync_then_continue(false).await;
 }
+
+/// A server restarted from its own snapshot (`SHUTDOWN SAVE`) continues its stream
+/// from its last offset with a backlog that starts at the next byte: a replica that
+/// had read everything continues without a full sync (drc asks, as Redis's replicas
+/// do, for the next byte: `PSYNC <replid> <offset + 1>`).
+#[tokio::test]
+async fn a_restarted_server_continues_its_stream_for_a_replica_that_read_it_all() {
+    cli("SET restart:before 1\n");
+    let (mut r, sync) = Replica::connect(ADDR, None, None).await.unwrap();
+    assert!(matches!(sync, Sync::Full { .. }), "{sync:?}");
+    r.snapshot(|_| {}).await.unwrap();
+    cli("SET restart:last 2\n");
+    until(&mut r, "SET", "restart:last").await;
+    // the server's PINGs and GETACKs count too: read until it has nothing more
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), r.next_command()).await {}
+    let (replid, at) = (r.replid.clone(), r.offset);
+    assert_eq!(at, master_offset(), "read to the end of the stream");
+    drop(r);
+    common::redis::restart_redis(6382);
+    let (mut r, sync) = Replica::connect(ADDR, None, Some((&replid, at))).await.unwrap();
+    assert!(
+        matches!(sync, Sync::Continue { offset, .. } if offset == at),
+        "a restarted server continues its stream: {sync:?}"
+    );
+    cli("SET restart:after 3\n");
+    let seen = until(&mut r, "SET", "restart:after").await;
+    assert_eq!(
+        data_commands(&seen),
+        vec![vec!["SET", "restart:after", "3"]],
+        "nothing missed, nothing repeated"
+    );
+    assert_eq!(r.offset, master_offset());
+    cli("DEL restart:before restart:last restart:after\n");
+}

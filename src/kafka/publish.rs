@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 /// Messages published but not yet acknowledged, at most.
 pub const MAX_IN_FLIGHT: usize = 2_000;
+/// How long a producer whose source failed waits for the broker's acknowledgements of
+/// what it read before (a restarted Redis continues its stream only from its last
+/// offset: what is not acknowledged by then is read again in a full sync).
+pub const DRAIN: Duration = Duration::from_secs(30);
 
 pub struct Publisher<P> {
     pub brokers: String,
@@ -114,6 +118,22 @@ impl<P> Publisher<P> {
         };
         self.inflight.push_back((Some(fut), pos));
         Ok(())
+    }
+
+    /// [`Publisher::retire`] until nothing is in flight, or `within` has passed.
+    pub async fn drain(
+        &mut self,
+        within: Duration,
+        mut done: impl FnMut(bool, Option<P>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.retire(&mut done).await?;
+            if self.inflight.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Retires acknowledged entries in order, calling `done(published, pos)` for each;

@@ -110,7 +110,9 @@ pub struct RedisPublisher<'a> {
     pending: Vec<RedisItem>,
     pending_bytes: usize,
     pending_since: Option<Instant>,
-    /// The origin offset acknowledged by the broker (the replica acknowledges it).
+    /// The origin offset acknowledged by the broker, and the one also on disk (the
+    /// replica acknowledges that one to Redis).
+    acked: Option<u64>,
     durable: Arc<AtomicU64>,
     status: Arc<RedisDirection>,
     dirty: bool,
@@ -144,6 +146,7 @@ impl<'a> RedisPublisher<'a> {
             pending: Vec::new(),
             pending_bytes: 0,
             pending_since: None,
+            acked: None,
             durable,
             status,
             dirty: false,
@@ -153,22 +156,25 @@ impl<'a> RedisPublisher<'a> {
         })
     }
 
-    async fn retire(&mut self) -> Result<(), Error> {
-        let (store, durable) = (self.store, &self.durable);
+    /// Retires acknowledged messages in order (all of them, up to `drain`).
+    async fn retire(&mut self, drain: Option<Duration>) -> Result<(), Error> {
+        let store = self.store;
         let mut last = None;
-        self.publisher
-            .retire(|_, p| {
-                if let Some(p) = p {
-                    save(store, &p)?;
-                    last = Some(p);
-                }
-                Ok(())
-            })
-            .await?;
+        let done = |_, p: Option<Published>| {
+            if let Some(p) = p {
+                save(store, &p)?;
+                last = Some(p);
+            }
+            Ok(())
+        };
+        match drain {
+            Some(within) => self.publisher.drain(within, done).await?,
+            None => self.publisher.retire(done).await?,
+        }
         if let Some(p) = last {
             self.dirty = true;
             if let Published::At(pos) = &p {
-                durable.store(pos.offset, Ordering::Relaxed);
+                self.acked = Some(pos.offset);
             }
             self.status.update(|s| {
                 s.state = "publishing".into();
@@ -177,6 +183,18 @@ impl<'a> RedisPublisher<'a> {
                     Published::Snapshot => Some("full sync".into()),
                 };
             });
+        }
+        Ok(())
+    }
+
+    /// Writes the position to disk; then the replica may acknowledge it to Redis
+    /// (which may drop what is acknowledged from its backlog).
+    fn persist(&mut self) -> Result<(), Error> {
+        self.store.flush()?;
+        self.dirty = false;
+        self.last_flush = Instant::now();
+        if let Some(o) = self.acked {
+            self.durable.store(o, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -229,7 +247,7 @@ impl Sink for RedisPublisher<'_> {
     type Item = RedisItem;
 
     async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
-        self.retire().await?;
+        self.retire(None).await?;
         if let RedisItem::Tx { tx, .. } = &item {
             self.pending_bytes += tx
                 .commands
@@ -237,7 +255,14 @@ impl Sink for RedisPublisher<'_> {
                 .flat_map(|(_, c)| c.iter())
                 .map(|a| a.len() + 8)
                 .sum::<usize>();
-            self.pending.push(item);
+            // consecutive transactions without commands (skipped ones, keep-alives)
+            // only move the position: one entry for all of them
+            let bare =
+                |i: &RedisItem| matches!(i, RedisItem::Tx { tx, heartbeat_ms: None, .. } if tx.commands.is_empty());
+            match self.pending.last_mut() {
+                Some(last) if bare(last) && bare(&item) => *last = item,
+                _ => self.pending.push(item),
+            }
             let since = *self.pending_since.get_or_insert_with(Instant::now);
             if self.pending.len() >= BATCH || self.pending_bytes >= MESSAGE_BYTES || since.elapsed() >= BATCH_WAIT {
                 self.publish_pending().await?;
@@ -258,13 +283,17 @@ impl Sink for RedisPublisher<'_> {
 
     async fn flush(&mut self) -> Result<(), Error> {
         self.publish_pending().await?;
-        self.retire().await?;
+        self.retire(None).await?;
         if self.dirty && self.last_flush.elapsed() >= super::sink::STORE_FLUSH_EVERY {
-            self.store.flush()?;
-            self.dirty = false;
-            self.last_flush = Instant::now();
+            self.persist()?;
         }
         Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.publish_pending().await?;
+        self.retire(Some(super::publish::DRAIN)).await?;
+        self.persist()
     }
 
     fn tick(&self) -> Option<Duration> {

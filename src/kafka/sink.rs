@@ -74,22 +74,25 @@ impl<'a> KafkaSink<'a> {
     }
 
     /// Retires acknowledged fragments in order; the checkpoint follows the oldest
-    /// unacknowledged one. Waits while the in-flight limit is reached.
-    async fn retire(&mut self) -> Result<(), Error> {
+    /// unacknowledged one. Waits while the in-flight limit is reached, or for all of
+    /// them up to `drain`.
+    async fn retire(&mut self, drain: Option<Duration>) -> Result<(), Error> {
         let (store, origin, shipped) = (self.store, &self.origin, &self.shipped);
         let mut dirty = false;
-        self.publisher
-            .retire(|published, cp| {
-                if published && cp.is_some() {
-                    shipped.increment(1);
-                }
-                if let Some(cp) = cp {
-                    save(store, origin, cp)?;
-                    dirty = true;
-                }
-                Ok(())
-            })
-            .await?;
+        let done = |published: bool, cp: Option<Checkpoint>| {
+            if published && cp.is_some() {
+                shipped.increment(1);
+            }
+            if let Some(cp) = cp {
+                save(store, origin, cp)?;
+                dirty = true;
+            }
+            Ok(())
+        };
+        match drain {
+            Some(within) => self.publisher.drain(within, done).await?,
+            None => self.publisher.retire(done).await?,
+        }
         self.dirty |= dirty;
         Ok(())
     }
@@ -109,7 +112,7 @@ impl Sink for KafkaSink<'_> {
     type Item = Transaction;
 
     async fn write(&mut self, tx: Transaction) -> Result<(), Error> {
-        self.retire().await?;
+        self.retire(None).await?;
         if let Some(cp) = &tx.checkpoint {
             self.read_position = cp.to_string();
         }
@@ -142,7 +145,7 @@ impl Sink for KafkaSink<'_> {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        self.retire().await?;
+        self.retire(None).await?;
         if self.dirty && self.last_flush.elapsed() >= STORE_FLUSH_EVERY {
             crate::telemetry::status::registry().set_producer(serde_json::json!({
                 "topic": self.publisher.topic,
@@ -153,6 +156,13 @@ impl Sink for KafkaSink<'_> {
             self.dirty = false;
             self.last_flush = Instant::now();
         }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.retire(Some(super::publish::DRAIN)).await?;
+        self.store.flush()?;
+        self.dirty = false;
         Ok(())
     }
 

@@ -57,6 +57,12 @@ pub trait Sink: Send {
     fn write(&mut self, item: Self::Item) -> impl Future<Output = Result<(), Error>> + Send;
     /// Makes everything written so far (at a unit boundary) durable, position included.
     fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
+    /// The source failed: make durable what can be, waiting a bounded time for what
+    /// waits on something else (a broker's acknowledgements), so that the next
+    /// session resumes as late as possible. By default [`Sink::flush`].
+    fn close(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+        self.flush()
+    }
     /// Work that waits on something else (a broker's acknowledgements): while the
     /// source is idle the run loop calls [`Sink::flush`] again after this long.
     fn tick(&self) -> Option<Duration> {

@@ -10,11 +10,13 @@ enum Next<T> {
     Stop,
     Tick,
     Item(Option<T>),
+    Failed(Error),
 }
 
 /// Moves items from `source` into `sink` (`dir`: the direction whose pause and
 /// status apply, if any) until the source ends, an error happens or
-/// `shutdown` is requested. Pauses (`drc pause`) and stops only at unit boundaries;
+/// `shutdown` is requested. When the source fails, the sink is closed
+/// ([`Sink::close`]) before the error is returned. Pauses (`drc pause`) and stops only at unit boundaries;
 /// flushes the sink whenever the source has nothing more at hand, before a pause
 /// and before a clean stop.
 pub async fn run<S, K>(mut source: S, mut sink: K, dir: Option<&Direction>, shutdown: &Shutdown) -> Result<(), Error>
@@ -31,7 +33,10 @@ where
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if !inside => Next::Stop,
-                r = source.next() => Next::Item(r?),
+                r = source.next() => match r {
+                    Ok(i) => Next::Item(i),
+                    Err(e) => Next::Failed(e),
+                },
                 _ = tokio::time::sleep(tick.unwrap_or_default()), if tick.is_some() => Next::Tick,
             }
         };
@@ -42,6 +47,15 @@ where
                 continue;
             }
             Next::Item(None) => return sink.flush().await,
+            Next::Failed(e) => {
+                // what was read before the failure is made durable (a source that
+                // cannot resume from an earlier point, e.g. a restarted Redis, resumes
+                // from here)
+                if let Err(f) = sink.close().await {
+                    tracing::debug!(error = %f, "closing the sink after the source failed");
+                }
+                return Err(e);
+            }
             Next::Item(Some(item)) => item,
         };
         if item.opens() {

@@ -13,7 +13,7 @@
 //! After the snapshot the server sends its write commands (and PING, `REPLCONF
 //! GETACK`) as RESP arrays of bulk strings. The replication offset of a command is
 //! the offset of the sync plus the bytes of the stream up to and including it: a
-//! reconnect with `PSYNC <replid> <offset>` resumes right after it. The caller
+//! reconnect with `PSYNC <replid> <offset + 1>` (the next byte) resumes right after it. The caller
 //! acknowledges what it made durable ([`Replica::ack`]; after a diskless snapshot the
 //! server sends nothing until the first acknowledgement, which [`Replica::snapshot`]
 //! sends once the snapshot is read); the server also asks with
@@ -76,6 +76,7 @@ pub struct Replica {
     acked: u64,
     last_ack: std::time::Instant,
     framing: Option<Framing>,
+    durable: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// How often a replica with nothing to read acknowledges again.
@@ -102,14 +103,18 @@ impl Replica {
             acked: 0,
             last_ack: std::time::Instant::now(),
             framing: None,
+            durable: None,
         };
         if let Some((user, pass)) = auth {
             r.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()]).await?;
         }
         r.call(&[b"REPLCONF", b"listening-port", b"0"]).await?;
         r.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]).await?;
+        // a replica that has `o` bytes of the stream asks for the next one (`o + 1`,
+        // as Redis's own replicas do): a server restarted from its snapshot holds
+        // nothing before that byte in its backlog, and refuses `o`
         let (id, off) = from.map_or(("?".to_string(), "-1".to_string()), |(id, o)| {
-            (id.to_string(), o.to_string())
+            (id.to_string(), (o + 1).to_string())
         });
         r.send(&[b"PSYNC", id.as_bytes(), off.as_bytes()]).await?;
         // (newlines may come first: the server keeps the connection alive)
@@ -226,14 +231,14 @@ impl Replica {
     pub async fn next_command(&mut self) -> Result<StreamCommand, ReplicaError> {
         // busy or not, the server hears from its replica every second
         if self.last_ack.elapsed() >= ACK_EVERY {
-            self.ack(self.acked).await?;
+            self.ack(self.ack_due()).await?;
         }
         loop {
             match tokio::time::timeout(ACK_EVERY, self.io.fill_buf()).await {
                 Ok(Ok([])) => return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) => return Err(self.io_err(e)),
-                Err(_) => self.ack(self.acked).await?,
+                Err(_) => self.ack(self.ack_due()).await?,
             }
         }
         let mut head = self.raw_line().await?;
@@ -259,6 +264,21 @@ impl Replica {
             args,
             offset: self.offset,
         })
+    }
+
+    /// Acknowledgements follow `durable` (what the caller made durable), read at each
+    /// one: while the stream is quiet the caller is not asked again.
+    pub fn follow(&mut self, durable: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.durable = Some(durable);
+    }
+
+    fn ack_due(&self) -> u64 {
+        let followed = self
+            .durable
+            .as_ref()
+            .map_or(0, |d| d.load(std::sync::atomic::Ordering::Relaxed));
+        // (never past what was read: a stale value of an earlier stream is ignored)
+        self.acked.max(followed.min(self.offset))
     }
 
     /// The offset to acknowledge from now on (sent with the next periodic

@@ -212,7 +212,12 @@ impl RedisSink {
                     return Ok(());
                 }
                 self.taken = Some(pos.offset);
-                self.pending.push((tx, pos));
+                // consecutive transactions without commands (skipped ones, keep-alives,
+                // heartbeats) only move the position: one entry for all of them
+                match self.pending.last_mut() {
+                    Some((last, last_pos)) if last.commands.is_empty() && tx.commands.is_empty() => *last_pos = pos,
+                    _ => self.pending.push((tx, pos)),
+                }
                 if kafka.is_some() {
                     self.pending_kafka = kafka;
                 }

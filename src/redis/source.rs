@@ -136,7 +136,7 @@ impl RedisSource {
     ) -> RedisSource {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(async move {
-            if let Err(e) = capture(&s, from, &tx, &durable, &status).await {
+            if let Err(e) = capture(&s, from, &tx, durable, &status).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
@@ -195,7 +195,7 @@ async fn capture(
     s: &CaptureSettings,
     from: Option<RedisPos>,
     out: &mpsc::Sender<Result<RedisItem, Error>>,
-    durable: &AtomicU64,
+    durable: Arc<AtomicU64>,
     status: &RedisDirection,
 ) -> Result<(), Error> {
     let labels = [("from_zone", s.origin.clone()), ("to_zone", s.zone.clone())];
@@ -212,6 +212,7 @@ async fn capture(
     let (mut r, sync) = Replica::connect(&s.addr, auth, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
         .await
         .map_err(err)?;
+    r.follow(durable.clone());
     let mut grouper = match sync {
         Sync::Full { replid, offset } => {
             let reason = match (&from, s.interrupted) {
@@ -305,73 +306,112 @@ async fn capture(
         let c = r.next_command().await.map_err(err)?;
         bytes.increment(c.offset - before);
         behind.set(c.offset.saturating_sub(durable.load(Ordering::Relaxed)) as f64);
-        let Some(tx) = grouper.push(c) else { continue };
+        // the origin's keep-alives move the offset too: a position that stops short of
+        // them cannot continue after the origin restarts from its snapshot (its backlog
+        // then starts at its last offset), so they pass as transactions without commands
+        let keepalive = matches!(c.name().as_str(), "PING" | "REPLCONF").then_some(c.offset);
+        let tx = match grouper.push(c) {
+            Some(tx) => tx,
+            None => match keepalive.filter(|_| grouper.idle()) {
+                Some(offset) => super::stream::RedisTx {
+                    offset,
+                    ..Default::default()
+                },
+                None => continue,
+            },
+        };
         let pos = RedisPos {
             replid: r.replid.clone(),
             offset: tx.offset,
             db: grouper.db(),
             kafka: None,
         };
-        let item = if tx.applier {
-            loops.increment(1);
-            continue;
-        } else if let Some(cmd) = &tx.refused {
-            refused("flush");
-            tracing::warn!(from = %s.origin, command = %cmd, offset = tx.offset, "{cmd} in zone {}'s Redis was not propagated (drc never propagates FLUSHALL, FLUSHDB or SWAPDB; run it in every zone if that is what you want)", s.origin);
-            continue;
-        } else if let Some(ms) = heartbeat(&tx, &hb_key) {
-            RedisItem::Tx {
-                tx: RedisTx::default(),
-                pos,
-                heartbeat_ms: Some(ms),
-            }
-        } else {
-            let mut tx = tx;
-            s.scope.trim(&mut tx.commands);
-            if tx.commands.is_empty() {
-                continue;
-            }
-            let before = tx.commands.len();
-            // a homed key's expiry in another zone (a DEL of it) is not a conflict:
-            // the home expires it at the same absolute time
-            let mut expiries = 0u64;
-            tx.commands.retain(|(_, args)| {
-                let gone = misrouted(&s.homes, &s.origin, args);
-                if gone && (args[0].eq_ignore_ascii_case(b"DEL") || args[0].eq_ignore_ascii_case(b"UNLINK")) {
-                    expiries += 1;
-                }
-                !gone
-            });
-            let misrouted_writes = (before - tx.commands.len()) as u64 - expiries;
-            if misrouted_writes > 0 {
-                conflicts.increment(misrouted_writes);
-                if said.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-                    said = Some(std::time::Instant::now());
-                    tracing::warn!(from = %s.origin, offset = tx.offset, "zone {} wrote keys whose home is another zone ([redis.homes]); not applied (the home's value stands; `drc redis verify --repair` gives zone {} the home's value back). Counted in drc_redis_conflicts_total; this warning at most every 10 s", s.origin, s.origin);
-                }
-            }
-            if tx.commands.is_empty() {
-                continue;
-            }
-            match s.scope.judge(&tx.commands) {
-                Verdict::Ship => RedisItem::Tx {
+        let offset = tx.offset;
+        // a transaction not shipped still moves the position (as a transaction
+        // without commands: a sink coalesces consecutive ones), so that the durable
+        // position, and the offset acknowledged to the origin, reach the end of its
+        // stream (a restarted origin continues only from exactly there)
+        let judged: Option<RedisItem> = 'judge: {
+            Some(if tx.applier {
+                loops.increment(1);
+                break 'judge None;
+            } else if let Some(cmd) = &tx.refused {
+                refused("flush");
+                tracing::warn!(from = %s.origin, command = %cmd, offset = tx.offset, "{cmd} in zone {}'s Redis was not propagated (drc never propagates FLUSHALL, FLUSHDB or SWAPDB; run it in every zone if that is what you want)", s.origin);
+                break 'judge None;
+            } else if tx.commands.is_empty() {
+                RedisItem::Tx {
                     tx,
                     pos,
                     heartbeat_ms: None,
-                },
-                Verdict::Drop => continue,
-                Verdict::Unkeyed(name) => {
-                    refused("unkeyed");
-                    tracing::warn!(from = %s.origin, command = %name, "{name} in zone {}'s Redis is not synced (deploy functions and scripts in every zone)", s.origin);
-                    continue;
                 }
-                Verdict::Mixed(inside, outside) => {
-                    refused("mixed_scope");
-                    tracing::warn!(from = %s.origin, offset = tx.offset, synced = %inside, not_synced = %outside, "a transaction in zone {}'s Redis touches keys in and out of the synced scope; not applied (widen or narrow [redis] keys / databases so that it is one or the other)", s.origin);
-                    continue;
+            } else if let Some(ms) = heartbeat(&tx, &hb_key) {
+                RedisItem::Tx {
+                    tx: RedisTx::default(),
+                    pos,
+                    heartbeat_ms: Some(ms),
                 }
-            }
+            } else {
+                let mut tx = tx;
+                s.scope.trim(&mut tx.commands);
+                if tx.commands.is_empty() {
+                    break 'judge None;
+                }
+                let before = tx.commands.len();
+                // a homed key's expiry in another zone (a DEL of it) is not a conflict:
+                // the home expires it at the same absolute time
+                let mut expiries = 0u64;
+                tx.commands.retain(|(_, args)| {
+                    let gone = misrouted(&s.homes, &s.origin, args);
+                    if gone && (args[0].eq_ignore_ascii_case(b"DEL") || args[0].eq_ignore_ascii_case(b"UNLINK")) {
+                        expiries += 1;
+                    }
+                    !gone
+                });
+                let misrouted_writes = (before - tx.commands.len()) as u64 - expiries;
+                if misrouted_writes > 0 {
+                    conflicts.increment(misrouted_writes);
+                    if said.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                        said = Some(std::time::Instant::now());
+                        tracing::warn!(from = %s.origin, offset = tx.offset, "zone {} wrote keys whose home is another zone ([redis.homes]); not applied (the home's value stands; `drc redis verify --repair` gives zone {} the home's value back). Counted in drc_redis_conflicts_total; this warning at most every 10 s", s.origin, s.origin);
+                    }
+                }
+                if tx.commands.is_empty() {
+                    break 'judge None;
+                }
+                match s.scope.judge(&tx.commands) {
+                    Verdict::Ship => RedisItem::Tx {
+                        tx,
+                        pos,
+                        heartbeat_ms: None,
+                    },
+                    Verdict::Drop => break 'judge None,
+                    Verdict::Unkeyed(name) => {
+                        refused("unkeyed");
+                        tracing::warn!(from = %s.origin, command = %name, "{name} in zone {}'s Redis is not synced (deploy functions and scripts in every zone)", s.origin);
+                        break 'judge None;
+                    }
+                    Verdict::Mixed(inside, outside) => {
+                        refused("mixed_scope");
+                        tracing::warn!(from = %s.origin, offset = tx.offset, synced = %inside, not_synced = %outside, "a transaction in zone {}'s Redis touches keys in and out of the synced scope; not applied (widen or narrow [redis] keys / databases so that it is one or the other)", s.origin);
+                        break 'judge None;
+                    }
+                }
+            })
         };
+        let item = judged.unwrap_or_else(|| RedisItem::Tx {
+            tx: RedisTx {
+                offset,
+                ..Default::default()
+            },
+            pos: RedisPos {
+                replid: r.replid.clone(),
+                offset,
+                db: grouper.db(),
+                kafka: None,
+            },
+            heartbeat_ms: None,
+        });
         if out.send(Ok(item)).await.is_err() {
             return Ok(());
         }

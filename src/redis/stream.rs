@@ -52,6 +52,11 @@ impl Grouper {
         self.db
     }
 
+    /// No transaction is open (between origin transactions).
+    pub fn idle(&self) -> bool {
+        self.open.is_none()
+    }
+
     /// Feeds one command; returns a transaction when one is complete.
     pub fn push(&mut self, c: StreamCommand) -> Option<RedisTx> {
         let name = c.name();

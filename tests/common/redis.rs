@@ -61,3 +61,34 @@ pub fn restart_redis(port: u16) {
     }
     panic!("redis on {port} did not start again ({})", conf.display());
 }
+
+/// `(master_repl_offset, the first replica's acknowledged offset)` of the
+/// redis-server on `port`.
+pub fn replication_offsets(port: u16) -> (Option<u64>, Option<u64>) {
+    let info = redis_cli(&port.to_string(), 0, "INFO replication\n");
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.to_string())
+    };
+    let master = field("master_repl_offset:").and_then(|v| v.parse::<u64>().ok());
+    let replica = field("slave0:").and_then(|v| {
+        v.split(',')
+            .find_map(|kv| kv.strip_prefix("offset="))
+            .and_then(|o| o.parse::<u64>().ok())
+    });
+    (master, replica)
+}
+
+/// Waits up to `secs` until the redis-server on `port` has a replica (drc's capture)
+/// that acknowledged at least `offset` of its stream.
+pub fn wait_replica_past(port: u16, offset: u64, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if replication_offsets(port).1.is_some_and(|r| r >= offset) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
