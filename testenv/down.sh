@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# testenv/down.sh [ZONE...] [--kafka] [--redis] — stop the local test servers started by
-# up.sh (no argument: every zone, the Kafka broker and the Redis servers).
+# testenv/down.sh [ZONE...] [--kafka] [--redis] [--zk] — stop the local test servers
+# started by up.sh (no argument: every zone, the Kafka broker, the Redis and the
+# ZooKeeper servers).
 # Safe to run twice; data stays in $DRC_TESTENV_DIR (rm -rf it for a clean slate).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -39,7 +40,23 @@ stop_redis() {
   done
 }
 
+# A paused server (a test's kill -STOP) is resumed first, or it would not see the TERM.
+stop_zk() {
+  local z pidf pid
+  for z in a b; do
+    pidf="$(zk_dir "$z")/zk.pid"
+    pid="$(cat "$pidf" 2>/dev/null || true)"
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$pidf"; continue; fi
+    log "stopping zookeeper of zone $z (pid $pid)"
+    kill -CONT "$pid" 2>/dev/null || true
+    zk_ctl "$z" stop >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then log "zookeeper of zone $z did not stop in 10 s, killing"; kill -9 "$pid" 2>/dev/null || true; fi
+    rm -f "$pidf"
+  done
+}
+
 zones=()
-for a in "$@"; do case "$a" in --kafka) stop_kafka ;; --redis) stop_redis ;; *) zones+=("$a") ;; esac; done
-if [ "$#" = 0 ]; then stop_kafka; stop_redis; zones=($ZONES c d e f); fi
+for a in "$@"; do case "$a" in --kafka) stop_kafka ;; --redis) stop_redis ;; --zk) stop_zk ;; *) zones+=("$a") ;; esac; done
+if [ "$#" = 0 ]; then stop_kafka; stop_redis; stop_zk; zones=($ZONES c d e f); fi
 for z in "${zones[@]}"; do stop_zone "$z"; done

@@ -15,6 +15,10 @@ ZONES="a b"
 # zone -> Redis port (issue 14's testenv contract: zone a 6381, zone b 6382)
 redis_port()  { case "$1" in a) echo 6381 ;; b) echo 6382 ;; *) echo "no redis for zone $1" >&2; return 1 ;; esac; }
 redis_dir()   { echo "$RUN_DIR/redis-$1"; }
+# zone -> ZooKeeper client port (issue 15's testenv contract: zone a 21811, zone b 21812)
+zk_port()     { case "$1" in a) echo 21811 ;; b) echo 21812 ;; *) echo "no zookeeper for zone $1" >&2; return 1 ;; esac; }
+zk_dir()      { echo "$RUN_DIR/zk-$1"; }
+ZK_BIN=/usr/share/zookeeper/bin   # Debian's zookeeper package (3.8)
 zone_port()   { case "$1" in a) echo 33061 ;; b) echo 33062 ;; c) echo 33063 ;; d) echo 33064 ;; e) echo 33065 ;; f) echo 33066 ;; *) echo "unknown zone $1" >&2; return 1 ;; esac; }
 zone_sid()    { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; f) echo 6 ;; esac; }
 zone_domain() { case "$1" in a) echo 1 ;; b) echo 2 ;; c) echo 3 ;; d) echo 4 ;; e) echo 5 ;; f) echo 6 ;; esac; }
@@ -82,4 +86,32 @@ stop_daemon() {
     for _ in $(seq 1 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -f "$pidf"
+}
+
+# zk_4lw ZONE CMD — a ZooKeeper four-letter command (ruok, srvr, mntr, ...) to the zone's
+# server; prints the reply, fails when nothing answers within 2 s.
+zk_4lw() {
+  local port; port="$(zk_port "$1")" || return 1
+  (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf '%s' "$2" >&3 && timeout 2 cat <&3) 2>/dev/null
+}
+
+# zk_serving ZONE — the zone's ZooKeeper answers and serves requests (`srvr` reports a
+# mode; a server still loading its data answers "not currently serving requests").
+zk_serving() { zk_4lw "$1" srvr | grep -q '^Mode: '; }
+
+# zk_ctl ZONE start|stop — Debian's zkServer.sh for the zone's server (its zoo.cfg and
+# pid file), in a session of its own like the other servers. Debian's zkEnv.sh resets
+# ZOO_LOG_DIR to /var/log/zookeeper and leaves slf4j without a binding (the server
+# logs nothing), so the log directory, log4j and the heap are set through
+# SERVER_JVMFLAGS (the last -cp / -D on the java line wins): the server's log is
+# $(zk_dir ZONE)/zookeeper.log.
+zk_ctl() {
+  local dir cp=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar j
+  dir="$(zk_dir "$1")"
+  for j in slf4j-log4j12 log4j-1.2; do
+    [ -f "/usr/share/java/$j.jar" ] && cp="$cp:/usr/share/java/$j.jar"
+  done
+  ZOO_LOG_DIR="$dir" ZOOPIDFILE="$dir/zk.pid" JMXDISABLE=true \
+    SERVER_JVMFLAGS="-Xmx256m -cp $cp -Dzookeeper.log.dir=$dir -Dzookeeper.root.logger=INFO,ROLLINGFILE" \
+    setsid -w "$ZK_BIN/zkServer.sh" "$2" "$dir/zoo.cfg"
 }

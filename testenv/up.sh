@@ -8,7 +8,8 @@
 # Users: drc/drc (replication + apply, least privilege), drc_test/drc_test (ALL, tests),
 # app/app (DML on shop only: an application, for the failover drill).
 # --kafka also starts the Kafka-protocol broker (tansu) on 127.0.0.1:9092; --redis one
-# redis-server per zone on 127.0.0.1:6381 (a) and 127.0.0.1:6382 (b).
+# redis-server per zone on 127.0.0.1:6381 (a) and 127.0.0.1:6382 (b); --zk one standalone
+# ZooKeeper 3.8 per zone on 127.0.0.1:21811 (a) and 127.0.0.1:21812 (b).
 # Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
 # (default testenv/.run). Stop with testenv/down.sh.
 set -euo pipefail
@@ -16,9 +17,10 @@ set -euo pipefail
 
 kafka=0
 redis=0
+zk=0
 args=()
 for a in "$@"; do
-  case "$a" in --kafka) kafka=1 ;; --redis) redis=1 ;; *) args+=("$a") ;; esac
+  case "$a" in --kafka) kafka=1 ;; --redis) redis=1 ;; --zk) zk=1 ;; *) args+=("$a") ;; esac
 done
 zones="${args[*]:-$ZONES}"
 ensure_pkg mariadb mariadb-server mariadb-client
@@ -77,6 +79,44 @@ CNF
   (exec setsid redis-server "$dir/redis.conf") >/dev/null 2>&1 < /dev/null &
   for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
   log "redis of zone $z did not start:"; tail -20 "$dir/redis.log" >&2; exit 1
+}
+
+# One standalone ZooKeeper per zone (Debian's zookeeper package, 3.8) on 127.0.0.1:21811
+# (a) and :21812 (b), each with its own zoo.cfg, dataDir and log in $(zk_dir ZONE), as a
+# plain local process. tickTime 500 ms bounds session timeouts to 1-10 s, so tests can
+# expire a session (kill -STOP the server for longer than the client's timeout); the
+# four-letter commands are on (readiness, `mntr`), the admin server (port 8080) is off.
+start_zk() {
+  local z="$1" dir port pid
+  dir="$(zk_dir "$z")"; port="$(zk_port "$z")"
+  if zk_serving "$z"; then log "zookeeper of zone $z already running on 127.0.0.1:$port"; return 0; fi
+  mkdir -p "$dir/data"
+  cat > "$dir/zoo.cfg" <<CNF
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+minSessionTimeout=1000
+maxSessionTimeout=10000
+admin.enableServer=false
+4lw.commands.whitelist=*
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+CNF
+  pid="$(cat "$dir/zk.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    log "zookeeper of zone $z (pid $pid) is up but not serving yet: waiting"
+    kill -CONT "$pid" 2>/dev/null || true   # a test may have left it paused
+  else
+    log "starting zookeeper of zone $z on 127.0.0.1:$port"
+    zk_ctl "$z" start >"$dir/zkServer.out" 2>&1 < /dev/null \
+      || { log "zookeeper of zone $z did not start:"; cat "$dir/zkServer.out" >&2; tail -20 "$dir/zookeeper.log" >&2 2>/dev/null; exit 1; }
+  fi
+  for _ in $(seq 1 120); do zk_serving "$z" && return 0; sleep 0.25; done
+  log "zookeeper of zone $z does not answer on 127.0.0.1:$port:"; tail -20 "$dir/zookeeper.log" >&2 2>/dev/null; exit 1
 }
 
 start_zone() {
@@ -169,4 +209,9 @@ if [ "$redis" = 1 ]; then
   ensure_pkg redis-server redis-server redis-tools
   for z in a b; do start_redis "$z"; done
 fi
+if [ "$zk" = 1 ]; then
+  ensure_pkg "$ZK_BIN/zkServer.sh" zookeeper
+  for z in a b; do start_zk "$z"; done
+fi
 log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
+if [ "$zk" = 1 ]; then log "zookeeper ready: zone a=127.0.0.1:21811 zone b=127.0.0.1:21812"; fi
