@@ -9,7 +9,8 @@
 # app/app (DML on shop only: an application, for the failover drill).
 # --kafka also starts the Kafka-protocol broker (tansu) on 127.0.0.1:9092; --redis one
 # redis-server per zone on 127.0.0.1:6381 (a) and 127.0.0.1:6382 (b); --zk one standalone
-# ZooKeeper 3.8 per zone on 127.0.0.1:21811 (a) and 127.0.0.1:21812 (b).
+# ZooKeeper 3.8 per zone on 127.0.0.1:21811 (a) and 127.0.0.1:21812 (b); --no-mariadb
+# starts only the servers named by the other flags (e.g. `up.sh --zk --no-mariadb`).
 # Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
 # (default testenv/.run). Stop with testenv/down.sh.
 set -euo pipefail
@@ -18,13 +19,16 @@ set -euo pipefail
 kafka=0
 redis=0
 zk=0
+mariadb=1
 args=()
 for a in "$@"; do
-  case "$a" in --kafka) kafka=1 ;; --redis) redis=1 ;; --zk) zk=1 ;; *) args+=("$a") ;; esac
+  case "$a" in --kafka) kafka=1 ;; --redis) redis=1 ;; --zk) zk=1 ;; --no-mariadb) mariadb=0 ;; *) args+=("$a") ;; esac
 done
 zones="${args[*]:-$ZONES}"
-ensure_pkg mariadb mariadb-server mariadb-client
-MARIADBD="$(mariadb_bin)" || { log "mariadbd not found after install"; exit 1; }
+if [ "$mariadb" = 1 ]; then
+  ensure_pkg mariadb mariadb-server mariadb-client
+  MARIADBD="$(mariadb_bin)" || { log "mariadbd not found after install"; exit 1; }
+fi
 mkdir -p "$RUN_DIR/secrets"
 printf 'drc' > "$RUN_DIR/secrets/drc.password"
 [ -s "$RUN_DIR/secrets/admin.token" ] || printf 'testenv-%s' "$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')" > "$RUN_DIR/secrets/admin.token"
@@ -203,7 +207,9 @@ setup_sql() {
     CREATE DATABASE IF NOT EXISTS shop;"
 }
 
-for z in $zones; do start_zone "$z"; done
+if [ "$mariadb" = 1 ]; then
+  for z in $zones; do start_zone "$z"; done
+fi
 if [ "$kafka" = 1 ]; then start_kafka; fi
 if [ "$redis" = 1 ]; then
   ensure_pkg redis-server redis-server redis-tools
@@ -213,5 +219,7 @@ if [ "$zk" = 1 ]; then
   ensure_pkg "$ZK_BIN/zkServer.sh" zookeeper
   for z in a b; do start_zk "$z"; done
 fi
-log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
+if [ "$mariadb" = 1 ]; then
+  log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
+fi
 if [ "$zk" = 1 ]; then log "zookeeper ready: zone a=127.0.0.1:21811 zone b=127.0.0.1:21812"; fi
