@@ -35,3 +35,4 @@ pub mod pipeline;
 pub mod position;
 pub mod redis;
 pub mod telemetry;
+pub mod zookeeper;

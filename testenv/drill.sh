@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 . testenv/lib.sh
 
 secs="${DRILL_SECONDS:-3}"
-testenv/up.sh --redis >/dev/null
+testenv/up.sh --redis --zk >/dev/null
 if [ -n "${DRC_BIN:-}" ]; then DRC="$DRC_BIN"; else cargo build --quiet; DRC="$REPO_ROOT/target/debug/drc"; fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
 
-testenv/up.sh --redis
+testenv/up.sh --redis --zk
 log "building drc (cargo build)"
 cargo build --quiet
 DRC="$REPO_ROOT/target/debug/drc"

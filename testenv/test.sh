@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # grows (docs/KAFKA.md), and every test uses its own topics anyway.
 testenv/down.sh --kafka
 rm -f "$RUN_DIR/kafka/tansu.db" "$RUN_DIR/kafka/tansu.db-wal" "$RUN_DIR/kafka/tansu.db-shm"
-testenv/up.sh --kafka --redis   # MariaDB zones a and b, the Kafka broker, Redis a and b (zone c is started by the tests that use it)
+testenv/up.sh --kafka --redis --zk   # MariaDB zones a and b, the Kafka broker, Redis a and b, ZooKeeper a and b (zone c is started by the tests that use it)
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked

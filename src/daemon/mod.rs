@@ -9,6 +9,7 @@
 //! | [`direct`] | a direction without broker: binlog source → channel → applier sink |
 //! | [`kafka`] | binlog source → Kafka sink; per peer, Kafka source → applier sink |
 //! | [`redis`] | per peer, its Redis as a replica → this zone's Redis (over Kafka: this zone's Redis → its topic, per peer its topic → this zone's Redis); the Redis heartbeat key |
+//! | [`zookeeper`] | per peer, its ensemble's mirrored roots → this zone's ensemble |
 //! | [`tasks`] | the supervisor: named tasks, shutdown, panics as errors |
 //!
 //! Tasks and what each owns (docs/ARCHITECTURE.md, "The daemon"): one direction per
@@ -23,6 +24,7 @@ pub mod kafka;
 pub mod redis;
 pub mod tasks;
 pub mod topology;
+pub mod zookeeper;
 
 use crate::config::{Config, TransportKind};
 use crate::error::Error;
@@ -219,6 +221,15 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                 shutdown.clone(),
             ),
         );
+    }
+    // ZooKeeper: per peer its ensemble's mirrored roots → this zone's (docs/ZOOKEEPER.md).
+    if let Some(z) = &cfg.zookeeper {
+        for d in zookeeper::directions(&cfg, z) {
+            tasks.spawn(
+                format!("ZooKeeper direction from zone {}", d.capture.origin),
+                zookeeper::run(d, shutdown.clone()),
+            );
+        }
     }
     // Heartbeats into this zone (the peers measure the lag from them).
     let every = Duration::from_millis(cfg.replication.as_ref().map_or(1000, |r| r.heartbeat_ms));

@@ -11,6 +11,7 @@
 //! direction runs beside the MySQL ones and fails or waits on its own: a Redis
 //! outage never holds MySQL replication back.
 
+use super::tasks::parked;
 use crate::config::{Config, RedisConfig};
 use crate::error::Error;
 use crate::kafka::redis::{Published, RedisPublisher};
@@ -25,7 +26,6 @@ use crate::redis::sink::{Delivery, RedisSink};
 use crate::redis::source::{CaptureSettings, RedisSource, HEARTBEAT_PREFIX};
 use crate::redis::verify::Homes;
 use crate::telemetry::status::RedisDirection;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -101,47 +101,16 @@ pub fn publishing(cfg: &Config, r: &RedisConfig, k: &KafkaConfig) -> Result<Publ
     })
 }
 
-/// Runs `session` with restarts on transient errors until `shutdown`; a definite
-/// error stops this Redis direction only (never the daemon and its MySQL
-/// directions): it is logged and shown in `/status` (`failed`), and the direction
-/// tries again from its position every [`PARKED_RETRY`].
-async fn parked<F, Fut>(what: &str, status: &RedisDirection, shutdown: &Shutdown, mut session: F) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
-    loop {
-        let r = pipeline::restart_on_transient(what, shutdown, || {
-            let s = session();
-            async {
-                let r = s.await;
-                if let Err(e) = &r {
-                    status.error(e);
-                }
-                r
-            }
-        })
-        .await;
-        match r {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, retry_in_secs = PARKED_RETRY.as_secs(), "{what} stopped (MySQL replication goes on); fix the cause, it is tried again from its position");
-                tokio::select! {
-                    _ = tokio::time::sleep(PARKED_RETRY) => {}
-                    _ = shutdown.wait() => return Ok(()),
-                }
-            }
-        }
-    }
-}
-
 /// Publishes this zone's Redis to Kafka until `shutdown` (see [`parked`]).
 pub async fn run_publisher(p: Publishing, shutdown: Shutdown) -> Result<(), Error> {
     let store = CheckpointStore::open(&p.state_dir)?;
     let status = crate::telemetry::status::registry().redis_publisher();
-    let r = parked("publishing Redis", &status, &shutdown, || {
-        publish(&p, &store, &status, &shutdown)
-    })
+    let r = parked(
+        "publishing Redis",
+        &shutdown,
+        |e| status.error(e),
+        || publish(&p, &store, &status, &shutdown),
+    )
     .await;
     store.flush()?;
     r
@@ -175,7 +144,7 @@ async fn publish(
 pub async fn run_consumer(d: Direction, k: KafkaConfig, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("Redis replication from zone {} (Kafka)", d.capture.origin);
     let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
-    parked(&what, &status, &shutdown, || consume(&d, &k, &shutdown)).await
+    parked(&what, &shutdown, |e| status.error(e), || consume(&d, &k, &shutdown)).await
 }
 
 async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<(), Error> {
@@ -211,11 +180,8 @@ async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<
 pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("Redis replication from zone {}", d.capture.origin);
     let status = crate::telemetry::status::registry().redis_direction(&d.capture.origin);
-    parked(&what, &status, &shutdown, || session(&d, &shutdown)).await
+    parked(&what, &shutdown, |e| status.error(e), || session(&d, &shutdown)).await
 }
-
-/// How long a Redis direction stopped by a definite error waits before it tries again.
-pub const PARKED_RETRY: Duration = Duration::from_secs(60);
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;

@@ -120,6 +120,14 @@ pub const REDIS_SNAPSHOT_KEYS: &str = "drc_redis_snapshot_keys_total";
 /// mixed_scope; unkeyed: FUNCTION/SCRIPT; refused_here: a command this zone refused, e.g. WRONGTYPE).
 pub const REDIS_REFUSED: &str = "drc_redis_refused_total";
 pub const REDIS_DUPLICATES: &str = "drc_redis_duplicates_total";
+pub const ZK_NODES: &str = "drc_zk_nodes_synced_total";
+pub const ZK_DELETES: &str = "drc_zk_deletes_total";
+pub const ZK_RECONCILES: &str = "drc_zk_reconciles_total";
+pub const ZK_CONFLICTS: &str = "drc_zk_conflicts_total";
+pub const ZK_LOOPS_SUPPRESSED: &str = "drc_zk_loops_suppressed_total";
+pub const ZK_SKIPPED: &str = "drc_zk_skipped_total";
+pub const ZK_GUARDED: &str = "drc_zk_guarded_deletes_total";
+pub const ZK_LAG_SECONDS: &str = "drc_zk_lag_seconds";
 pub const REDIS_BYTES_PUBLISHED: &str = "drc_redis_published_bytes_total";
 /// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
@@ -177,6 +185,14 @@ pub const ALL: &[&str] = &[
     REDIS_SNAPSHOT_KEYS,
     REDIS_REFUSED,
     REDIS_DUPLICATES,
+    ZK_NODES,
+    ZK_DELETES,
+    ZK_RECONCILES,
+    ZK_CONFLICTS,
+    ZK_LOOPS_SUPPRESSED,
+    ZK_SKIPPED,
+    ZK_GUARDED,
+    ZK_LAG_SECONDS,
     REDIS_BYTES_PUBLISHED,
     REDIS_LOOPS_SUPPRESSED,
     REDIS_BEHIND_BYTES,
@@ -296,6 +312,33 @@ fn describe() {
     describe_counter!(REDIS_FULL_SYNCS, "Redis full synchronisations, by reason");
     describe_counter!(REDIS_SNAPSHOT_KEYS, "keys a Redis full sync replaced here");
     describe_counter!(REDIS_REFUSED, "Redis origin transactions not applied, by reason");
+    describe_counter!(ZK_NODES, "ZooKeeper nodes written here with the origin zone's value");
+    describe_counter!(
+        ZK_DELETES,
+        "ZooKeeper nodes deleted here because the origin zone deleted them"
+    );
+    describe_counter!(
+        ZK_RECONCILES,
+        "full reads of the origin zone's mirrored roots, by reason (start, reconnect, interval)"
+    );
+    describe_counter!(
+        ZK_CONFLICTS,
+        "ZooKeeper changes where this zone's value won or was overwritten (lww, one-way roots written elsewhere)"
+    );
+    describe_counter!(
+        ZK_LOOPS_SUPPRESSED,
+        "ZooKeeper nodes and deletes drc wrote in the origin zone, not shipped back"
+    );
+    describe_counter!(ZK_SKIPPED, "ZooKeeper nodes not shipped, by reason (ephemeral)");
+    describe_counter!(
+        ZK_GUARDED,
+        "ZooKeeper deletes held back by the deletion guard (max_deletes_per_pass)"
+    );
+    describe_gauge!(
+        ZK_LAG_SECONDS,
+        Unit::Seconds,
+        "origin zone's modification time of the last node applied here from an event, to its application"
+    );
     describe_counter!(
         REDIS_BYTES_PUBLISHED,
         Unit::Bytes,
