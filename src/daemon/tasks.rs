@@ -82,6 +82,48 @@ impl Tasks {
     }
 }
 
+/// How long a direction stopped by a definite error waits before it tries again.
+pub const PARKED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `session` with restarts on transient errors until `shutdown`; a definite
+/// error stops this direction only (a Redis or ZooKeeper one: never the daemon and
+/// its MySQL directions): it is logged and `record`ed (`/status`: `failed`), and the
+/// direction tries again from its position every [`PARKED_RETRY`].
+pub async fn parked<F, Fut>(
+    what: &str,
+    shutdown: &Shutdown,
+    record: impl Fn(&Error),
+    mut session: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    loop {
+        let r = crate::pipeline::restart_on_transient(what, shutdown, || {
+            let s = session();
+            async {
+                let r = s.await;
+                if let Err(e) = &r {
+                    record(e);
+                }
+                r
+            }
+        })
+        .await;
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_secs = PARKED_RETRY.as_secs(), "{what} stopped (the daemon and its other directions go on); fix the cause, it is tried again from its position");
+                tokio::select! {
+                    _ = tokio::time::sleep(PARKED_RETRY) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,47 +183,5 @@ mod tests {
         });
         let r = t.run_until(std::future::pending(), trigger).await;
         assert!(matches!(r, Err(Error::Server { .. })), "{r:?}");
-    }
-}
-
-/// How long a direction stopped by a definite error waits before it tries again.
-pub const PARKED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs `session` with restarts on transient errors until `shutdown`; a definite
-/// error stops this direction only (a Redis or ZooKeeper one: never the daemon and
-/// its MySQL directions): it is logged and `record`ed (`/status`: `failed`), and the
-/// direction tries again from its position every [`PARKED_RETRY`].
-pub async fn parked<F, Fut>(
-    what: &str,
-    shutdown: &Shutdown,
-    record: impl Fn(&Error),
-    mut session: F,
-) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
-    loop {
-        let r = crate::pipeline::restart_on_transient(what, shutdown, || {
-            let s = session();
-            async {
-                let r = s.await;
-                if let Err(e) = &r {
-                    record(e);
-                }
-                r
-            }
-        })
-        .await;
-        match r {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, retry_in_secs = PARKED_RETRY.as_secs(), "{what} stopped (the daemon and its other directions go on); fix the cause, it is tried again from its position");
-                tokio::select! {
-                    _ = tokio::time::sleep(PARKED_RETRY) => {}
-                    _ = shutdown.wait() => return Ok(()),
-                }
-            }
-        }
     }
 }
