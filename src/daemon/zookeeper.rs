@@ -31,13 +31,16 @@ pub fn directions(cfg: &Config, z: &ZkConfig) -> Vec<Direction> {
         .iter()
         .filter_map(|p| {
             let server = p.zookeeper.as_ref()?;
+            // (a peer with no root mirrored here still has a direction: its session
+            // creates this zone's roots, and idles)
+            let roots = crate::zookeeper::direction_roots(&z.roots, &p.zone);
             Some(Direction {
                 capture: ZkCapture {
                     origin: p.zone.clone(),
                     zone: cfg.zone.clone(),
                     connect: server.connect.clone(),
                     session_timeout: Duration::from_millis(z.session_timeout_ms),
-                    roots: crate::zookeeper::direction_roots(&z.roots, &p.zone),
+                    roots,
                     reconcile_every: Duration::from_secs(z.reconcile_interval_secs),
                 },
                 local: z.connect.clone(),

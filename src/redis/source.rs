@@ -151,8 +151,11 @@ impl Source for RedisSource {
         match self.rx.recv().await {
             Some(Ok(i)) => Ok(Some(i)),
             Some(Err(e)) => Err(e),
-            // the task ends only by sending its error; gone: aborted
-            None => Ok(None),
+            // the capture ends only by sending its error: it panicked
+            None => Err(Error::Transient {
+                addr: String::new(),
+                what: "the Redis capture task ended unexpectedly (a bug: see the log); starting over".into(),
+            }),
         }
     }
 

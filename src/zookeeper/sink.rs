@@ -66,13 +66,14 @@ impl ZkSink {
     }
 
     /// Adds creates of `path`'s missing ancestors below `stop` (exclusive) to `w`,
-    /// parent first, with no data and `acl` (`meta`: metadata nodes, remembered).
+    /// parent first, with no data and `acl` (`meta`: metadata nodes, whose known
+    /// paths need no look).
     async fn missing_ancestors(
         &self,
         w: &mut zk::MultiWriter<'_>,
         path: &str,
         stop: &str,
-        acl: &[zk::Acl],
+        acl: zk::Acls<'_>,
         meta: bool,
     ) -> Result<Vec<String>, Error> {
         let mut missing = Vec::new();
@@ -88,7 +89,7 @@ impl ZkSink {
             at = parent(p);
         }
         missing.reverse();
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::new(acl));
+        let opts = zk::CreateMode::Persistent.with_acls(acl);
         for p in &missing {
             w.add_create(p, b"", &opts).map_err(|e| self.err("creating", e))?;
         }
@@ -171,7 +172,9 @@ impl ZkSink {
             };
             let c = self.c.clone();
             let mut w = c.new_multi_writer();
-            let created = self.missing_ancestors(&mut w, path, "", acl, false).await?;
+            let created = self
+                .missing_ancestors(&mut w, path, "", zk::Acls::new(acl), false)
+                .await?;
             let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::new(acl));
             match &node {
                 Some((_, st)) => w.add_set_data(path, data, Some(st.version)),
@@ -179,7 +182,9 @@ impl ZkSink {
             }
             .map_err(|e| self.err("writing", e))?;
             let mp = meta_path(path);
-            let meta_created = self.missing_ancestors(&mut w, &mp, super::META_ROOT, &[], true).await?;
+            let meta_created = self
+                .missing_ancestors(&mut w, &mp, super::META_ROOT, zk::Acls::anyone_all(), true)
+                .await?;
             let meta_opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
             if meta_exists {
                 w.add_set_data(&mp, &m.bytes(), None)
@@ -264,7 +269,9 @@ impl ZkSink {
             w.add_delete(path, Some(st.version))
                 .map_err(|e| self.err("deleting", e))?;
             let mp = meta_path(path);
-            let meta_created = self.missing_ancestors(&mut w, &mp, super::META_ROOT, &[], true).await?;
+            let meta_created = self
+                .missing_ancestors(&mut w, &mp, super::META_ROOT, zk::Acls::anyone_all(), true)
+                .await?;
             if meta_exists {
                 w.add_set_data(&mp, &m.bytes(), None)
             } else {

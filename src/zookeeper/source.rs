@@ -115,7 +115,11 @@ impl Source for ZkSource {
         match self.rx.recv().await {
             Some(Ok(i)) => Ok(Some(i)),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            // the capture ends only by sending its error: it panicked
+            None => Err(Error::Transient {
+                addr: String::new(),
+                what: "the ZooKeeper capture task ended unexpectedly (a bug: see the log); starting over".into(),
+            }),
         }
     }
 
@@ -170,6 +174,9 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.reconcile_every, s.reconcile_every);
         loop {
             let event = async {
+                if watchers.is_empty() {
+                    return std::future::pending().await;
+                }
                 let futs = watchers.iter_mut().map(|w| Box::pin(w.changed()));
                 let (e, i, _) = futures_util::future::select_all(futs).await;
                 (e, i)

@@ -194,6 +194,23 @@ impl Pair {
         }
     }
 
+    /// Adds ZooKeeper sync to every zone's config: the testenv's servers (zone a
+    /// 21811, zone b 21812) and `roots` (TOML `[[zookeeper.roots]]` tables).
+    pub fn with_zk(&self, roots: &str) {
+        const ZK: [u16; 2] = [21811, 21812];
+        for (z, cfg) in self.cfg.iter().enumerate() {
+            let text = std::fs::read_to_string(cfg).unwrap();
+            let zk = format!(
+                "[zookeeper]\nconnect = \"127.0.0.1:{}\"\nsession_timeout_ms = 4000\nreconcile_interval_secs = 5\n{roots}\n",
+                ZK[z]
+            );
+            let at = text.find("[[peers]]").expect("a generated config has [[peers]]");
+            let mut text = format!("{}{zk}{}", &text[..at], &text[at..]);
+            text.push_str(&format!("[peers.zookeeper]\nconnect = \"127.0.0.1:{}\"\n", ZK[1 - z]));
+            std::fs::write(cfg, text).unwrap();
+        }
+    }
+
     /// Adds `keys` under `[replication]` and `tables` (TOML tables such as
     /// `[replication.ddl_home]`, put before `[id_ranges.*]`) to every zone's config.
     pub fn configure(&self, keys: &str, tables: &str) {
