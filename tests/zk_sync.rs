@@ -141,16 +141,13 @@ async fn pair(name: &str, server_id: u32, admin_port: u16, roots: &str) -> (Pair
 /// Writes `path` = `data` in zone `c`, creating it (and its parents) when missing;
 /// gives up quietly on a connection problem (the load goes on).
 async fn put(c: &zk::Client, path: &str, data: &[u8]) {
-    match c.set_data(path, data, None).await {
-        Err(zk::Error::NoNode) => {
-            if let Some(i) = path.rfind('/') {
-                if i > 0 {
-                    Box::pin(put(c, &path[..i], b"")).await;
-                }
+    if let Err(zk::Error::NoNode) = c.set_data(path, data, None).await {
+        if let Some(i) = path.rfind('/') {
+            if i > 0 {
+                Box::pin(put(c, &path[..i], b"")).await;
             }
-            let _ = c.create(path, data, &open()).await;
         }
-        _ => {}
+        let _ = c.create(path, data, &open()).await;
     }
 }
 
