@@ -115,7 +115,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info".into());
+    // (the ZooKeeper client logs every session it opens and closes at info: drc says
+    // what matters itself)
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DRC_LOG").unwrap_or_else(|_| "info,zookeeper_client=warn".into());
     // colours only on a terminal: journald and log files get plain text
     use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()

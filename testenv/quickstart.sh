@@ -64,6 +64,13 @@ for _ in $(seq 1 50); do
 done
 echo "--- zone b's Redis: greeting = $(RB GET greeting)"
 echo "--- visits: zone a $(RA GET visits), zone b $(RB GET visits) (3 increments in each zone)"
+
+echo "--- ZooKeeper: a node created in zone a's /drc-test/from-a (mirrored one way to zone b)"
+ZKA() { "$ZK_BIN/zkCli.sh" -server 127.0.0.1:21811 "$@" 2>/dev/null | grep -v '^$\|WATCHER\|WatchedEvent\|Connecting'; }
+ZKB() { "$ZK_BIN/zkCli.sh" -server 127.0.0.1:21812 "$@" 2>/dev/null | grep -v '^$\|WATCHER\|WatchedEvent\|Connecting'; }
+ZKA create /drc-test/from-a/quickstart "routed to zone a" >/dev/null || ZKA set /drc-test/from-a/quickstart "routed to zone a" >/dev/null
+for _ in $(seq 1 50); do ZKB get /drc-test/from-a/quickstart 2>/dev/null | grep -q "routed to zone a" && break; sleep 0.2; done
+echo "--- zone b's ZooKeeper: /drc-test/from-a/quickstart = $(ZKB get /drc-test/from-a/quickstart | tail -1)"
 cat <<MSG
 
 Both zones agree: the later write ('shipped', zone a) won everywhere, and the Redis
@@ -72,6 +79,7 @@ counter holds every increment of both zones.
 Running:
   zone a MariaDB 127.0.0.1:33061, zone b MariaDB 127.0.0.1:33062 (user drc_test / drc_test)
   zone a Redis 127.0.0.1:6381, zone b Redis 127.0.0.1:6382
+  zone a ZooKeeper 127.0.0.1:21811, zone b ZooKeeper 127.0.0.1:21812
   drc daemons: pids $(cat "$RUN_DIR/drc-a.pid") (zone a) and $(cat "$RUN_DIR/drc-b.pid") (zone b), logs in $RUN_DIR/drc-*.log
 Try:   mariadb -h127.0.0.1 -P33062 -udrc_test -pdrc_test -e "INSERT INTO shop.orders (customer, amount) VALUES ('you', 1)"
        mariadb -h127.0.0.1 -P33061 -udrc_test -pdrc_test -e "SELECT * FROM shop.orders"

@@ -264,6 +264,32 @@ async fn a_one_way_subtree_of_two_thousand_nodes_under_load_is_identical_in_the_
         "{metrics}"
     );
     assert!(sample(&metrics, "drc_zk_nodes_synced_total", &["from_zone=\"a\""]).unwrap_or(0.0) > 2000.0);
+    // the direction in /status and `drc status`
+    let status: serde_json::Value = serde_json::from_str(&get(&format!("{}/status", admin[1]))).unwrap();
+    let d = &status["zookeeper"][0];
+    assert_eq!(d["from_zone"], "a", "{status}");
+    assert!(d["nodes_written"].as_u64().unwrap() > 2000, "{status}");
+    assert!(d["reconciles"].as_u64().unwrap() >= 1, "{status}");
+    let text = std::process::Command::new(common::drc_bin())
+        .args(["status", "--config"])
+        .arg(&p.cfg[1])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("zookeeper a -> b: applying"), "drc status:\n{text}");
+    // `drc check` names what it checked in both ensembles
+    let check = std::process::Command::new(common::drc_bin())
+        .args(["check", "--config"])
+        .arg(&p.cfg[1])
+        .output()
+        .unwrap();
+    let check = String::from_utf8_lossy(&check.stdout).into_owned();
+    for finding in ["zk_connect", "zk_watch", "zk_root", "zk_rights"] {
+        assert!(
+            check.lines().any(|l| l.starts_with("ok") && l.contains(finding)),
+            "drc check: no passing {finding}:\n{check}"
+        );
+    }
     drop(eph);
     fresh(root).await;
 }

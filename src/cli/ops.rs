@@ -184,6 +184,26 @@ pub fn status(a: CommonArgs) -> i32 {
                         .unwrap_or_default(),
                 );
             }
+            for d in v["zookeeper"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "zookeeper {} -> {}: {} lag {} wrote {} node(s), deleted {}, {} conflict(s), {} full read(s){}\n",
+                    d["from_zone"].as_str().unwrap_or("?"),
+                    d["to_zone"].as_str().unwrap_or("?"),
+                    d["state"].as_str().unwrap_or("?"),
+                    d["lag_seconds"]
+                        .as_f64()
+                        .map(|l| format!("{:.3}s", l))
+                        .unwrap_or("-".into()),
+                    d["nodes_written"],
+                    d["nodes_deleted"],
+                    d["conflicts"],
+                    d["reconciles"],
+                    d["last_error"]
+                        .as_str()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default(),
+                );
+            }
             out.trim_end().to_string()
         });
         Ok::<(), Error>(())

@@ -54,7 +54,16 @@ pub fn directions(cfg: &Config, z: &ZkConfig) -> Vec<Direction> {
 /// Runs a ZooKeeper direction until `shutdown`.
 pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("ZooKeeper sync from zone {}", d.capture.origin);
-    parked(&what, &shutdown, |_| {}, || session(&d, &shutdown)).await
+    let status = crate::telemetry::status::registry().zk_direction(&d.capture.origin);
+    status.update(|s| {
+        s.roots = d
+            .capture
+            .roots
+            .iter()
+            .map(|r| format!("{} ({:?})", r.path, r.mode))
+            .collect()
+    });
+    parked(&what, &shutdown, |e| status.error(e), || session(&d, &shutdown)).await
 }
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
@@ -69,8 +78,18 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
         roots = ?c.roots.iter().map(|r| format!("{} ({:?})", r.path, r.mode)).collect::<Vec<_>>(),
         "ZooKeeper sync starting"
     );
+    let status = crate::telemetry::status::registry().zk_direction(&c.origin);
+    status.update(|s| s.state = "reading".into());
     let source = ZkSource::start(c.clone());
-    let sink = ZkSink::new(local, &d.local, &c.origin, &c.zone, c.roots.clone(), d.max_deletes);
+    let sink = ZkSink::new(
+        local,
+        &d.local,
+        &c.origin,
+        &c.zone,
+        c.roots.clone(),
+        d.max_deletes,
+        status,
+    );
     let dir = crate::telemetry::status::registry().direction(&c.origin);
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }

@@ -198,28 +198,71 @@ pub struct RedisDirectionState {
     pub last_error_at: Option<String>,
 }
 
-/// One Redis direction's reported state.
-pub struct RedisDirection {
-    state: Mutex<RedisDirectionState>,
+/// What `GET /status` reports for one ZooKeeper direction (origin zone's ensemble →
+/// this zone's).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZkDirectionState {
+    pub from_zone: String,
+    pub to_zone: String,
+    /// `starting`, `reading` (a full read of the roots), `applying`, `waiting`, `failed`.
+    pub state: String,
+    pub roots: Vec<String>,
+    /// Origin mtime of the last node applied after an event, to its application.
+    pub lag_seconds: Option<f64>,
+    pub nodes_written: u64,
+    pub nodes_deleted: u64,
+    pub reconciles: u64,
+    pub conflicts: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
 }
 
-impl RedisDirection {
-    pub fn update(&self, f: impl FnOnce(&mut RedisDirectionState)) {
+/// A state `GET /status` reports, with its last error.
+pub trait Reported: Clone + Default + Serialize {
+    fn failed(&mut self, what: String, at: String, state: String);
+}
+
+impl Reported for RedisDirectionState {
+    fn failed(&mut self, what: String, at: String, state: String) {
+        self.last_error = Some(what);
+        self.last_error_at = Some(at);
+        self.state = state;
+    }
+}
+
+impl Reported for ZkDirectionState {
+    fn failed(&mut self, what: String, at: String, state: String) {
+        self.last_error = Some(what);
+        self.last_error_at = Some(at);
+        self.state = state;
+    }
+}
+
+/// One direction's reported state (Redis, ZooKeeper).
+pub struct Tracked<S> {
+    state: Mutex<S>,
+}
+
+pub type RedisDirection = Tracked<RedisDirectionState>;
+pub type ZkDirection = Tracked<ZkDirectionState>;
+
+impl<S: Reported> Tracked<S> {
+    pub fn new(s: S) -> Self {
+        Tracked { state: Mutex::new(s) }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut S)) {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    pub fn snapshot(&self) -> RedisDirectionState {
+    pub fn snapshot(&self) -> S {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Records an error (and counts it).
+    /// Records an error.
     pub fn error(&self, e: &crate::error::Error) {
         let (what, at, state) = failure(e);
-        self.update(|s| {
-            s.last_error = Some(what);
-            s.last_error_at = Some(at);
-            s.state = state;
-        });
+        self.update(|s| s.failed(what, at, state));
     }
 }
 
@@ -229,6 +272,7 @@ pub struct Registry {
     zone: Mutex<String>,
     directions: Mutex<BTreeMap<String, Arc<Direction>>>,
     redis: Mutex<BTreeMap<(String, String), Arc<RedisDirection>>>,
+    zookeeper: Mutex<BTreeMap<String, Arc<ZkDirection>>>,
     producer: Mutex<Option<serde_json::Value>>,
 }
 
@@ -289,14 +333,28 @@ impl Registry {
         let mut d = self.redis.lock().unwrap_or_else(|e| e.into_inner());
         d.entry((from.to_string(), to.clone()))
             .or_insert_with(|| {
-                Arc::new(RedisDirection {
-                    state: Mutex::new(RedisDirectionState {
-                        from_zone: from.to_string(),
-                        to_zone: to,
-                        state: "starting".into(),
-                        ..Default::default()
-                    }),
-                })
+                Arc::new(RedisDirection::new(RedisDirectionState {
+                    from_zone: from.to_string(),
+                    to_zone: to,
+                    state: "starting".into(),
+                    ..Default::default()
+                }))
+            })
+            .clone()
+    }
+
+    /// The ZooKeeper direction `from` → this zone (created on first use).
+    pub fn zk_direction(&self, from: &str) -> Arc<ZkDirection> {
+        let to = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut d = self.zookeeper.lock().unwrap_or_else(|e| e.into_inner());
+        d.entry(from.to_string())
+            .or_insert_with(|| {
+                Arc::new(ZkDirection::new(ZkDirectionState {
+                    from_zone: from.to_string(),
+                    to_zone: to,
+                    state: "starting".into(),
+                    ..Default::default()
+                }))
             })
             .clone()
     }
@@ -324,10 +382,18 @@ impl Registry {
             .values()
             .map(|d| d.snapshot())
             .collect();
+        let zookeeper: Vec<ZkDirectionState> = self
+            .zookeeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|d| d.snapshot())
+            .collect();
         serde_json::json!({
             "zone": zone,
             "directions": directions,
             "redis": redis,
+            "zookeeper": zookeeper,
             "publishing": self.producer.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         })
     }

@@ -20,6 +20,7 @@ use super::{meta_path, parent, zerr, Meta, Read, Root, ZkMode};
 use crate::error::Error;
 use crate::pipeline::Sink;
 use crate::telemetry::metrics as m;
+use crate::telemetry::status::ZkDirection;
 use std::collections::{HashSet, VecDeque};
 use zookeeper_client as zk;
 
@@ -40,10 +41,19 @@ pub struct ZkSink {
     conflicts: metrics::Counter,
     guarded: metrics::Counter,
     lag: metrics::Gauge,
+    status: std::sync::Arc<ZkDirection>,
 }
 
 impl ZkSink {
-    pub fn new(c: zk::Client, addr: &str, origin: &str, zone: &str, roots: Vec<Root>, max_deletes: usize) -> Self {
+    pub fn new(
+        c: zk::Client,
+        addr: &str,
+        origin: &str,
+        zone: &str,
+        roots: Vec<Root>,
+        max_deletes: usize,
+        status: std::sync::Arc<ZkDirection>,
+    ) -> Self {
         let labels = [("from_zone", origin.to_string()), ("to_zone", zone.to_string())];
         ZkSink {
             c,
@@ -58,7 +68,13 @@ impl ZkSink {
             conflicts: metrics::counter!(m::ZK_CONFLICTS, &labels),
             guarded: metrics::counter!(m::ZK_GUARDED, &labels),
             lag: metrics::gauge!(m::ZK_LAG_SECONDS, &labels),
+            status,
         }
+    }
+
+    fn conflict(&self) {
+        self.conflicts.increment(1);
+        self.status.update(|s| s.conflicts += 1);
     }
 
     fn err(&self, what: &str, e: zk::Error) -> Error {
@@ -141,7 +157,7 @@ impl ZkSink {
                     if theirs <= mine {
                         // this zone's is later: it is on its way to the origin
                         if mine.1 == self.zone {
-                            self.conflicts.increment(1);
+                            self.conflict();
                         }
                         return Ok(());
                     }
@@ -160,7 +176,7 @@ impl ZkSink {
                     return Ok(()); // a value this zone already has
                 }
                 if root.mode == ZkMode::OneWay && !drc_wrote {
-                    self.conflicts.increment(1);
+                    self.conflict();
                     tracing::warn!(path, from = %self.origin, "a node of a one-way root was written in this zone; overwritten with zone {}'s value (its home)", self.origin);
                 }
             }
@@ -205,10 +221,19 @@ impl ZkSink {
                             .map_err(|e| self.err(&format!("setting the ACL of {path}"), e))?;
                     }
                     self.nodes.increment(1);
-                    if live {
+                    let lag = live.then(|| {
                         let now = crate::telemetry::status::now_us() / 1000;
-                        self.lag.set((now - mtime).max(0) as f64 / 1e3);
+                        (now - mtime).max(0) as f64 / 1e3
+                    });
+                    if let Some(l) = lag {
+                        self.lag.set(l);
                     }
+                    self.status.update(|s| {
+                        s.nodes_written += 1;
+                        if lag.is_some() {
+                            s.lag_seconds = lag;
+                        }
+                    });
                     return Ok(());
                 }
                 Err(zk::MultiWriteError::OperationFailed {
@@ -239,7 +264,7 @@ impl ZkSink {
                 if let Some(mine) = self.local_version(&node, &meta) {
                     if (at_ms, self.origin.clone()) <= mine {
                         if mine.1 == self.zone {
-                            self.conflicts.increment(1);
+                            self.conflict();
                         }
                         return Ok(false);
                     }
@@ -247,7 +272,7 @@ impl ZkSink {
             }
             if st.num_children > 0 {
                 if root.mode != ZkMode::OneWay {
-                    self.conflicts.increment(1);
+                    self.conflict();
                     tracing::warn!(path, from = %self.origin, "zone {} deleted a node that has children in this zone; kept", self.origin);
                     return Ok(false);
                 }
@@ -286,6 +311,7 @@ impl ZkSink {
                 Ok(_) => {
                     self.meta_known.extend(meta_created);
                     self.deletes.increment(1);
+                    self.status.update(|s| s.nodes_deleted += 1);
                     return Ok(true);
                 }
                 Err(zk::MultiWriteError::OperationFailed {
@@ -340,7 +366,7 @@ impl ZkSink {
         let now = crate::telemetry::status::now_us() / 1000;
         for (_, path, ours) in gone {
             if !ours {
-                self.conflicts.increment(1);
+                self.conflict();
                 tracing::warn!(path = %path, from = %self.origin, "a node of a one-way root exists only in this zone; deleted (zone {} is its home)", self.origin);
             }
             self.delete(root, &path, now).await?;
@@ -376,7 +402,14 @@ impl Sink for ZkSink {
                 origin_root,
             } => {
                 let r = self.roots[root].clone();
-                self.sweep(&r, &present, origin_root).await
+                self.sweep(&r, &present, origin_root).await?;
+                if root + 1 == self.roots.len() {
+                    self.status.update(|s| {
+                        s.state = "applying".into();
+                        s.reconciles += 1;
+                    });
+                }
+                Ok(())
             }
         }
     }
