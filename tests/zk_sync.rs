@@ -119,8 +119,8 @@ async fn assert_same(p: &Pair, root: &str, secs: u64) -> BTreeMap<String, String
     }
 }
 
-async fn pair(name: &str, server_id: u32, admin_port: u16, roots: &str) -> (Pair, Vec<String>) {
-    let mut p = Pair::new(name, &[TABLE], server_id).await;
+async fn pair(t: Transport, name: &str, server_id: u32, admin_port: u16, roots: &str) -> (Pair, Vec<String>) {
+    let mut p = Pair::with(name, &[TABLE], server_id, t).await;
     p.with_zk(roots);
     let admin = p.with_admin(admin_port, "t");
     p.start_both().await;
@@ -128,7 +128,7 @@ async fn pair(name: &str, server_id: u32, admin_port: u16, roots: &str) -> (Pair
         assert!(
             wait_until(Duration::from_secs(30), || {
                 let log = p.log(z);
-                async move { log.contains("ZooKeeper sync starting") }
+                async move { log.contains("ZooKeeper sync starting") || log.contains("ZooKeeper sync over Kafka starting") }
             })
             .await,
             "zone {z}'s ZooKeeper direction did not start:\n{}",
@@ -185,12 +185,21 @@ async fn load(root: String, n: usize, seed: u64) {
 /// b's writes overwritten and counted), no ephemeral copied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_way_subtree_of_two_thousand_nodes_under_load_is_identical_in_the_peer() {
-    let root = "/drc-it/oneway";
+    one_way_subtree(Transport::Direct, "/drc-it/oneway", "zk_oneway", 6221, 9683).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_a_one_way_subtree_of_two_thousand_nodes_under_load_is_identical_in_the_peer() {
+    one_way_subtree(Transport::Kafka, "/drc-it/oneway-k", "zk_oneway_k", 6261, 9691).await
+}
+
+async fn one_way_subtree(t: Transport, root: &str, name: &str, server_id: u32, admin_port: u16) {
     fresh(root).await;
     let (p, admin) = pair(
-        "zk_oneway",
-        6221,
-        9683,
+        t,
+        name,
+        server_id,
+        admin_port,
         &format!("[[zookeeper.roots]]\npath = \"{root}\"\nmode = \"one_way\"\nhome = \"a\"\n"),
     )
     .await;
@@ -317,12 +326,21 @@ fn zk_pid(zone: &str) -> String {
 /// identical at the end, nothing missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_a_server_restart_and_an_expired_session_miss_nothing() {
-    let root = "/drc-it/kills";
+    kills(Transport::Direct, "/drc-it/kills", "zk_kills", 6231, 9685).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_kills_a_server_restart_and_an_expired_session_miss_nothing() {
+    kills(Transport::Kafka, "/drc-it/kills-k", "zk_kills_k", 6271, 9693).await
+}
+
+async fn kills(t: Transport, root: &str, name: &str, server_id: u32, admin_port: u16) {
     fresh(root).await;
     let (mut p, admin) = pair(
-        "zk_kills",
-        6231,
-        9685,
+        t,
+        name,
+        server_id,
+        admin_port,
         &format!("[[zookeeper.roots]]\npath = \"{root}\"\nmode = \"one_way\"\nhome = \"a\"\n"),
     )
     .await;
@@ -349,15 +367,23 @@ async fn kills_a_server_restart_and_an_expired_session_miss_nothing() {
         .unwrap();
     l2.await.unwrap();
     assert_same(&p, root, 90).await;
-    let metrics = get(&format!("{}/metrics", admin[1]));
+    // the capture of zone a's roots: zone b's direct direction, or zone a's publisher
+    let capture = if t == Transport::Kafka { 0 } else { 1 };
+    let metrics = get(&format!("{}/metrics", admin[capture]));
     assert!(
         sample(&metrics, "drc_zk_reconciles_total", &["from_zone=\"a\""]).unwrap_or(0.0) >= 1.0,
         "{metrics}"
     );
+    // the pause ended the capture's session: expired, or a request of it (a watch
+    // re-added by the interval reconcile) timed out first; either way a new session
+    // and a full read followed
+    let log = p.log(capture);
     assert!(
-        p.log(1).contains("session expired"),
-        "zone b's session with zone a's paused server did not expire:\n{}",
-        p.log(1)
+        log.contains("session expired")
+            || log
+                .lines()
+                .any(|l| l.contains("interrupted; resuming") && l.contains("127.0.0.1:21811")),
+        "the pause of zone a's server did not end the capture's session:\n{log}"
     );
     for z in 0..2 {
         assert!(p.running(z), "{}", p.logs());
@@ -370,12 +396,21 @@ async fn kills_a_server_restart_and_an_expired_session_miss_nothing() {
 /// (no loop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lww_writes_to_the_same_nodes_in_both_zones_converge_without_loops() {
-    let root = "/drc-it/lww";
+    lww(Transport::Direct, "/drc-it/lww", "zk_lww", 6241, 9687).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_lww_writes_to_the_same_nodes_in_both_zones_converge_without_loops() {
+    lww(Transport::Kafka, "/drc-it/lww-k", "zk_lww_k", 6281, 9695).await
+}
+
+async fn lww(t: Transport, root: &str, name: &str, server_id: u32, admin_port: u16) {
     fresh(root).await;
     let (p, admin) = pair(
-        "zk_lww",
-        6241,
-        9687,
+        t,
+        name,
+        server_id,
+        admin_port,
         &format!("[[zookeeper.roots]]\npath = \"{root}\"\nmode = \"lww\"\n"),
     )
     .await;
@@ -421,12 +456,21 @@ async fn lww_writes_to_the_same_nodes_in_both_zones_converge_without_loops() {
 /// both zones see all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_roots_cross_both_ways() {
-    let root = "/drc-it/part";
+    partitioned(Transport::Direct, "/drc-it/part", "zk_part", 6251, 9689).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_partitioned_roots_cross_both_ways() {
+    partitioned(Transport::Kafka, "/drc-it/part-k", "zk_part_k", 6291, 9697).await
+}
+
+async fn partitioned(t: Transport, root: &str, name: &str, server_id: u32, admin_port: u16) {
     fresh(root).await;
     let (p, _) = pair(
-        "zk_part",
-        6251,
-        9689,
+        t,
+        name,
+        server_id,
+        admin_port,
         &format!("[[zookeeper.roots]]\npath = \"{root}\"\nmode = \"partitioned\"\n"),
     )
     .await;

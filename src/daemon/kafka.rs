@@ -76,8 +76,14 @@ async fn consume(c: &ConsumerSide, shutdown: &Shutdown) -> Result<(), Error> {
             offset,
             checkpoint: applied,
         });
-    let mut source: KafkaSource =
-        KafkaSource::open(&c.kafka, c.kafka.topic(&c.origin), &c.applier.zone, &c.origin, stored)?;
+    let mut source: KafkaSource = KafkaSource::open(
+        &c.kafka,
+        c.kafka.topic(&c.origin),
+        &c.applier.zone,
+        &c.origin,
+        stored,
+        (),
+    )?;
     source.verify().await?;
     let dir = crate::telemetry::status::registry().direction(&c.origin);
     dir.set_state("applying");

@@ -224,11 +224,19 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
     }
     // ZooKeeper: per peer its ensemble's mirrored roots → this zone's (docs/ZOOKEEPER.md).
     if let Some(z) = &cfg.zookeeper {
-        for d in zookeeper::directions(&cfg, z) {
+        let kafka = cfg.kafka.as_ref().filter(|_| cfg.transport == TransportKind::Kafka);
+        if let Some(k) = kafka {
             tasks.spawn(
-                format!("ZooKeeper direction from zone {}", d.capture.origin),
-                zookeeper::run(d, shutdown.clone()),
+                "ZooKeeper publisher",
+                zookeeper::run_publisher(zookeeper::publishing(&cfg, z, k), shutdown.clone()),
             );
+        }
+        for d in zookeeper::directions(&cfg, z) {
+            let name = format!("ZooKeeper direction from zone {}", d.capture.origin);
+            match kafka {
+                Some(k) => tasks.spawn(name, zookeeper::run_consumer(d, k.clone(), shutdown.clone())),
+                None => tasks.spawn(name, zookeeper::run(d, shutdown.clone())),
+            }
         }
     }
     // Heartbeats into this zone (the peers measure the lag from them).

@@ -28,6 +28,7 @@
 //! | this file | `[kafka]` config, client settings, librdkafka logging, topic creation |
 //! | [`publish`] | the producers' core: messages in flight, positions durable once acknowledged |
 //! | [`redis`] | Redis over Kafka: the zone's Redis items published (`<prefix>redis.<zone>`), and read back for a Redis sink |
+//! | [`zk`] | ZooKeeper over Kafka: the zone's roots published (`<prefix>zk.<zone>`), and read back for a ZooKeeper sink |
 //! | [`sink`] | the producer: a pipeline sink of binlog transactions; its durable position is the reader checkpoint |
 //! | [`source`] | the consumer: a pipeline source for an applier, positioned by `drc.applied` |
 //! | [`wire`] | the versioned message format (`schemas/kafka_message.v1.json`) |
@@ -36,6 +37,7 @@ pub mod publish;
 pub mod redis;
 pub mod sink;
 pub mod source;
+pub mod zk;
 /// The message format lives with the model (`drc.parked` stores transactions in it too).
 pub use crate::model::wire;
 
@@ -68,6 +70,11 @@ fn default_prefix() -> String {
 impl KafkaConfig {
     pub fn topic(&self, zone: &str) -> String {
         format!("{}{zone}", self.topic_prefix)
+    }
+
+    /// The topic of `zone`'s ZooKeeper items: `<prefix>zk.<zone>`.
+    pub fn zk_topic(&self, zone: &str) -> String {
+        format!("{}zk.{zone}", self.topic_prefix)
     }
 
     /// The topic of `zone`'s Redis items: `<prefix>redis.<zone>`.

@@ -49,8 +49,9 @@ impl Message for Delivery {
     /// The origin position (replid, offset) of the message's last transaction or
     /// full sync end.
     type Identity = (String, u64);
+    type Context = ();
 
-    fn decode(payload: &[u8], at: KafkaPosition) -> Result<Self, String> {
+    fn decode(payload: &[u8], at: KafkaPosition, _: &()) -> Result<Self, String> {
         Ok(Delivery {
             items: wire::decode(payload)?,
             kafka: Some(at.offset),

@@ -27,8 +27,10 @@ pub trait Message: crate::pipeline::Item + Send + Sized + 'static {
     const FORMAT: &'static str;
     /// What names the message applied last (the origin position applied with it).
     type Identity: PartialEq + std::fmt::Debug + Send + 'static;
+    /// What decoding needs to know of the consumer (e.g. its roots).
+    type Context: Send + 'static;
     /// The message at `at`, or what is wrong with it.
-    fn decode(payload: &[u8], at: KafkaPosition) -> Result<Self, String>;
+    fn decode(payload: &[u8], at: KafkaPosition, ctx: &Self::Context) -> Result<Self, String>;
     /// The origin position a consumer stores when it has applied this message.
     fn identity(&self) -> Option<Self::Identity>;
 }
@@ -36,8 +38,9 @@ pub trait Message: crate::pipeline::Item + Send + Sized + 'static {
 impl Message for Delivered {
     const FORMAT: &'static str = wire::FORMAT;
     type Identity = Checkpoint;
+    type Context = ();
 
-    fn decode(payload: &[u8], at: KafkaPosition) -> Result<Self, String> {
+    fn decode(payload: &[u8], at: KafkaPosition, _: &()) -> Result<Self, String> {
         Ok(Delivered {
             tx: wire::decode(payload).map_err(|e| e.to_string())?,
             transport: Some(at),
@@ -71,6 +74,7 @@ pub struct KafkaSource<M: Message = Delivered> {
     waiting: RateLimitedLog,
     /// The last applied message's offset and identity, read again by [`Self::verify`].
     check: Option<(i64, Option<M::Identity>)>,
+    ctx: M::Context,
 }
 
 impl<M: Message> KafkaSource<M> {
@@ -82,6 +86,7 @@ impl<M: Message> KafkaSource<M> {
         zone: &str,
         origin: &str,
         stored: Option<Stored<M::Identity>>,
+        ctx: M::Context,
     ) -> Result<KafkaSource<M>, Error> {
         let consumer: StreamConsumer<RateLimitedLog> = k
             .client()
@@ -103,6 +108,7 @@ impl<M: Message> KafkaSource<M> {
             ready: None,
             waiting: RateLimitedLog::default(),
             check: None,
+            ctx,
         };
         let mut offset = Offset::Beginning;
         if let Some(st) = stored {
@@ -243,7 +249,7 @@ impl<M: Message> KafkaSource<M> {
             partition: msg.partition(),
             offset: msg.offset(),
         };
-        M::decode(msg.payload().unwrap_or_default(), at).map_err(|e| Error::Server {
+        M::decode(msg.payload().unwrap_or_default(), at, &self.ctx).map_err(|e| Error::Server {
             addr: self.brokers.clone(),
             what: format!(
                 "{} offset {}: {e}; stopped without applying it (nothing after it is applied either)",

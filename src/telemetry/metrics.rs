@@ -128,6 +128,7 @@ pub const ZK_LOOPS_SUPPRESSED: &str = "drc_zk_loops_suppressed_total";
 pub const ZK_SKIPPED: &str = "drc_zk_skipped_total";
 pub const ZK_GUARDED: &str = "drc_zk_guarded_deletes_total";
 pub const ZK_LAG_SECONDS: &str = "drc_zk_lag_seconds";
+pub const ZK_BYTES_PUBLISHED: &str = "drc_zk_published_bytes_total";
 pub const REDIS_BYTES_PUBLISHED: &str = "drc_redis_published_bytes_total";
 /// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
@@ -193,6 +194,7 @@ pub const ALL: &[&str] = &[
     ZK_SKIPPED,
     ZK_GUARDED,
     ZK_LAG_SECONDS,
+    ZK_BYTES_PUBLISHED,
     REDIS_BYTES_PUBLISHED,
     REDIS_LOOPS_SUPPRESSED,
     REDIS_BEHIND_BYTES,
@@ -333,6 +335,11 @@ fn describe() {
     describe_counter!(
         ZK_GUARDED,
         "ZooKeeper deletes held back by the deletion guard (max_deletes_per_pass)"
+    );
+    describe_counter!(
+        ZK_BYTES_PUBLISHED,
+        Unit::Bytes,
+        "bytes of this zone's ZooKeeper items published to Kafka"
     );
     describe_gauge!(
         ZK_LAG_SECONDS,

@@ -25,6 +25,7 @@
 
 pub mod sink;
 pub mod source;
+pub mod wire;
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,8 @@ pub enum ZkMode {
 
 /// Where drc keeps its metadata nodes.
 pub const META_ROOT: &str = "/drc/zk/meta";
+/// Where a Kafka consumer keeps the offset it applied, per origin.
+pub const POS_ROOT: &str = "/drc/zk/pos";
 
 /// A mirrored subtree as one direction sees it: `partitioned` roots become the
 /// origin's own sub-path, mirrored one way from it.

@@ -24,6 +24,66 @@ use crate::telemetry::status::ZkDirection;
 use std::collections::{HashSet, VecDeque};
 use zookeeper_client as zk;
 
+/// What a ZooKeeper sink takes: one item of a capture, or the items of a Kafka
+/// message with its offset (written to `/drc/zk/pos/<origin>` in the multi of each
+/// change: the offset before the message's while its items are applied, the
+/// message's own with its last, so a consumer resumes at the first message not
+/// applied whole; its items are idempotent).
+#[derive(Debug)]
+pub struct ZkDelivery {
+    pub items: Vec<ZkItem>,
+    pub kafka: Option<i64>,
+}
+
+impl From<ZkItem> for ZkDelivery {
+    fn from(item: ZkItem) -> Self {
+        ZkDelivery {
+            items: vec![item],
+            kafka: None,
+        }
+    }
+}
+
+impl crate::pipeline::Item for ZkDelivery {
+    fn opens(&self) -> bool {
+        true
+    }
+    fn closes(&self) -> bool {
+        true
+    }
+    fn weight(&self) -> usize {
+        self.items.iter().map(|i| i.weight()).sum()
+    }
+}
+
+/// Where a Kafka consumer of `origin`'s topic stands: `/drc/zk/pos/<origin>`, data
+/// `<topic> <offset of the last message applied>`.
+pub fn position_path(origin: &str) -> String {
+    format!("{}/{origin}", super::POS_ROOT)
+}
+
+/// The offset of the last message of `topic` applied here, if any (a position in
+/// another topic, after a change of `topic_prefix`, is none: every root is read in
+/// full again from the new topic's start, which is safe for ZooKeeper data).
+pub async fn stored_offset(c: &zk::Client, addr: &str, origin: &str, topic: &str) -> Result<Option<i64>, Error> {
+    match c.get_data(&position_path(origin)).await {
+        Ok((d, _)) => {
+            let text = String::from_utf8_lossy(&d);
+            let mut it = text.split_whitespace();
+            match (it.next(), it.next().and_then(|o| o.parse().ok())) {
+                (Some(t), Some(o)) if t == topic => Ok(Some(o)),
+                (Some(t), Some(_)) => {
+                    tracing::info!(from = %origin, stored_topic = %t, %topic, "the ZooKeeper position is in another topic: reading the configured one from its start");
+                    Ok(None)
+                }
+                _ => Ok(None),
+            }
+        }
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(zerr(addr, "reading the Kafka position", e)),
+    }
+}
+
 /// A change decided again at most this often when local writes keep racing it.
 const ATTEMPTS: usize = 5;
 
@@ -42,6 +102,10 @@ pub struct ZkSink {
     guarded: metrics::Counter,
     lag: metrics::Gauge,
     status: std::sync::Arc<ZkDirection>,
+    /// The Kafka offset of the item being applied (written with its change), and the
+    /// topic.
+    at: Option<i64>,
+    topic: Option<String>,
 }
 
 impl ZkSink {
@@ -69,6 +133,24 @@ impl ZkSink {
             guarded: metrics::counter!(m::ZK_GUARDED, &labels),
             lag: metrics::gauge!(m::ZK_LAG_SECONDS, &labels),
             status,
+            at: None,
+            topic: None,
+        }
+    }
+
+    /// Over Kafka: the consumer's topic (its offsets are written with each change).
+    pub fn over_kafka(mut self, topic: String) -> Self {
+        self.topic = Some(topic);
+        self
+    }
+
+    /// Adds the Kafka position to a change's multi (over Kafka).
+    fn position(&self, w: &mut zk::MultiWriter<'_>) -> Result<(), Error> {
+        match (self.at, &self.topic) {
+            (Some(k), Some(t)) => w
+                .add_set_data(&position_path(&self.origin), format!("{t} {k}").as_bytes(), None)
+                .map_err(|e| self.err("writing the position", e)),
+            _ => Ok(()),
         }
     }
 
@@ -208,6 +290,7 @@ impl ZkSink {
                 w.add_create(&mp, &m.bytes(), &meta_opts)
             }
             .map_err(|e| self.err("writing", e))?;
+            self.position(&mut w)?;
             match w.commit().await {
                 Ok(_) => {
                     self.meta_known.extend(meta_created);
@@ -307,6 +390,7 @@ impl ZkSink {
                 )
             }
             .map_err(|e| self.err("writing", e))?;
+            self.position(&mut w)?;
             match w.commit().await {
                 Ok(_) => {
                     self.meta_known.extend(meta_created);
@@ -376,9 +460,25 @@ impl ZkSink {
 }
 
 impl Sink for ZkSink {
-    type Item = ZkItem;
+    type Item = ZkDelivery;
 
-    async fn write(&mut self, item: ZkItem) -> Result<(), Error> {
+    async fn write(&mut self, d: ZkDelivery) -> Result<(), Error> {
+        let n = d.items.len();
+        for (j, item) in d.items.into_iter().enumerate() {
+            self.at = d.kafka.map(|k| if j + 1 == n { k } else { k - 1 });
+            self.apply(item).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        // every change is committed when written
+        Ok(())
+    }
+}
+
+impl ZkSink {
+    async fn apply(&mut self, item: ZkItem) -> Result<(), Error> {
         match item {
             ZkItem::Upsert {
                 root,
@@ -412,10 +512,5 @@ impl Sink for ZkSink {
                 Ok(())
             }
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), Error> {
-        // every change is committed when written
-        Ok(())
     }
 }
