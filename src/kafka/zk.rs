@@ -45,6 +45,10 @@ impl Message for ZkDelivery {
 pub const BATCH: usize = 256;
 /// A message is closed at about this many bytes of node data and paths.
 const MESSAGE_BYTES: usize = 1 << 20;
+/// ... or once its first item waited this long: a full read yields items one read at
+/// a time, so the source is rarely ahead and a message per flush would be a message
+/// per node.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// The pipeline sink that publishes a zone's ZooKeeper items.
 pub struct ZkPublisher {
@@ -53,6 +57,7 @@ pub struct ZkPublisher {
     roots: Vec<Root>,
     pending: Vec<ZkItem>,
     pending_bytes: usize,
+    pending_since: Option<std::time::Instant>,
 }
 
 impl ZkPublisher {
@@ -72,6 +77,7 @@ impl ZkPublisher {
             roots,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_since: None,
         })
     }
 
@@ -82,6 +88,7 @@ impl ZkPublisher {
         }
         let items = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        self.pending_since = None;
         let payload = wire::encode(&items, &self.roots);
         if payload.len() > 9_500_000 {
             return Err(Error::Server {
@@ -118,14 +125,17 @@ impl Sink for ZkPublisher {
             ZkItem::Reconciled { present, .. } => present.iter().map(|p| p.len() + 2).sum(),
         };
         self.pending.push(item);
-        if self.pending.len() >= BATCH || self.pending_bytes >= MESSAGE_BYTES {
+        let since = *self.pending_since.get_or_insert_with(std::time::Instant::now);
+        if self.pending.len() >= BATCH || self.pending_bytes >= MESSAGE_BYTES || since.elapsed() >= LINGER {
             self.publish().await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        self.publish().await?;
+        if self.pending_since.is_some_and(|t| t.elapsed() >= LINGER) {
+            self.publish().await?;
+        }
         self.retire(None).await
     }
 
@@ -135,6 +145,9 @@ impl Sink for ZkPublisher {
     }
 
     fn tick(&self) -> Option<Duration> {
-        (self.publisher.waiting() || !self.pending.is_empty()).then_some(Duration::from_millis(20))
+        match self.pending_since {
+            Some(t) => Some(LINGER.saturating_sub(t.elapsed()).max(Duration::from_millis(1))),
+            None => self.publisher.waiting().then_some(Duration::from_millis(20)),
+        }
     }
 }
