@@ -331,7 +331,10 @@ fn describe() {
         ZK_LOOPS_SUPPRESSED,
         "ZooKeeper nodes and deletes drc wrote in the origin zone, not shipped back"
     );
-    describe_counter!(ZK_SKIPPED, "ZooKeeper nodes not shipped, by reason (ephemeral)");
+    describe_counter!(
+        ZK_SKIPPED,
+        "ZooKeeper nodes not shipped, by reason (ephemeral, sequential in an lww root)"
+    );
     describe_counter!(
         ZK_GUARDED,
         "ZooKeeper deletes held back by the deletion guard (max_deletes_per_pass)"

@@ -133,6 +133,7 @@ type Out = mpsc::Sender<Result<ZkItem, Error>>;
 struct Counters {
     loops: metrics::Counter,
     ephemeral: metrics::Counter,
+    sequential: metrics::Counter,
 }
 
 fn expired(addr: &str) -> Error {
@@ -148,6 +149,7 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
     let counters = Counters {
         loops: metrics::counter!(m::ZK_LOOPS_SUPPRESSED, &labels),
         ephemeral: metrics::counter!(m::ZK_SKIPPED, "from_zone" => s.origin.clone(), "to_zone" => s.zone.clone(), "reason" => "ephemeral"),
+        sequential: metrics::counter!(m::ZK_SKIPPED, "from_zone" => s.origin.clone(), "to_zone" => s.zone.clone(), "reason" => "sequential"),
     };
     let c = super::connect(addr, s.session_timeout).await?;
     let mut states = c.state_watcher();
@@ -240,6 +242,10 @@ async fn changed(
                 k.ephemeral.increment(1);
                 return Ok(true);
             }
+            if s.roots[root].mode == super::ZkMode::Lww && sequential(path) {
+                k.sequential.increment(1);
+                return Ok(true);
+            }
             if meta.as_ref().is_some_and(|(_, mz)| *mz == stat.mzxid) {
                 k.loops.increment(1);
                 return Ok(true);
@@ -330,6 +336,12 @@ async fn reconcile(
             k.ephemeral.increment(1);
             continue;
         }
+        if root.mode == super::ZkMode::Lww && sequential(&path) {
+            // (it exists in the origin: listed, so nothing here is deleted for it)
+            present.insert(path.clone());
+            k.sequential.increment(1);
+            continue;
+        }
         present.insert(path.clone());
         let drc_wrote = match meta {
             zk::MultiReadResult::Data { data: md, stat: ms } => Meta::parse(&md).is_some() && ms.mzxid == stat.mzxid,
@@ -364,4 +376,23 @@ async fn reconcile(
         origin_root,
     };
     Ok(out.send(Ok(item)).await.is_ok())
+}
+
+/// A sequential node's name ends with the 10-digit counter ZooKeeper appends (its
+/// Stat does not say so): in two-way (`lww`) roots two zones' sequences would collide,
+/// so such nodes are not shipped (one-way and partitioned roots copy them by name).
+pub fn sequential(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.len() >= 10 && name.bytes().rev().take(10).all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sequential_names_end_with_ten_digits() {
+        assert!(super::sequential("/q/job-0000000042"));
+        assert!(super::sequential("/q/0000000001"));
+        assert!(!super::sequential("/q/job-42"));
+        assert!(!super::sequential("/q/v2024120712x"));
+    }
 }
