@@ -303,7 +303,7 @@ async fn one_way_subtree(t: Transport, root: &str, name: &str, server_id: u32, a
         .output()
         .unwrap();
     let check = String::from_utf8_lossy(&check.stdout).into_owned();
-    for finding in ["zk_connect", "zk_watch", "zk_root", "zk_rights"] {
+    for finding in ["zk_connect", "zk_version", "zk_watch", "zk_root", "zk_rights"] {
         assert!(
             check.lines().any(|l| l.starts_with("ok") && l.contains(finding)),
             "drc check: no passing {finding}:\n{check}"

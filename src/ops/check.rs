@@ -644,6 +644,26 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
             "zk_connect",
             format!("zone {zone}: {connect}, session timeout {:?}", c.session_timeout()),
         ));
+        for server in connect.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match zk_version(server).await {
+                Some(v) if zk_at_least_3_6(&v) => f.push(Finding::ok(
+                    "zk_version",
+                    format!("zone {zone}: {server}: ZooKeeper {v}"),
+                )),
+                Some(v) => f.push(Finding::bad(
+                    Problem,
+                    "zk_version",
+                    format!("zone {zone}: {server}: ZooKeeper {v}"),
+                    "ZooKeeper 3.6 or later is needed (persistent recursive watches)",
+                )),
+                None => f.push(Finding::bad(
+                    Warn,
+                    "zk_version",
+                    format!("zone {zone}: {server}: no answer to the four-letter command srvr"),
+                    "allow it (4lw.commands.whitelist=srvr, the default) to let drc check read the version",
+                )),
+            }
+        }
         match c.watch("/", zk::AddWatchMode::PersistentRecursive).await {
             Ok(_) => f.push(Finding::ok(
                 "zk_watch",
@@ -709,4 +729,42 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
         }
     }
     f
+}
+
+/// The version a ZooKeeper server reports to the four-letter command `srvr`
+/// (allowed by default): `3.8.0-...`.
+async fn zk_version(server: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(server).await.ok()?;
+        s.write_all(b"srvr").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Zookeeper version: "))
+            .map(|v| v.split([',', '-']).next().unwrap_or(v).trim().to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), io)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn zk_at_least_3_6(v: &str) -> bool {
+    let mut it = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (3, 6)
+}
+
+#[cfg(test)]
+mod zk_version_tests {
+    #[test]
+    fn persistent_watches_need_3_6() {
+        assert!(super::zk_at_least_3_6("3.8.0"));
+        assert!(super::zk_at_least_3_6("3.6.3"));
+        assert!(super::zk_at_least_3_6("4.0.0"));
+        assert!(!super::zk_at_least_3_6("3.5.9"));
+        assert!(!super::zk_at_least_3_6("garbage"));
+    }
 }
