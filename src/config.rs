@@ -7,6 +7,10 @@
 //! Secrets: the MySQL password comes from exactly one of `password_env` (an environment
 //! variable), `password_file` (a file, trailing newline ignored) or `password` (inline,
 //! for throw-away test setups only).
+//!
+//! (Over 600 lines on purpose: every top-level section's settings types with their
+//! documentation and strict validation in one place, the file a DBA reads beside
+//! their config; the parts' own sections live with them: `kafka`, `zookeeper`.)
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -327,114 +331,7 @@ pub struct PeerConfig {
     pub zookeeper: Option<ZkServer>,
 }
 
-/// `[zookeeper]`: this zone's ensemble and the mirrored subtrees.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZkConfig {
-    /// The ensemble: `connect = "127.0.0.1:2181"` (several `host:port` with commas).
-    pub connect: String,
-    /// Session timeout asked for (the server bounds it): `session_timeout_ms = 10000`.
-    #[serde(default = "default_zk_session")]
-    pub session_timeout_ms: u64,
-    /// Seconds between full reconciles of every root (besides every start, reconnect
-    /// and new session): writes a one-way root's other zones made are overwritten then.
-    #[serde(default = "default_zk_reconcile")]
-    pub reconcile_interval_secs: u64,
-    /// At most this many nodes deleted by one reconcile (the deletion guard); more
-    /// waits for the operator, counted in `drc_zk_guarded_deletes_total`.
-    #[serde(default = "default_zk_max_deletes")]
-    pub max_deletes_per_pass: usize,
-    /// The mirrored subtrees.
-    pub roots: Vec<ZkRoot>,
-}
-
-/// A peer's ZooKeeper ensemble.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZkServer {
-    pub connect: String,
-}
-
-pub use crate::zookeeper::{ZkMode, ZkRoot};
-
-fn default_zk_session() -> u64 {
-    10_000
-}
-
-fn default_zk_reconcile() -> u64 {
-    300
-}
-
-fn default_zk_max_deletes() -> usize {
-    500
-}
-
-impl ZkConfig {
-    fn validate(&self, zone: &str, peers: &[PeerConfig]) -> Result<(), String> {
-        if self.connect.trim().is_empty() {
-            return Err("[zookeeper] connect is empty: name this zone's ensemble (host:port[,host:port])".into());
-        }
-        if self.roots.is_empty() {
-            return Err("[zookeeper] has no [[zookeeper.roots]] (leave [zookeeper] out to sync no znodes)".into());
-        }
-        let zones: Vec<&str> = std::iter::once(zone)
-            .chain(peers.iter().map(|p| p.zone.as_str()))
-            .collect();
-        for (i, r) in self.roots.iter().enumerate() {
-            let p = &r.path;
-            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') || p.contains("//") {
-                return Err(format!(
-                    "[[zookeeper.roots]] path = {p:?}: an absolute path like \"/services\" (not / itself)"
-                ));
-            }
-            if p == "/drc" || p.starts_with("/drc/") || p == "/zookeeper" || p.starts_with("/zookeeper/") {
-                return Err(format!(
-                    "[[zookeeper.roots]] path = {p:?}: /drc holds drc's own state and /zookeeper the server's"
-                ));
-            }
-            for other in &self.roots[..i] {
-                let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
-                if nested(p, &other.path) || nested(&other.path, p) {
-                    return Err(format!(
-                        "[[zookeeper.roots]] {p:?} and {:?} overlap: a node belongs to one root",
-                        other.path
-                    ));
-                }
-            }
-            match (r.mode, &r.home) {
-                (ZkMode::OneWay, None) => {
-                    return Err(format!(
-                        "[[zookeeper.roots]] {p:?} is one_way: name its home zone (home = \"a\")"
-                    ))
-                }
-                (ZkMode::OneWay, Some(h)) if !zones.contains(&h.as_str()) => {
-                    return Err(format!(
-                        "[[zookeeper.roots]] {p:?}: home = {h:?} is not this zone ({zone:?}) nor a [[peers]] zone"
-                    ))
-                }
-                (ZkMode::Lww | ZkMode::Partitioned, Some(_)) => {
-                    return Err(format!("[[zookeeper.roots]] {p:?}: home is for one_way roots only"))
-                }
-                _ => {}
-            }
-        }
-        if self.session_timeout_ms < 2000 {
-            return Err("[zookeeper] session_timeout_ms must be at least 2000".into());
-        }
-        if self.reconcile_interval_secs == 0 {
-            return Err("[zookeeper] reconcile_interval_secs must be positive".into());
-        }
-        for peer in peers {
-            if peer.zookeeper.is_none() {
-                return Err(format!(
-                    "[[peers]] zone {:?} needs a [peers.zookeeper] table (connect = \"host:port\"): this zone has [zookeeper]",
-                    peer.zone
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::zookeeper::config::{ZkConfig, ZkServer};
 
 /// A Redis server drc connects to.
 #[derive(Debug, Clone, Deserialize)]
@@ -725,7 +622,14 @@ impl Config {
             }
         }
         if let Some(z) = &self.zookeeper {
-            z.validate(&self.zone, &self.peers)?;
+            let peers: Vec<&str> = self.peers.iter().map(|p| p.zone.as_str()).collect();
+            z.validate(&self.zone, &peers)?;
+            if let Some(p) = self.peers.iter().find(|p| p.zookeeper.is_none()) {
+                return Err(format!(
+                    "[[peers]] zone {:?} needs a [peers.zookeeper] table (connect = \"host:port\"): this zone has [zookeeper]",
+                    p.zone
+                ));
+            }
         } else if let Some(p) = self.peers.iter().find(|p| p.zookeeper.is_some()) {
             return Err(format!(
                 "[[peers]] zone {:?} has [peers.zookeeper] but this zone has no [zookeeper] to apply its nodes to",

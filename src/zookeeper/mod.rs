@@ -23,6 +23,7 @@
 //!   Never from an incomplete read or a missing origin root, and at most
 //!   `max_deletes_per_pass` per reconcile.
 
+pub mod config;
 pub mod sink;
 pub mod source;
 pub mod wire;

@@ -3,6 +3,10 @@
 //! inserts a local delete beats (module doc of [`super`]). Its position,
 //! `drc.journal`, commits with what it covers. The writes themselves are in
 //! `repair.rs` (a child module: it shares the sink's state).
+//!
+//! (Over 600 lines on purpose: one transaction state machine — grouping, persistence,
+//! renames, deferred deletes — whose parts share its state; the writes are already
+//! apart in `repair.rs`.)
 
 use crate::error::Error;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction, Value};

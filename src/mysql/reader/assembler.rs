@@ -36,6 +36,9 @@
 //! The checkpoint of the last fragment is the end offset of the group's final event
 //! (for a compressed MySQL transaction: the end of its TRANSACTION_PAYLOAD event) and
 //! the GTID state including the group's GTID. Nothing inside a group is a checkpoint.
+//!
+//! (Over 600 lines on purpose: one grouping state machine — GTIDs, XA, compressed
+//! payloads, fragments, both flavors — that every reader shares.)
 
 use super::rows::decode_rows;
 use super::schema::TableSchema;
