@@ -94,8 +94,9 @@ pub struct ZkSink {
     zone: String,
     roots: Vec<Root>,
     max_deletes: usize,
-    /// Metadata paths known to exist (their parents need no create).
-    meta_known: HashSet<String>,
+    /// Metadata paths known to exist (their parents need no look); behind a lock only
+    /// to be filled from `&self` across awaits.
+    meta_known: std::sync::Mutex<HashSet<String>>,
     nodes: metrics::Counter,
     deletes: metrics::Counter,
     conflicts: metrics::Counter,
@@ -126,7 +127,7 @@ impl ZkSink {
             zone: zone.to_string(),
             roots,
             max_deletes,
-            meta_known: HashSet::new(),
+            meta_known: Default::default(),
             nodes: metrics::counter!(m::ZK_NODES, &labels),
             deletes: metrics::counter!(m::ZK_DELETES, &labels),
             conflicts: metrics::counter!(m::ZK_CONFLICTS, &labels),
@@ -177,11 +178,16 @@ impl ZkSink {
         let mut missing = Vec::new();
         let mut at = parent(path);
         while let Some(p) = at {
-            if p.len() <= stop.len() || (meta && self.meta_known.contains(p)) {
+            if p.len() <= stop.len() || (meta && self.known().contains(p)) {
                 break;
             }
             match self.c.check_stat(p).await.map_err(|e| self.err("reading", e))? {
-                Some(_) => break,
+                Some(_) => {
+                    if meta {
+                        self.known().insert(p.to_string());
+                    }
+                    break;
+                }
                 None => missing.push(p.to_string()),
             }
             at = parent(p);
@@ -192,6 +198,10 @@ impl ZkSink {
             w.add_create(p, b"", &opts).map_err(|e| self.err("creating", e))?;
         }
         Ok(missing)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.meta_known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This zone's version of a node for `lww`: (mtime, zone) of what it holds.
@@ -293,7 +303,7 @@ impl ZkSink {
             self.position(&mut w)?;
             match w.commit().await {
                 Ok(_) => {
-                    self.meta_known.extend(meta_created);
+                    self.known().extend(meta_created);
                     if !created.is_empty() {
                         tracing::debug!(?created, "parents created for {path}");
                     }
@@ -324,7 +334,7 @@ impl ZkSink {
                     ..
                 }) => {
                     // written here meanwhile: decide again
-                    self.meta_known.clear();
+                    self.known().clear();
                     continue;
                 }
                 Err(e) => return Err(self.err(&format!("writing {path}"), e.into())),
@@ -393,7 +403,7 @@ impl ZkSink {
             self.position(&mut w)?;
             match w.commit().await {
                 Ok(_) => {
-                    self.meta_known.extend(meta_created);
+                    self.known().extend(meta_created);
                     self.deletes.increment(1);
                     self.status.update(|s| s.nodes_deleted += 1);
                     return Ok(true);
@@ -402,7 +412,7 @@ impl ZkSink {
                     source: zk::Error::BadVersion | zk::Error::NotEmpty | zk::Error::NoNode | zk::Error::NodeExists,
                     ..
                 }) => {
-                    self.meta_known.clear();
+                    self.known().clear();
                     continue;
                 }
                 Err(e) => return Err(self.err(&format!("deleting {path}"), e.into())),
