@@ -236,12 +236,22 @@ impl ZkSink {
         for _ in 0..ATTEMPTS {
             let (node, meta, meta_exists) = self.read(path).await?;
             let drc_wrote = matches!((&node, &meta), (Some((_, st)), Some((_, mz))) if st.mzxid == *mz);
+            let local_acl = match &node {
+                Some(_) => match self.c.get_acl(path).await {
+                    Ok((a, _)) => Some(a),
+                    Err(zk::Error::NoNode) => continue,
+                    Err(e) => return Err(self.err("reading an ACL", e)),
+                },
+                None => None,
+            };
+            let same_acl = local_acl.as_deref() == Some(acl);
             if drc_wrote
+                && same_acl
                 && meta
                     .as_ref()
                     .is_some_and(|(m, _)| !m.deleted && m.zone == self.origin && m.mzxid == mzxid)
             {
-                return Ok(()); // applied before
+                return Ok(()); // applied before (an ACL change moves no zxid: compared too)
             }
             if root.mode == ZkMode::Lww {
                 let theirs = (mtime, self.origin.clone());
@@ -255,16 +265,8 @@ impl ZkSink {
                     }
                 }
             }
-            let local_acl = match &node {
-                Some(_) => match self.c.get_acl(path).await {
-                    Ok((a, _)) => Some(a),
-                    Err(zk::Error::NoNode) => continue,
-                    Err(e) => return Err(self.err("reading an ACL", e)),
-                },
-                None => None,
-            };
             if let Some((d, _)) = &node {
-                if d == data && local_acl.as_deref() == Some(acl) {
+                if d == data && same_acl {
                     return Ok(()); // a value this zone already has
                 }
                 if root.mode == ZkMode::OneWay && !drc_wrote {

@@ -188,17 +188,10 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
                     if st.is_terminated() {
                         return Err(expired(addr));
                     }
-                    if st == zk::SessionState::Disconnected {
-                        tracing::info!(from = %s.origin, ensemble = %addr, "ZooKeeper disconnected; reading every root again once connected");
-                        loop {
-                            let st = states.changed().await;
-                            if st.is_terminated() {
-                                return Err(expired(addr));
-                            }
-                            if st == zk::SessionState::SyncConnected {
-                                break;
-                            }
-                        }
+                    // (the state watcher keeps the latest state only: a short disconnect
+                    // may show as SyncConnected alone; either way, read everything again)
+                    if matches!(st, zk::SessionState::Disconnected | zk::SessionState::SyncConnected) {
+                        reconnected(&c, &mut states, s, addr).await?;
                         reason = "reconnect";
                         break;
                     }
@@ -208,7 +201,11 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
                         if e.session_state.is_terminated() {
                             return Err(expired(addr));
                         }
-                        continue;
+                        // a disconnect, however short: changes made meanwhile are not
+                        // replayed (ZOOKEEPER-4698)
+                        reconnected(&c, &mut states, s, addr).await?;
+                        reason = "reconnect";
+                        break;
                     }
                     if !changed(&c, s, i, &e.path, out, &counters).await? {
                         return Ok(());
@@ -219,6 +216,24 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Waits until the session is connected again (logged); an expired one is an error.
+async fn reconnected(c: &zk::Client, states: &mut zk::StateWatcher, s: &ZkCapture, addr: &str) -> Result<(), Error> {
+    tracing::info!(from = %s.origin, ensemble = %addr, "ZooKeeper connection interrupted; reading every root again once connected");
+    loop {
+        let st = c.state();
+        if st.is_terminated() {
+            return Err(expired(addr));
+        }
+        if st == zk::SessionState::SyncConnected {
+            return Ok(());
+        }
+        let st = states.changed().await;
+        if st.is_terminated() {
+            return Err(expired(addr));
         }
     }
 }
@@ -242,7 +257,7 @@ async fn changed(
                 k.ephemeral.increment(1);
                 return Ok(true);
             }
-            if s.roots[root].mode == super::ZkMode::Lww && sequential(path) {
+            if skipped_sequential(&s.roots[root], path) {
                 k.sequential.increment(1);
                 return Ok(true);
             }
@@ -262,6 +277,7 @@ async fn changed(
                 live: true,
             }
         }
+        None if skipped_sequential(&s.roots[root], path) => return Ok(true),
         None => {
             // drc's own delete: the tombstone was written in the delete's multi, whose
             // zxid the parent's pzxid still holds
@@ -378,6 +394,16 @@ async fn reconcile(
     Ok(out.send(Ok(item)).await.is_ok())
 }
 
+/// In an `lww` root, `path` is a sequential node or below one (never shipped).
+fn skipped_sequential(root: &Root, path: &str) -> bool {
+    root.mode == super::ZkMode::Lww
+        && path.strip_prefix(&root.path).is_some_and(|rest| {
+            rest.split('/')
+                .filter(|p| !p.is_empty())
+                .any(|name| sequential(&format!("/{name}")))
+        })
+}
+
 /// A sequential node's name ends with the 10-digit counter ZooKeeper appends (its
 /// Stat does not say so): in two-way (`lww`) roots two zones' sequences would collide,
 /// so such nodes are not shipped (one-way and partitioned roots copy them by name).
@@ -394,5 +420,16 @@ mod tests {
         assert!(super::sequential("/q/0000000001"));
         assert!(!super::sequential("/q/job-42"));
         assert!(!super::sequential("/q/v2024120712x"));
+        let lww = super::Root {
+            path: "/q".into(),
+            mode: super::super::ZkMode::Lww,
+        };
+        assert!(super::skipped_sequential(&lww, "/q/job-0000000007/status"));
+        assert!(!super::skipped_sequential(&lww, "/q/job-7/status"));
+        let one_way = super::Root {
+            path: "/q".into(),
+            mode: super::super::ZkMode::OneWay,
+        };
+        assert!(!super::skipped_sequential(&one_way, "/q/job-0000000007"));
     }
 }
