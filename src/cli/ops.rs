@@ -152,16 +152,10 @@ pub fn status(a: CommonArgs) -> i32 {
                     } else {
                         ""
                     },
-                    d["lag_seconds"]
-                        .as_f64()
-                        .map(|l| format!("{:.3}s", l))
-                        .unwrap_or("-".into()),
+                    lag_text(d),
                     d["transactions"],
                     d["applied_gtid"].as_str().unwrap_or("-"),
-                    d["last_error"]
-                        .as_str()
-                        .map(|e| format!(", last error: {e}"))
-                        .unwrap_or_default(),
+                    error_text(d),
                 );
             }
             for d in v["redis"].as_array().into_iter().flatten() {
@@ -170,18 +164,12 @@ pub fn status(a: CommonArgs) -> i32 {
                     d["from_zone"].as_str().unwrap_or("?"),
                     d["to_zone"].as_str().unwrap_or("?"),
                     d["state"].as_str().unwrap_or("?"),
-                    d["lag_seconds"]
-                        .as_f64()
-                        .map(|l| format!("{:.3}s", l))
-                        .unwrap_or("-".into()),
+                    lag_text(d),
                     d["transactions"],
                     d["commands"],
                     d["full_syncs"],
                     d["position"].as_str().unwrap_or("-"),
-                    d["last_error"]
-                        .as_str()
-                        .map(|e| format!(", last error: {e}"))
-                        .unwrap_or_default(),
+                    error_text(d),
                 );
             }
             for d in v["zookeeper"].as_array().into_iter().flatten() {
@@ -190,18 +178,12 @@ pub fn status(a: CommonArgs) -> i32 {
                     d["from_zone"].as_str().unwrap_or("?"),
                     d["to_zone"].as_str().unwrap_or("?"),
                     d["state"].as_str().unwrap_or("?"),
-                    d["lag_seconds"]
-                        .as_f64()
-                        .map(|l| format!("{:.3}s", l))
-                        .unwrap_or("-".into()),
+                    lag_text(d),
                     d["nodes_written"],
                     d["nodes_deleted"],
                     d["conflicts"],
                     d["reconciles"],
-                    d["last_error"]
-                        .as_str()
-                        .map(|e| format!(", last error: {e}"))
-                        .unwrap_or_default(),
+                    error_text(d),
                 );
             }
             out.trim_end().to_string()
@@ -355,4 +337,20 @@ pub async fn fence(a: FenceArgs, on: bool) -> i32 {
         Ok(()) => 0,
         Err(e) => super::fail(e),
     }
+}
+
+/// A direction's lag in `drc status` text (`-`: none measured yet).
+fn lag_text(d: &serde_json::Value) -> String {
+    d["lag_seconds"]
+        .as_f64()
+        .map(|l| format!("{l:.3}s"))
+        .unwrap_or("-".into())
+}
+
+/// `, last error: …` when the direction has one.
+fn error_text(d: &serde_json::Value) -> String {
+    d["last_error"]
+        .as_str()
+        .map(|e| format!(", last error: {e}"))
+        .unwrap_or_default()
 }

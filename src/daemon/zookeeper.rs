@@ -55,28 +55,39 @@ pub fn directions(cfg: &Config, z: &ZkConfig) -> Vec<Direction> {
         .collect()
 }
 
+/// The `/status` entry of `d`, with its roots.
+fn reported(d: &Direction) -> std::sync::Arc<crate::telemetry::status::ZkDirection> {
+    let status = crate::telemetry::status::registry().zk_direction(&d.capture.origin);
+    let roots = d
+        .capture
+        .roots
+        .iter()
+        .map(|r| format!("{} ({:?})", r.path, r.mode))
+        .collect();
+    status.update(|s| s.roots = roots);
+    status
+}
+
+/// Creates drc's metadata root and this zone's `own` paths in `local` when missing.
+async fn prepare(local: &zookeeper_client::Client, addr: &str, own: &[String]) -> Result<(), Error> {
+    crate::zookeeper::ensure_path(local, addr, crate::zookeeper::META_ROOT).await?;
+    for p in own {
+        crate::zookeeper::ensure_path(local, addr, p).await?;
+    }
+    Ok(())
+}
+
 /// Runs a ZooKeeper direction until `shutdown`.
 pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("ZooKeeper sync from zone {}", d.capture.origin);
-    let status = crate::telemetry::status::registry().zk_direction(&d.capture.origin);
-    status.update(|s| {
-        s.roots = d
-            .capture
-            .roots
-            .iter()
-            .map(|r| format!("{} ({:?})", r.path, r.mode))
-            .collect()
-    });
+    let status = reported(&d);
     parked(&what, &shutdown, |e| status.error(e), || session(&d, &shutdown)).await
 }
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let c = &d.capture;
     let local = crate::zookeeper::connect(&d.local, c.session_timeout).await?;
-    crate::zookeeper::ensure_path(&local, &d.local, crate::zookeeper::META_ROOT).await?;
-    for p in &d.own_paths {
-        crate::zookeeper::ensure_path(&local, &d.local, p).await?;
-    }
+    prepare(&local, &d.local, &d.own_paths).await?;
     tracing::info!(
         from = %c.origin, to = %c.zone, origin_ensemble = %c.connect, local_ensemble = %d.local,
         roots = ?c.roots.iter().map(|r| format!("{} ({:?})", r.path, r.mode)).collect::<Vec<_>>(),
@@ -142,15 +153,7 @@ async fn publish(p: &Publishing, shutdown: &Shutdown) -> Result<(), Error> {
 /// Applies `d`'s origin's ZooKeeper topic to this zone's ensemble until `shutdown`.
 pub async fn run_consumer(d: Direction, k: KafkaConfig, shutdown: Shutdown) -> Result<(), Error> {
     let what = format!("ZooKeeper sync from zone {} (Kafka)", d.capture.origin);
-    let status = crate::telemetry::status::registry().zk_direction(&d.capture.origin);
-    status.update(|s| {
-        s.roots = d
-            .capture
-            .roots
-            .iter()
-            .map(|r| format!("{} ({:?})", r.path, r.mode))
-            .collect()
-    });
+    let status = reported(&d);
     parked(&what, &shutdown, |e| status.error(e), || consume(&d, &k, &shutdown)).await
 }
 
@@ -158,12 +161,9 @@ async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<
     use crate::zookeeper::sink::{position_path, stored_offset};
     let c = &d.capture;
     let local = crate::zookeeper::connect(&d.local, c.session_timeout).await?;
-    crate::zookeeper::ensure_path(&local, &d.local, crate::zookeeper::META_ROOT).await?;
+    prepare(&local, &d.local, &d.own_paths).await?;
     // (the position node exists before any change's multi writes it)
     crate::zookeeper::ensure_path(&local, &d.local, &position_path(&c.origin)).await?;
-    for p in &d.own_paths {
-        crate::zookeeper::ensure_path(&local, &d.local, p).await?;
-    }
     let topic = k.zk_topic(&c.origin);
     let offset = stored_offset(&local, &d.local, &c.origin, &topic).await?;
     tracing::info!(from = %c.origin, to = %c.zone, %topic, local_ensemble = %d.local, resume = ?offset, "ZooKeeper sync over Kafka starting");

@@ -250,12 +250,7 @@ impl Sink for RedisPublisher<'_> {
     async fn write(&mut self, item: RedisItem) -> Result<(), Error> {
         self.retire(None).await?;
         if let RedisItem::Tx { tx, .. } = &item {
-            self.pending_bytes += tx
-                .commands
-                .iter()
-                .flat_map(|(_, c)| c.iter())
-                .map(|a| a.len() + 8)
-                .sum::<usize>();
+            self.pending_bytes += tx.bytes();
             // consecutive transactions without commands (skipped ones, keep-alives)
             // only move the position: one entry for all of them
             let bare =

@@ -211,12 +211,7 @@ impl FullSync {
         let Some((_, commands, _)) = self.pending.last_mut() else {
             return Ok(());
         };
-        self.pending_bytes += tx
-            .commands
-            .iter()
-            .flat_map(|(_, c)| c.iter())
-            .map(|a| a.len() + 8)
-            .sum::<usize>();
+        self.pending_bytes += tx.bytes();
         self.pending_commands += tx.commands.len();
         commands.extend(tx.commands);
         if self.pending_commands >= PENDING_COMMANDS

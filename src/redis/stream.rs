@@ -32,6 +32,18 @@ pub struct RedisTx {
     pub refused: Option<String>,
 }
 
+impl RedisTx {
+    /// About how many bytes its commands take (arguments plus a little each), for
+    /// sizing batches and messages.
+    pub fn bytes(&self) -> usize {
+        self.commands
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(|a| a.len() + 8)
+            .sum()
+    }
+}
+
 /// Groups stream commands into [`RedisTx`]s.
 #[derive(Debug, Default)]
 pub struct Grouper {
