@@ -389,6 +389,29 @@ pub struct RedisConfig {
     /// every synced key of both zones: size it to the keyspace.
     #[serde(default)]
     pub verify_interval_secs: u64,
+    /// Two zones writing the same key without a home concurrently (neither had seen
+    /// the other's write): `conflicts = "later_write"` keeps, in every zone, the
+    /// write with the later origin time (then the greater zone name) when both wrote
+    /// the whole value (SET, DEL, ...); `"apply"` (default) applies every write as it
+    /// comes, so the zones can end with each other's value. docs/REDIS.md, "Conflicts".
+    #[serde(default)]
+    pub conflicts: RedisConflicts,
+    /// Key patterns of counters (`counters = ["counter:*"]`): their commands are
+    /// always applied as they come, so that increments made in several zones sum, even
+    /// with `conflicts = "later_write"`.
+    #[serde(default)]
+    pub counters: Vec<String>,
+}
+
+/// `[redis] conflicts`: how concurrent writes of a key without a home are settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisConflicts {
+    /// Every write applied as it comes.
+    #[default]
+    Apply,
+    /// The later write (origin heartbeat time, then zone name) stands everywhere.
+    LaterWrite,
 }
 
 fn default_redis_port() -> u16 {

@@ -47,7 +47,7 @@ async fn run(r: &mut Replica, g: &mut Grouper, b: &mut RedisApplier, n: usize) -
             replid: r.replid.clone(),
             offset: tx.offset,
             db: g.db(),
-            kafka: None,
+            ..Default::default()
         };
         b.apply("a", &tx, &pos).await.unwrap();
         r.ack(tx.offset).await.unwrap();
@@ -191,7 +191,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
         replid: replid.clone(),
         offset,
         db: 0,
-        kafka: None,
+        ..Default::default()
     };
     let empty = RedisTx {
         commands: vec![],
@@ -222,7 +222,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
             replid: a.replid.clone(),
             offset: tx.offset,
             db: g.db(),
-            kafka: None,
+            ..Default::default()
         };
         b.apply("a", &tx, &p).await.unwrap();
         if done {
@@ -269,18 +269,55 @@ async fn a_batch_applies_around_a_refused_command_and_stores_the_last_position()
         replid: "r".repeat(40),
         offset,
         db: 13,
-        kafka: None,
+        ..Default::default()
     };
     let batch = vec![
         (tx(&["SET", "one", "1"]), pos(100)),
         (tx(&["HSET", "wt", "f", "v"]), pos(200)),
         (tx(&["INCRBY", "n", "5"]), pos(300)),
     ];
-    b.apply_batch("batchtest", &batch).await.unwrap();
+    assert!(b.apply_batch("batchtest", &batch).await.unwrap());
     assert_eq!(b.refused, 1, "the HSET of a string is refused and counted");
     assert_eq!(cli13("6382", "GET one\nGET wt\nGET n\n"), "1\nplain\n5\n");
     let stored = b.position("batchtest").await.unwrap().unwrap();
     assert_eq!(stored.offset, 300, "the position after the last transaction");
     redis_cli("6382", 0, "DEL drc:pos:batchtest\n");
     cli13("6382", "FLUSHDB\n");
+}
+
+/// A batch applied after `WATCH` (later-write-wins judges it first): a watched key
+/// written by another client in between makes the whole batch not run, position
+/// included, and says so; watched again and untouched, it applies.
+#[tokio::test]
+async fn a_watched_batch_runs_only_when_its_keys_were_not_written_meanwhile() {
+    let cli14 = |port: &str, commands: &str| redis_cli(port, 14, commands);
+    cli14("6382", "FLUSHDB\n");
+    redis_cli("6382", 0, "DEL drc:pos:watchtest\n");
+    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let batch = vec![(
+        RedisTx {
+            commands: vec![(14, vec![b"SET".to_vec(), b"w".to_vec(), b"drc".to_vec()])],
+            ..Default::default()
+        },
+        RedisPos {
+            replid: "r".repeat(40),
+            offset: 10,
+            db: 14,
+            ..Default::default()
+        },
+    )];
+    b.watch(&[(14, b"w".to_vec())]).await.unwrap();
+    cli14("6382", "SET w local\n");
+    assert!(
+        !b.apply_batch("watchtest", &batch).await.unwrap(),
+        "a watched key changed: not applied"
+    );
+    assert_eq!(cli14("6382", "GET w\n"), "local\n");
+    assert!(b.position("watchtest").await.unwrap().is_none(), "nor the position");
+    b.watch(&[(14, b"w".to_vec())]).await.unwrap();
+    assert!(b.apply_batch("watchtest", &batch).await.unwrap());
+    assert_eq!(cli14("6382", "GET w\n"), "drc\n");
+    assert_eq!(b.position("watchtest").await.unwrap().unwrap().offset, 10);
+    redis_cli("6382", 0, "DEL drc:pos:watchtest\n");
+    cli14("6382", "FLUSHDB\n");
 }

@@ -69,17 +69,24 @@ async fn pair_over(
 ) -> (Pair, Vec<String>) {
     fresh().await;
     let mut p = Pair::with(name, &[TABLE], server_id, transport).await;
-    p.with_redis(&format!("[{DB}]"), KEYS, tables);
+    // the testenv's rules (unless `tables` has its own): counters sum, other keys
+    // written in both zones at once end with the later write
+    let rules = match tables.contains("conflicts =") {
+        true => tables.to_string(),
+        false => format!("counters = [\"counter:*\"]\nconflicts = \"later_write\"\n{tables}"),
+    };
+    p.with_redis(&format!("[{DB}]"), KEYS, &rules);
     let admin = p.with_admin(admin_port, "t");
     p.start_both().await;
     for z in 0..2 {
         assert!(
-            wait_until(Duration::from_secs(30), || {
+            wait_until(Duration::from_secs(60), || {
                 let log = p.log(z);
-                async move { log.contains("Redis full sync read") }
+                // (applied: over Kafka the broker may hold it back a while)
+                async move { log.contains("Redis full sync applied") }
             })
             .await,
-            "zone {z}'s Redis direction did not start:\n{}",
+            "zone {z}'s Redis direction did not apply its full sync:\n{}",
             p.log(z)
         );
     }
@@ -181,7 +188,7 @@ async fn load(zone: usize, n: usize, seed: u64) -> Sums {
     let mut sums = Sums::default();
     for i in 0..n {
         let k = rng.gen_range(0..100);
-        let r: redis::RedisResult<()> = match rng.gen_range(0..20) {
+        let r: redis::RedisResult<()> = match rng.gen_range(0..22) {
             0 => c.set(format!("sync:{z}:str:{k}"), format!("v{i}")).await,
             1 => c.append(format!("sync:{z}:str:{k}"), "+").await,
             2 => c.set_ex(format!("sync:{z}:str:{k}"), format!("ttl{i}"), 3600).await,
@@ -229,6 +236,16 @@ async fn load(zone: usize, n: usize, seed: u64) -> Sums {
                     .map(|_| ())
             }
             17 => c.set(format!("local:{z}:{k}"), i).await,
+            // keys both zones overwrite: the later write stands
+            20 => match k % 3 {
+                0 => c.del(format!("sync:shared:str:{}", k % 10)).await,
+                1 => {
+                    c.set_ex(format!("sync:shared:str:{}", k % 10), format!("{z}{i}"), 3600)
+                        .await
+                }
+                _ => c.set(format!("sync:shared:str:{}", k % 10), format!("{z}{i}")).await,
+            },
+            21 => c.set(format!("sync:shared:str:{}", k % 10), format!("{z}{i}")).await,
             18 => other.set(format!("sync:{z}:other:{k}"), i).await,
             _ => {
                 // RENAME of a key that may not exist: the server refuses, nothing replicates
@@ -519,7 +536,15 @@ fn verify(p: &Pair, zone: usize, repair: bool) -> (i32, String) {
 /// zone b the home's version of the homed key and leaves the other for the operator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_homed_key_takes_its_homes_writes_and_verify_finds_and_repairs() {
-    let (mut p, admin) = pair_with("redis_homes", 6131, 9667, "[redis.homes]\n\"sync:route:*\" = \"a\"\n").await;
+    // (every write applied as it comes: the unhomed key that both zones write stays
+    // different, for verify to report)
+    let (mut p, admin) = pair_with(
+        "redis_homes",
+        6131,
+        9667,
+        "conflicts = \"apply\"\n[redis.homes]\n\"sync:route:*\" = \"a\"\n",
+    )
+    .await;
     let mut a = con(0, DB).await;
     let mut b = con(1, DB).await;
     let _: () = a.set("sync:route:1", "from a").await.unwrap();
@@ -531,7 +556,13 @@ async fn a_homed_key_takes_its_homes_writes_and_verify_finds_and_repairs() {
     let _: () = b.set("sync:route:1", "from b").await.unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || async {
-            sample(&get(&format!("{}/metrics", admin[0])), "drc_redis_conflicts_total", &[]).unwrap_or(0.0) >= 1.0
+            sample(
+                &get(&format!("{}/metrics", admin[0])),
+                "drc_redis_conflicts_total",
+                &["rule=\"home\""],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
         })
         .await,
         "the conflict is counted in zone a"
@@ -804,4 +835,113 @@ async fn local_writes_during_a_full_sync_are_never_overwritten_by_the_snapshot()
         p.log(1)
     );
     eprintln!("{n} local writes in zone b during the full sync");
+}
+
+/// The testenv's rule for keys both zones write (`conflicts = "later_write"`): with
+/// both directions paused (each zone's write made before it sees the other's, the
+/// heartbeats going on), keys overwritten in both zones end, in both, with the later
+/// write — a SET over a SET either way round, a DEL over a SET, a SET without expiry
+/// over one with — and changes of different fields of a hash made in both are
+/// merged. A write made right after the other zone's write arrived is applied over it
+/// whatever the clocks say (twenty times, each within a heartbeat of the write it
+/// follows). Fails with `conflicts = "apply"`: the zones end with each other's
+/// value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_written_in_both_zones_at_once_end_with_the_later_write() {
+    later_write(Transport::Direct, "redis_lww", 6311, 9701).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_keys_written_in_both_zones_at_once_end_with_the_later_write() {
+    later_write(Transport::Kafka, "redis_k_lww", 6321, 9705).await
+}
+
+async fn later_write(transport: Transport, name: &str, server_id: u32, admin_port: u16) {
+    let (p, admin) = pair_over(transport, name, server_id, admin_port, "").await;
+    let (mut ca, mut cb) = (con(0, DB).await, con(1, DB).await);
+    let get = |zone: usize, key: &'static str| async move {
+        let v: Option<String> = con(zone, DB).await.get(key).await.unwrap();
+        v
+    };
+    // causal: each write follows the other zone's, seen
+    for i in 0..20 {
+        let key = format!("sync:causal:{i}");
+        let (first, second, fz, sz) = if i % 2 == 0 {
+            (&mut ca, &mut cb, "a", "b")
+        } else {
+            (&mut cb, &mut ca, "b", "a")
+        };
+        let _: () = first.set(&key, fz).await.unwrap();
+        let seen = wait_until(Duration::from_secs(20), || {
+            let mut c = second.clone();
+            let key = key.clone();
+            async move { c.get::<_, Option<String>>(&key).await.unwrap().as_deref() == Some(fz) }
+        })
+        .await;
+        assert!(seen, "{key} did not arrive:\n{}", p.logs());
+        let _: () = second.set(&key, sz).await.unwrap();
+    }
+    let _: () = ca.set("sync:lww:del", "x").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            get(1, "sync:lww:del").await.is_some()
+        })
+        .await,
+        "{}",
+        p.logs()
+    );
+    // concurrent: neither zone applies the other's writes meanwhile
+    let cfgs: Vec<String> = p.cfg.iter().map(|c| c.display().to_string()).collect();
+    for c in &cfgs {
+        let (code, out) = common::drc(&["pause", "--config", c]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let _: () = ca.set("sync:lww:1", "a-early").await.unwrap();
+    let _: () = cb.set("sync:lww:2", "b-early").await.unwrap();
+    let _: () = ca.set("sync:lww:del", "a-early").await.unwrap();
+    let _: () = cb.set_ex("sync:lww:ttl", "b-early", 3600).await.unwrap();
+    let _: () = ca.hset("sync:lww:h", "fa", "a").await.unwrap();
+    // later by more than a heartbeat (200 ms here) in every zone's clock
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _: () = cb.set("sync:lww:1", "b-late").await.unwrap();
+    let _: () = ca.set("sync:lww:2", "a-late").await.unwrap();
+    let _: () = cb.del("sync:lww:del").await.unwrap();
+    let _: () = ca.set("sync:lww:ttl", "a-late").await.unwrap();
+    let _: () = cb.hset("sync:lww:h", "fb", "b").await.unwrap();
+    for c in &cfgs {
+        let (code, out) = common::drc(&["resume", "--config", c]);
+        assert_eq!(code, 0, "{out}");
+    }
+    assert_converged(&p, 60).await;
+    for z in 0..2 {
+        assert_eq!(get(z, "sync:lww:1").await.as_deref(), Some("b-late"), "zone {z}");
+        assert_eq!(get(z, "sync:lww:2").await.as_deref(), Some("a-late"), "zone {z}");
+        assert_eq!(get(z, "sync:lww:del").await, None, "zone {z}: the later DEL stands");
+        assert_eq!(get(z, "sync:lww:ttl").await.as_deref(), Some("a-late"), "zone {z}");
+        let ttl: i64 = con(z, DB).await.ttl("sync:lww:ttl").await.unwrap();
+        assert_eq!(ttl, -1, "zone {z}: the later SET has no expiry");
+        let h: BTreeMap<String, String> = con(z, DB).await.hgetall("sync:lww:h").await.unwrap();
+        assert_eq!(h.len(), 2, "zone {z}: both fields merged: {h:?}");
+        for i in 0..20 {
+            let v: Option<String> = con(z, DB).await.get(format!("sync:causal:{i}")).await.unwrap();
+            let want = if i % 2 == 0 { "b" } else { "a" };
+            assert_eq!(
+                v.as_deref(),
+                Some(want),
+                "zone {z}: sync:causal:{i}: the write made after seeing the other's"
+            );
+        }
+    }
+    for (z, url) in admin.iter().enumerate() {
+        let m = get_metrics(url);
+        let lost = sample(&m, "drc_redis_conflicts_total", &["rule=\"later_write\""]).unwrap_or(0.0);
+        assert!(
+            lost >= 2.0,
+            "zone {z}: the earlier writes it got were not applied: {lost}\n{m}"
+        );
+    }
+}
+
+fn get_metrics(admin: &str) -> String {
+    get(&format!("{admin}/metrics"))
 }

@@ -185,6 +185,10 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
     // Kafka this zone's Redis → its topic, and per peer its topic → this zone's Redis.
     if let Some(r) = &cfg.redis {
         let (dirs, url) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
+        let peer_redis = dirs
+            .iter()
+            .map(|d| (d.capture.url.clone(), d.capture.origin.clone()))
+            .collect();
         if let (TransportKind::Kafka, Some(k)) = (cfg.transport, &cfg.kafka) {
             let p = redis::publishing(&cfg, r, k).map_err(|e| cfg_err(path, e))?;
             crate::telemetry::status::registry().redis_publisher();
@@ -215,8 +219,8 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         tasks.spawn(
             "Redis heartbeat writer",
             redis::heartbeats(
-                url,
-                cfg.zone.clone(),
+                (url, cfg.zone.clone()),
+                peer_redis,
                 Duration::from_millis(r.heartbeat_ms),
                 shutdown.clone(),
             ),

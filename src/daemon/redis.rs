@@ -60,9 +60,12 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
                 auth: server.auth(&cfg.base_dir, "peers.redis")?,
                 scope: scope.clone(),
                 homes: Homes::new(&r.homes),
+                conflicts: r.conflicts,
+                counters: r.counters.clone(),
                 interrupted: false,
             },
             local: Local {
+                zone: cfg.zone.clone(),
                 addr: r.server.addr(),
                 auth: r.server.auth(&cfg.base_dir, "redis")?,
             },
@@ -94,6 +97,8 @@ pub fn publishing(cfg: &Config, r: &RedisConfig, k: &KafkaConfig) -> Result<Publ
             auth: r.server.auth(&cfg.base_dir, "redis")?,
             scope: Scope::new(&r.databases, &r.keys),
             homes: Homes::new(&r.homes),
+            conflicts: r.conflicts,
+            counters: r.counters.clone(),
             interrupted: false,
         },
         kafka: k.clone(),
@@ -205,38 +210,80 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }
 
+/// A peer's heartbeat older than this is its daemon's absence: this daemon writes it.
+const STAND_IN_AFTER_MS: i64 = 3_000;
+
 /// Writes `SET drc:hb:<zone> <ms since the epoch>` into this zone's Redis (database
-/// 0) every `every` until `shutdown`; an unreachable Redis is retried quietly (the
-/// peers' lag gauges grow meanwhile).
-pub async fn heartbeats(url: String, zone: String, every: Duration, shutdown: Shutdown) -> Result<(), Error> {
-    let key = [HEARTBEAT_PREFIX, zone.as_bytes()].concat();
-    let mut con = None;
+/// 0, `own`: URL and zone) every `every` until `shutdown`. The heartbeat is the clock of
+/// the zone's writes (later-write-wins, docs/REDIS.md) and the peers' lag measure.
+///
+/// It also stands in for a peer's daemon that is down (`peers`: URL and zone of each
+/// peer's Redis): a peer heartbeat older than [`STAND_IN_AFTER_MS`] (and
+/// `3 × every`) is written by this daemon, so that the writes made in that zone
+/// meanwhile carry their real time rather than the time its daemon stopped. An
+/// unreachable Redis is retried quietly (the lag gauges grow meanwhile).
+pub async fn heartbeats(
+    own: (String, String),
+    peers: Vec<(String, String)>,
+    every: Duration,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let stale = STAND_IN_AFTER_MS.max(3 * every.as_millis() as i64);
+    let mut targets: Vec<(String, Vec<u8>, bool, Option<redis::aio::MultiplexedConnection>)> =
+        std::iter::once((own.0, own.1, false))
+            .chain(peers.into_iter().map(|(u, z)| (u, z, true)))
+            .map(|(u, z, stand_in)| (u, [HEARTBEAT_PREFIX, z.as_bytes()].concat(), stand_in, None))
+            .collect();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
+    let mut standing_in = vec![false; targets.len()];
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        if con.is_none() {
-            con = match redis::Client::open(url.as_str()) {
-                Ok(c) => crate::redis::apply::connection(&c).await.ok(),
-                Err(_) => None,
-            };
-        }
-        let Some(c) = con.as_mut() else { continue };
-        let ms = crate::telemetry::status::now_us() / 1000;
-        let mut p = redis::pipe();
-        p.cmd("SELECT").arg(0).ignore().cmd("SET").arg(&key).arg(ms).ignore();
-        match p.query_async::<()>(c).await {
-            Ok(()) => warned = false,
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(error = %e, "cannot write the Redis heartbeat key; retrying");
-                    warned = true;
+        for (i, (url, key, stand_in, con)) in targets.iter_mut().enumerate() {
+            if con.is_none() {
+                *con = match redis::Client::open(url.as_str()) {
+                    Ok(c) => crate::redis::apply::connection(&c).await.ok(),
+                    Err(_) => None,
+                };
+            }
+            let Some(c) = con.as_mut() else { continue };
+            let ms = crate::telemetry::status::now_us() / 1000;
+            let r = async {
+                if *stand_in {
+                    let mut p = redis::pipe();
+                    p.cmd("SELECT").arg(0).ignore().cmd("GET").arg(key.as_slice());
+                    let (last,): (Option<i64>,) = p.query_async(c).await?;
+                    let absent = last.is_none_or(|l| ms - l > stale);
+                    if absent != standing_in[i] {
+                        standing_in[i] = absent;
+                        let zone = String::from_utf8_lossy(&key[HEARTBEAT_PREFIX.len()..]).into_owned();
+                        match absent {
+                            true => tracing::warn!(zone = %zone, "zone {zone}'s daemon writes no Redis heartbeat: this daemon writes it meanwhile (the clock of that zone's writes)"),
+                            false => tracing::info!(zone = %zone, "zone {zone}'s daemon writes its Redis heartbeat again"),
+                        }
+                    }
+                    if !absent {
+                        return Ok(());
+                    }
                 }
-                con = None;
+                let mut p = redis::pipe();
+                p.cmd("SELECT").arg(0).ignore().cmd("SET").arg(key.as_slice()).arg(ms).ignore();
+                p.query_async::<()>(c).await
+            }
+            .await;
+            match r {
+                Ok(()) => warned &= *stand_in,
+                Err(e) => {
+                    if !warned && !*stand_in {
+                        tracing::warn!(error = %e, "cannot write the Redis heartbeat key; retrying");
+                        warned = true;
+                    }
+                    *con = None;
+                }
             }
         }
     }

@@ -17,7 +17,14 @@ use super::stream::{RedisTx, MARKER_PREFIX};
 use redis::aio::MultiplexedConnection;
 
 /// A position in an origin's command stream.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// Besides (replid, offset, database) it carries what the stream had said up to
+/// there, so that a capture resumed from it judges the next transactions exactly as
+/// an uninterrupted one would (later-write-wins, `redis/lww.rs`): `clock`, the origin
+/// daemon's last heartbeat value (ms) before this point, and `seen`, per zone, how
+/// far the origin had applied that zone's stream (the last `drc:pos:<zone>` the
+/// stream set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedisPos {
     pub replid: String,
     pub offset: u64,
@@ -27,35 +34,89 @@ pub struct RedisPos {
     /// it (the consumer resumes after it). Never part of a message.
     #[serde(skip)]
     pub kafka: Option<i64>,
+    /// The origin's last heartbeat (ms since the epoch) before this point; 0: none.
+    #[serde(default)]
+    pub clock: i64,
+    /// Per zone, the position of that zone's stream the origin had applied here
+    /// (their own `seen` empty).
+    #[serde(default)]
+    pub seen: Vec<(String, RedisPos)>,
 }
 
 impl RedisPos {
-    /// `<replid> <offset> <db>[ <kafka offset>]`.
+    /// `<replid> <offset> <db>[ <kafka offset>|- <clock>[ <zone>:<replid>:<offset>:<db>:<clock>…]]`.
     pub fn text(&self) -> String {
+        let mut s = format!("{} {} {}", self.replid, self.offset, self.db);
         match self.kafka {
-            None => format!("{} {} {}", self.replid, self.offset, self.db),
-            Some(k) => format!("{} {} {} {k}", self.replid, self.offset, self.db),
+            Some(k) => s += &format!(" {k}"),
+            None if self.clock != 0 || !self.seen.is_empty() => s += " -",
+            None => {}
         }
+        if self.clock != 0 || !self.seen.is_empty() {
+            s += &format!(" {}", self.clock);
+            for (z, p) in &self.seen {
+                s += &format!(" {z}:{}:{}:{}:{}", p.replid, p.offset, p.db, p.clock);
+            }
+        }
+        s
     }
 
     /// [`RedisPos::text`] read back.
     pub fn parse(s: &str) -> Option<RedisPos> {
         let mut it = s.split_whitespace();
-        let pos = RedisPos {
+        let mut pos = RedisPos {
             replid: it.next()?.to_string(),
             offset: it.next()?.parse().ok()?,
             db: it.next()?.parse().ok()?,
             kafka: match it.next() {
-                None => None,
+                None | Some("-") => None,
                 Some(k) => Some(k.parse().ok()?),
             },
+            ..Default::default()
         };
-        it.next().is_none().then_some(pos)
+        if let Some(c) = it.next() {
+            pos.clock = c.parse().ok()?;
+        }
+        for seen in it {
+            let f: Vec<&str> = seen.split(':').collect();
+            let [zone, replid, offset, db, clock] = f.as_slice() else {
+                return None;
+            };
+            pos.seen.push((
+                zone.to_string(),
+                RedisPos {
+                    replid: replid.to_string(),
+                    offset: offset.parse().ok()?,
+                    db: db.parse().ok()?,
+                    clock: clock.parse().ok()?,
+                    ..Default::default()
+                },
+            ));
+        }
+        Some(pos)
     }
 
     /// The same point of the origin's stream (the Kafka offset aside).
     pub fn same_point(&self, other: &RedisPos) -> bool {
         self.replid == other.replid && self.offset == other.offset
+    }
+
+    /// How far the origin had applied `zone`'s stream here.
+    pub fn seen_of(&self, zone: &str) -> Option<&RedisPos> {
+        self.seen.iter().find(|(z, _)| z == zone).map(|(_, p)| p)
+    }
+
+    /// Records that the origin applied `zone`'s stream up to `p`.
+    pub fn set_seen(&mut self, zone: &str, p: RedisPos) {
+        let p = RedisPos {
+            kafka: None,
+            seen: Vec::new(),
+            ..p
+        };
+        match self.seen.iter_mut().find(|(z, _)| z == zone) {
+            Some(e) => e.1 = p,
+            None => self.seen.push((zone.to_string(), p)),
+        }
     }
 }
 
@@ -354,17 +415,20 @@ impl RedisApplier {
     /// so a crash neither loses nor repeats any. A command this server refuses inside
     /// (WRONGTYPE) is counted and logged, the rest applied; a transaction refused whole
     /// (EXECABORT: nothing ran) is an error.
-    pub async fn apply_batch(&mut self, origin: &str, batch: &[(RedisTx, RedisPos)]) -> Result<(), ApplyError> {
+    ///
+    /// After [`RedisApplier::watch`], `false` when a watched key changed and nothing ran.
+    pub async fn apply_batch(&mut self, origin: &str, batch: &[(RedisTx, RedisPos)]) -> Result<bool, ApplyError> {
         let Some((_, last)) = batch.last() else {
-            return Ok(());
+            return Ok(true);
         };
         let mut p = redis::pipe();
         p.atomic().ignore_errors();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("SET").arg(Self::key(origin)).arg(last.text()).ignore();
         queue(&mut p, batch.iter().flat_map(|(tx, _)| tx.commands.iter()), false);
-        let results: Vec<redis::Value> = match p.query_async(&mut self.con).await {
-            Ok(r) => r,
+        let results: Vec<redis::Value> = match p.query_async::<Option<Vec<redis::Value>>>(&mut self.con).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
             Err(e) if e.code() == Some("EXECABORT") && !is_connection(&e) => {
                 return Err(ApplyError {
                     addr: self.addr.clone(),
@@ -380,7 +444,7 @@ impl RedisApplier {
                 tracing::warn!(origin, error = ?e, "a command of a replicated Redis transaction was refused here; the rest of it was applied");
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes one of drc's own keys of database 0 (not a synced key: not marked).
@@ -392,19 +456,74 @@ impl RedisApplier {
 
     /// The server's replication offset (`master_repl_offset`).
     pub async fn master_offset(&mut self) -> Result<u64, ApplyError> {
-        let info: String = redis::cmd("INFO")
+        let info = self.replication_info().await?;
+        self.info_field(&info, "master_repl_offset")?
+            .parse()
+            .map_err(|_| self.info_missing("master_repl_offset"))
+    }
+
+    /// This server's stream now: its replication id and offset (database 0 assumed:
+    /// not known from here), with `zone`'s heartbeat value as the clock.
+    pub async fn now(&mut self, zone: &str) -> Result<RedisPos, ApplyError> {
+        let info = self.replication_info().await?;
+        let replid = self.info_field(&info, "master_replid")?.to_string();
+        let offset = self
+            .info_field(&info, "master_repl_offset")?
+            .parse()
+            .map_err(|_| self.info_missing("master_repl_offset"))?;
+        let mut p = redis::pipe();
+        p.cmd("SELECT").arg(0).ignore();
+        p.cmd("GET")
+            .arg([super::source::HEARTBEAT_PREFIX, zone.as_bytes()].concat());
+        let (clock,): (Option<i64>,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        Ok(RedisPos {
+            replid,
+            offset,
+            clock: clock.unwrap_or(0),
+            ..Default::default()
+        })
+    }
+
+    /// The oldest point of this server's stream its backlog holds (the offset before
+    /// its first byte), when that is the start of a command: the backlog has not
+    /// wrapped yet (it was created, or the server restarted, since). `None` otherwise.
+    pub async fn backlog_start(&mut self) -> Result<Option<(String, u64)>, ApplyError> {
+        let info = self.replication_info().await?;
+        let number = |f: &str| -> Result<u64, ApplyError> {
+            self.info_field(&info, f)?.parse().map_err(|_| self.info_missing(f))
+        };
+        if number("repl_backlog_active")? != 1 || number("repl_backlog_histlen")? >= number("repl_backlog_size")? {
+            return Ok(None);
+        }
+        let replid = self.info_field(&info, "master_replid")?.to_string();
+        let first: u64 = self
+            .info_field(&info, "repl_backlog_first_byte_offset")?
+            .parse()
+            .map_err(|_| self.info_missing("repl_backlog_first_byte_offset"))?;
+        Ok(Some((replid, first.saturating_sub(1))))
+    }
+
+    async fn replication_info(&mut self) -> Result<String, ApplyError> {
+        redis::cmd("INFO")
             .arg("replication")
             .query_async(&mut self.con)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))
+    }
+
+    fn info_field<'a>(&self, info: &'a str, field: &str) -> Result<&'a str, ApplyError> {
         info.lines()
-            .find_map(|l| l.strip_prefix("master_repl_offset:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| ApplyError {
-                addr: self.addr.clone(),
-                what: "INFO replication has no master_repl_offset".into(),
-                transient: false,
-            })
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .map(str::trim)
+            .ok_or_else(|| self.info_missing(field))
+    }
+
+    fn info_missing(&self, field: &str) -> ApplyError {
+        ApplyError {
+            addr: self.addr.clone(),
+            what: format!("INFO replication has no {field}"),
+            transient: false,
+        }
     }
 
     /// One `SCAN` step of database `db`: the next cursor (0: done) and keys.

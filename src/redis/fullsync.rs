@@ -29,9 +29,9 @@
 //! position after the snapshot is written last, so a crash means a full sync again.
 
 use super::apply::{RedisApplier, RedisPos, SnapshotMark};
-use super::replica::{Replica, Sync};
+use super::own::OwnStream;
 use super::scope::Scope;
-use super::stream::{Grouper, RedisTx};
+use super::stream::RedisTx;
 use super::verify::Homes;
 use crate::error::Error;
 use std::collections::HashSet;
@@ -52,6 +52,8 @@ pub const SEEN_PREFIX: &[u8] = b"drc:seen:";
 /// Where this zone's Redis is, for reading its own stream.
 #[derive(Debug, Clone)]
 pub struct Local {
+    /// This zone's name (its heartbeat key is `drc:hb:<zone>`).
+    pub zone: String,
     pub addr: String,
     pub auth: Option<(String, String)>,
 }
@@ -68,7 +70,7 @@ pub struct FullSync {
     scope: Scope,
     homes: Homes,
     /// This zone's own stream from `P`, and the keys written there (not by drc).
-    tail: Option<(Replica, Grouper)>,
+    tail: Option<OwnStream>,
     recent: HashSet<(u64, Vec<u8>)>,
     refreshed: Option<Instant>,
     /// The current key of the snapshot is one of the recent writes: its chunks are skipped.
@@ -87,13 +89,6 @@ pub struct FullSync {
     pub deleted_keys: u64,
 }
 
-fn transient(addr: &str, what: String) -> Error {
-    Error::Transient {
-        addr: addr.to_string(),
-        what,
-    }
-}
-
 impl FullSync {
     /// Starts applying `origin`'s snapshot taken at `sync`; `peer_pos` is `P`.
     pub async fn start(
@@ -108,22 +103,16 @@ impl FullSync {
         applier.forget(&seen_key(origin)).await?;
         let tail = match &peer_pos {
             None => None,
-            Some(p) => {
-                let auth = local.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-                let (r, s) = Replica::connect(&local.addr, auth, Some((&p.replid, p.offset)))
-                    .await
-                    .map_err(|e| transient(&local.addr, format!("reading this zone's Redis stream: {e}")))?;
-                match s {
-                    Sync::Continue { .. } => Some((r, Grouper::new(p.db))),
-                    Sync::Full { .. } => {
-                        tracing::warn!(
-                            from = %origin,
-                            "full sync from zone {origin}: this zone's Redis no longer holds its stream from where zone {origin} had applied it, so this zone's recent writes cannot be told from old ones: the snapshot is taken whole and keys zone {origin} deleted meanwhile are not deleted here (run `drc redis verify`)"
-                        );
-                        None
-                    }
+            Some(p) => match OwnStream::after(local, &local.zone, p).await? {
+                Some(own) => Some(own),
+                None => {
+                    tracing::warn!(
+                        from = %origin,
+                        "full sync from zone {origin}: this zone's Redis no longer holds its stream from where zone {origin} had applied it, so this zone's recent writes cannot be told from old ones: the snapshot is taken whole and keys zone {origin} deleted meanwhile are not deleted here (run `drc redis verify`)"
+                    );
+                    None
                 }
-            }
+            },
         };
         Ok(FullSync {
             origin: origin.to_string(),
@@ -147,22 +136,18 @@ impl FullSync {
     /// Reads this zone's own stream up to its current end (at most every [`REFRESH`]
     /// unless `now`): the keys written since `P` by anything but drc.
     async fn refresh(&mut self, applier: &mut RedisApplier, now: bool) -> Result<(), Error> {
-        let Some((tail, grouper)) = self.tail.as_mut() else {
+        let Some(tail) = self.tail.as_mut() else {
             return Ok(());
         };
         if !now && self.refreshed.is_some_and(|t| t.elapsed() < REFRESH) {
             return Ok(());
         }
         let end = applier.master_offset().await?;
-        while tail.offset < end {
-            let c = tokio::time::timeout(Duration::from_secs(10), tail.next_command())
-                .await
-                .map_err(|_| transient(&applier.addr, "this zone's Redis stream stalled".into()))?
-                .map_err(|e| transient(&applier.addr, format!("reading this zone's Redis stream: {e}")))?;
-            let Some(tx) = grouper.push(c) else { continue };
-            // drc's application of this origin's own data is not a write of this zone;
-            // another zone's data applied here (a third zone) or a repair is: kept
-            let own = [super::stream::MARKER_PREFIX, self.origin.as_bytes()].concat();
+        // drc's application of this origin's own data is not a write of this zone;
+        // another zone's data applied here (a third zone) or a repair is: kept
+        let own = [super::stream::MARKER_PREFIX, self.origin.as_bytes()].concat();
+        let (scope, recent) = (&self.scope, &mut self.recent);
+        tail.read_to(end, |tx, _| {
             if tx.applier
                 && tx
                     .commands
@@ -170,17 +155,18 @@ impl FullSync {
                     .and_then(|(_, a)| a.get(1))
                     .is_some_and(|k| *k == own)
             {
-                continue;
+                return;
             }
             for (db, args) in &tx.commands {
                 let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
                 for i in super::scope::key_positions(&name, args) {
-                    if self.scope.covers(*db, &args[i]) {
-                        self.recent.insert((*db, args[i].clone()));
+                    if scope.covers(*db, &args[i]) {
+                        recent.insert((*db, args[i].clone()));
                     }
                 }
             }
-        }
+        })
+        .await?;
         self.refreshed = Some(Instant::now());
         Ok(())
     }

@@ -12,6 +12,8 @@
 
 pub mod apply;
 pub mod fullsync;
+pub mod lww;
+pub mod own;
 pub mod rdb;
 pub mod replica;
 pub mod scope;

@@ -10,6 +10,11 @@
 //! whose origin offset is not past the position's is one the publisher published
 //! again after a restart: skipped (`drc_redis_duplicates_total`).
 //!
+//! With `conflicts = "later_write"`, a batch touching keys the later write settles is
+//! judged against this zone's own recent writes first ([`super::lww`]: the keys
+//! watched, this zone's stream read to its end, MULTI/EXEC judged again if a watched
+//! key changed); the origin's commands that lost are left out of it.
+//!
 //! Origin transactions are applied in batches of up to [`BATCH`] per round trip, as one
 //! MULTI/EXEC with the position after the last (each stays atomic; a crash leaves all
 //! or none of the batch): when the batch is full or its oldest transaction waited
@@ -18,6 +23,7 @@
 
 use super::apply::{RedisApplier, RedisPos, SnapshotMark};
 use super::fullsync::{FullSync, Local};
+use super::lww::{Rules, Window};
 use super::scope::Scope;
 use super::source::{CaptureSettings, RedisItem};
 use super::stream::RedisTx;
@@ -88,6 +94,11 @@ pub struct RedisSink {
     refused_here: Counter,
     refused_seen: u64,
     duplicates: Counter,
+    /// This zone's recent writes, for the later-write rule.
+    window: Window,
+    lost: Counter,
+    merged: Counter,
+    warned: Option<std::time::Instant>,
 }
 
 impl RedisSink {
@@ -105,7 +116,13 @@ impl RedisSink {
         let (origin, zone) = (c.origin.as_str(), c.zone.as_str());
         let labels = [("from_zone", origin.to_string()), ("to_zone", zone.to_string())];
         let refused_seen = applier.refused;
+        let rules = Rules::new(c.conflicts, &c.counters, c.homes.clone(), c.scope.clone());
+        let conflict = |rule: &'static str| metrics::counter!(m::REDIS_CONFLICTS, "from_zone" => origin.to_string(), "to_zone" => zone.to_string(), "rule" => rule);
         RedisSink {
+            window: Window::new(origin, local.clone(), rules),
+            lost: conflict("later_write"),
+            merged: conflict("merged"),
+            warned: None,
             applier,
             origin: origin.to_string(),
             zone: zone.to_string(),
@@ -240,7 +257,17 @@ impl RedisSink {
                 last.kafka = Some(k);
             }
         }
-        self.applier.apply_batch(&self.origin, &self.pending).await?;
+        let settled = self.window.rules().enabled()
+            && self
+                .pending
+                .iter()
+                .any(|(tx, _)| self.window.rules().keys(tx).next().is_some());
+        if settled {
+            self.apply_judged().await?;
+        } else {
+            self.applier.apply_batch(&self.origin, &self.pending).await?;
+            self.window.keep_up(&mut self.applier).await?;
+        }
         let (mut txns, mut cmds) = (0u64, 0u64);
         for (tx, _) in &self.pending {
             if !tx.commands.is_empty() {
@@ -275,6 +302,39 @@ impl RedisSink {
             self.refused_seen = self.applier.refused;
         }
         Ok(())
+    }
+}
+
+impl RedisSink {
+    /// Applies the pending batch judged against this zone's recent writes, exactly:
+    /// judged again whenever a watched key was written between judgement and apply.
+    async fn apply_judged(&mut self) -> Result<(), Error> {
+        let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (tx, _) in &self.pending {
+            keys.extend(self.window.rules().keys(tx));
+        }
+        keys.sort();
+        keys.dedup();
+        let from = self.pending.iter().find_map(|(_, p)| p.seen_of(&self.zone)).cloned();
+        loop {
+            self.applier.watch(&keys).await?;
+            self.window.catch_up(&mut self.applier, from.as_ref()).await?;
+            let mut batch = self.pending.clone();
+            let v = self.window.judge(&mut batch, &self.zone);
+            if !self.applier.apply_batch(&self.origin, &batch).await? {
+                continue;
+            }
+            self.lost.increment(v.lost);
+            self.merged.increment(v.merged);
+            if let Some(key) = v
+                .example
+                .filter(|_| self.warned.is_none_or(|t| t.elapsed().as_secs() >= 10))
+            {
+                self.warned = Some(std::time::Instant::now());
+                tracing::info!(from = %self.origin, key = %String::from_utf8_lossy(&key), lost = v.lost, merged = v.merged, "zone {} and this zone wrote the same keys concurrently: the later write stands (drc_redis_conflicts_total; this line at most every 10 s)", self.origin);
+            }
+            return Ok(());
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 //!   transient: the direction resumes from the sink's position).
 
 use super::apply::RedisPos;
+use super::own::heartbeat;
 use super::replica::{Replica, ReplicaError, Sync};
 use super::scope::{Scope, Verdict};
 use super::snapshot::Snapshot;
@@ -107,6 +108,10 @@ pub struct CaptureSettings {
     pub scope: Scope,
     /// Home zones of key patterns: a homed key takes its home's writes only.
     pub homes: Homes,
+    /// Concurrent writes of other keys, and the counters' patterns (always applied):
+    /// the sink's later-write rule (`super::lww`).
+    pub conflicts: crate::config::RedisConflicts,
+    pub counters: Vec<String>,
     /// A full sync was under way when the direction stopped (the sink's position is a
     /// snapshot's marker): the next full sync is counted as `interrupted`.
     pub interrupted: bool,
@@ -216,6 +221,14 @@ async fn capture(
         .await
         .map_err(err)?;
     r.follow(durable.clone());
+    let hb_key = [HEARTBEAT_PREFIX, s.origin.as_bytes()].concat();
+    // what the stream said before the position: the origin's heartbeat time, and how
+    // far it had applied each zone's stream (carried in every position)
+    let mut said = from.as_ref().map_or_else(RedisPos::default, |p| RedisPos {
+        clock: p.clock,
+        seen: p.seen.clone(),
+        ..Default::default()
+    });
     let mut grouper = match sync {
         Sync::Full { replid, offset } => {
             let reason = match (&from, s.interrupted) {
@@ -243,6 +256,10 @@ async fn capture(
             // a key homed in another zone than the origin is not the origin's to give
             let (homes, origin) = (s.homes.clone(), s.origin.clone());
             let mut snap = Snapshot::new(move |db, k| scope.covers(db, k) && homes.of(k).is_none_or(|h| h == origin));
+            said = RedisPos::default();
+            for (z, p) in &peer_pos {
+                said.set_seen(z, p.clone());
+            }
             let start = RedisItem::SyncStart {
                 sync: (replid.clone(), offset),
                 peer_pos,
@@ -254,12 +271,20 @@ async fn capture(
             // the database the stream after the snapshot has selected (real replicas
             // take it from this field too: the stream need not SELECT it again)
             let mut stream_db = 0u64;
+            // the origin's heartbeat key in the snapshot: the clock at the sync's offset
+            let (mut clock, mut hb_next) = (0i64, false);
             let convert = async {
                 while let Some(item) = items.recv().await {
-                    if let super::rdb::RdbItem::Aux(k, v) = &item {
-                        if k == b"repl-stream-db" {
+                    match &item {
+                        super::rdb::RdbItem::Aux(k, v) if k == b"repl-stream-db" => {
                             stream_db = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
                         }
+                        super::rdb::RdbItem::Key { db: 0, key, .. } => hb_next = *key == hb_key,
+                        super::rdb::RdbItem::Str(v) if hb_next => {
+                            clock = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+                            hb_next = false;
+                        }
+                        _ => {}
                     }
                     let key = match &item {
                         super::rdb::RdbItem::Key { db, key, .. } => Some((*db, key.clone())),
@@ -275,6 +300,7 @@ async fn capture(
             };
             let (read, ()) = tokio::join!(r.snapshot_to(raw), convert);
             read.map_err(err)?;
+            said.clock = clock;
             metrics::counter!(m::REDIS_SNAPSHOT_KEYS, &labels).increment(snap.keys);
             tracing::info!(from = %s.origin, keys = snap.keys, "Redis full sync read; the stream follows");
             let end = RedisItem::SyncEnd {
@@ -282,7 +308,7 @@ async fn capture(
                     replid,
                     offset,
                     db: stream_db,
-                    kafka: None,
+                    ..said.clone()
                 },
             };
             if out.send(Ok(end)).await.is_err() {
@@ -300,9 +326,8 @@ async fn capture(
         l.push(("reason", reason.to_string()));
         metrics::counter!(m::REDIS_REFUSED, &l).increment(1);
     };
-    let hb_key = [HEARTBEAT_PREFIX, s.origin.as_bytes()].concat();
-    let conflicts = metrics::counter!(m::REDIS_CONFLICTS, &labels);
-    let mut said = None::<std::time::Instant>;
+    let conflicts = metrics::counter!(m::REDIS_CONFLICTS, "from_zone" => s.origin.clone(), "to_zone" => s.zone.clone(), "rule" => "home");
+    let mut warned = None::<std::time::Instant>;
     loop {
         r.acknowledge_later(durable.load(Ordering::Relaxed));
         let before = r.offset;
@@ -323,11 +348,15 @@ async fn capture(
                 None => continue,
             },
         };
+        said.clock = heartbeat(&tx, &hb_key).unwrap_or(said.clock);
+        if let Some((zone, p)) = applied(&tx) {
+            said.set_seen(&zone, p);
+        }
         let pos = RedisPos {
             replid: r.replid.clone(),
             offset: tx.offset,
             db: grouper.db(),
-            kafka: None,
+            ..said.clone()
         };
         let offset = tx.offset;
         // a transaction not shipped still moves the position (as a transaction
@@ -374,8 +403,8 @@ async fn capture(
                 let misrouted_writes = (before - tx.commands.len()) as u64 - expiries;
                 if misrouted_writes > 0 {
                     conflicts.increment(misrouted_writes);
-                    if said.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-                        said = Some(std::time::Instant::now());
+                    if warned.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                        warned = Some(std::time::Instant::now());
                         tracing::warn!(from = %s.origin, offset = tx.offset, "zone {} wrote keys whose home is another zone ([redis.homes]); not applied (the home's value stands; `drc redis verify --repair` gives zone {} the home's value back). Counted in drc_redis_conflicts_total; this warning at most every 10 s", s.origin, s.origin);
                     }
                 }
@@ -411,7 +440,7 @@ async fn capture(
                 replid: r.replid.clone(),
                 offset,
                 db: grouper.db(),
-                kafka: None,
+                ..said.clone()
             },
             heartbeat_ms: None,
         });
@@ -429,12 +458,15 @@ fn misrouted(homes: &Homes, origin: &str, args: &[Vec<u8>]) -> bool {
         .any(|i| homes.of(&args[i]).is_some_and(|h| h != origin))
 }
 
-/// The origin daemon's heartbeat: one `SET drc:hb:<origin> <ms>` in database 0.
-fn heartbeat(tx: &RedisTx, key: &[u8]) -> Option<i64> {
-    match tx.commands.as_slice() {
-        [(0, args)] if args.len() == 3 && args[0].eq_ignore_ascii_case(b"SET") && args[1] == key => {
-            std::str::from_utf8(&args[2]).ok()?.parse().ok()
-        }
-        _ => None,
+/// An applier's transaction: the zone whose stream it applied and the position in
+/// that stream after it (`SET drc:pos:<zone> <position>` first; a full sync's marker
+/// is not a position).
+pub fn applied(tx: &RedisTx) -> Option<(String, RedisPos)> {
+    let (0, args) = tx.commands.first()? else { return None };
+    if !args[0].eq_ignore_ascii_case(b"SET") {
+        return None;
     }
+    let zone = args.get(1)?.strip_prefix(super::stream::MARKER_PREFIX)?;
+    let p = RedisPos::parse(std::str::from_utf8(args.get(2)?).ok()?)?;
+    Some((String::from_utf8(zone.to_vec()).ok()?, p))
 }

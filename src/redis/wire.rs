@@ -180,6 +180,16 @@ mod tests {
             offset,
             db: 3,
             kafka: None,
+            clock: 1_700_000_000_123,
+            seen: vec![(
+                "b".into(),
+                RedisPos {
+                    replid: "s".repeat(40),
+                    offset: 9,
+                    clock: 1_700_000_000_001,
+                    ..Default::default()
+                },
+            )],
         }
     }
 

@@ -132,7 +132,9 @@ pub const ZK_BYTES_PUBLISHED: &str = "drc_zk_published_bytes_total";
 pub const REDIS_BYTES_PUBLISHED: &str = "drc_redis_published_bytes_total";
 /// Redis sync: transactions of the origin's own applier (a third zone's, or ours) not shipped back.
 pub const REDIS_LOOPS_SUPPRESSED: &str = "drc_redis_loops_suppressed_total";
-/// Redis sync: writes of a key with a home zone made in another zone (not applied), by from_zone.
+/// Redis sync: conflicting writes, by from_zone, to_zone and rule: `home` (a key homed in another zone
+/// than the writer's, not applied), `later_write` (the origin's write of a key this zone wrote later,
+/// concurrently: not applied), `merged` (concurrent writes, one partial: both applied).
 pub const REDIS_CONFLICTS: &str = "drc_redis_conflicts_total";
 /// Redis sync: keys that differed from the peer at the last anti-entropy pass and were not repaired.
 pub const REDIS_VERIFY_DIFFERENCES: &str = "drc_redis_verify_differences";
@@ -372,7 +374,7 @@ fn describe() {
     );
     describe_counter!(
         REDIS_CONFLICTS,
-        "Redis writes of a key homed in another zone than the writer's, not applied"
+        "Redis conflicting writes: rule=home (homed elsewhere, not applied), later_write (older concurrent write, not applied), merged (concurrent, one partial: both applied)"
     );
     describe_gauge!(
         REDIS_BEHIND_BYTES,

@@ -259,7 +259,10 @@ impl Pair {
             .arg("run")
             .arg("--config")
             .arg(&self.cfg[zone])
-            .env("DRC_LOG", "info")
+            .env(
+                "DRC_LOG",
+                std::env::var("DRC_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -548,6 +551,13 @@ impl Drop for Pair {
     fn drop(&mut self) {
         for z in 0..self.n {
             self.kill9(z);
+        }
+        // DRC_TEST_LOGS=<dir> keeps the daemons' logs (with DRC_TEST_LOG=<filter>)
+        if let Ok(dir) = std::env::var("DRC_TEST_LOGS") {
+            for zone in &ZONES[..self.n] {
+                let to = std::path::Path::new(&dir).join(format!("{}-{zone}.log", self.db));
+                let _ = std::fs::copy(self.dir.path().join(format!("{zone}.log")), to);
+            }
         }
         // Drop the private databases (on a thread with its own runtime: Drop is sync).
         let (db, n) = (self.db.clone(), self.n);
