@@ -75,6 +75,12 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
     let text = config_head("b", "", ZONE_B, 6201, "now")
         + "[replication]\ndatabases = [\"redis_bench_unused\"]\n"
         + "[redis]\nhost = \"127.0.0.1\"\nport = 6382\ndatabases = [0]\nkeys = [\"*\"]\n"
+        // REDIS_CONFLICTS=later_write: the testenv's rule (every batch judged against
+        // zone b's own stream; redis-benchmark's counter:__rand_int__ keys as counters)
+        + &format!(
+            "conflicts = \"{}\"\ncounters = [\"counter:*\"]\n",
+            std::env::var("REDIS_CONFLICTS").unwrap_or_else(|_| "apply".into())
+        )
         + &peer_section("a", Some(ZONE_A))
         + "[peers.redis]\nhost = \"127.0.0.1\"\nport = 6381\n";
     std::fs::write(&path, text).unwrap();
@@ -279,7 +285,10 @@ fn main() {
         drop(daemon);
         drop(native);
 
-        println!("\nRedis sync a -> b, same origin, same run:");
+        println!(
+            "\nRedis sync a -> b, same origin, same run (conflicts = {}):",
+            std::env::var("REDIS_CONFLICTS").unwrap_or_else(|_| "apply".into())
+        );
         println!("  burst: {n} x {tests} commands (redis-benchmark -c 50 -P 16), loaded in {load_secs:.2} s");
         println!("  {:<22} {:>12} {:>12}", "target", "caught up s", "commands/s");
         println!("  {:<22} {:>12.2} {:>12.0}", "drc (direct)", t_drc, commands / t_drc);
