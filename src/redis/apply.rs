@@ -361,6 +361,26 @@ impl RedisApplier {
         p.query_async::<()>(&mut self.con).await.map_err(|e| self.err(e))
     }
 
+    /// [`RedisApplier::watch`] and, in the same round trip after it, the server's
+    /// replication offset: every write of the keys after that offset aborts the next
+    /// MULTI/EXEC.
+    pub async fn watch_then_offset(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<u64, ApplyError> {
+        let mut p = redis::pipe();
+        let mut db = None;
+        for (d, k) in keys {
+            if db != Some(*d) {
+                p.cmd("SELECT").arg(*d).ignore();
+                db = Some(*d);
+            }
+            p.cmd("WATCH").arg(k.as_slice()).ignore();
+        }
+        p.cmd("INFO").arg("replication");
+        let (info,): (String,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
+        self.info_field(&info, "master_repl_offset")?
+            .parse()
+            .map_err(|_| self.info_missing("master_repl_offset"))
+    }
+
     /// [`RedisApplier::apply_snapshot`] after [`RedisApplier::watch`]: `false` when a
     /// watched key changed and nothing ran.
     pub async fn apply_snapshot_watched(

@@ -197,7 +197,14 @@ impl Window {
     /// A window started without that point (the origin had not applied this zone's
     /// stream yet: its first full sync) starts again once the origin says where it is,
     /// if that is earlier than where it started.
-    pub async fn catch_up(&mut self, applier: &mut RedisApplier, from: Option<&RedisPos>) -> Result<(), Error> {
+    ///
+    /// `end`: the offset to read to, when the caller took it (after its `WATCH`).
+    pub async fn catch_up(
+        &mut self,
+        applier: &mut RedisApplier,
+        from: Option<&RedisPos>,
+        end: Option<u64>,
+    ) -> Result<(), Error> {
         if let Some(f) = from {
             if self.own.is_some() && !self.anchored && f.replid == self.replid && f.offset < self.start {
                 tracing::info!(from = %self.origin, "later-write-wins: zone {} has now applied this zone's stream; its writes since are read again", self.origin);
@@ -250,7 +257,10 @@ impl Window {
             (self.replid, self.start) = (own.at().0.to_string(), own.at().1);
             self.anchored = from.is_some();
         }
-        let end = applier.master_offset().await?;
+        let end = match end {
+            Some(e) => e,
+            None => applier.master_offset().await?,
+        };
         let own = self.own.as_mut().expect("started above");
         let (rules, writes) = (&self.rules, &mut self.writes);
         own.read_to(end, |tx, clock| {
@@ -283,7 +293,7 @@ impl Window {
     /// [`KEEP_UP`]).
     pub async fn keep_up(&mut self, applier: &mut RedisApplier) -> Result<(), Error> {
         if self.own.is_some() && self.read_at.is_none_or(|t| t.elapsed() >= KEEP_UP) {
-            self.catch_up(applier, None).await?;
+            self.catch_up(applier, None, None).await?;
         }
         Ok(())
     }

@@ -317,8 +317,10 @@ impl RedisSink {
         keys.dedup();
         let from = self.pending.iter().find_map(|(_, p)| p.seen_of(&self.zone)).cloned();
         loop {
-            self.applier.watch(&keys).await?;
-            self.window.catch_up(&mut self.applier, from.as_ref()).await?;
+            let end = self.applier.watch_then_offset(&keys).await?;
+            self.window
+                .catch_up(&mut self.applier, from.as_ref(), Some(end))
+                .await?;
             let mut batch = self.pending.clone();
             let v = self.window.judge(&mut batch, &self.zone);
             if !self.applier.apply_batch(&self.origin, &batch).await? {
