@@ -47,6 +47,8 @@ enum Cmd {
     Fence(cli::ops::FenceArgs),
     /// Undo `drc fence`.
     Unfence(cli::ops::FenceArgs),
+    /// Compare two zones' replicated tables (chunk checksums in each server); exit 3 if they differ.
+    Verify(cli::verify::VerifyArgs),
     /// Redis sync tools: compare (and repair) the zones' synced keys.
     Redis {
         #[command(subcommand)]
@@ -99,6 +101,7 @@ fn main() {
         Cmd::Wait(a) => runtime().block_on(cli::ops::wait(a)),
         Cmd::Fence(a) => runtime().block_on(cli::ops::fence(a, true)),
         Cmd::Unfence(a) => runtime().block_on(cli::ops::fence(a, false)),
+        Cmd::Verify(a) => runtime().block_on(cli::verify::run(a)),
         Cmd::Redis {
             cmd: RedisCmd::Verify(a),
         } => runtime().block_on(cli::redis::verify_cmd(a)),

@@ -3,7 +3,7 @@
 //! (`drc init`, `drc check`, both directions applying inserts, updates, deletes and a
 //! big transaction, conflicts, a unique-key clash, an ID-range quarantine, a tie-break,
 //! an unversioned table, a table created while running, `drc status`/`pause`/`resume`,
-//! `drc wait --drained`, `drc fence`/`unfence`, `drc binlog drain`); every distinct
+//! `drc wait --drained`, `drc verify`, `drc fence`/`unfence`, `drc binlog drain`); every distinct
 //! statement of user `drc` must then
 //! * parse with `sqlparser`'s MySQL dialect (or match [`PARSER_GAPS`], shapes valid on
 //!   MySQL 8 that sqlparser cannot parse), and
@@ -1057,6 +1057,22 @@ async fn scenario() {
         "30s",
     ]);
     assert_eq!(code, 0, "{out}");
+    // drc verify: chunk checksums, row hashes, key re-reads, sync heartbeats (the
+    // scenario leaves differences on purpose, e.g. a quarantined row: 0 or 3)
+    let (code, out) = run_drc(&[
+        "verify",
+        "--config",
+        &cfg[1],
+        "--zones",
+        "a,b",
+        "--chunk-ms",
+        "1",
+        "--settle-secs",
+        "10",
+        "--rounds",
+        "2",
+    ]);
+    assert!(code == 0 || code == 3, "{out}");
     let (code, out) = run_drc(&["fence", "--config", &cfg[1], "--zone", "b"]);
     let (code2, out2) = run_drc(&["unfence", "--config", &cfg[1], "--zone", "b"]);
     assert_eq!(code, 0, "{out}");

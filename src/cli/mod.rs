@@ -7,6 +7,7 @@ pub mod ops;
 pub mod redis;
 pub mod run;
 pub mod tail;
+pub mod verify;
 
 /// Prints a definite error for the operator and returns exit code 1.
 pub fn fail(e: impl std::fmt::Display) -> i32 {

@@ -257,27 +257,19 @@ pub async fn wait(a: WaitArgs) -> i32 {
         let mut c = mysql_async::Conn::new(from)
             .await
             .map_err(|e| drc::mysql::error::classify(&from_addr, "connecting", e))?;
-        let target = drc::mysql::heartbeat::beat(&mut c, &key, "{}")
-            .await
-            .map_err(|e| drc::mysql::error::classify(&from_addr, "writing the sync heartbeat", e))?;
         let mut d = mysql_async::Conn::new(to)
             .await
             .map_err(|e| drc::mysql::error::classify(&to_addr, "connecting", e))?;
-        loop {
-            use mysql_async::prelude::Queryable;
-            let seen: Option<Option<u64>> = d
-                .exec_first("SELECT hb_seq FROM drc.applied WHERE origin_zone = ?", (&key,))
-                .await
-                .map_err(|e| drc::mysql::error::classify(&to_addr, "reading drc.applied", e))?;
-            let seen = seen.flatten().unwrap_or(0);
-            if seen >= target {
-                return Ok::<(bool, u64, u64), Error>((true, target, seen));
-            }
-            if started.elapsed() >= a.timeout {
-                return Ok((false, target, seen));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let r = drc::ops::drain::drained(&mut c, &mut d, &key, a.timeout)
+            .await
+            .map_err(|e| {
+                drc::mysql::error::classify(
+                    &format!("{from_addr} -> {to_addr}"),
+                    "waiting for the sync heartbeat",
+                    e,
+                )
+            })?;
+        Ok::<(bool, u64, u64), Error>((r.drained, r.target, r.seen))
     }
     .await;
     match r {

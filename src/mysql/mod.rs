@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod journal;
 pub mod reader;
 pub mod retention;
+pub mod verify;
 
 use crate::model::{Change, Delivered, Transaction};
 

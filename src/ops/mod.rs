@@ -3,4 +3,5 @@
 
 pub mod admin;
 pub mod check;
+pub mod drain;
 pub mod fence;

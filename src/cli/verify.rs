@@ -1,0 +1,344 @@
+//! `drc verify --config zone.toml [--zones a,b] [--tables db.t,...]`: do the zones hold
+//! the same rows? Chunk checksums computed inside each server, differing chunks
+//! narrowed to keys, every differing key read again after replication caught up both
+//! ways (`src/mysql/verify/`). Exit 0: the zones agree; 3: keys differ (or keep
+//! changing, or a table could not be compared); 1: an error.
+
+use drc::config::{Config, MysqlConfig};
+use drc::mysql::applier::table::{is_shadow_table, TablePatterns};
+use drc::mysql::verify::{text, verify_table, KeyDiff, Options, Progress, Side, TableReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use mysql_async::prelude::Queryable;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// A zone daemon's config file: its [mysql], its [[peers]] and [replication].
+    #[arg(long)]
+    config: PathBuf,
+    /// The two zones to compare, `a,b` (default: this zone and each peer in turn).
+    #[arg(long, value_delimiter = ',')]
+    zones: Vec<String>,
+    /// Only these tables (`db.table`, * and ? wildcards; default: every replicated table).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Target time of one chunk's checksum, ms (chunk sizes adapt to it).
+    #[arg(long, default_value_t = 500)]
+    chunk_ms: u64,
+    /// Re-checks of a differing key at most (each after replication caught up both ways).
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+    /// How long to wait for a zone to apply the other's sync heartbeat, seconds.
+    #[arg(long, default_value_t = 60)]
+    settle_secs: u64,
+    /// Write the differing keys to this file, one JSON object per line.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Output: text or json.
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+/// Progress on stderr: a bar with rate and ETA on a terminal, a line every 5 s
+/// otherwise, nothing with `--format json`.
+struct Shown {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    table: String,
+    rows: u64,
+    since: Instant,
+    said: Instant,
+}
+
+impl Shown {
+    fn new(json: bool) -> Shown {
+        Shown {
+            bar: None,
+            plain: !json && !std::io::stderr().is_terminal(),
+            table: String::new(),
+            rows: 0,
+            since: Instant::now(),
+            said: Instant::now(),
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Shown {
+    fn table(&mut self, table: &str, estimate: u64) {
+        self.done();
+        self.table = table.to_string();
+        self.rows = 0;
+        self.since = Instant::now();
+        if !self.plain && std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(estimate.max(1));
+            b.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/~{len} rows, {per_sec}, ETA {eta}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(table.to_string());
+            self.bar = Some(b);
+        } else if self.plain {
+            eprintln!("verify: {table}: about {estimate} rows");
+        }
+    }
+
+    fn rows(&mut self, rows: u64) {
+        self.rows += rows;
+        if let Some(b) = &self.bar {
+            if self.rows > b.length().unwrap_or(0) {
+                b.set_length(self.rows);
+            }
+            b.set_position(self.rows);
+        } else if self.plain && self.said.elapsed() >= Duration::from_secs(5) {
+            self.said = Instant::now();
+            let rate = self.rows as f64 / self.since.elapsed().as_secs_f64().max(0.001);
+            eprintln!("verify: {}: {} rows, {rate:.0} rows/s", self.table, self.rows);
+        }
+    }
+
+    fn not_drained(&mut self, from: &str, to: &str) {
+        if let Some(b) = &self.bar {
+            b.suspend(|| eprintln!("verify: zone {to} did not apply zone {from}'s sync heartbeat in time (is its daemon running?): differences are judged without waiting for it"));
+        } else {
+            eprintln!("verify: zone {to} did not apply zone {from}'s sync heartbeat in time (is its daemon running?): differences are judged without waiting for it");
+        }
+    }
+}
+
+fn cfg_err(cfg: &Config, what: String) -> drc::error::Error {
+    drc::error::Error::Config(drc::config::ConfigError {
+        path: cfg.base_dir.display().to_string(),
+        what,
+    })
+}
+
+fn mysql_of<'c>(cfg: &'c Config, zone: &str) -> Result<&'c MysqlConfig, String> {
+    if zone == cfg.zone {
+        return Ok(&cfg.mysql);
+    }
+    cfg.peers
+        .iter()
+        .find(|p| p.zone == zone)
+        .and_then(|p| p.mysql.as_ref())
+        .ok_or_else(|| {
+            format!(
+                "zone {zone:?} is neither this config's zone ({:?}) nor a [[peers]] entry with [peers.mysql]",
+                cfg.zone
+            )
+        })
+}
+
+/// The replicated tables of either zone (`--tables` narrows them).
+async fn tables(
+    cfg: &Config,
+    sides: [&mut Side; 2],
+    only: &TablePatterns,
+) -> Result<Vec<(String, String)>, drc::error::Error> {
+    let r = cfg
+        .replication
+        .as_ref()
+        .ok_or_else(|| cfg_err(cfg, "no [replication] section: nothing replicates".into()))?;
+    let (listed, excluded) = (TablePatterns::new(&r.tables), TablePatterns::new(&r.exclude_tables));
+    let mut out = std::collections::BTreeSet::new();
+    for side in sides {
+        for db in &r.databases {
+            let names: Vec<String> = side
+                .conn
+                .exec(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'",
+                    (db,),
+                )
+                .await
+                .map_err(|e| drc::mysql::error::classify(&side.addr, "listing tables", e))?;
+            for t in names {
+                let wanted = (listed.is_empty() || listed.matches(db, &t))
+                    && !excluded.matches(db, &t)
+                    && !(r.skip_shadow_tables && is_shadow_table(&t))
+                    && (only.is_empty() || only.matches(db, &t));
+                if wanted {
+                    out.insert((db.clone(), t));
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn key_json(pk: &[String], d: &KeyDiff) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (c, v) in pk.iter().zip(&d.key) {
+        let j = match v {
+            mysql_async::Value::Int(i) => serde_json::json!(i),
+            mysql_async::Value::UInt(u) => serde_json::json!(u),
+            mysql_async::Value::Bytes(b) => serde_json::json!(String::from_utf8_lossy(b)),
+            other => serde_json::json!(other.as_sql(false)),
+        };
+        m.insert(c.clone(), j);
+    }
+    serde_json::Value::Object(m)
+}
+
+fn report_json(r: &TableReport, a: &str, b: &str) -> serde_json::Value {
+    let keys = |v: &[KeyDiff]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|d| serde_json::json!({"key": key_json(&r.pk, d), "kind": d.kind(a, b)}))
+            .collect()
+    };
+    serde_json::json!({
+        "table": r.table,
+        "rows": r.rows,
+        "chunks": r.chunks,
+        "chunks_differing": r.chunks_differing,
+        "differences": keys(&r.differences),
+        "unsettled": keys(&r.unsettled),
+        "not_compared": r.not_compared,
+    })
+}
+
+pub async fn run(a: VerifyArgs) -> i32 {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    let pairs: Vec<(String, String)> = match a.zones.as_slice() {
+        [] => cfg
+            .peers
+            .iter()
+            .filter(|p| p.mysql.is_some())
+            .map(|p| (cfg.zone.clone(), p.zone.clone()))
+            .collect(),
+        [x, y] if x != y => vec![(x.clone(), y.clone())],
+        _ => return super::fail("--zones takes two different zones: --zones a,b"),
+    };
+    let json = a.format == "json";
+    let o = Options {
+        chunk_ms: a.chunk_ms.max(1),
+        rounds: a.rounds.max(1),
+        settle: Duration::from_secs(a.settle_secs),
+    };
+    let only = TablePatterns::new(&a.tables);
+    let channel = cfg.replication.as_ref().map_or("", |r| r.channel.as_str()).to_string();
+    let version = cfg
+        .replication
+        .as_ref()
+        .map_or("updated_at", |r| r.version_column.as_str())
+        .to_string();
+    let mut export = match &a.export {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => return super::fail(format!("{}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let started = Instant::now();
+    let (mut differing, mut unsettled, mut uncompared, mut rows) = (0usize, 0usize, 0usize, 0u64);
+    let mut out = Vec::new();
+    for (za, zb) in pairs {
+        let r = async {
+            let mut sides = Vec::new();
+            for z in [&za, &zb] {
+                let m = mysql_of(&cfg, z).map_err(|e| cfg_err(&cfg, e))?;
+                let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+                let addr = format!("{}:{}", m.host, m.port);
+                let key = drc::mysql::applier::apply::channel_key(&channel, z);
+                sides.push(
+                    Side::connect(z, &addr, opts, key)
+                        .await
+                        .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))?,
+                );
+            }
+            let (mut sb, mut sa) = (sides.pop().expect("two"), sides.pop().expect("two"));
+            let list = tables(&cfg, [&mut sa, &mut sb], &only).await?;
+            let mut shown = Shown::new(json);
+            let mut reports = Vec::new();
+            for (db, t) in list {
+                reports.push(verify_table(&mut sa, &mut sb, &db, &t, &version, &o, &mut shown).await?);
+            }
+            shown.done();
+            Ok::<_, drc::error::Error>(reports)
+        };
+        let reports = match r.await {
+            Ok(r) => r,
+            Err(e) => return super::fail(e),
+        };
+        for r in &reports {
+            differing += r.differences.len();
+            unsettled += r.unsettled.len();
+            uncompared += usize::from(r.not_compared.is_some());
+            rows += r.rows;
+            if let Some(f) = export.as_mut() {
+                for d in r.differences.iter().chain(&r.unsettled) {
+                    let line = serde_json::json!({"zones": [&za, &zb], "table": r.table, "key": key_json(&r.pk, d), "kind": d.kind(&za, &zb)});
+                    if let Err(e) = writeln!(f, "{line}") {
+                        return super::fail(format!("writing the export: {e}"));
+                    }
+                }
+            }
+            if json {
+                out.push(serde_json::json!({"zones": [&za, &zb], "report": report_json(r, &za, &zb)}));
+            } else {
+                print_text(r, &za, &zb);
+            }
+        }
+    }
+    if let Some(mut f) = export {
+        if let Err(e) = f.flush() {
+            return super::fail(format!("writing the export: {e}"));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let agree = differing == 0 && unsettled == 0 && uncompared == 0;
+    if json {
+        let v = serde_json::json!({
+            "agree": agree, "rows": rows, "differences": differing, "unsettled": unsettled,
+            "tables_not_compared": uncompared, "seconds": secs, "tables": out,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {rows} rows compared in {secs:.1} s ({:.0} rows/s); {differing} keys differ, {unsettled} kept changing, {uncompared} tables not compared",
+            if agree { "the zones agree" } else { "the zones DIFFER" },
+            rows as f64 / secs.max(0.001)
+        );
+    }
+    if agree {
+        0
+    } else {
+        3
+    }
+}
+
+fn print_text(r: &TableReport, a: &str, b: &str) {
+    if let Some(why) = &r.not_compared {
+        println!("{}: not compared: {why}", r.table);
+        return;
+    }
+    println!(
+        "{}: {} rows, {} chunks ({} differed): {} keys differ, {} kept changing",
+        r.table,
+        r.rows,
+        r.chunks,
+        r.chunks_differing,
+        r.differences.len(),
+        r.unsettled.len()
+    );
+    const SHOWN: usize = 100;
+    for d in r.differences.iter().take(SHOWN) {
+        println!("  differs: {} ({}) {}", text(&d.key), d.kind(a, b), key_json(&r.pk, d));
+    }
+    for d in r.unsettled.iter().take(SHOWN) {
+        println!("  kept changing: {} {}", text(&d.key), key_json(&r.pk, d));
+    }
+    if r.differences.len() + r.unsettled.len() > 2 * SHOWN {
+        println!("  (more: --export FILE or --format json lists them all)");
+    }
+}
