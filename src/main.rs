@@ -49,6 +49,8 @@ enum Cmd {
     Unfence(cli::ops::FenceArgs),
     /// Compare two zones' replicated tables (chunk checksums in each server); exit 3 if they differ.
     Verify(cli::verify::VerifyArgs),
+    /// Settle what `drc verify` finds with last-writer-wins (deletes included), marked so it never loops; dry run unless --apply.
+    Repair(cli::verify::RepairArgs),
     /// Redis sync tools: compare (and repair) the zones' synced keys.
     Redis {
         #[command(subcommand)]
@@ -102,6 +104,7 @@ fn main() {
         Cmd::Fence(a) => runtime().block_on(cli::ops::fence(a, true)),
         Cmd::Unfence(a) => runtime().block_on(cli::ops::fence(a, false)),
         Cmd::Verify(a) => runtime().block_on(cli::verify::run(a)),
+        Cmd::Repair(a) => runtime().block_on(cli::verify::repair(a)),
         Cmd::Redis {
             cmd: RedisCmd::Verify(a),
         } => runtime().block_on(cli::redis::verify_cmd(a)),

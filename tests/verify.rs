@@ -1,8 +1,11 @@
-//! `drc verify` against the testenv's two MariaDB zones with both daemons running:
-//! 50 rows corrupted by hand in zone b (outside replication) are found, exactly those
-//! keys, each with its kind; and a verify run while both zones write under a random
-//! load reports no difference (differences in flight are read again after
-//! replication caught up, and drop out).
+//! `drc verify` and `drc repair` against the testenv's two MariaDB zones with both
+//! daemons running: 50 rows corrupted by hand in zone b (outside replication: stale
+//! rows, deleted rows, extra rows) are found, exactly those keys, each with its kind;
+//! a repair dry run writes nothing; `--apply` settles each key with last-writer-wins
+//! (stale rows put back, deleted rows restored, extra rows copied), logs it in the
+//! zone written, and nothing travels back; and a verify run while both zones write
+//! under a random load reports no difference (differences in flight are read again
+//! after replication caught up, and drop out).
 //!
 //! Run: `testenv/up.sh && cargo nextest run --test verify`.
 
@@ -56,8 +59,9 @@ async fn fifty_rows_corrupted_in_one_zone_are_found_exactly() {
         PORTS[1],
         &[
             "SET SESSION sql_log_bin = 0",
+            // (an older version: a stale row, which last-writer-wins replaces)
             &format!(
-                "UPDATE `{db}`.orders SET customer = 'corrupted' WHERE id IN ({})",
+                "UPDATE `{db}`.orders SET customer = 'corrupted', updated_at = updated_at - INTERVAL 1 SECOND WHERE id IN ({})",
                 list(&changed)
             ),
             &format!("DELETE FROM `{db}`.orders WHERE id IN ({})", list(&deleted)),
@@ -86,6 +90,85 @@ async fn fifty_rows_corrupted_in_one_zone_are_found_exactly() {
     assert!(report["chunks"].as_u64().unwrap() > 1, "chunked: {out}");
     let lines = std::fs::read_to_string(&export).unwrap();
     assert_eq!(lines.lines().count(), 50, "{lines}");
+
+    // drc repair: a dry run prints the statements and writes nothing
+    let cfg = p.cfg[1].display().to_string();
+    let repair = |apply: bool| {
+        let mut args = vec![
+            "repair",
+            "--config",
+            cfg.as_str(),
+            "--zones",
+            "a,b",
+            "--settle-secs",
+            "30",
+        ];
+        if apply {
+            args.push("--apply");
+        }
+        common::drc(&args)
+    };
+    let (code, out) = repair(false);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("dry run") && out.contains("INSERT INTO"), "{out}");
+    assert_eq!(verify(&p, &[]).1["differences"], 50, "the dry run wrote nothing");
+    // --apply: each key gets the greatest write (rows put back in b, b's extra rows
+    // in a), marked as drc's and logged
+    let (code, repaired) = repair(true);
+    assert_eq!(code, 0, "{repaired}");
+    let out = repaired.clone();
+    assert!(out.contains("repair: 50 rows written, 0 left"), "{out}");
+    let (code, json, out) = verify(&p, &[]);
+    assert_eq!((code, json["differences"].as_u64()), (0, Some(0)), "{out}");
+    let customer = |zone: usize, id: u64| {
+        let db = db.clone();
+        async move {
+            use mysql_async::prelude::Queryable;
+            let mut c = common::conn(PORTS[zone]).await;
+            c.query_first::<String, _>(format!("SELECT customer FROM `{db}`.orders WHERE id = {id}"))
+                .await
+                .unwrap()
+        }
+    };
+    for z in 0..2 {
+        assert_eq!(
+            customer(z, 1).await.as_deref(),
+            Some("row 0"),
+            "zone {z}: the corrupted row put back\n{repaired}"
+        );
+        assert_eq!(
+            customer(z, deleted[0]).await.as_deref(),
+            Some(format!("row {}", 5_000).as_str()),
+            "zone {z}"
+        );
+        assert_eq!(
+            customer(z, inserted[0]).await.as_deref(),
+            Some("extra"),
+            "zone {z}: a missing insert"
+        );
+    }
+    // logged where written; not shipped back: after both directions caught up, the
+    // zones still agree and zone b applied no repair of zone a's as a change
+    let logged = |zone: usize| {
+        let db = db.clone();
+        async move {
+            use mysql_async::prelude::Queryable;
+            let mut c = common::conn(PORTS[zone]).await;
+            c.query_first::<u64, _>(format!(
+                "SELECT COUNT(*) FROM drc.conflicts WHERE kind = 'repair' AND db = '{db}'"
+            ))
+            .await
+            .unwrap()
+            .unwrap_or(0)
+        }
+    };
+    assert_eq!(
+        (logged(0).await, logged(1).await),
+        (15, 35),
+        "repairs logged in the zone written"
+    );
+    let (code, json, out) = verify(&p, &[]);
+    assert_eq!((code, json["differences"].as_u64()), (0, Some(0)), "{out}");
     assert!(p.running(0) && p.running(1), "{}", p.logs());
 }
 

@@ -41,6 +41,15 @@ pub struct VerifyArgs {
     format: String,
 }
 
+#[derive(clap::Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    verify: VerifyArgs,
+    /// Write the fixes (default: a dry run that prints the statements).
+    #[arg(long)]
+    apply: bool,
+}
+
 /// Progress on stderr: a bar with rate and ETA on a terminal, a line every 5 s
 /// otherwise, nothing with `--format json`.
 struct Shown {
@@ -204,7 +213,18 @@ fn report_json(r: &TableReport, a: &str, b: &str) -> serde_json::Value {
     })
 }
 
+/// `drc verify`.
 pub async fn run(a: VerifyArgs) -> i32 {
+    compare(a, None).await
+}
+
+/// `drc repair`: verify, then settle each persisting difference with last-writer-wins
+/// (`apply`: written; else printed).
+pub async fn repair(a: RepairArgs) -> i32 {
+    compare(a.verify, Some(a.apply)).await
+}
+
+async fn compare(a: VerifyArgs, repair: Option<bool>) -> i32 {
     let cfg = match Config::load(&a.config) {
         Ok(c) => c,
         Err(e) => return super::fail(e),
@@ -241,6 +261,7 @@ pub async fn run(a: VerifyArgs) -> i32 {
     };
     let started = Instant::now();
     let (mut differing, mut unsettled, mut uncompared, mut rows) = (0usize, 0usize, 0usize, 0u64);
+    let (mut repaired, mut unrepaired) = (0usize, 0usize);
     let mut out = Vec::new();
     for (za, zb) in pairs {
         let r = async {
@@ -256,12 +277,22 @@ pub async fn run(a: VerifyArgs) -> i32 {
                         .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))?,
                 );
             }
-            let (mut sb, mut sa) = (sides.pop().expect("two"), sides.pop().expect("two"));
-            let list = tables(&cfg, [&mut sa, &mut sb], &only).await?;
+            let (sb, sa) = (sides.pop().expect("two"), sides.pop().expect("two"));
+            let mut sides = [sa, sb];
+            let [sa, sb] = &mut sides;
+            let list = tables(&cfg, [sa, sb], &only).await?;
             let mut shown = Shown::new(json);
             let mut reports = Vec::new();
             for (db, t) in list {
-                reports.push(verify_table(&mut sa, &mut sb, &db, &t, &version, &o, &mut shown).await?);
+                let [sa, sb] = &mut sides;
+                let r = verify_table(sa, sb, &db, &t, &version, &o, &mut shown).await?;
+                let fixes = match (repair, &r.definition) {
+                    (Some(apply), Some(def)) if !r.differences.is_empty() => {
+                        drc::mysql::verify::repair::repair_keys(&mut sides, def, &r.differences, apply).await?
+                    }
+                    _ => Vec::new(),
+                };
+                reports.push((r, fixes));
             }
             shown.done();
             Ok::<_, drc::error::Error>(reports)
@@ -270,7 +301,18 @@ pub async fn run(a: VerifyArgs) -> i32 {
             Ok(r) => r,
             Err(e) => return super::fail(e),
         };
-        for r in &reports {
+        for (r, fixes) in &reports {
+            if repair.is_some()
+                && r.definition.as_ref().is_some_and(|d| d.version.is_none())
+                && !r.differences.is_empty()
+            {
+                eprintln!(
+                    "repair: {}: no version column `{version}`: its differences are not repaired",
+                    r.table
+                );
+            }
+            repaired += fixes.iter().filter(|f| f.applied).count();
+            unrepaired += fixes.iter().filter(|f| !f.applied).count();
             differing += r.differences.len();
             unsettled += r.unsettled.len();
             uncompared += usize::from(r.not_compared.is_some());
@@ -284,9 +326,20 @@ pub async fn run(a: VerifyArgs) -> i32 {
                 }
             }
             if json {
-                out.push(serde_json::json!({"zones": [&za, &zb], "report": report_json(r, &za, &zb)}));
+                out.push(serde_json::json!({"zones": [&za, &zb], "report": report_json(r, &za, &zb), "fixes": fixes}));
             } else {
                 print_text(r, &za, &zb);
+                for f in fixes {
+                    let how = match (f.applied, &f.note) {
+                        (true, _) => "repaired".to_string(),
+                        (false, Some(n)) => format!("not repaired: {n}"),
+                        (false, None) => "dry run".to_string(),
+                    };
+                    println!(
+                        "  zone {}: {} (zone {}'s write wins; {how}): {}",
+                        f.zone, f.action, f.winner, f.statement
+                    );
+                }
             }
         }
     }
@@ -297,10 +350,16 @@ pub async fn run(a: VerifyArgs) -> i32 {
     }
     let secs = started.elapsed().as_secs_f64();
     let agree = differing == 0 && unsettled == 0 && uncompared == 0;
+    // a repair that wrote every fix leaves the zones agreeing on what differed
+    let settled = match repair {
+        Some(true) => unrepaired == 0 && unsettled == 0 && uncompared == 0 && repaired >= 1,
+        _ => false,
+    };
     if json {
         let v = serde_json::json!({
             "agree": agree, "rows": rows, "differences": differing, "unsettled": unsettled,
             "tables_not_compared": uncompared, "seconds": secs, "tables": out,
+            "repaired": repaired, "not_repaired": unrepaired,
         });
         println!("{v}");
     } else {
@@ -310,7 +369,17 @@ pub async fn run(a: VerifyArgs) -> i32 {
             rows as f64 / secs.max(0.001)
         );
     }
-    if agree {
+    if repair.is_some() && !json {
+        println!(
+            "repair: {repaired} rows written, {unrepaired} {}",
+            if repair == Some(true) {
+                "left (see above)"
+            } else {
+                "to write (dry run: --apply writes them)"
+            }
+        );
+    }
+    if agree || settled {
         0
     } else {
         3

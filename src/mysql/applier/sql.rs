@@ -77,6 +77,13 @@ fn parse_decimal_digits(s: &str) -> Option<i128> {
     parse_decimal(s)
 }
 
+/// Units of 10^-6 back to decimal text.
+pub fn format_decimal(v: i128) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+}
+
 /// Parses `-123.45` into units of 10^-6.
 pub fn parse_decimal(s: &str) -> Option<i128> {
     let s = s.trim();

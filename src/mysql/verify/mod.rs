@@ -22,6 +22,7 @@
 //! * Both servers evaluate the same SQL over the same key range, in sessions with the
 //!   same time zone (`+00:00`), so equal rows hash equal.
 
+pub mod repair;
 pub mod sql;
 
 use crate::mysql::applier::table::LocalTable;
@@ -102,6 +103,8 @@ pub struct TableReport {
     /// The table could not be compared: missing in a zone, or other columns (a
     /// schema change in progress). Counts as a difference.
     pub not_compared: Option<String>,
+    /// Its definition (the same in both zones), when it was compared.
+    pub definition: Option<LocalTable>,
 }
 
 /// How to verify.
@@ -199,6 +202,7 @@ pub async fn verify_table(
         }
     };
     report.pk = t.pk.clone();
+    report.definition = Some(t.clone());
     progress.table(&report.table, estimate(a, db, tbl).await);
     let table = t.qualified();
     let md5 = sql::row_md5(&t.columns);

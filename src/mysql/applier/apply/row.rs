@@ -15,12 +15,7 @@ pub(super) fn version_in(s: &ApplierSettings, t: &LocalTable, vcol: &str, img: &
     })
 }
 
-/// Units of 10^-6 back to decimal text.
-pub fn format_decimal(v: i128) -> String {
-    let sign = if v < 0 { "-" } else { "" };
-    let a = v.unsigned_abs();
-    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
-}
+pub use crate::mysql::applier::sql::format_decimal;
 
 impl Applier {
     pub(super) fn check_image(&self, t: &LocalTable, img: &RowImage) -> Result<(), Error> {
