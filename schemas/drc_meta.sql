@@ -182,3 +182,17 @@ CREATE TABLE IF NOT EXISTS `drc`.`heartbeat` (
   ts_us       BIGINT       NOT NULL DEFAULT 0,   -- the writer's clock at the write, µs since the epoch
   lags        TEXT         NULL                  -- JSON {zone: seconds}: lags the writer measured last (clock-skew estimate)
 ) ENGINE=InnoDB;
+
+-- `drc seed`: how far the copy of each table from a source zone has got (the last key
+-- copied, committed with the rows it covers), so that a seed stopped at any instant
+-- resumes after it.
+CREATE TABLE IF NOT EXISTS `drc`.`seed_progress` (
+  source_zone VARCHAR(64)   NOT NULL,
+  db          VARCHAR(64)   NOT NULL,
+  tbl         VARCHAR(64)   NOT NULL,
+  last_key    TEXT          NULL,      -- JSON array of the last key copied (typed values), NULL: none yet
+  copied      BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  done        TINYINT       NOT NULL DEFAULT 0,
+  updated_at  DATETIME(6)   NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (source_zone, db, tbl)
+) ENGINE=InnoDB;

@@ -51,6 +51,8 @@ enum Cmd {
     Verify(cli::verify::VerifyArgs),
     /// Settle what `drc verify` finds with last-writer-wins (deletes included), marked so it never loops; dry run unless --apply.
     Repair(cli::verify::RepairArgs),
+    /// Copy the replicated tables from a peer zone into this zone while the peer takes writes (resumable).
+    Seed(cli::verify::SeedArgs),
     /// Redis sync tools: compare (and repair) the zones' synced keys.
     Redis {
         #[command(subcommand)]
@@ -105,6 +107,7 @@ fn main() {
         Cmd::Unfence(a) => runtime().block_on(cli::ops::fence(a, false)),
         Cmd::Verify(a) => runtime().block_on(cli::verify::run(a)),
         Cmd::Repair(a) => runtime().block_on(cli::verify::repair(a)),
+        Cmd::Seed(a) => runtime().block_on(cli::verify::seed(a)),
         Cmd::Redis {
             cmd: RedisCmd::Verify(a),
         } => runtime().block_on(cli::redis::verify_cmd(a)),

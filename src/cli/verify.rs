@@ -42,6 +42,31 @@ pub struct VerifyArgs {
 }
 
 #[derive(clap::Args)]
+pub struct SeedArgs {
+    /// This zone's daemon config file (the zone seeded; its daemon must have started replicating from --from).
+    #[arg(long)]
+    config: PathBuf,
+    /// The zone to copy from (a [[peers]] zone).
+    #[arg(long)]
+    from: String,
+    /// Only these tables (`db.table`, * and ? wildcards; default: every replicated table).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Rows per chunk (one transaction here each).
+    #[arg(long, default_value_t = 1000)]
+    chunk_rows: usize,
+    /// Wait while this zone's replication lag from --from exceeds this, ms (0: never).
+    #[arg(long, default_value_t = 5000)]
+    max_lag_ms: u64,
+    /// Copy every table again from its start (default: resume after the last chunk copied).
+    #[arg(long)]
+    restart: bool,
+    /// Output: text or json.
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+#[derive(clap::Args)]
 pub struct RepairArgs {
     #[command(flatten)]
     verify: VerifyArgs,
@@ -115,11 +140,36 @@ impl Progress for Shown {
     }
 
     fn not_drained(&mut self, from: &str, to: &str) {
-        if let Some(b) = &self.bar {
-            b.suspend(|| eprintln!("verify: zone {to} did not apply zone {from}'s sync heartbeat in time (is its daemon running?): differences are judged without waiting for it"));
-        } else {
-            eprintln!("verify: zone {to} did not apply zone {from}'s sync heartbeat in time (is its daemon running?): differences are judged without waiting for it");
+        self.say(&format!("verify: zone {to} did not apply zone {from}'s sync heartbeat in time (is its daemon running?): differences are judged without waiting for it"));
+    }
+}
+
+impl Shown {
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
+    }
+}
+
+impl drc::mysql::verify::seed::Progress for Shown {
+    fn table(&mut self, table: &str, estimate: u64, resumed: u64) {
+        Progress::table(self, table, estimate.max(resumed));
+        if resumed > 0 {
+            self.say(&format!("seed: {table}: resuming after {resumed} rows copied before"));
+            Progress::rows(self, resumed);
+        }
+    }
+
+    fn rows(&mut self, rows: u64) {
+        Progress::rows(self, rows);
+    }
+
+    fn throttled(&mut self, lag_ms: u64) {
+        self.say(&format!(
+            "seed: this zone's replication lag is {lag_ms} ms: waiting for it to catch up before the next chunk"
+        ));
     }
 }
 
@@ -410,4 +460,129 @@ fn print_text(r: &TableReport, a: &str, b: &str) {
     if r.differences.len() + r.unsettled.len() > 2 * SHOWN {
         println!("  (more: --export FILE or --format json lists them all)");
     }
+}
+
+/// `drc seed --config zone-b.toml --from a`: copies the replicated tables from zone a
+/// into this zone while zone a keeps taking writes (`src/mysql/verify/seed.rs`).
+pub async fn seed(a: SeedArgs) -> i32 {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    if a.from == cfg.zone {
+        return super::fail(format!(
+            "--from {}: that is this config's own zone; seed copies from a peer into this zone",
+            a.from
+        ));
+    }
+    let json = a.format == "json";
+    let channel = cfg.replication.as_ref().map_or("", |r| r.channel.as_str()).to_string();
+    let version = cfg
+        .replication
+        .as_ref()
+        .map_or("updated_at", |r| r.version_column.as_str())
+        .to_string();
+    let o = drc::mysql::verify::seed::Options {
+        chunk_rows: a.chunk_rows.max(1),
+        max_lag_ms: a.max_lag_ms,
+        restart: a.restart,
+    };
+    let only = TablePatterns::new(&a.tables);
+    let started = Instant::now();
+    let r = async {
+        let mut sides = Vec::new();
+        for z in [&a.from, &cfg.zone] {
+            let m = mysql_of(&cfg, z).map_err(|e| cfg_err(&cfg, e))?;
+            let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
+            let addr = format!("{}:{}", m.host, m.port);
+            let key = drc::mysql::applier::apply::channel_key(&channel, z);
+            sides.push(
+                Side::connect(z, &addr, opts, key)
+                    .await
+                    .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))?,
+            );
+        }
+        let (mut here, mut source) = (sides.pop().expect("two"), sides.pop().expect("two"));
+        // drc's progress table (a daemon of this version creates it too)
+        for s in drc::mysql::applier::apply::schema::meta_statements() {
+            if s.contains("`seed_progress`") {
+                here.conn
+                    .query_drop(&s)
+                    .await
+                    .map_err(|e| drc::mysql::error::classify(&here.addr, "creating drc.seed_progress", e))?;
+            }
+        }
+        if !drc::mysql::verify::seed::replication_started(&mut here, &source.key).await? {
+            return Err(cfg_err(
+                &cfg,
+                format!(
+                    "zone {}'s daemon has not started replicating from zone {} yet (no position for {} in drc.applied): start `drc run --config {}` first, so that every write zone {} commits after the copy's reads reaches this zone, then run drc seed again",
+                    cfg.zone, a.from, source.key, a.config.display(), a.from
+                ),
+            ));
+        }
+        let list = tables(&cfg, [&mut source, &mut here], &only).await?;
+        let mut shown = Shown::new(json);
+        let mut out = Vec::new();
+        for (db, t) in list {
+            let (ts, th) = (
+                definition(&mut source, &db, &t, &version).await?,
+                definition(&mut here, &db, &t, &version).await?,
+            );
+            let def = match (ts, th) {
+                (None, _) => continue,
+                (Some(_), None) => {
+                    return Err(cfg_err(&cfg, format!("`{db}`.`{t}` does not exist in zone {}: create it there first (drc seed copies rows, not schemas)", cfg.zone)))
+                }
+                (Some(s), Some(h)) if s.columns != h.columns || s.pk != h.pk => {
+                    return Err(cfg_err(&cfg, format!("`{db}`.`{t}` has other columns in zone {} ({:?}, key {:?}) than in zone {} ({:?}, key {:?}): make them the same first", cfg.zone, h.columns, h.pk, a.from, s.columns, s.pk)))
+                }
+                (Some(s), Some(_)) if s.pk.is_empty() => continue,
+                (Some(s), Some(_)) => s,
+            };
+            out.push(drc::mysql::verify::seed::seed_table(&mut source, &mut here, &def, &o, &mut shown).await?);
+        }
+        shown.done();
+        Ok::<_, drc::error::Error>(out)
+    };
+    let tables = match r.await {
+        Ok(t) => t,
+        Err(e) => return super::fail(e),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let read: u64 = tables.iter().map(|t| t.read).sum();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"from": a.from, "to": cfg.zone, "tables": tables, "rows": read, "seconds": secs, "rows_per_sec": read as f64 / secs.max(0.001)})
+        );
+    } else {
+        for t in &tables {
+            println!(
+                "{}: {} rows copied ({} newer than the row here or new, {} deleted here since: not copied), resumed after {}, {:.1} s",
+                t.table, t.read, t.written, t.deleted_since, t.resumed_after, t.seconds
+            );
+        }
+        println!(
+            "seeded zone {} from zone {}: {read} rows in {secs:.1} s ({:.0} rows/s); check with `drc verify --config {} --zones {},{}`",
+            cfg.zone,
+            a.from,
+            read as f64 / secs.max(0.001),
+            a.config.display(),
+            a.from,
+            cfg.zone
+        );
+    }
+    0
+}
+
+async fn definition(
+    side: &mut Side,
+    db: &str,
+    t: &str,
+    version: &str,
+) -> Result<Option<drc::mysql::applier::table::LocalTable>, drc::error::Error> {
+    drc::mysql::applier::table::LocalTable::load(&mut side.conn, db, t, version)
+        .await
+        .map_err(|e| drc::mysql::error::classify(&side.addr, "reading the table's definition", e))
 }

@@ -23,6 +23,7 @@
 //!   same time zone (`+00:00`), so equal rows hash equal.
 
 pub mod repair;
+pub mod seed;
 pub mod sql;
 
 use crate::mysql::applier::table::LocalTable;

@@ -58,7 +58,7 @@ mod heartbeat;
 mod parked;
 mod position;
 mod row;
-mod schema;
+pub mod schema;
 mod tables;
 #[cfg(test)]
 mod tests;
