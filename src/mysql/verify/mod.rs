@@ -51,7 +51,8 @@ impl Side {
         key: String,
     ) -> Result<Side, mysql_async::Error> {
         let mut conn = Conn::new(opts).await?;
-        conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await?;
+        conn.query_drop("SET time_zone = '+00:00'").await?;
+        conn.query_drop("SET NAMES utf8mb4").await?;
         Ok(Side {
             zone: zone.to_string(),
             addr: addr.to_string(),
@@ -215,26 +216,20 @@ pub async fn verify_table(
         let hi = boundary(a, &table, &t.pk, lo.as_ref(), size).await?;
         let (range, params) = sql::range(&t.pk, lo.as_ref(), hi.as_ref());
         let q = sql::chunk_checksum(&table, &md5, &range);
-        let ca: (u64, u64, u64) = a
-            .conn
-            .exec_first(&q, Params::Positional(params.clone()))
-            .await
-            .map_err(|e| err(a, "checksumming a chunk", e))?
-            .unwrap_or((0, 0, 0));
-        let cb: (u64, u64, u64) = b
-            .conn
-            .exec_first(&q, Params::Positional(params.clone()))
-            .await
-            .map_err(|e| err(b, "checksumming a chunk", e))?
-            .unwrap_or((0, 0, 0));
+        // both servers at once
+        let (ca, cb) = tokio::join!(checksum(a, &q, params.clone()), checksum(b, &q, params.clone()));
+        let (ca, cb) = (ca?, cb?);
         report.chunks += 1;
         report.rows += ca.0;
         progress.rows(ca.0);
         if ca != cb {
             report.chunks_differing += 1;
             let q = sql::row_hashes(&table, &t.pk, &md5, &range);
-            let ha = hashes(a, &q, params.clone(), t.pk.len()).await?;
-            let hb = hashes(b, &q, params, t.pk.len()).await?;
+            let (ha, hb) = tokio::join!(
+                hashes(a, &q, params.clone(), t.pk.len()),
+                hashes(b, &q, params, t.pk.len())
+            );
+            let (ha, hb) = (ha?, hb?);
             candidates.extend(differing(ha, hb));
         }
         // about `chunk_ms` per chunk (both servers' share), within bounds
@@ -251,6 +246,16 @@ pub async fn verify_table(
     report.differences = differences;
     report.unsettled = unsettled;
     Ok(report)
+}
+
+/// (rows, MD5 XOR halves) of a chunk in one zone.
+async fn checksum(side: &mut Side, q: &str, params: Vec<Value>) -> Result<(u64, u64, u64), crate::error::Error> {
+    let r: Option<(u64, u64, u64)> = side
+        .conn
+        .exec_first(q, Params::Positional(params))
+        .await
+        .map_err(|e| err(side, "checksumming a chunk", e))?;
+    Ok(r.unwrap_or((0, 0, 0)))
 }
 
 /// The key `n` rows after `lo` in zone `a` (the chunk's last), or `None`: the rest of
@@ -374,8 +379,8 @@ async fn settle(
             drain = drain_both(a, b, o.settle, progress).await?;
         }
         let keys: Vec<Key> = pending.iter().map(|d| d.key.clone()).collect();
-        let now_a = current(a, table, pk, md5, &keys).await?;
-        let now_b = current(b, table, pk, md5, &keys).await?;
+        let (now_a, now_b) = tokio::join!(current(a, table, pk, md5, &keys), current(b, table, pk, md5, &keys));
+        let (now_a, now_b) = (now_a?, now_b?);
         let mut next = Vec::new();
         for d in pending {
             let k = text(&d.key);
