@@ -169,7 +169,7 @@ fn main() {
     drop(daemon);
     rt.block_on(empty_b());
     let t = Instant::now();
-    let dump = Command::new("mariadb-dump")
+    let mut dump = Command::new("mariadb-dump")
         .args([
             "-h127.0.0.1",
             &format!("-P{ZONE_A}"),
@@ -192,11 +192,12 @@ fn main() {
             "--init-command=SET sql_log_bin=0",
             DB,
         ])
-        .stdin(dump.stdout.unwrap())
+        .stdin(dump.stdout.take().unwrap())
         .status()
         .expect("mariadb");
+    let dumped = dump.wait().unwrap();
     let dump_secs = t.elapsed().as_secs_f64();
-    assert!(status.success(), "mariadb-dump | mariadb");
+    assert!(status.success() && dumped.success(), "mariadb-dump | mariadb");
 
     let (d, n) = (median(drc_rates), median(native_rates));
     println!("\nVerify and seed, {rows} rows, same run (medians of 3 for verify):");
