@@ -211,7 +211,23 @@ pub async fn seed_table(
     });
     let source_key = source.key.clone();
     let mut copied = copied_before;
-    loop {
+    // the chunk after `lo`: its statement and parameters
+    let chunk = |lo: Option<&Vec<Value>>| {
+        let (range, params) = super::sql::range(&t.pk, lo, None);
+        let q = format!(
+            "SELECT {}{} FROM {} WHERE {range} ORDER BY {} LIMIT {}",
+            cols.join(", "),
+            vsql.as_ref().map(|v| format!(", {v}")).unwrap_or_default(),
+            t.qualified(),
+            keys.join(", "),
+            o.chunk_rows
+        );
+        (q, params)
+    };
+    let versioned = vsql.is_some();
+    let (q, p) = chunk(lo.as_ref());
+    let mut next = read_chunk(source, &q, p, versioned).await?;
+    while !next.is_empty() {
         // throttle on this zone's replication lag (it must keep up with the source)
         if o.max_lag_ms > 0 {
             let mut waited = false;
@@ -226,63 +242,44 @@ pub async fn seed_table(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let (range, params) = super::sql::range(&t.pk, lo.as_ref(), None);
-        let q = format!(
-            "SELECT {}{} FROM {} WHERE {range} ORDER BY {} LIMIT {}",
-            cols.join(", "),
-            vsql.as_ref().map(|v| format!(", {v}")).unwrap_or_default(),
-            t.qualified(),
-            keys.join(", "),
-            o.chunk_rows
-        );
-        let rows: Vec<Row> = source
-            .conn
-            .exec(&q, Params::Positional(params))
-            .await
-            .map_err(|e| err(source, "reading a chunk", e))?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut batch: Vec<(Vec<Value>, Option<i128>)> = rows
-            .into_iter()
-            .map(|r| {
-                let mut v = r.unwrap();
-                let version = match vsql {
-                    Some(_) => match v.pop() {
-                        Some(Value::Bytes(b)) => parse_decimal(&String::from_utf8_lossy(&b)),
-                        _ => None,
-                    },
-                    None => None,
-                };
-                (v, version)
-            })
-            .collect();
+        let mut batch = std::mem::take(&mut next);
         let last: Vec<Value> = key_pos
             .iter()
             .map(|&i| batch.last().expect("not empty").0[i].clone())
             .collect();
-        report.read += batch.len() as u64;
         let n = batch.len() as u64;
-        let (written, beaten) = write_chunk(
-            here,
-            t,
-            &cols,
-            &key_pos,
-            version_pos,
-            &mut batch,
-            &zone,
-            &last,
-            copied + n,
-        )
-        .await?;
+        report.read += n;
+        let more = (n as usize) >= o.chunk_rows;
+        // this chunk written here while the next one is read there
+        let (wrote, following) = tokio::join!(
+            write_chunk(
+                here,
+                t,
+                &cols,
+                &key_pos,
+                version_pos,
+                &mut batch,
+                &zone,
+                &last,
+                copied + n
+            ),
+            async {
+                match more {
+                    true => {
+                        let (q, p) = chunk(Some(&last));
+                        read_chunk(source, &q, p, versioned).await
+                    }
+                    false => Ok(Vec::new()),
+                }
+            }
+        );
+        let (written, beaten) = wrote?;
+        next = following?;
         report.written += written;
         report.deleted_since += beaten;
         copied += n;
         progress.rows(n);
         lo = Some(last);
-        if (n as usize) < o.chunk_rows {
-            break;
-        }
     }
     here.conn
         .exec_drop(
@@ -294,6 +291,34 @@ pub async fn seed_table(
         .map_err(|e| err(here, "recording the seed's end", e))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A chunk of the source: each row's values and version.
+async fn read_chunk(
+    source: &mut Side,
+    q: &str,
+    params: Vec<Value>,
+    versioned: bool,
+) -> Result<Vec<(Vec<Value>, Option<i128>)>, crate::error::Error> {
+    let rows: Vec<Row> = source
+        .conn
+        .exec(q, Params::Positional(params))
+        .await
+        .map_err(|e| err(source, "reading a chunk", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut v = r.unwrap();
+            let version = match versioned {
+                true => match v.pop() {
+                    Some(Value::Bytes(b)) => parse_decimal(&String::from_utf8_lossy(&b)),
+                    _ => None,
+                },
+                false => None,
+            };
+            (v, version)
+        })
+        .collect())
 }
 
 /// One chunk in one transaction (see the module doc); returns (rows written, rows
@@ -310,12 +335,36 @@ async fn write_chunk(
     last: &[Value],
     copied: u64,
 ) -> Result<(u64, u64), crate::error::Error> {
-    let addr = here.addr.clone();
-    let m = |e| crate::mysql::error::classify(&addr, "writing a seed chunk", e);
+    // a deadlock or lock wait with the applier (both lock rows and tombstones) rolls
+    // the chunk back whole: it is written again
+    let mut attempt = 0u64;
+    loop {
+        match chunk_once(here, t, cols, key_pos, version_pos, batch, source_zone, last, copied).await {
+            Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            r => return r.map_err(|e| crate::mysql::error::classify(&here.addr, "writing a seed chunk", e)),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn chunk_once(
+    here: &mut Side,
+    t: &LocalTable,
+    cols: &[String],
+    key_pos: &[usize],
+    version_pos: Option<usize>,
+    batch: &mut Vec<(Vec<Value>, Option<i128>)>,
+    source_zone: &str,
+    last: &[Value],
+    copied: u64,
+) -> Result<(u64, u64), mysql_async::Error> {
     let channel = here.key.clone();
     let zone = here.zone.clone();
     let c = &mut here.conn;
-    c.query_drop("START TRANSACTION").await.map_err(m)?;
+    c.query_drop("START TRANSACTION").await?;
     let r = async {
         c.exec_drop(
             "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
@@ -396,12 +445,12 @@ async fn write_chunk(
     .await;
     match r {
         Ok(v) => {
-            c.query_drop("COMMIT").await.map_err(m)?;
+            c.query_drop("COMMIT").await?;
             Ok(v)
         }
         Err(e) => {
             let _ = c.query_drop("ROLLBACK").await;
-            Err(m(e))
+            Err(e)
         }
     }
 }
