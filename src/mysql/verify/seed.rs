@@ -20,7 +20,9 @@
 //! tombstone dropped, the rest upserted (`ON DUPLICATE KEY UPDATE` taking each column
 //! only when the incoming version is greater; the version column last), and the
 //! progress (`drc.seed_progress`: last key, rows) — all committed together, so a seed
-//! killed at any instant resumes after its last committed chunk.
+//! killed at any instant resumes after its last committed chunk. A chunk rolled back by
+//! a deadlock or a lock wait with the applier (both lock rows and tombstones) is written
+//! again. The next chunk is read from the source while this one is written.
 //!
 //! Equal versions with different content keep this zone's row (the applier would
 //! compare content): `drc verify` / `drc repair` settle such a key. Tables without the
