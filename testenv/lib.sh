@@ -64,7 +64,7 @@ zone_sql() { # zone_sql ZONE SQL... (as root over the socket)
 
 # start_daemon ZONE DRC_BINARY [CONFIG] — (re)start `drc run --config CONFIG` (default
 # testenv/zone-ZONE.toml) in the background (pid in $RUN_DIR/drc-ZONE.pid, log in
-# $RUN_DIR/drc-ZONE.log) and wait until it replicates.
+# $RUN_DIR/drc-ZONE.log) and wait until it replicates (at most 2 minutes).
 start_daemon() {
   local z="$1" drc="$2" cfg="${3:-testenv/zone-$1.toml}" pidf="$RUN_DIR/drc-$1.pid"
   if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
@@ -74,7 +74,13 @@ start_daemon() {
   : > "$RUN_DIR/drc-$z.log"
   (cd "$REPO_ROOT" && exec setsid "$drc" run --config "$cfg") >/dev/null 2>>"$RUN_DIR/drc-$z.log" < /dev/null &
   echo $! > "$pidf"
-  for _ in $(seq 1 100); do grep -q replicating "$RUN_DIR/drc-$z.log" && return 0; sleep 0.1; done
+  # (up to 2 minutes: a daemon that was down while its zone wrote a lot first lets its
+  # journal read the local binlog to its end; a daemon that exits fails at once)
+  for _ in $(seq 1 1200); do
+    grep -q replicating "$RUN_DIR/drc-$z.log" && return 0
+    kill -0 "$(cat "$pidf")" 2>/dev/null || break
+    sleep 0.1
+  done
   log "daemon of zone $z did not start:"; cat "$RUN_DIR/drc-$z.log" >&2; return 1
 }
 

@@ -238,6 +238,9 @@ pub async fn heartbeats(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
     let mut standing_in = vec![false; targets.len()];
+    // the value this daemon last wrote as a stand-in: seeing it again is not the
+    // zone's daemon being back
+    let mut wrote: Vec<Option<i64>> = vec![None; targets.len()];
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -257,7 +260,7 @@ pub async fn heartbeats(
                     let mut p = redis::pipe();
                     p.cmd("SELECT").arg(0).ignore().cmd("GET").arg(key.as_slice());
                     let (last,): (Option<i64>,) = p.query_async(c).await?;
-                    let absent = last.is_none_or(|l| ms - l > stale);
+                    let absent = last.is_none_or(|l| ms - l > stale) || (last.is_some() && last == wrote[i]);
                     if absent != standing_in[i] {
                         standing_in[i] = absent;
                         let zone = String::from_utf8_lossy(&key[HEARTBEAT_PREFIX.len()..]).into_owned();
@@ -267,8 +270,10 @@ pub async fn heartbeats(
                         }
                     }
                     if !absent {
+                        wrote[i] = None;
                         return Ok(());
                     }
+                    wrote[i] = Some(ms);
                 }
                 let mut p = redis::pipe();
                 p.cmd("SELECT").arg(0).ignore().cmd("SET").arg(key.as_slice()).arg(ms).ignore();

@@ -17,7 +17,9 @@
 //! as drc's), the row re-read `FOR UPDATE` and written only if it is still what was
 //! decided on (else left for the next verify), the upsert or the delete (and its
 //! tombstone), and a `drc.conflicts` row (`kind = 'repair'`).
-//! Without `apply` nothing is written: the statements are returned for printing.
+//! Without `apply` nothing is written: the statements are returned for printing. A fix
+//! that deadlocks with the applier is rolled back and reported as not applied (exit 3:
+//! run the repair again).
 
 use super::{Key, KeyDiff, Side};
 use crate::mysql::applier::sql::{format_decimal, ident, parse_decimal};
@@ -309,6 +311,14 @@ async fn write(
                 .await
                 .map_err(|e| err(side, "rolling back", e))?;
             fix.note = Some(note);
+        }
+        // a deadlock or lock wait with the applier: this key is left for the next run
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) => {
+            let _ = side.conn.query_drop("ROLLBACK").await;
+            fix.note = Some(format!(
+                "{} (the applier holds the row): run drc repair again",
+                e.message
+            ));
         }
         Err(e) => {
             let _ = side.conn.query_drop("ROLLBACK").await;
