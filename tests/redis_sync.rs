@@ -470,7 +470,10 @@ async fn backlog(transport: Transport, name: &str, server_id: u32, admin_port: u
             .await
             .unwrap();
     }
-    // zone b writes meanwhile: new keys, and key 7 that zone a deleted (b's is later)
+    // zone b writes meanwhile: new keys, and key 7 that zone a deleted (b's is later:
+    // zone b's daemon is down, so its writes take the time of the heartbeat zone a's
+    // daemon writes for it, from 3 heartbeats after the kill on)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 0..5 {
         let _: () = b.set(format!("sync:b:new:{i}"), i).await.unwrap();
     }

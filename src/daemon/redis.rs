@@ -210,8 +210,9 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     pipeline::run(source, sink, Some(&dir), shutdown).await
 }
 
-/// A peer's heartbeat older than this is its daemon's absence: this daemon writes it.
-const STAND_IN_AFTER_MS: i64 = 3_000;
+/// A peer's heartbeat older than this (and than 3 heartbeats) is its daemon's absence:
+/// this daemon writes it.
+const STAND_IN_AFTER_MS: i64 = 1_000;
 
 /// Writes `SET drc:hb:<zone> <ms since the epoch>` into this zone's Redis (database
 /// 0, `own`: URL and zone) every `every` until `shutdown`. The heartbeat is the clock of
