@@ -395,23 +395,12 @@ pub struct RedisConfig {
     /// the whole value (SET, DEL, ...); `"apply"` (default) applies every write as it
     /// comes, so the zones can end with each other's value. docs/REDIS.md, "Conflicts".
     #[serde(default)]
-    pub conflicts: RedisConflicts,
+    pub conflicts: crate::redis::lww::Conflicts,
     /// Key patterns of counters (`counters = ["counter:*"]`): their commands are
     /// always applied as they come, so that increments made in several zones sum, even
     /// with `conflicts = "later_write"`.
     #[serde(default)]
     pub counters: Vec<String>,
-}
-
-/// `[redis] conflicts`: how concurrent writes of a key without a home are settled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RedisConflicts {
-    /// Every write applied as it comes.
-    #[default]
-    Apply,
-    /// The later write (origin heartbeat time, then zone name) stands everywhere.
-    LaterWrite,
 }
 
 fn default_redis_port() -> u16 {

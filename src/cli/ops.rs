@@ -260,7 +260,7 @@ pub async fn wait(a: WaitArgs) -> i32 {
         let mut d = mysql_async::Conn::new(to)
             .await
             .map_err(|e| drc::mysql::error::classify(&to_addr, "connecting", e))?;
-        let r = drc::ops::drain::drained(&mut c, &mut d, &key, a.timeout)
+        let r = drc::mysql::drain::drained(&mut c, &mut d, &key, a.timeout)
             .await
             .map_err(|e| {
                 drc::mysql::error::classify(

@@ -10,6 +10,7 @@
 pub mod applier;
 pub mod claim;
 pub mod ddl;
+pub mod drain;
 pub mod error;
 pub mod heartbeat;
 pub mod journal;

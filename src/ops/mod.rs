@@ -3,5 +3,4 @@
 
 pub mod admin;
 pub mod check;
-pub mod drain;
 pub mod fence;

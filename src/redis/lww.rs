@@ -45,11 +45,21 @@ use super::own::OwnStream;
 use super::scope::{key_positions, Scope};
 use super::stream::RedisTx;
 use super::verify::Homes;
-use crate::config::RedisConflicts;
 use crate::error::Error;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use wildmatch::WildMatch;
+
+/// `[redis] conflicts`: how concurrent writes of a key without a home are settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conflicts {
+    /// Every write applied as it comes.
+    #[default]
+    Apply,
+    /// The later write (origin heartbeat time, then zone name) stands everywhere.
+    LaterWrite,
+}
 
 /// Which keys the later write settles.
 #[derive(Debug, Clone)]
@@ -61,9 +71,9 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(conflicts: RedisConflicts, counters: &[String], homes: Homes, scope: Scope) -> Rules {
+    pub fn new(conflicts: Conflicts, counters: &[String], homes: Homes, scope: Scope) -> Rules {
         Rules {
-            enabled: conflicts == RedisConflicts::LaterWrite,
+            enabled: conflicts == Conflicts::LaterWrite,
             counters: counters.iter().map(|p| WildMatch::new(p)).collect(),
             homes,
             scope,
@@ -355,7 +365,7 @@ mod tests {
 
     fn rules() -> Rules {
         Rules::new(
-            RedisConflicts::LaterWrite,
+            Conflicts::LaterWrite,
             &["counter:*".into()],
             Homes::new(&[("route:*".to_string(), "a".to_string())].into()),
             Scope::new(&[0], &["*".into()]),

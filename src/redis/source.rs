@@ -110,7 +110,7 @@ pub struct CaptureSettings {
     pub homes: Homes,
     /// Concurrent writes of other keys, and the counters' patterns (always applied):
     /// the sink's later-write rule (`super::lww`).
-    pub conflicts: crate::config::RedisConflicts,
+    pub conflicts: super::lww::Conflicts,
     pub counters: Vec<String>,
     /// A full sync was under way when the direction stopped (the sink's position is a
     /// snapshot's marker): the next full sync is counted as `interrupted`.

@@ -10,7 +10,7 @@
 //!   cross the network, never the rows.
 //! * A chunk that differs is narrowed to its keys: (key, row MD5) of both servers.
 //! * Every differing key is read again after replication caught up both ways
-//!   ([`crate::ops::drain`]): a key that agrees now was in flight; a key whose row
+//!   ([`crate::mysql::drain`]): a key that agrees now was in flight; a key whose row
 //!   hashes did not move in either zone through two such re-reads differs for good
 //!   (the second covers what a zone's journal writes after the write it follows); one
 //!   still moving is read again after another drain, up to [`Options::rounds`], and
@@ -427,7 +427,7 @@ async fn drain_one(
     timeout: Duration,
     progress: &mut dyn Progress,
 ) -> Result<bool, crate::error::Error> {
-    let d = crate::ops::drain::drained(&mut from.conn, &mut to.conn, &from.key, timeout)
+    let d = crate::mysql::drain::drained(&mut from.conn, &mut to.conn, &from.key, timeout)
         .await
         .map_err(|e| err(from, "waiting for the other zone to apply a sync heartbeat", e))?;
     if !d.drained {

@@ -25,7 +25,7 @@ pub async fn drained(
     timeout: Duration,
 ) -> Result<Drain, mysql_async::Error> {
     let started = Instant::now();
-    let target = crate::mysql::heartbeat::beat(from, key, "{}").await?;
+    let target = super::heartbeat::beat(from, key, "{}").await?;
     loop {
         let seen: Option<Option<u64>> = to
             .exec_first("SELECT hb_seq FROM drc.applied WHERE origin_zone = ?", (key,))
