@@ -263,7 +263,9 @@ impl Window {
                     o
                 }
             });
-            let own = self.own.as_ref().expect("just set");
+            let own = self.own.as_mut().expect("just set");
+            // the window ignores drc's own transactions whole
+            own.light_applier();
             (self.replid, self.start) = (own.at().0.to_string(), own.at().1);
             self.anchored = from.is_some();
         }

@@ -27,6 +27,9 @@ pub struct OwnStream {
     /// The stream's selected database is not known yet (read from an offset taken
     /// from the server, not from a position): nothing is handed on before a `SELECT`.
     db_unknown: bool,
+    /// The applier's transactions are read past (their arguments not kept): for a
+    /// reader that ignores them whole.
+    light_applier: bool,
 }
 
 fn transient(addr: &str, what: String) -> Error {
@@ -51,6 +54,7 @@ impl OwnStream {
                 hb_key: [super::source::HEARTBEAT_PREFIX, zone.as_bytes()].concat(),
                 clock: from.clock,
                 db_unknown: false,
+                light_applier: false,
             }),
             // (the connection is dropped before the server sends its snapshot)
             Sync::Full { .. } => None,
@@ -63,6 +67,12 @@ impl OwnStream {
         self.db_unknown = true;
     }
 
+    /// The applier's transactions are handed on without their commands' arguments
+    /// (for a reader that skips every applier transaction).
+    pub fn light_applier(&mut self) {
+        self.light_applier = true;
+    }
+
     /// Where it has read to: (replid, offset).
     pub fn at(&self) -> (&str, u64) {
         (&self.replica.replid, self.replica.offset)
@@ -72,7 +82,8 @@ impl OwnStream {
     /// caller), handing every transaction and the clock before it to `each`.
     pub async fn read_to(&mut self, end: u64, mut each: impl FnMut(&RedisTx, i64)) -> Result<(), Error> {
         while self.replica.offset < end {
-            let c = tokio::time::timeout(Duration::from_secs(10), self.replica.next_command())
+            let light = self.light_applier && self.grouper.in_applier_tx();
+            let c = tokio::time::timeout(Duration::from_secs(10), self.replica.next_command_light(light))
                 .await
                 .map_err(|_| transient("", "this zone's Redis stream stalled".into()))?
                 .map_err(|e| transient("", format!("reading this zone's Redis stream: {e}")))?;

@@ -229,6 +229,17 @@ impl Replica {
     /// replicas do (the server drops a replica silent for `repl-timeout`, and it may
     /// have ignored an acknowledgement sent before it finished the snapshot).
     pub async fn next_command(&mut self) -> Result<StreamCommand, ReplicaError> {
+        self.read_command(false).await
+    }
+
+    /// [`Replica::next_command`] keeping only the command's name (and a `SELECT`'s
+    /// database) when `light`: the other arguments are read past, never allocated (a
+    /// transaction whose content the caller does not need).
+    pub async fn next_command_light(&mut self, light: bool) -> Result<StreamCommand, ReplicaError> {
+        self.read_command(light).await
+    }
+
+    async fn read_command(&mut self, light: bool) -> Result<StreamCommand, ReplicaError> {
         // busy or not, the server hears from its replica every second
         if self.last_ack.elapsed() >= ACK_EVERY {
             self.ack(self.ack_due()).await?;
@@ -249,10 +260,26 @@ impl Replica {
         let mut used = head.len() as u64;
         let n = self.header(&head, b'*', "a command array")?;
         let mut args = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
             let h = self.raw_line().await?;
             used += h.len() as u64;
             let len = self.header(&h, b'$', "a bulk string")?;
+            if light
+                && i > 0
+                && !args
+                    .first()
+                    .is_some_and(|a: &Vec<u8>| a.eq_ignore_ascii_case(b"SELECT"))
+            {
+                let skip = (len + 2) as u64;
+                let copied = tokio::io::copy(&mut (&mut self.io).take(skip), &mut tokio::io::sink())
+                    .await
+                    .map_err(|e| self.io_err(e))?;
+                if copied != skip {
+                    return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                used += skip;
+                continue;
+            }
             let mut b = vec![0u8; len + 2];
             self.io.read_exact(&mut b).await.map_err(|e| self.io_err(e))?;
             used += b.len() as u64;

@@ -64,6 +64,11 @@ impl Grouper {
         self.db
     }
 
+    /// The open transaction is drc's applier's (its first write was drc's marker).
+    pub fn in_applier_tx(&self) -> bool {
+        self.open.as_ref().is_some_and(|t| t.applier)
+    }
+
     /// No transaction is open (between origin transactions).
     pub fn idle(&self) -> bool {
         self.open.is_none()
