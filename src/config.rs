@@ -513,6 +513,23 @@ fn default_backoff() -> u64 {
 
 impl Config {
     /// Loads and validates a config file.
+    /// The MySQL connection of `zone`: this zone's own, or a peer's `[peers.mysql]`.
+    pub fn zone_mysql(&self, zone: &str) -> Result<&MysqlConfig, String> {
+        if zone == self.zone {
+            return Ok(&self.mysql);
+        }
+        self.peers
+            .iter()
+            .find(|p| p.zone == zone)
+            .and_then(|p| p.mysql.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "zone {zone:?} is neither this config's zone ({:?}) nor a [[peers]] entry with [peers.mysql]",
+                    self.zone
+                )
+            })
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let err = |what: String| ConfigError {
             path: path.display().to_string(),

@@ -936,15 +936,11 @@ async fn later_write(transport: Transport, name: &str, server_id: u32, admin_por
         }
     }
     for (z, url) in admin.iter().enumerate() {
-        let m = get_metrics(url);
+        let m = common::get(&format!("{url}/metrics"));
         let lost = sample(&m, "drc_redis_conflicts_total", &["rule=\"later_write\""]).unwrap_or(0.0);
         assert!(
             lost >= 2.0,
             "zone {z}: the earlier writes it got were not applied: {lost}\n{m}"
         );
     }
-}
-
-fn get_metrics(admin: &str) -> String {
-    get(&format!("{admin}/metrics"))
 }

@@ -81,7 +81,7 @@ fn load(path: &std::path::Path) -> Result<Config, Error> {
     Ok(Config::load(path)?)
 }
 
-fn cfg_err(cfg: &Config, what: String) -> Error {
+pub(super) fn cfg_err(cfg: &Config, what: String) -> Error {
     Error::Config(drc::config::ConfigError {
         path: cfg.base_dir.display().to_string(),
         what,
@@ -222,22 +222,7 @@ pub fn pause(a: PauseArgs, on: bool) -> i32 {
 
 /// The MySQL connection of `zone` from the config: its own or a peer's.
 fn zone_mysql<'c>(cfg: &'c Config, zone: &str) -> Result<&'c MysqlConfig, Error> {
-    if zone == cfg.zone {
-        return Ok(&cfg.mysql);
-    }
-    cfg.peers
-        .iter()
-        .find(|p| p.zone == zone)
-        .and_then(|p| p.mysql.as_ref())
-        .ok_or_else(|| {
-            cfg_err(
-                cfg,
-                format!(
-                    "zone {zone:?} is neither this config's zone ({:?}) nor a [[peers]] entry with [peers.mysql]",
-                    cfg.zone
-                ),
-            )
-        })
+    cfg.zone_mysql(zone).map_err(|e| cfg_err(cfg, e))
 }
 
 pub async fn wait(a: WaitArgs) -> i32 {

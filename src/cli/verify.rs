@@ -4,7 +4,8 @@
 //! ways (`src/mysql/verify/`). Exit 0: the zones agree; 3: keys differ (or keep
 //! changing, or a table could not be compared); 1: an error.
 
-use drc::config::{Config, MysqlConfig};
+use super::ops::cfg_err;
+use drc::config::Config;
 use drc::mysql::applier::table::{is_shadow_table, TablePatterns};
 use drc::mysql::verify::{text, verify_table, KeyDiff, Options, Progress, Side, TableReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -173,27 +174,16 @@ impl drc::mysql::verify::seed::Progress for Shown {
     }
 }
 
-fn cfg_err(cfg: &Config, what: String) -> drc::error::Error {
-    drc::error::Error::Config(drc::config::ConfigError {
-        path: cfg.base_dir.display().to_string(),
-        what,
-    })
-}
-
-fn mysql_of<'c>(cfg: &'c Config, zone: &str) -> Result<&'c MysqlConfig, String> {
-    if zone == cfg.zone {
-        return Ok(&cfg.mysql);
-    }
-    cfg.peers
-        .iter()
-        .find(|p| p.zone == zone)
-        .and_then(|p| p.mysql.as_ref())
-        .ok_or_else(|| {
-            format!(
-                "zone {zone:?} is neither this config's zone ({:?}) nor a [[peers]] entry with [peers.mysql]",
-                cfg.zone
-            )
-        })
+/// Connects to `zone`'s server (this zone's or a peer's, from the config) for
+/// comparing or copying; `channel`: the config's replication channel.
+async fn connect(cfg: &Config, channel: &str, zone: &str) -> Result<Side, drc::error::Error> {
+    let m = cfg.zone_mysql(zone).map_err(|e| cfg_err(cfg, e))?;
+    let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(cfg, e))?;
+    let addr = format!("{}:{}", m.host, m.port);
+    let key = drc::mysql::applier::apply::channel_key(channel, zone);
+    Side::connect(zone, &addr, opts, key)
+        .await
+        .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))
 }
 
 /// The replicated tables of either zone (`--tables` narrows them).
@@ -315,20 +305,7 @@ async fn compare(a: VerifyArgs, repair: Option<bool>) -> i32 {
     let mut out = Vec::new();
     for (za, zb) in pairs {
         let r = async {
-            let mut sides = Vec::new();
-            for z in [&za, &zb] {
-                let m = mysql_of(&cfg, z).map_err(|e| cfg_err(&cfg, e))?;
-                let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
-                let addr = format!("{}:{}", m.host, m.port);
-                let key = drc::mysql::applier::apply::channel_key(&channel, z);
-                sides.push(
-                    Side::connect(z, &addr, opts, key)
-                        .await
-                        .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))?,
-                );
-            }
-            let (sb, sa) = (sides.pop().expect("two"), sides.pop().expect("two"));
-            let mut sides = [sa, sb];
+            let mut sides = [connect(&cfg, &channel, &za).await?, connect(&cfg, &channel, &zb).await?];
             let [sa, sb] = &mut sides;
             let list = tables(&cfg, [sa, sb], &only).await?;
             let mut shown = Shown::new(json);
@@ -490,21 +467,10 @@ pub async fn seed(a: SeedArgs) -> i32 {
     let only = TablePatterns::new(&a.tables);
     let started = Instant::now();
     let r = async {
-        let mut sides = Vec::new();
-        for z in [&a.from, &cfg.zone] {
-            let m = mysql_of(&cfg, z).map_err(|e| cfg_err(&cfg, e))?;
-            let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
-            let addr = format!("{}:{}", m.host, m.port);
-            let key = drc::mysql::applier::apply::channel_key(&channel, z);
-            sides.push(
-                Side::connect(z, &addr, opts, key)
-                    .await
-                    .map_err(|e| drc::mysql::error::classify(&addr, "connecting", e))?,
-            );
-        }
-        let (mut here, mut source) = (sides.pop().expect("two"), sides.pop().expect("two"));
+        let mut source = connect(&cfg, &channel, &a.from).await?;
+        let mut here = connect(&cfg, &channel, &cfg.zone).await?;
         // drc's progress table (a daemon of this version creates it too)
-        for s in drc::mysql::applier::apply::schema::meta_statements() {
+        for s in drc::mysql::applier::apply::meta_statements() {
             if s.contains("`seed_progress`") {
                 here.conn
                     .query_drop(&s)

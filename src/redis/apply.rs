@@ -266,6 +266,20 @@ pub async fn connection(client: &redis::Client) -> redis::RedisResult<Multiplexe
     client.get_multiplexed_async_connection_with_config(&cfg).await
 }
 
+/// `WATCH` of `keys` (database, name), each after the `SELECT` of its database.
+fn watching(keys: &[(u64, Vec<u8>)]) -> redis::Pipeline {
+    let mut p = redis::pipe();
+    let mut db = None;
+    for (d, k) in keys {
+        if db != Some(*d) {
+            p.cmd("SELECT").arg(*d).ignore();
+            db = Some(*d);
+        }
+        p.cmd("WATCH").arg(k.as_slice()).ignore();
+    }
+    p
+}
+
 /// The sink side of a Redis direction: this zone's Redis.
 pub struct RedisApplier {
     con: MultiplexedConnection,
@@ -346,34 +360,20 @@ impl RedisApplier {
 
     /// Watches `keys` (database, name) for [`RedisApplier::apply_snapshot_watched`].
     pub async fn watch(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<(), ApplyError> {
-        let mut p = redis::pipe();
-        let mut db = None;
-        for (d, k) in keys {
-            if db != Some(*d) {
-                p.cmd("SELECT").arg(*d).ignore();
-                db = Some(*d);
-            }
-            p.cmd("WATCH").arg(k.as_slice()).ignore();
-        }
         if keys.is_empty() {
             return Ok(());
         }
-        p.query_async::<()>(&mut self.con).await.map_err(|e| self.err(e))
+        watching(keys)
+            .query_async::<()>(&mut self.con)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// [`RedisApplier::watch`] and, in the same round trip after it, the server's
     /// replication offset: every write of the keys after that offset aborts the next
     /// MULTI/EXEC.
     pub async fn watch_then_offset(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<u64, ApplyError> {
-        let mut p = redis::pipe();
-        let mut db = None;
-        for (d, k) in keys {
-            if db != Some(*d) {
-                p.cmd("SELECT").arg(*d).ignore();
-                db = Some(*d);
-            }
-            p.cmd("WATCH").arg(k.as_slice()).ignore();
-        }
+        let mut p = watching(keys);
         p.cmd("INFO").arg("replication");
         let (info,): (String,) = p.query_async(&mut self.con).await.map_err(|e| self.err(e))?;
         self.info_field(&info, "master_repl_offset")?

@@ -103,7 +103,7 @@ impl FullSync {
         applier.forget(&seen_key(origin)).await?;
         let tail = match &peer_pos {
             None => None,
-            Some(p) => match OwnStream::after(local, &local.zone, p).await? {
+            Some(p) => match OwnStream::after(local, p).await? {
                 Some(own) => Some(own),
                 None => {
                     tracing::warn!(

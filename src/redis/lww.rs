@@ -225,7 +225,7 @@ impl Window {
         if self.own.is_none() {
             let zone = self.local.zone.clone();
             let mut own = match from {
-                Some(p) => OwnStream::after(&self.local, &zone, p).await?,
+                Some(p) => OwnStream::after(&self.local, p).await?,
                 None => None,
             };
             if let (None, Some(f)) = (&own, from) {
@@ -239,7 +239,7 @@ impl Window {
                         clock: f.clock,
                         ..Default::default()
                     };
-                    if let Some(mut o) = OwnStream::after(&self.local, &zone, &at).await? {
+                    if let Some(mut o) = OwnStream::after(&self.local, &at).await? {
                         tracing::warn!(from = %self.origin, gap = start - f.offset, "later-write-wins: this zone's Redis holds its stream only from offset {start}, not from {} where zone {} had applied it (a restarted server, or a backlog too small): writes of this zone in between are not known, and zone {}'s concurrent writes of those keys are applied as they come", f.offset, self.origin, self.origin);
                         o.db_unknown();
                         own = Some(o);
@@ -253,7 +253,7 @@ impl Window {
                         tracing::warn!(from = %self.origin, "later-write-wins: this zone's Redis no longer holds its stream from where zone {} had applied it: this zone's writes before now are not known, and concurrent writes of them are applied as they come until zone {} has applied this zone's stream to now", self.origin, self.origin);
                     }
                     let p = applier.now(&zone).await?;
-                    let mut o = OwnStream::after(&self.local, &zone, &p)
+                    let mut o = OwnStream::after(&self.local, &p)
                         .await?
                         .ok_or_else(|| Error::Transient {
                             addr: self.local.addr.clone(),

@@ -40,9 +40,9 @@ fn transient(addr: &str, what: String) -> Error {
 }
 
 impl OwnStream {
-    /// This zone's (`zone`) stream after `from` (replid, offset, database, clock);
-    /// `None` when its backlog no longer holds that point.
-    pub async fn after(local: &Local, zone: &str, from: &RedisPos) -> Result<Option<OwnStream>, Error> {
+    /// This zone's stream after `from` (replid, offset, database, clock); `None` when
+    /// its backlog no longer holds that point.
+    pub async fn after(local: &Local, from: &RedisPos) -> Result<Option<OwnStream>, Error> {
         let auth = local.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
         let (replica, sync) = Replica::connect(&local.addr, auth, Some((&from.replid, from.offset)))
             .await
@@ -51,7 +51,7 @@ impl OwnStream {
             Sync::Continue { .. } => Some(OwnStream {
                 replica,
                 grouper: Grouper::new(from.db),
-                hb_key: [super::source::HEARTBEAT_PREFIX, zone.as_bytes()].concat(),
+                hb_key: [super::source::HEARTBEAT_PREFIX, local.zone.as_bytes()].concat(),
                 clock: from.clock,
                 db_unknown: false,
                 light_applier: false,

@@ -257,13 +257,17 @@ impl RedisSink {
                 last.kafka = Some(k);
             }
         }
-        let settled = self.window.rules().enabled()
-            && self
-                .pending
-                .iter()
-                .any(|(tx, _)| self.window.rules().keys(tx).next().is_some());
-        if settled {
-            self.apply_judged().await?;
+        // the keys the later write settles, read once (none without the rule)
+        let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+        if self.window.rules().enabled() {
+            for (tx, _) in &self.pending {
+                keys.extend(self.window.rules().keys(tx));
+            }
+        }
+        if !keys.is_empty() {
+            keys.sort();
+            keys.dedup();
+            self.apply_judged(&keys).await?;
         } else {
             self.applier.apply_batch(&self.origin, &self.pending).await?;
             self.window.keep_up(&mut self.applier).await?;
@@ -308,16 +312,10 @@ impl RedisSink {
 impl RedisSink {
     /// Applies the pending batch judged against this zone's recent writes, exactly:
     /// judged again whenever a watched key was written between judgement and apply.
-    async fn apply_judged(&mut self) -> Result<(), Error> {
-        let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (tx, _) in &self.pending {
-            keys.extend(self.window.rules().keys(tx));
-        }
-        keys.sort();
-        keys.dedup();
+    async fn apply_judged(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<(), Error> {
         let from = self.pending.iter().find_map(|(_, p)| p.seen_of(&self.zone)).cloned();
         loop {
-            let end = self.applier.watch_then_offset(&keys).await?;
+            let end = self.applier.watch_then_offset(keys).await?;
             self.window
                 .catch_up(&mut self.applier, from.as_ref(), Some(end))
                 .await?;

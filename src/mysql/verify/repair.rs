@@ -22,6 +22,7 @@
 //! run the repair again).
 
 use super::{Key, KeyDiff, Side};
+use crate::mysql::applier::apply::LOOP_MARKER;
 use crate::mysql::applier::sql::{format_decimal, ident, parse_decimal};
 use crate::mysql::applier::table::LocalTable;
 use mysql_async::prelude::Queryable;
@@ -54,15 +55,6 @@ pub struct Fix {
 
 fn err(side: &Side, what: &str, e: mysql_async::Error) -> crate::error::Error {
     crate::mysql::error::classify(&side.addr, what, e)
-}
-
-/// The version column read as decimal text (`YYYYMMDDhhmmss.ffffff`, or the integer).
-fn version_sql(t: &LocalTable) -> Option<String> {
-    let v = ident(t.version.as_ref()?);
-    Some(match t.version_type.as_str() {
-        "datetime" | "timestamp" => format!("DATE_FORMAT({v}, '%Y%m%d%H%i%s.%f')"),
-        _ => format!("CAST({v} AS CHAR)"),
-    })
 }
 
 async fn state(
@@ -147,7 +139,7 @@ pub async fn repair_keys(
     keys: &[KeyDiff],
     apply: bool,
 ) -> Result<Vec<Fix>, crate::error::Error> {
-    let Some(vsql) = version_sql(t) else {
+    let Some(vsql) = super::sql::version_text(t) else {
         return Ok(Vec::new());
     };
     let mut fixes = Vec::new();
@@ -253,12 +245,7 @@ async fn write(
     let channel = side.key.clone();
     let r = async {
         side.conn
-            .exec_drop(
-                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
-                 SELECT 'repair', ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
-                 ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)",
-                (&side.zone, &channel),
-            )
+            .exec_drop(LOOP_MARKER, ("repair", &side.zone, &channel))
             .await?;
         // still what was decided on?
         let now = state(side, t, vsql, key, true).await.map_err(|e| mysql_async::Error::Other(e.to_string().into()))?;

@@ -29,6 +29,7 @@
 //! version column are copied with `INSERT IGNORE` (a row already here stays).
 
 use super::Side;
+use crate::mysql::applier::apply::LOOP_MARKER;
 use crate::mysql::applier::sql::{ident, parse_decimal};
 use crate::mysql::applier::table::LocalTable;
 use mysql_async::prelude::Queryable;
@@ -200,17 +201,10 @@ pub async fn seed_table(
             .await
             .map_err(|e| err(here, "preparing the session", e))?;
     }
-    let cols: Vec<String> = t.columns.iter().map(|c| ident(c)).collect();
+    let target = Target::new(t, &zone);
+    let (cols, key_pos) = (&target.cols, &target.key_pos);
     let keys: Vec<String> = t.pk.iter().map(|c| ident(c)).collect();
-    let key_pos: Vec<usize> =
-        t.pk.iter()
-            .map(|k| t.columns.iter().position(|c| c == k).expect("key columns are columns"))
-            .collect();
-    let version_pos = t.version.as_ref().and_then(|v| t.columns.iter().position(|c| c == v));
-    let vsql = t.version.as_ref().map(|v| match t.version_type.as_str() {
-        "datetime" | "timestamp" => format!("DATE_FORMAT({}, '%Y%m%d%H%i%s.%f')", ident(v)),
-        _ => format!("CAST({} AS CHAR)", ident(v)),
-    });
+    let vsql = super::sql::version_text(t);
     let source_key = source.key.clone();
     let mut copied = copied_before;
     // the chunk after `lo`: its statement and parameters
@@ -253,28 +247,15 @@ pub async fn seed_table(
         report.read += n;
         let more = (n as usize) >= o.chunk_rows;
         // this chunk written here while the next one is read there
-        let (wrote, following) = tokio::join!(
-            write_chunk(
-                here,
-                t,
-                &cols,
-                &key_pos,
-                version_pos,
-                &mut batch,
-                &zone,
-                &last,
-                copied + n
-            ),
-            async {
-                match more {
-                    true => {
-                        let (q, p) = chunk(Some(&last));
-                        read_chunk(source, &q, p, versioned).await
-                    }
-                    false => Ok(Vec::new()),
+        let (wrote, following) = tokio::join!(write_chunk(here, &target, &mut batch, &last, copied + n), async {
+            match more {
+                true => {
+                    let (q, p) = chunk(Some(&last));
+                    read_chunk(source, &q, p, versioned).await
                 }
+                false => Ok(Vec::new()),
             }
-        );
+        });
         let (written, beaten) = wrote?;
         next = following?;
         report.written += written;
@@ -323,25 +304,46 @@ async fn read_chunk(
         .collect())
 }
 
+/// What every chunk of one table is written with.
+struct Target<'a> {
+    t: &'a LocalTable,
+    /// The columns quoted, the key's and the version's positions among them.
+    cols: Vec<String>,
+    key_pos: Vec<usize>,
+    version_pos: Option<usize>,
+    source_zone: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn new(t: &'a LocalTable, source_zone: &'a str) -> Target<'a> {
+        let position = |name: &str| t.columns.iter().position(|c| c == name);
+        Target {
+            t,
+            cols: t.columns.iter().map(|c| ident(c)).collect(),
+            key_pos: t
+                .pk
+                .iter()
+                .map(|k| position(k).expect("key columns are columns"))
+                .collect(),
+            version_pos: t.version.as_deref().and_then(position),
+            source_zone,
+        }
+    }
+}
+
 /// One chunk in one transaction (see the module doc); returns (rows written, rows
-/// dropped for a newer tombstone).
-#[allow(clippy::too_many_arguments)]
+/// dropped for a newer tombstone). A deadlock or lock wait with the applier (both lock
+/// rows and tombstones) rolls the chunk back whole: it is written again.
 async fn write_chunk(
     here: &mut Side,
-    t: &LocalTable,
-    cols: &[String],
-    key_pos: &[usize],
-    version_pos: Option<usize>,
+    target: &Target<'_>,
     batch: &mut Vec<(Vec<Value>, Option<i128>)>,
-    source_zone: &str,
     last: &[Value],
     copied: u64,
 ) -> Result<(u64, u64), crate::error::Error> {
-    // a deadlock or lock wait with the applier (both lock rows and tombstones) rolls
-    // the chunk back whole: it is written again
     let mut attempt = 0u64;
     loop {
-        match chunk_once(here, t, cols, key_pos, version_pos, batch, source_zone, last, copied).await {
+        match chunk_once(here, target, batch, last, copied).await {
             Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) && attempt < 20 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
@@ -351,29 +353,27 @@ async fn write_chunk(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn chunk_once(
     here: &mut Side,
-    t: &LocalTable,
-    cols: &[String],
-    key_pos: &[usize],
-    version_pos: Option<usize>,
+    target: &Target<'_>,
     batch: &mut Vec<(Vec<Value>, Option<i128>)>,
-    source_zone: &str,
     last: &[Value],
     copied: u64,
 ) -> Result<(u64, u64), mysql_async::Error> {
+    let Target {
+        t,
+        cols,
+        key_pos,
+        version_pos,
+        source_zone,
+    } = target;
+    let version_pos = *version_pos;
     let channel = here.key.clone();
     let zone = here.zone.clone();
     let c = &mut here.conn;
     c.query_drop("START TRANSACTION").await?;
     let r = async {
-        c.exec_drop(
-            "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
-             SELECT 'seed', ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
-             ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)",
-            (&zone, &channel),
-        )
+        c.exec_drop(LOOP_MARKER, ("seed", &zone, &channel))
         .await?;
         let mut beaten = 0u64;
         if version_pos.is_some() {

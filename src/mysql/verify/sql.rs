@@ -20,6 +20,16 @@ pub fn row_md5(columns: &[String]) -> String {
     )
 }
 
+/// The version column read as decimal text (`YYYYMMDDhhmmss.ffffff`, or the integer),
+/// as `parse_decimal` reads versions; `None` without a version column.
+pub fn version_text(t: &crate::mysql::applier::table::LocalTable) -> Option<String> {
+    let v = ident(t.version.as_ref()?);
+    Some(match t.version_type.as_str() {
+        "datetime" | "timestamp" => format!("DATE_FORMAT({v}, '%Y%m%d%H%i%s.%f')"),
+        _ => format!("CAST({v} AS CHAR)"),
+    })
+}
+
 /// `` `a`, `b` `` of the key.
 fn key_list(pk: &[String]) -> String {
     pk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")

@@ -58,7 +58,7 @@ mod heartbeat;
 mod parked;
 mod position;
 mod row;
-pub mod schema;
+mod schema;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -66,7 +66,7 @@ mod tombstone;
 
 use batch::*;
 use conflicts::*;
-pub use position::channel_key;
+pub use position::{channel_key, LOOP_MARKER};
 pub use row::format_decimal;
 use row::*;
 pub use schema::{meta_statements, META_SQL};

@@ -12,6 +12,16 @@ pub fn channel_key(channel: &str, zone: &str) -> String {
     }
 }
 
+/// The loop marker, the first write of every transaction drc writes into a zone
+/// (the applier's, and `drc repair`'s and `drc seed`'s): parameters (origin key,
+/// this zone, this zone's journal channel). Other zones' readers skip transactions that
+/// write it; the row carries the journal's committed position as the transaction sees
+/// it (its watermark: deletes the journal has not recorded yet are re-checked by the
+/// journal against the transaction's inserts).
+pub const LOOP_MARKER: &str = "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
+     SELECT ?, ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
+     ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)";
+
 impl Applier {
     /// Claims the application of `origin`'s transactions (this channel) into this
     /// server for the life of the applier's session ([`crate::mysql::claim`]): a
@@ -131,10 +141,12 @@ impl Applier {
         // re-checked by the journal against this transaction's inserts.
         self.conn
             .exec_drop(
-                "INSERT INTO `drc`.`marker` (origin_zone, applier_zone, n, journal_file, journal_pos) \
-                 SELECT ?, ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
-                 ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)",
-                (self.s.channel_key(origin), &self.s.zone, self.s.channel_key(&self.s.zone)),
+                LOOP_MARKER,
+                (
+                    self.s.channel_key(origin),
+                    &self.s.zone,
+                    self.s.channel_key(&self.s.zone),
+                ),
             )
             .await
             .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))
