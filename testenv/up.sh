@@ -31,6 +31,7 @@ if [ "$mariadb" = 1 ]; then
 fi
 mkdir -p "$RUN_DIR/secrets"
 printf 'drc' > "$RUN_DIR/secrets/drc.password"
+chmod 600 "$RUN_DIR/secrets/drc.password"
 [ -s "$RUN_DIR/secrets/admin.token" ] || printf 'testenv-%s' "$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')" > "$RUN_DIR/secrets/admin.token"
 chmod 600 "$RUN_DIR/secrets/admin.token"
 
@@ -165,6 +166,10 @@ innodb_buffer_pool_size = 256M
 innodb_log_file_size = 256M
 # Test servers trade durability for speed; production needs 1 and 1 (drc check warns).
 innodb_flush_log_at_trx_commit = 2
+# TLS (testenv/up.sh make_tls): drc connects with verify-full.
+ssl_ca = $RUN_DIR/tls/ca.pem
+ssl_cert = $RUN_DIR/tls/server.pem
+ssl_key = $RUN_DIR/tls/server.key
 # drc's tombstone triggers are created by the drc user (no SUPER).
 log_bin_trust_function_creators = ON
 sync_binlog = 0
@@ -193,8 +198,19 @@ setup_sql() {
     SET GLOBAL log_bin_trust_function_creators = ON;
     CREATE USER IF NOT EXISTS 'drc'@'127.0.0.1' IDENTIFIED BY 'drc';
     CREATE USER IF NOT EXISTS 'drc'@'localhost' IDENTIFIED BY 'drc';
-    GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
-    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, TRIGGER, CREATE TEMPORARY TABLES ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    -- Exactly the grants docs/OPERATIONS.md lists (the whole test suite runs drc as
+    -- this user): the tests' application schemas are drc_* (and shop, the benches').
+    -- Only added here (tests run up.sh while others run: no window without them); the
+    -- broader global grants of older testenvs are revoked below.
+    GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    -- (the tests use [replication.ddl_home], whose schema changes drc applies: CREATE,
+    -- ALTER, INDEX, DROP; and upgrade from a drc with triggers: TRIGGER)
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, CREATE, ALTER, INDEX, DROP, TRIGGER ON \`drc\\_%\`.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES ON shop.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES ON sbtest.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES ON applybench.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES ON bench.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
+    GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE TEMPORARY TABLES ON drc.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
     -- drc fence sets read_only; the applier keeps writing under it.
     GRANT READ_ONLY ADMIN ON *.* TO 'drc'@'127.0.0.1', 'drc'@'localhost';
     -- An application user (no admin rights: read_only stops it), for the failover drill.
@@ -205,9 +221,40 @@ setup_sql() {
     CREATE USER IF NOT EXISTS 'drc_test'@'localhost' IDENTIFIED BY 'drc_test';
     GRANT ALL PRIVILEGES ON *.* TO 'drc_test'@'127.0.0.1', 'drc_test'@'localhost' WITH GRANT OPTION;
     CREATE DATABASE IF NOT EXISTS shop;"
+  zone_sql "$z" "REVOKE SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, TRIGGER, CREATE TEMPORARY TABLES, SLAVE MONITOR ON *.* FROM 'drc'@'127.0.0.1', 'drc'@'localhost'" 2>/dev/null || true
+}
+
+# A test CA and certificates (openssl), made once: the zones' MariaDB serve TLS with
+# tls/server.pem (issued for 127.0.0.1 and zone.drc.test, by tls/ca.pem) and drc
+# connects with [mysql.tls] mode = "verify-full". tls/other-ca.pem is a CA that signed
+# nothing (a wrong CA, for the tests); tls/client.pem/.key a client certificate.
+make_tls() {
+  local d="$RUN_DIR/tls"
+  [ -s "$d/server.pem" ] && [ -s "$d/client.key" ] && return 0
+  ensure_pkg openssl openssl
+  log "making the test CA and certificates in $d"
+  mkdir -p "$d"
+  (
+    cd "$d"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=drc testenv CA" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=drc other CA" \
+      -keyout other-ca.key -out other-ca.pem 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:zone.drc.test\nextendedKeyUsage=serverAuth\n' > server.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=zone.drc.test" -keyout server.key -out server.csr 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=drc" -keyout client.key -out client.csr 2>/dev/null
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.pem 2>/dev/null
+    chmod 644 ca.pem other-ca.pem server.pem client.pem
+  ) || { log "openssl failed to make the test certificates"; exit 1; }
 }
 
 if [ "$mariadb" = 1 ]; then
+  make_tls
   for z in $zones; do start_zone "$z"; done
 fi
 if [ "$kafka" = 1 ]; then start_kafka; fi

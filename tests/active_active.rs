@@ -503,6 +503,61 @@ async fn rows_outside_the_origin_range_are_quarantined_both_ways() {
     );
 }
 
+/// Three zones read each other on their own: zone a's update of a row that zone c owns
+/// can reach zone b before c's insert of it. Zone b applies it by last-writer-wins (c's
+/// insert, older, loses when it comes), never quarantines it: a quarantine would leave
+/// b without the row for good once c's insert lands under a's newer version elsewhere.
+/// A key no zone owns stays quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_third_zones_row_arriving_before_its_insert_is_applied() {
+    let mut p = Pair::new("third_zone", &[ORDERS], 4331).await;
+    // zones a and b own 1, 4, 7, … and 2, 5, 8, …; zone c owns 3, 6 and 9
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        let at = text.find("[id_ranges.").unwrap();
+        let ranges = "[id_ranges.a]\nincrement = 3\noffset = 1\n\
+                      [id_ranges.b]\nincrement = 3\noffset = 2\n\
+                      [id_ranges.c]\nintervals = [[3, 3], [6, 6], [9, 9]]\n";
+        let rest = &text[at..];
+        let end = rest.find("\n[[peers]]").unwrap_or(rest.len());
+        std::fs::write(cfg, format!("{}{ranges}{}", &text[..at], &rest[end..])).unwrap();
+    }
+    p.start_both().await;
+    let db = p.db.clone();
+    // zone a has zone c's row 9 (c's insert reached a, not yet b: written here without
+    // a binlog), then updates it; and updates row 12, which no zone owns
+    exec(
+        ZONE_A,
+        &[
+            "SET sql_log_bin = 0",
+            &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (9, 'inserted in c'), (12, 'nobody owns it')"),
+            "SET sql_log_bin = 1",
+            &format!("UPDATE `{db}`.orders SET customer = 'updated in a' WHERE id IN (9, 12)"),
+            &format!("INSERT INTO `{db}`.orders (id, customer) VALUES (1, 'marker')"),
+        ],
+    )
+    .await;
+    let in_b = || async {
+        let rows: Vec<(u64, String)> = conn(ZONE_B)
+            .await
+            .query(format!("SELECT id, customer FROM `{db}`.orders ORDER BY id"))
+            .await
+            .unwrap();
+        rows
+    };
+    let ok = wait_until(Duration::from_secs(30), || async { in_b().await.iter().any(|(id, _)| *id == 1) }).await;
+    assert!(ok, "zone a's changes did not reach b\n{}", p.logs());
+    let in_b = in_b().await;
+    assert_eq!(
+        in_b,
+        vec![(1, "marker".to_string()), (9, "updated in a".to_string())],
+        "zone c's row applied by last-writer-wins, the unowned key quarantined\n{}",
+        p.logs()
+    );
+    assert_eq!(p.conflicts(1, "id_out_of_range").await, 1, "only key 12 quarantined");
+    assert_eq!(p.conflicts(1, "update_before_insert").await, 1, "key 9 logged");
+}
+
 const MATRIX: &str = "CREATE TABLE m (
   id INT PRIMARY KEY,
   ti TINYINT, tiu TINYINT UNSIGNED, mi MEDIUMINT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
@@ -1775,6 +1830,108 @@ async fn an_insert_batch_that_meets_an_existing_key_is_decided_row_by_row() {
     );
     assert_eq!(p.conflicts(1, "local_row_newer").await, 0);
     p.assert_converged("orders", 30, 0).await;
+    for z in 0..2 {
+        assert!(p.running(z), "{}", p.logs());
+    }
+}
+
+/// A run of new rows (one transaction of 600 rows, fragments of 1,000) is written in
+/// zone b with `LOAD DATA LOCAL` (`drc_applied_rows_loaded_total`): every value
+/// arrives exactly, text holding the characters `LOAD DATA` reads specially (tab,
+/// newline, backslash, `\N`, NUL, CR) and NULLs included. A table with binary data
+/// goes as INSERTs. A run that meets a key zone b already has is undone and decided
+/// row by row as before (the newer incoming row wins, nothing logged as a conflict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_new_rows_is_loaded_with_every_value_intact() {
+    const TYPED: &str = "CREATE TABLE typed (id BIGINT PRIMARY KEY, t VARCHAR(64) NULL, txt TEXT, d DECIMAL(12,4), \
+        f FLOAT, g DOUBLE, dt DATETIME(3), dd DATE, tm TIME(2), e ENUM('x','y z'), s SET('p','q'), j JSON, \
+        u INT UNSIGNED, l1 VARCHAR(16) CHARACTER SET latin1, \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+    const BIN: &str = "CREATE TABLE bin (id BIGINT PRIMARY KEY, b VARBINARY(16), \
+        updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))";
+    let mut p = Pair::new("load", &[TYPED, BIN], 6411).await;
+    p.fragment_rows(1000);
+    let admin = p.with_admin(9711, "t");
+    let db = p.db.clone();
+    p.start_both().await;
+    let texts = [
+        r"'tab\there'",
+        r"'line\nbreak'",
+        r"'back\\slash'",
+        r"'\\N'",
+        r"'cr\rlf'",
+        r"'nul\0byte'",
+        "'quote''s'",
+        "'émoji 😀'",
+        "''",
+        "NULL",
+    ];
+    let row = |i: usize| {
+        let id = 2 * i + 1;
+        let t = texts[i % texts.len()];
+        let enum_ = ["'x'", "'y z'", "NULL"][i % 3];
+        let d = if i % 2 == 0 {
+            format!("{i}.{:04}", i % 10_000)
+        } else {
+            format!("-{i}.5")
+        };
+        format!(
+            "({id}, {t}, REPEAT({t}, 3), {d}, {i} / 7, {i} / 3e10, '2026-12-07 10:00:{:02}.{:03}', '2026-12-07', \
+             '{}12:34:56.78', {enum_}, 'p,q', JSON_OBJECT('k', {t}, 'n', {i}), 4294967295, 'café')",
+            i % 60,
+            i % 1000,
+            if i % 2 == 0 { "" } else { "-" },
+        )
+    };
+    let loaded = |admin: String| async move {
+        sample(&get(&format!("{admin}/metrics")), "drc_applied_rows_loaded_total", &[]).unwrap_or(0.0)
+    };
+    // 1. 600 new rows in one transaction: loaded
+    let rows: Vec<String> = (0..600).map(row).collect();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.typed (id, t, txt, d, f, g, dt, dd, tm, e, s, j, u, l1) VALUES {}",
+            rows.join(", ")
+        )],
+    )
+    .await;
+    p.assert_converged("typed", 30, 0).await;
+    assert_eq!(p.rows(1, "typed").await.len(), 600);
+    assert_eq!(loaded(admin[1].clone()).await, 600.0, "{}", p.log(1));
+    // 2. binary data: INSERTs, same result
+    let bins: Vec<String> = (0..300)
+        .map(|i| format!("({}, X'00{:02x}ff09')", 2 * i + 1, i % 256))
+        .collect();
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.bin (id, b) VALUES {}", bins.join(", "))],
+    )
+    .await;
+    p.assert_converged("bin", 30, 0).await;
+    assert_eq!(p.rows(1, "bin").await.len(), 300);
+    assert_eq!(loaded(admin[1].clone()).await, 600.0, "binary values are not loaded");
+    // 3. zone b has one key of the next run already, older (written outside the binlog)
+    exec(
+        ZONE_B,
+        &[
+            "SET SESSION sql_log_bin = 0",
+            &format!("INSERT INTO `{db}`.typed (id, t, updated_at) VALUES (1301, 'old in b', '2020-01-01 00:00:00')"),
+        ],
+    )
+    .await;
+    let rows: Vec<String> = (650..950).map(row).collect();
+    exec(
+        ZONE_A,
+        &[&format!(
+            "INSERT INTO `{db}`.typed (id, t, txt, d, f, g, dt, dd, tm, e, s, j, u, l1) VALUES {}",
+            rows.join(", ")
+        )],
+    )
+    .await;
+    p.assert_converged("typed", 30, 0).await;
+    assert_eq!(p.rows(1, "typed").await.len(), 900);
+    assert_eq!(p.conflicts(1, "local_row_newer").await, 0);
     for z in 0..2 {
         assert!(p.running(z), "{}", p.logs());
     }

@@ -143,6 +143,44 @@ async fn metrics_show_lag_and_mutations_need_the_token() {
     let (code, out) = drc(&["status", "--config", &cfg_b]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("a -> b: applying"), "{out}");
+
+    // every mutating call is in zone b's audit log (default: in its state directory),
+    // refused ones included, and the token in none of its lines nor the daemon's log
+    let audit = p.cfg[1].parent().unwrap().join("state-b/audit.log");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap_or_else(|e| panic!("{}: {e}", audit.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["action"].as_str().unwrap().into(),
+                l["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 4, "{lines:?}");
+    assert!(
+        seen[0].0 == "pause" && seen[0].1.starts_with("refused: missing"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].0 == "pause" && seen[1].1.starts_with("refused: wrong"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], ("pause".into(), "ok".into()));
+    assert_eq!(seen[3], ("resume".into(), "ok".into()));
+    assert_eq!(lines[2]["target"], "a");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["who"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{lines:?}"
+    );
+    let text = std::fs::read_to_string(&audit).unwrap() + &p.logs();
+    assert!(!text.contains("s3cret"), "the admin token in a log:\n{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +373,9 @@ async fn the_journal_skips_applier_rows_it_does_not_need() {
 
 #[test]
 fn drill_script_fences_drains_moves_and_reports_pass() {
+    // zone a's daemon's audit log ([reader] state_dir of testenv/zone-a.toml)
+    let audit = repo().join("testenv/.run/drc-a/state/audit.log");
+    let before = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
     let out = Command::new("bash")
         .arg(repo().join("testenv/drill.sh"))
         .env("DRILL_SECONDS", "2")
@@ -357,6 +398,21 @@ fn drill_script_fences_drains_moves_and_reports_pass() {
     assert!(text.contains("lost writes: 0"), "{text}");
     assert!(text.contains("conflicts on the drill's rows: 0 unexplained"), "{text}");
     assert!(text.contains("zone a unfenced: read_only = 0"), "{text}");
+    // each fence and unfence by the drill's commands is audited: started, then done
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .skip(before)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = |action: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["via"] == "cli" && e["target"] == "a")
+            .filter(|e| e["outcome"].as_str().unwrap().starts_with("ok: read_only"))
+            .count()
+    };
+    assert!(done("fence") >= 2 && done("unfence") >= 2, "audit entries: {entries:?}");
     let committed = |prefix: &str| -> u64 {
         let line = text
             .lines()

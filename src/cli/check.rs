@@ -27,11 +27,14 @@ pub async fn run(a: CheckArgs) -> i32 {
     let mut conn = match mysql_async::Conn::new(opts).await {
         Ok(c) => c,
         Err(e) => {
+            if let Some(hint) = drc::mysql::error::tls_hint(&e) {
+                return super::fail(format!("cannot connect to {addr}: {hint} ({})", a.config.display()));
+            }
             return super::fail(format!(
                 "cannot connect to {addr} as {}: {e}. Check [mysql] host/port/user/password in {}",
                 cfg.mysql.user,
                 a.config.display()
-            ))
+            ));
         }
     };
     let findings = match run_checks_for(&mut conn, cfg.reader.server_id, Some(&cfg)).await {

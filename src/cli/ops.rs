@@ -287,9 +287,23 @@ pub async fn fence(a: FenceArgs, on: bool) -> i32 {
         let m = zone_mysql(&cfg, &a.zone)?;
         let opts = m.opts(&cfg.base_dir).map_err(|e| cfg_err(&cfg, e))?;
         let addr = m.addr();
-        let report = drc::ops::fence::set_fence(&a.zone, opts, on)
-            .await
-            .map_err(|e| drc::mysql::error::classify(&addr, "setting read_only", e))?;
+        let log = drc::ops::audit::path(&cfg);
+        let action = if on { "fence" } else { "unfence" };
+        let audit = |outcome: String| {
+            let e = drc::ops::audit::Entry::new(action, "cli", drc::ops::audit::os_user(), a.zone.clone(), outcome);
+            drc::ops::audit::record(&log, &e).map_err(|what| Error::Server {
+                addr: addr.clone(),
+                what: format!("not done: it could not be audited ({what})"),
+            })
+        };
+        // recorded before it is done (a fence half done is still on the record)
+        audit("started".into())?;
+        let report = drc::ops::fence::set_fence(&a.zone, opts, on).await;
+        audit(match &report {
+            Ok(r) => format!("ok: read_only = {}", if r.read_only { "ON" } else { "OFF" }),
+            Err(e) => format!("failed: {e}"),
+        })?;
+        let report = report.map_err(|e| drc::mysql::error::classify(&addr, "setting read_only", e))?;
         let v = serde_json::to_value(&report).expect("report serializes");
         print(&a.common.format, &v, || {
             format!(

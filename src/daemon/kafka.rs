@@ -83,7 +83,8 @@ async fn consume(c: &ConsumerSide, shutdown: &Shutdown) -> Result<(), Error> {
         &c.origin,
         stored,
         (),
-    )?;
+    )
+    .await?;
     source.verify().await?;
     let dir = crate::telemetry::status::registry().direction(&c.origin);
     dir.set_state("applying");

@@ -44,7 +44,18 @@ pub async fn init(cfg: &Config, path: &Path) -> Result<usize, Error> {
     let opts = cfg.mysql.opts(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
     let mut ap = Applier::connect(opts, s).await?;
     ap.init_schema().await?;
-    ap.drop_legacy_triggers().await
+    let dropped = ap.drop_legacy_triggers().await?;
+    if let (TransportKind::Kafka, Some(k)) = (cfg.transport, &cfg.kafka) {
+        // this zone's topic and its peers' (one partition each): a first start then
+        // neither publishes into nor reads a topic that is still being created
+        // (a broker away now is no reason to fail: the daemon creates them too)
+        for zone in std::iter::once(&cfg.zone).chain(cfg.peers.iter().map(|p| &p.zone)) {
+            if let Err(e) = crate::kafka::ensure_topic(k, &k.topic(zone)).await {
+                tracing::warn!(error = %e, topic = k.topic(zone), "could not create the topic now; the daemons create it when they start");
+            }
+        }
+    }
+    Ok(dropped)
 }
 
 /// Runs the zone daemon until `stop` resolves (a signal) or a task fails.
@@ -82,8 +93,10 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         })?;
         tracing::info!(listen = %admin.listen, "admin endpoint: /metrics /status /pause /resume");
         let sd = shutdown.clone();
+        let audit = crate::ops::audit::path(&cfg);
+        tracing::info!(audit_log = %audit.display(), "mutating admin calls are audited");
         tasks.spawn("admin endpoint", async move {
-            crate::ops::admin::serve(listener, prometheus, token, sd)
+            crate::ops::admin::serve(listener, prometheus, token, audit, sd)
                 .await
                 .map_err(Error::Output)
         });

@@ -172,7 +172,7 @@ async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<
         },
         "Redis sync over Kafka starting"
     );
-    let mut source: KafkaSource<Delivery> = KafkaSource::open(k, topic, &d.capture.zone, origin, at, ())?;
+    let mut source: KafkaSource<Delivery> = KafkaSource::open(k, topic, &d.capture.zone, origin, at, ()).await?;
     source.verify().await?;
     status.update(|s| s.state = "applying".into());
     let durable = Arc::new(AtomicU64::new(0));

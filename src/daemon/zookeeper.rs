@@ -173,7 +173,7 @@ async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<
         checkpoint: None,
     });
     let mut source: KafkaSource<ZkDelivery> =
-        KafkaSource::open(k, topic.clone(), &c.zone, &c.origin, at, c.roots.clone())?;
+        KafkaSource::open(k, topic.clone(), &c.zone, &c.origin, at, c.roots.clone()).await?;
     source.verify().await?;
     let status = crate::telemetry::status::registry().zk_direction(&c.origin);
     status.update(|s| s.state = "applying".into());

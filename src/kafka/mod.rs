@@ -5,8 +5,9 @@
 //! One topic per origin zone with **one partition**: the partition order is the
 //! origin's commit order, so every row's changes stay in order and a transaction's
 //! fragments are contiguous (the applier opens its target transaction on fragment 0
-//! and commits on the last). Message key: the GTID; value: `wire` JSON v1; headers
-//! `drc-format`, `drc-zone`. Throughput is bounded by one partition per zone; that is
+//! and commits on the last). Message key: the (first) transaction's GTID; value:
+//! `wire` JSON, one fragment (`json/1`) or, while the publisher is behind, up to
+//! `max_message_txns` whole transactions (`json/2`); headers `drc-format`, `drc-zone`. Throughput is bounded by one partition per zone; that is
 //! the price of exact order without cross-partition reassembly.
 //!
 //! # Producer: nothing lost
@@ -61,10 +62,29 @@ pub struct KafkaConfig {
     /// Extra librdkafka settings, e.g. `{ "security.protocol" = "ssl" }`.
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
+    /// Whole transactions one message may carry while the publisher is behind
+    /// (`json/2`, docs/KAFKA.md): `max_message_txns = 500`. `1` publishes every
+    /// transaction alone (`json/1`): for a rolling upgrade while some consumers are
+    /// drc versions that read only `json/1`.
+    #[serde(default = "default_max_message_txns")]
+    pub max_message_txns: usize,
+    /// How long a message waits for more transactions after its first:
+    /// `linger_ms = 5` (the latency it adds at a low rate; librdkafka's own
+    /// `linger.ms` is set to 0 for drc's producers).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+fn default_linger_ms() -> u64 {
+    5
 }
 
 fn default_prefix() -> String {
     "drc.".into()
+}
+
+fn default_max_message_txns() -> usize {
+    500
 }
 
 impl KafkaConfig {
@@ -83,8 +103,17 @@ impl KafkaConfig {
     }
 
     pub(crate) fn client(&self) -> ClientConfig {
+        self.client_with(&[])
+    }
+
+    /// A client with drc's tuning `defaults`, which the config's `options` override
+    /// (what correctness needs is set by the caller after this, and wins).
+    pub(crate) fn client_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.options {
             c.set(k, v);
         }

@@ -5,7 +5,8 @@
 //! transaction) pass through the same queue, in order, so a position never runs
 //! ahead of an unacknowledged message.
 //!
-//! At most [`MAX_IN_FLIGHT`] messages wait for acknowledgement: then [`Publisher::retire`]
+//! At most [`MAX_IN_FLIGHT`] units (a message's weight: the transactions it carries
+//! for a binlog producer, 1 for the others) wait for acknowledgement: then [`Publisher::retire`]
 //! waits (the source stops reading until the broker catches up), and says so in the
 //! log when the broker has not answered for 5 s.
 
@@ -17,7 +18,16 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Messages published but not yet acknowledged, at most.
+/// The producer's librdkafka settings unless `[kafka] options` says otherwise
+/// (docs/KAFKA.md): drc gathers transactions into messages itself (`[kafka]
+/// linger_ms`), so librdkafka sends at once; up to 64 MB queued, 10 MB messages.
+pub const PRODUCER_TUNING: &[(&str, &str)] = &[
+    ("linger.ms", "0"),
+    ("queue.buffering.max.kbytes", "65536"),
+    ("message.max.bytes", "10000000"),
+];
+
+/// Weight (transactions, or messages) published but not yet acknowledged, at most.
 pub const MAX_IN_FLIGHT: usize = 2_000;
 /// How long a producer whose source failed waits for the broker's acknowledgements of
 /// what it read before (a restarted Redis continues its stream only from its last
@@ -29,7 +39,9 @@ pub struct Publisher<P> {
     pub topic: String,
     zone: String,
     producer: FutureProducer<RateLimitedLog>,
-    inflight: VecDeque<(Option<DeliveryFuture>, Option<P>)>,
+    inflight: VecDeque<(Option<DeliveryFuture>, Option<P>, usize)>,
+    /// The weight of what is in flight.
+    weight: usize,
     /// since when the oldest message waits for its acknowledgement; last warning
     waiting_since: Option<Instant>,
     warned: Option<Instant>,
@@ -51,13 +63,10 @@ impl<P> Publisher<P> {
             tracing::warn!(error = %e, topic, "could not create the topic (it must exist)");
         }
         let producer: FutureProducer<RateLimitedLog> = k
-            .client()
+            .client_with(PRODUCER_TUNING)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.kbytes", "65536")
-            .set("message.max.bytes", "10000000")
             .create_with_context(RateLimitedLog::default())
             .map_err(|e| kerr(&k.brokers, "producer", e))?;
         Ok(Publisher {
@@ -66,6 +75,7 @@ impl<P> Publisher<P> {
             zone: zone.to_string(),
             producer,
             inflight: VecDeque::new(),
+            weight: 0,
             waiting_since: None,
             warned: None,
             unacked,
@@ -84,17 +94,25 @@ impl<P> Publisher<P> {
 
     /// The oldest entry is a message waiting for its acknowledgement.
     pub fn waiting(&self) -> bool {
-        matches!(self.inflight.front(), Some((Some(_), _)))
+        matches!(self.inflight.front(), Some((Some(_), _, _)))
     }
 
     /// `pos` passes in order without a message (nothing to publish).
     pub fn pass(&mut self, pos: Option<P>) {
-        self.inflight.push_back((None, pos));
+        self.inflight.push_back((None, pos, 0));
     }
 
     /// Publishes `payload` (headers `drc-format` = `format`, `drc-zone`); `pos`
-    /// becomes durable once it is acknowledged.
-    pub async fn send(&mut self, key: &str, payload: &[u8], format: &str, pos: Option<P>) -> Result<(), Error> {
+    /// becomes durable once it is acknowledged. `weight` (at least 1) counts against
+    /// [`MAX_IN_FLIGHT`].
+    pub async fn send(
+        &mut self,
+        key: &str,
+        payload: &[u8],
+        format: &str,
+        pos: Option<P>,
+        weight: usize,
+    ) -> Result<(), Error> {
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "drc-format",
@@ -116,7 +134,9 @@ impl<P> Publisher<P> {
                 Err((e, _)) => return Err(kerr(&self.brokers, "publishing", e)),
             }
         };
-        self.inflight.push_back((Some(fut), pos));
+        let weight = weight.max(1);
+        self.weight += weight;
+        self.inflight.push_back((Some(fut), pos, weight));
         Ok(())
     }
 
@@ -141,9 +161,9 @@ impl<P> Publisher<P> {
     /// reached.
     pub async fn retire(&mut self, mut done: impl FnMut(bool, Option<P>) -> Result<(), Error>) -> Result<(), Error> {
         loop {
-            let full = self.inflight.len() >= MAX_IN_FLIGHT;
+            let full = self.weight >= MAX_IN_FLIGHT;
             let unacked = self.inflight.len();
-            let Some((fut, _)) = self.inflight.front_mut() else {
+            let Some((fut, _, _)) = self.inflight.front_mut() else {
                 break;
             };
             if let Some(f) = fut {
@@ -184,7 +204,8 @@ impl<P> Publisher<P> {
                     }
                 }
             }
-            let (fut, pos) = self.inflight.pop_front().expect("front exists");
+            let (fut, pos, weight) = self.inflight.pop_front().expect("front exists");
+            self.weight -= weight;
             if self
                 .waiting_since
                 .take()

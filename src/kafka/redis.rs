@@ -45,17 +45,17 @@ const MESSAGE_BYTES: usize = 1 << 20;
 const MESSAGE_LIMIT: usize = 9_500_000;
 
 impl Message for Delivery {
-    const FORMAT: &'static str = wire::FORMAT;
+    const FORMATS: &'static [&'static str] = &[wire::FORMAT];
     /// The origin position (replid, offset) of the message's last transaction or
     /// full sync end.
     type Identity = (String, u64);
     type Context = ();
 
-    fn decode(payload: &[u8], at: KafkaPosition, _: &()) -> Result<Self, String> {
-        Ok(Delivery {
+    fn decode(payload: &[u8], _: &str, at: KafkaPosition, _: &()) -> Result<Vec<Self>, String> {
+        Ok(vec![Delivery {
             items: wire::decode(payload)?,
             kafka: Some(at.offset),
-        })
+        }])
     }
 
     fn identity(&self) -> Option<(String, u64)> {
@@ -217,7 +217,7 @@ impl<'a> RedisPublisher<'a> {
             Some(Published::At(p)) => format!("{}:{}", p.replid, p.offset),
             _ => self.zone.clone(),
         };
-        self.publisher.send(&key, &payload, wire::FORMAT, pos).await
+        self.publisher.send(&key, &payload, wire::FORMAT, pos, 1).await
     }
 
     /// Publishes the gathered transactions as one message.

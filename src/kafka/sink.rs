@@ -5,8 +5,21 @@
 //! acknowledged by the broker (idempotent producer, `acks=all`), never to the read
 //! position. Applier transactions (loop marker) and empty ones are not published;
 //! their positions still pass through the same queue, in order. At most
-//! `MAX_IN_FLIGHT` fragments wait for acknowledgement: then writes wait (the reader
+//! `MAX_IN_FLIGHT` transactions wait for acknowledgement: then writes wait (the reader
 //! stops reading until the broker catches up).
+//!
+//! # Batches
+//! Whole (single-fragment) transactions are gathered into one `json/2` message, up
+//! to `[kafka] max_message_txns` transactions or [`MESSAGE_BYTES`]; it is sent when
+//! full, before a fragment of a larger transaction, and once its first transaction
+//! waited `[kafka] linger_ms` (the producer's own `linger.ms` is then 0: a
+//! transaction waits once, here). A consumer's throughput is bound by messages per
+//! fetch, not by bytes: at a high rate a message carries hundreds of transactions;
+//! at a low one, one (`json/1`), after at most `linger_ms`. A batch's position is the
+//! one after its last transaction (or after a suppressed one that came after it): it
+//! becomes durable once the batch and everything before it is acknowledged. A batch
+//! not yet sent when the daemon stops is read and published again after its restart
+//! (its position was not durable).
 
 use super::publish::Publisher;
 use super::{wire, KafkaConfig};
@@ -20,6 +33,23 @@ use std::time::{Duration, Instant};
 
 /// The checkpoint store is flushed to disk at most this often.
 pub const STORE_FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// A batch is sent once it holds this many bytes.
+pub const MESSAGE_BYTES: usize = 1 << 20;
+
+/// What becomes durable once a message is acknowledged: the reader position after
+/// it, and how many whole transactions it carried (for `drc_txns_shipped_total`).
+type Acked = (Option<Checkpoint>, u64);
+
+/// Transactions gathered for one message.
+#[derive(Default)]
+struct Batch {
+    payload: Vec<u8>,
+    txns: u64,
+    key: String,
+    pos: Option<Checkpoint>,
+    /// When its first transaction came.
+    since: Option<Instant>,
+}
 
 /// Whom the checkpoint belongs to (checked on start against the server).
 pub struct Origin {
@@ -29,7 +59,10 @@ pub struct Origin {
 }
 
 pub struct KafkaSink<'a> {
-    publisher: Publisher<Checkpoint>,
+    publisher: Publisher<Acked>,
+    batch: Batch,
+    max_txns: u64,
+    linger: Duration,
     store: &'a CheckpointStore,
     origin: Origin,
     dirty: bool,
@@ -56,6 +89,9 @@ impl<'a> KafkaSink<'a> {
         .await?;
         Ok(KafkaSink {
             publisher,
+            batch: Batch::default(),
+            max_txns: k.max_message_txns.max(1) as u64,
+            linger: Duration::from_millis(k.linger_ms),
             store,
             dirty: false,
             last_flush: Instant::now(),
@@ -79,9 +115,10 @@ impl<'a> KafkaSink<'a> {
     async fn retire(&mut self, drain: Option<Duration>) -> Result<(), Error> {
         let (store, origin, shipped) = (self.store, &self.origin, &self.shipped);
         let mut dirty = false;
-        let done = |published: bool, cp: Option<Checkpoint>| {
-            if published && cp.is_some() {
-                shipped.increment(1);
+        let done = |published: bool, acked: Option<Acked>| {
+            let (cp, txns) = acked.unwrap_or_default();
+            if published {
+                shipped.increment(txns);
             }
             if let Some(cp) = cp {
                 save(store, origin, cp)?;
@@ -94,6 +131,24 @@ impl<'a> KafkaSink<'a> {
             None => self.publisher.retire(done).await?,
         }
         self.dirty |= dirty;
+        Ok(())
+    }
+}
+
+impl KafkaSink<'_> {
+    /// Publishes the gathered transactions (`json/1` when there is one).
+    async fn send_batch(&mut self) -> Result<(), Error> {
+        let b = std::mem::take(&mut self.batch);
+        if b.txns == 0 {
+            return Ok(());
+        }
+        let format = if b.txns == 1 { wire::FORMAT } else { wire::FORMAT_BATCH };
+        self.publisher
+            .send(&b.key, &b.payload, format, Some((b.pos, b.txns)), b.txns as usize)
+            .await?;
+        // (the buffer is reused: batches are alike in size)
+        self.batch.payload = b.payload;
+        self.batch.payload.clear();
         Ok(())
     }
 }
@@ -132,19 +187,49 @@ impl Sink for KafkaSink<'_> {
                     );
                 }
             }
-            self.publisher.pass(tx.checkpoint);
+            match (self.batch.txns, tx.checkpoint) {
+                // after the batch's transactions: durable with them
+                (1.., Some(cp)) => self.batch.pos = Some(cp),
+                (1.., None) => {}
+                (0, cp) => self.publisher.pass(Some((cp, 0))),
+            }
             return Ok(());
         }
-        let payload = wire::encode(&tx);
-        let key = tx
-            .gtid
-            .as_ref()
-            .map(|g| g.to_string())
-            .unwrap_or_else(|| format!("{}:{}", tx.file, tx.start_pos));
-        self.publisher.send(&key, &payload, wire::FORMAT, tx.checkpoint).await
+        let key = || {
+            tx.gtid
+                .as_ref()
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| format!("{}:{}", tx.file, tx.start_pos))
+        };
+        if tx.fragment != 0 || !tx.last || self.max_txns == 1 {
+            // a fragment of a larger transaction travels alone
+            self.send_batch().await?;
+            let payload = wire::encode(&tx);
+            return self
+                .publisher
+                .send(&key(), &payload, wire::FORMAT, Some((tx.checkpoint, tx.last as u64)), 1)
+                .await;
+        }
+        let b = &mut self.batch;
+        if b.txns == 0 {
+            b.key = key();
+            b.since = Some(Instant::now());
+        } else {
+            b.payload.push(b'\n');
+        }
+        wire::encode_into(&tx, &mut b.payload);
+        b.txns += 1;
+        b.pos = tx.checkpoint;
+        if b.txns >= self.max_txns || b.payload.len() >= MESSAGE_BYTES {
+            self.send_batch().await?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
+        if self.batch.since.is_some_and(|t| t.elapsed() >= self.linger) {
+            self.send_batch().await?;
+        }
         self.retire(None).await?;
         if self.dirty && self.last_flush.elapsed() >= STORE_FLUSH_EVERY {
             crate::telemetry::status::registry().set_producer(serde_json::json!({
@@ -160,6 +245,7 @@ impl Sink for KafkaSink<'_> {
     }
 
     async fn close(&mut self) -> Result<(), Error> {
+        self.send_batch().await?;
         self.retire(Some(super::publish::DRAIN)).await?;
         self.store.flush()?;
         self.dirty = false;
@@ -167,7 +253,10 @@ impl Sink for KafkaSink<'_> {
     }
 
     fn tick(&self) -> Option<Duration> {
-        // wait for the reader, or for the oldest delivery, whichever comes first
-        self.publisher.waiting().then_some(Duration::from_millis(20))
+        // wait for the reader, the batch's linger, or the oldest delivery, whichever
+        // comes first
+        let batch = self.batch.since.map(|t| self.linger.saturating_sub(t.elapsed()));
+        let acks = self.publisher.waiting().then_some(Duration::from_millis(20));
+        batch.into_iter().chain(acks).min()
     }
 }

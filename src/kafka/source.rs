@@ -8,6 +8,11 @@
 //! do not tell a recreated topic that already holds more messages than the stored
 //! offset: the message at the stored offset is read again first and must be the
 //! transaction applied last (its checkpoint equals the one in `drc.applied`).
+//!
+//! A message may carry several items (`json/2`: whole transactions in commit order).
+//! Each is delivered with the message's offset; the applier stores that offset and
+//! the checkpoint of the last item it applied, so a restart reads the message again
+//! and goes on after that item (the items before it were applied).
 
 use super::{kerr, wire, KafkaConfig, RateLimitedLog};
 use crate::error::Error;
@@ -19,38 +24,59 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// What a topic carries.
 pub trait Message: crate::pipeline::Item + Send + Sized + 'static {
-    /// The `drc-format` header every message must have.
-    const FORMAT: &'static str;
+    /// The `drc-format` headers a message may have (one of them it must).
+    const FORMATS: &'static [&'static str];
     /// What names the message applied last (the origin position applied with it).
     type Identity: PartialEq + std::fmt::Debug + Send + 'static;
     /// What decoding needs to know of the consumer (e.g. its roots).
     type Context: Send + 'static;
-    /// The message at `at`, or what is wrong with it.
-    fn decode(payload: &[u8], at: KafkaPosition, ctx: &Self::Context) -> Result<Self, String>;
+    /// The items of the message at `at` in `format` (one of [`Self::FORMATS`]), in
+    /// order, or what is wrong with it.
+    fn decode(payload: &[u8], format: &str, at: KafkaPosition, ctx: &Self::Context) -> Result<Vec<Self>, String>;
     /// The origin position a consumer stores when it has applied this message.
     fn identity(&self) -> Option<Self::Identity>;
 }
 
 impl Message for Delivered {
-    const FORMAT: &'static str = wire::FORMAT;
+    const FORMATS: &'static [&'static str] = &[wire::FORMAT, wire::FORMAT_BATCH];
     type Identity = Checkpoint;
     type Context = ();
 
-    fn decode(payload: &[u8], at: KafkaPosition, _: &()) -> Result<Self, String> {
-        Ok(Delivered {
-            tx: wire::decode(payload).map_err(|e| e.to_string())?,
-            transport: Some(at),
-        })
+    fn decode(payload: &[u8], format: &str, at: KafkaPosition, _: &()) -> Result<Vec<Self>, String> {
+        let txs = match format {
+            wire::FORMAT_BATCH => wire::decode_batch(payload)?,
+            _ => vec![wire::decode(payload)?],
+        };
+        Ok(txs
+            .into_iter()
+            .map(|tx| Delivered {
+                tx,
+                transport: Some(at.clone()),
+            })
+            .collect())
     }
 
     fn identity(&self) -> Option<Checkpoint> {
         self.tx.checkpoint.clone()
     }
 }
+
+/// The consumer's librdkafka settings unless `[kafka] options` says otherwise
+/// (docs/KAFKA.md): a fetch is answered after at most 10 ms even when the broker has
+/// less than `fetch.min.bytes` (some brokers, tansu among them, hold a fetch for its
+/// whole wait even with data at hand: 500 ms, librdkafka's default, made catch-up
+/// wait on every fetch), and carries up to 16 MB of a partition.
+pub const CONSUMER_TUNING: &[(&str, &str)] = &[
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.error.backoff.ms", "100"),
+    ("max.partition.fetch.bytes", "16777216"),
+    ("fetch.max.bytes", "67108864"),
+];
 
 /// Where the applier stands in the topic (`drc.applied`).
 #[derive(Debug, Clone)]
@@ -69,8 +95,10 @@ pub struct KafkaSource<M: Message = Delivered> {
     zone: String,
     origin: String,
     stored: Option<i64>,
-    /// a message already received while the previous one was applied
-    ready: Option<Result<M, Error>>,
+    /// items of messages already received, not yet handed on
+    queue: VecDeque<M>,
+    /// a definite error met while looking ahead, handed on once the queue is empty
+    failed: Option<Error>,
     waiting: RateLimitedLog,
     /// The last applied message's offset and identity, read again by [`Self::verify`].
     check: Option<(i64, Option<M::Identity>)>,
@@ -80,7 +108,7 @@ pub struct KafkaSource<M: Message = Delivered> {
 impl<M: Message> KafkaSource<M> {
     /// Opens `topic` (`origin`'s) for the applier of `zone`, after `stored` (the
     /// offset applied last; `None`: from the beginning).
-    pub fn open(
+    pub async fn open(
         k: &KafkaConfig,
         topic: String,
         zone: &str,
@@ -88,8 +116,15 @@ impl<M: Message> KafkaSource<M> {
         stored: Option<Stored<M::Identity>>,
         ctx: M::Context,
     ) -> Result<KafkaSource<M>, Error> {
+        if stored.is_none() {
+            // a first start: the origin's publisher may not have created its topic
+            // yet, and a consumer of a missing topic retries only slowly
+            if let Err(e) = super::ensure_topic(k, &topic).await {
+                tracing::warn!(error = %e, topic, "could not create the topic (it must exist)");
+            }
+        }
         let consumer: StreamConsumer<RateLimitedLog> = k
-            .client()
+            .client_with(CONSUMER_TUNING)
             .set("group.id", format!("drc-{zone}-reads-{topic}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -105,7 +140,8 @@ impl<M: Message> KafkaSource<M> {
             zone: zone.to_string(),
             origin: origin.to_string(),
             stored: stored.as_ref().map(|st| st.offset),
-            ready: None,
+            queue: VecDeque::new(),
+            failed: None,
             waiting: RateLimitedLog::default(),
             check: None,
             ctx,
@@ -155,13 +191,14 @@ impl<M: Message> KafkaSource<M> {
     }
 
     /// Reads the last applied message again (when [`Self::open`] could) and checks it
-    /// is the transaction `drc.applied` says was applied last; a recreated topic holds
-    /// another one there. Waits for the broker as long as it takes.
+    /// holds the item `drc.applied` says was applied last; a recreated topic holds
+    /// another one there. The message's items after that one are handed on next.
+    /// Waits for the broker as long as it takes.
     pub async fn verify(&mut self) -> Result<(), Error> {
         let Some((o, expected)) = self.check.take() else {
             return Ok(());
         };
-        let d = loop {
+        let (at, items) = loop {
             let r = self.consumer.recv().await;
             let at = r.as_ref().map_or(-1, |m| m.offset());
             if let Some(d) = self.received(r) {
@@ -169,21 +206,27 @@ impl<M: Message> KafkaSource<M> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let (at, found) = d;
-        let found = found.identity();
-        if at != o || (expected.is_some() && found != expected) {
+        let last = items.last().and_then(|m| m.identity());
+        // (no stored identity: the message counts as applied whole)
+        let applied = match &expected {
+            None => Some(items.len().saturating_sub(1)),
+            Some(e) => items.iter().position(|m| m.identity().as_ref() == Some(e)),
+        };
+        let Some(i) = applied.filter(|_| at == o) else {
             return Err(self.lost_offset(
                 o + 1,
                 &format!(
                     "the message at offset {at} is not the one applied last (position {}, the stored position is {}): the topic was recreated",
-                    found.as_ref().map_or("none".into(), |c| format!("{c:?}")),
+                    last.as_ref().map_or("none".into(), |c| format!("{c:?}")),
                     expected.as_ref().map_or("none".into(), |c| format!("{c:?}")),
                 ),
             ));
-        }
+        };
+        self.queue.extend(items.into_iter().skip(i + 1));
         tracing::debug!(
             topic = self.topic,
             offset = o,
+            after = self.queue.len(),
             "the last applied message is the one on the broker"
         );
         Ok(())
@@ -205,9 +248,9 @@ impl<M: Message> KafkaSource<M> {
         }
     }
 
-    /// A received message decoded, a definite error, or `None`: the broker is not
+    /// A received message's items, a definite error, or `None`: the broker is not
     /// reachable now (logged, rate-limited), try again.
-    fn received(&self, r: KafkaResult<BorrowedMessage<'_>>) -> Option<Result<M, Error>> {
+    fn received(&self, r: KafkaResult<BorrowedMessage<'_>>) -> Option<Result<Vec<M>, Error>> {
         let msg = match r {
             Ok(m) => m,
             Err(KafkaError::MessageConsumption(
@@ -226,30 +269,30 @@ impl<M: Message> KafkaSource<M> {
         Some(self.decode(&msg))
     }
 
-    fn decode(&self, msg: &BorrowedMessage<'_>) -> Result<M, Error> {
-        let format = msg.headers().and_then(|h| {
+    fn decode(&self, msg: &BorrowedMessage<'_>) -> Result<Vec<M>, Error> {
+        let header = msg.headers().and_then(|h| {
             h.iter()
                 .find(|x| x.key == "drc-format")
                 .and_then(|x| x.value.map(|v| v.to_vec()))
         });
-        if format.as_deref() != Some(M::FORMAT.as_bytes()) {
+        let Some(format) = M::FORMATS.iter().find(|f| header.as_deref() == Some(f.as_bytes())) else {
             return Err(Error::Server {
                 addr: self.brokers.clone(),
                 what: format!(
                     "{} offset {}: message format {:?} is not {} (a newer drc, or not a drc message); stopped without applying it",
                     self.topic,
                     msg.offset(),
-                    format.map(|f| String::from_utf8_lossy(&f).into_owned()),
-                    M::FORMAT
+                    header.map(|f| String::from_utf8_lossy(&f).into_owned()),
+                    M::FORMATS.join(" or ")
                 ),
             });
-        }
+        };
         let at = KafkaPosition {
             topic: self.topic.clone(),
             partition: msg.partition(),
             offset: msg.offset(),
         };
-        M::decode(msg.payload().unwrap_or_default(), at, &self.ctx).map_err(|e| Error::Server {
+        M::decode(msg.payload().unwrap_or_default(), format, at, &self.ctx).map_err(|e| Error::Server {
             addr: self.brokers.clone(),
             what: format!(
                 "{} offset {}: {e}; stopped without applying it (nothing after it is applied either)",
@@ -258,29 +301,41 @@ impl<M: Message> KafkaSource<M> {
             ),
         })
     }
+
+    /// Takes a received message's items into the queue, or keeps its error.
+    fn take(&mut self, r: Result<Vec<M>, Error>) {
+        match r {
+            Ok(items) => self.queue.extend(items),
+            Err(e) => self.failed = Some(e),
+        }
+    }
 }
 
 impl<M: Message> Source for KafkaSource<M> {
     type Item = M;
 
     async fn next(&mut self) -> Result<Option<M>, Error> {
-        if let Some(r) = self.ready.take() {
-            return r.map(Some);
-        }
         loop {
-            let r = self.consumer.recv().await;
-            if let Some(d) = self.received(r) {
-                return d.map(Some);
+            if let Some(m) = self.queue.pop_front() {
+                return Ok(Some(m));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
+            let r = self.consumer.recv().await;
+            match self.received(r) {
+                Some(d) => self.take(d),
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 
     fn has_ready(&mut self) -> bool {
-        if self.ready.is_none() {
-            let r = self.consumer.recv().now_or_never();
-            self.ready = r.and_then(|r| self.received(r));
+        if self.queue.is_empty() && self.failed.is_none() {
+            if let Some(d) = self.consumer.recv().now_or_never().and_then(|r| self.received(r)) {
+                self.take(d);
+            }
         }
-        matches!(self.ready, Some(Ok(_)))
+        !self.queue.is_empty()
     }
 }

@@ -24,16 +24,16 @@ use crate::zookeeper::{wire, Root};
 use std::time::Duration;
 
 impl Message for ZkDelivery {
-    const FORMAT: &'static str = wire::FORMAT;
+    const FORMATS: &'static [&'static str] = &[wire::FORMAT];
     type Identity = ();
     /// The consumer's roots of this origin.
     type Context = Vec<Root>;
 
-    fn decode(payload: &[u8], at: KafkaPosition, roots: &Vec<Root>) -> Result<Self, String> {
-        Ok(ZkDelivery {
+    fn decode(payload: &[u8], _: &str, at: KafkaPosition, roots: &Vec<Root>) -> Result<Vec<Self>, String> {
+        Ok(vec![ZkDelivery {
             items: wire::decode(payload, roots)?,
             kafka: Some(at.offset),
-        })
+        }])
     }
 
     fn identity(&self) -> Option<()> {
@@ -102,7 +102,7 @@ impl ZkPublisher {
             });
         }
         self.publisher
-            .send(&self.zone.clone(), &payload, wire::FORMAT, None)
+            .send(&self.zone.clone(), &payload, wire::FORMAT, None, 1)
             .await
     }
 

@@ -1,7 +1,14 @@
-//! The transaction encoding, version 1: the Kafka message format (one message per
-//! transaction fragment, JSON), also what `drc.parked` stores.
-//! Described by `schemas/kafka_message.v1.json`. Headers carry `drc-format: json/1`
-//! and `drc-zone`, so a consumer can refuse a format it does not know.
+//! The transaction encoding, version 1: one transaction fragment as a JSON object,
+//! what `drc.parked` stores and what a Kafka message carries. Described by
+//! `schemas/kafka_message.v1.json`. Headers carry `drc-format` and `drc-zone`, so a
+//! consumer can refuse a format it does not know:
+//!
+//! * `json/1` ([`FORMAT`]): the message is one fragment.
+//! * `json/2` ([`FORMAT_BATCH`]): the message is two or more whole transactions
+//!   (single-fragment ones), each a `json/1` object, separated by one newline (`\n`;
+//!   compact JSON has none inside an object), in commit order. The publisher batches
+//!   while it is behind; a transaction of several fragments always travels as
+//!   `json/1` messages, one per fragment. Consumers read both.
 //!
 //! Values use the change-event encoding (`schemas/change_event.v1.json`): decoding
 //! restores what the applier needs to write the same bytes (numbers, strings,
@@ -14,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub const FORMAT: &str = "json/1";
+/// Several whole transactions in one message (see the module doc).
+pub const FORMAT_BATCH: &str = "json/2";
 
 /// A fragment as written: borrows the transaction (no copy of its values).
 #[derive(Serialize)]
@@ -196,6 +205,13 @@ pub fn value_in(v: serde_json::Value) -> Result<Value, String> {
 
 /// Encodes one fragment.
 pub fn encode(tx: &Transaction) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(tx, &mut out);
+    out
+}
+
+/// Appends one fragment's encoding to `out` (a `json/2` message is built so).
+pub fn encode_into(tx: &Transaction, out: &mut Vec<u8>) {
     let w = WireTxOut {
         v: 1,
         zone: &tx.zone,
@@ -233,7 +249,17 @@ pub fn encode(tx: &Transaction) -> Vec<u8> {
             })
             .collect(),
     };
-    serde_json::to_vec(&w).expect("message serializes")
+    serde_json::to_writer(out, &w).expect("message serializes")
+}
+
+/// Decodes a `json/2` message: its transactions in order. An error names the
+/// transaction (its index in the message) that is wrong.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Transaction>, String> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| decode(line).map_err(|e| format!("transaction {i} of the message: {e}")))
+        .collect()
 }
 
 /// Decodes one fragment; an error names what is wrong (the message is poison: the
@@ -358,6 +384,25 @@ mod tests {
         let tx = sample();
         let back = decode(&encode(&tx)).unwrap();
         assert_eq!(back, tx);
+    }
+
+    /// A `json/2` message: its transactions back in order, even with newlines and
+    /// multi-byte text inside values; a bad one is named by its index.
+    #[test]
+    fn batches_roundtrip_and_name_a_bad_transaction() {
+        let mut second = sample();
+        if let Change::Row(r) = &mut second.changes[0] {
+            r.after.as_mut().unwrap().values[1] = Value::Text("line1\nline2 日本".into());
+        }
+        second.start_pos += 100;
+        let mut msg = encode(&sample());
+        msg.push(b'\n');
+        encode_into(&second, &mut msg);
+        assert_eq!(msg.iter().filter(|&&b| b == b'\n').count(), 1, "one separator");
+        assert_eq!(decode_batch(&msg).unwrap(), vec![sample(), second]);
+        msg.extend_from_slice(b"\n{\"v\":1}");
+        let e = decode_batch(&msg).unwrap_err();
+        assert!(e.starts_with("transaction 2 of the message"), "{e}");
     }
 
     /// The JSON is the documented one (`schemas/kafka_message.v1.json`), written

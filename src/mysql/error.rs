@@ -23,10 +23,36 @@ pub const TRANSIENT_CODES: &[u16] = &[
 /// Access denied, unknown database, missing privilege: fix the setup.
 const SETUP_CODES: &[u16] = &[1044, 1045, 1049, 1142, 1227, 1698];
 
+/// What to fix when `e` is a TLS failure (the server's certificate refused, TLS not
+/// offered): these do not pass with time, so they are definite.
+pub fn tls_hint(e: &mysql_async::Error) -> Option<String> {
+    let text = e.to_string();
+    let hint = if text.contains("UnknownIssuer") || text.contains("UnknownCA") {
+        "the server's certificate is not signed by the CA drc trusts: check [mysql.tls] ca (the CA that issued the server's ssl_cert, with any intermediate certificates)"
+    } else if text.contains("not valid for name") || text.contains("NotValidForName") {
+        "the server's certificate is not issued for the host drc connects to: connect by a name the certificate lists (above), or set [mysql.tls] server_name to one of them"
+    } else if text.contains("Expired") || text.contains("NotValidYet") {
+        "the server's certificate is outside its validity period (or this host's clock is wrong)"
+    } else if text.contains("does not have this capability") || text.contains("NoClientSslFlagFromServer") {
+        "the server does not offer TLS: set ssl_cert and ssl_key on the server, or remove [mysql.tls]"
+    } else if text.contains("invalid peer certificate") || text.contains("CertificateRequired") {
+        "the TLS handshake failed on a certificate: check [mysql.tls] (ca, cert, key) against the server's ssl_ca/ssl_cert"
+    } else {
+        return None;
+    };
+    Some(format!("TLS: {text}: {hint}"))
+}
+
 /// Classifies `e` from the connection to `addr`; `context` says what drc was doing
 /// (for the reader: the position it wanted).
 pub fn classify(addr: &str, context: &str, e: mysql_async::Error) -> Error {
     use mysql_async::Error as E;
+    if let Some(hint) = tls_hint(&e) {
+        return Error::Server {
+            addr: addr.into(),
+            what: format!("{context}: {hint}"),
+        };
+    }
     match &e {
         E::Server(s) if s.code == 1236 => Error::Purged {
             addr: addr.into(),

@@ -8,20 +8,26 @@
 //! | `POST /resume[?from=ZONE]` | resume |
 //!
 //! Mutating calls need `Authorization: Bearer <token>` with the token of `[admin]`
-//! (`token_env`, `token_file` or `token`); without a configured token they are refused.
+//! (`token_env`, `token_file` or `token`, compared in constant time); without a
+//! configured token they are refused. Every mutating call, refused or not, is written
+//! to the audit log ([`super::audit`]) before it is answered.
 
+use super::audit;
 use crate::telemetry::status::registry;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Clone)]
 struct AppState {
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     token: Option<Arc<str>>,
+    audit: Arc<PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -34,19 +40,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     token: Option<String>,
+    audit_log: PathBuf,
     shutdown: crate::pipeline::Shutdown,
 ) -> std::io::Result<()> {
     let state = AppState {
         prometheus,
         token: token.map(Arc::from),
+        audit: Arc::new(audit_log),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
-        .route("/pause", post(|s, h, q| set_paused(s, h, q, true)))
-        .route("/resume", post(|s, h, q| set_paused(s, h, q, false)))
+        .route("/pause", post(|s, c, h, q| set_paused(s, c, h, q, true)))
+        .route("/resume", post(|s, c, h, q| set_paused(s, c, h, q, false)))
         .with_state(state);
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }
@@ -71,7 +79,7 @@ fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, Stri
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(g) if bool::from(subtle::ConstantTimeEq::ct_eq(g.as_bytes(), token.as_bytes())) => Ok(()),
         Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong bearer token\n".into())),
         None => Err((
             StatusCode::UNAUTHORIZED,
@@ -80,13 +88,38 @@ fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, Stri
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Writes the audit line of a call; an answer for the caller if that failed.
+fn audited(
+    s: &AppState,
+    from: SocketAddr,
+    action: &str,
+    target: String,
+    outcome: String,
+) -> Result<(), (StatusCode, String)> {
+    let e = audit::Entry::new(action, "admin-api", from.to_string(), target, outcome);
+    audit::record(&s.audit, &e).map_err(|what| {
+        tracing::error!("{what}");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("not done: it could not be audited ({what})\n"),
+        )
+    })
 }
 
-async fn set_paused(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Which>, pause: bool) -> Response {
-    if let Err(e) = authorized(&s, &headers) {
-        return e.into_response();
+async fn set_paused(
+    State(s): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<Which>,
+    pause: bool,
+) -> Response {
+    let action = if pause { "pause" } else { "resume" };
+    let target = q.from.clone().unwrap_or_else(|| "every direction".into());
+    if let Err((code, why)) = authorized(&s, &headers) {
+        if let Err(r) = audited(&s, from, action, target, format!("refused: {}", why.trim_end())) {
+            return r.into_response();
+        }
+        return (code, why).into_response();
     }
     let dirs: Vec<_> = registry()
         .directions()
@@ -102,6 +135,10 @@ async fn set_paused(State(s): State<AppState>, headers: HeaderMap, Query(q): Que
             ),
         )
             .into_response();
+    }
+    let zones: Vec<String> = dirs.iter().map(|d| d.from_zone.clone()).collect();
+    if let Err(r) = audited(&s, from, action, zones.join(","), "ok".into()) {
+        return r.into_response();
     }
     let mut changed = Vec::new();
     for d in dirs {

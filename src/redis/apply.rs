@@ -383,17 +383,17 @@ impl RedisApplier {
 
     /// [`RedisApplier::apply_snapshot`] after [`RedisApplier::watch`]: `false` when a
     /// watched key changed and nothing ran.
-    pub async fn apply_snapshot_watched(
+    pub async fn apply_snapshot_watched<'a>(
         &mut self,
         origin: &str,
-        tx: &RedisTx,
+        commands: impl Iterator<Item = &'a (u64, Vec<Vec<u8>>)>,
         sync: &SnapshotMark,
     ) -> Result<bool, ApplyError> {
         let mut p = redis::pipe();
         p.atomic();
         p.cmd("SELECT").arg(0).ignore();
         p.cmd("SET").arg(Self::key(origin)).arg(sync.text());
-        queue(&mut p, tx.commands.iter(), true);
+        queue(&mut p, commands, true);
         match p.query_async::<Option<(String,)>>(&mut self.con).await {
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),

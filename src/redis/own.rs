@@ -27,9 +27,21 @@ pub struct OwnStream {
     /// The stream's selected database is not known yet (read from an offset taken
     /// from the server, not from a position): nothing is handed on before a `SELECT`.
     db_unknown: bool,
-    /// The applier's transactions are read past (their arguments not kept): for a
-    /// reader that ignores them whole.
-    light_applier: bool,
+    /// Which of the applier's transactions are read past (their arguments not kept):
+    /// those a reader ignores whole.
+    light: Light,
+}
+
+/// Which applier transactions [`OwnStream::read_to`] reads without their arguments.
+#[derive(Debug, Clone, PartialEq)]
+enum Light {
+    None,
+    /// Every one (later-write-wins ignores drc's writes).
+    Applier,
+    /// Those whose marker is this key: one origin's data (a full sync from that origin
+    /// ignores its own data applied here, which is the snapshot itself: holding a
+    /// batch of a million-member set's chunks whole would double the sync's memory).
+    Marker(Vec<u8>),
 }
 
 fn transient(addr: &str, what: String) -> Error {
@@ -54,7 +66,7 @@ impl OwnStream {
                 hb_key: [super::source::HEARTBEAT_PREFIX, local.zone.as_bytes()].concat(),
                 clock: from.clock,
                 db_unknown: false,
-                light_applier: false,
+                light: Light::None,
             }),
             // (the connection is dropped before the server sends its snapshot)
             Sync::Full { .. } => None,
@@ -70,7 +82,13 @@ impl OwnStream {
     /// The applier's transactions are handed on without their commands' arguments
     /// (for a reader that skips every applier transaction).
     pub fn light_applier(&mut self) {
-        self.light_applier = true;
+        self.light = Light::Applier;
+    }
+
+    /// The applier's transactions of the origin whose marker is `marker` are handed
+    /// on without their commands' arguments after the marker.
+    pub fn light_marker(&mut self, marker: Vec<u8>) {
+        self.light = Light::Marker(marker);
     }
 
     /// Where it has read to: (replid, offset).
@@ -82,7 +100,11 @@ impl OwnStream {
     /// caller), handing every transaction and the clock before it to `each`.
     pub async fn read_to(&mut self, end: u64, mut each: impl FnMut(&RedisTx, i64)) -> Result<(), Error> {
         while self.replica.offset < end {
-            let light = self.light_applier && self.grouper.in_applier_tx();
+            let light = match &self.light {
+                Light::None => false,
+                Light::Applier => self.grouper.in_applier_tx(),
+                Light::Marker(m) => self.grouper.applier_marker() == Some(m.as_slice()),
+            };
             let c = tokio::time::timeout(Duration::from_secs(10), self.replica.next_command_light(light))
                 .await
                 .map_err(|_| transient("", "this zone's Redis stream stalled".into()))?

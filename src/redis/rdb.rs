@@ -27,6 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// At most this many elements of a collection per item.
 pub const CHUNK: usize = 1024;
 
+/// The longest string a Redis server holds (`proto-max-bulk-len` is at most 512 MB):
+/// a longer length in a snapshot is corruption.
+const MAX_STRING: u64 = 512 << 20;
+
 /// The type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -317,9 +321,19 @@ impl<S: AsyncRead + Unpin> Rdb<S> {
 
     // --- primitives (every byte read goes into the checksum) ---
 
+    /// `n` bytes, read as they come: the memory follows the bytes there are, never a
+    /// length the input claims (found by fuzzing: a length of 7e18 was allocated whole).
     async fn bytes(&mut self, n: usize) -> R<Vec<u8>> {
-        let mut b = vec![0u8; n];
-        self.src.read_exact(&mut b).await?;
+        if n as u64 > MAX_STRING {
+            return corrupt(format!(
+                "a string of {n} bytes (a Redis string holds at most {MAX_STRING})"
+            ));
+        }
+        let mut b = Vec::with_capacity(n.min(1 << 16));
+        (&mut self.src).take(n as u64).read_to_end(&mut b).await?;
+        if b.len() != n {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
         self.crc.update(&b);
         Ok(b)
     }
@@ -429,6 +443,10 @@ fn scored(v: Vec<Vec<u8>>) -> R<Vec<(Vec<u8>, f64)>> {
 
 /// LZF decompression (the format Redis compresses strings with).
 fn lzf(input: &[u8], len: usize) -> R<Vec<u8>> {
+    // an LZF byte expands to at most 132 (a 2-byte back reference of 264 bytes)
+    if len > input.len().saturating_mul(132) {
+        return corrupt(format!("LZF of {} bytes cannot give {len}", input.len()));
+    }
     let mut out = Vec::with_capacity(len);
     let mut i = 0;
     while i < input.len() {
@@ -462,6 +480,9 @@ fn lzf(input: &[u8], len: usize) -> R<Vec<u8>> {
                 let b = out[start + k];
                 out.push(b);
             }
+        }
+        if out.len() > len {
+            return corrupt(format!("LZF gives more than the {len} bytes expected"));
         }
     }
     if out.len() != len {
@@ -623,6 +644,23 @@ fn zipmap(b: &[u8]) -> R<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by fuzzing: a string length of 2^62 in a snapshot was allocated whole
+    /// (the daemon would abort); it is corruption, read with the memory of the bytes
+    /// that are there.
+    #[tokio::test]
+    async fn a_length_larger_than_the_input_is_an_error_not_an_allocation() {
+        for len in [u64::MAX / 4, 100_000] {
+            let mut snap = b"REDIS0010".to_vec();
+            snap.extend([0xFA, 0x81]); // an aux field whose name has a 64-bit length
+            snap.extend(len.to_be_bytes());
+            snap.extend(b"short");
+            let mut r = Rdb::open(snap.as_slice()).await.unwrap();
+            assert!(r.next().await.is_err(), "length {len}");
+        }
+        // LZF claiming far more than its input can give
+        assert!(lzf(&[0, b'a'], 1 << 40).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -35,6 +35,8 @@ pub const TXNS_APPLIED: &str = "drc_applied_transactions_total";
 pub const ROWS_APPLIED: &str = "drc_applied_rows_total";
 /// Of those, rows written by multi-row statements (the applier's batch path).
 pub const ROWS_BATCHED: &str = "drc_applied_rows_batched_total";
+/// Of those, rows written with `LOAD DATA LOCAL` (runs of new rows).
+pub const ROWS_LOADED: &str = "drc_applied_rows_loaded_total";
 /// Target-database commits of the applier; fewer than applied transactions while
 /// group commit combines transactions of a backlog.
 pub const APPLIER_COMMITS: &str = "drc_applier_commits_total";
@@ -156,6 +158,7 @@ pub const ALL: &[&str] = &[
     TXNS_APPLIED,
     ROWS_APPLIED,
     ROWS_BATCHED,
+    ROWS_LOADED,
     APPLIER_COMMITS,
     CONFLICTS,
     LOOPS_SUPPRESSED,
@@ -247,6 +250,7 @@ fn describe() {
     describe_counter!(TXNS_APPLIED, "origin transactions applied here");
     describe_counter!(ROWS_APPLIED, "rows written by the applier");
     describe_counter!(ROWS_BATCHED, "rows written by the applier in multi-row statements");
+    describe_counter!(ROWS_LOADED, "rows written by the applier with LOAD DATA LOCAL");
     describe_counter!(
         APPLIER_COMMITS,
         "commits of the applier (group commit: fewer than applied transactions)"
@@ -421,6 +425,7 @@ pub struct DirectionMetrics {
     pub applied_transactions: Counter,
     pub applied_rows: Counter,
     pub batched_rows: Counter,
+    pub loaded_rows: Counter,
     pub commits: Counter,
     pub applied_commit_ts: Gauge,
     pub applied_kafka_offset: Gauge,
@@ -440,6 +445,7 @@ impl DirectionMetrics {
             applied_transactions: metrics::counter!(TXNS_APPLIED, &l),
             applied_rows: metrics::counter!(ROWS_APPLIED, &l),
             batched_rows: metrics::counter!(ROWS_BATCHED, &l),
+            loaded_rows: metrics::counter!(ROWS_LOADED, &l),
             commits: metrics::counter!(APPLIER_COMMITS, &l),
             applied_commit_ts: metrics::gauge!(APPLIED_COMMIT_TS, &l),
             applied_kafka_offset: metrics::gauge!(APPLIED_KAFKA_OFFSET, &l),

@@ -12,7 +12,8 @@
 //! * `lww`: the origin's value is written when its (mtime, zone) is later than this
 //!   zone's: the metadata's for a value drc wrote, the node's own mtime and this
 //!   zone for a value written here, a tombstone's for a deleted node. Ties go to the
-//!   greater zone name. A delete is dated when the origin's capture saw it. The
+//!   greater zone name, and between two writes of one zone in one millisecond to the
+//!   later (its ensemble's mzxid; a test once saw zone a keep the earlier of two). A delete is dated when the origin's capture saw it. The
 //!   ensembles' clocks are assumed to agree within the replication lag.
 
 use super::source::ZkItem;
@@ -204,12 +205,15 @@ impl ZkSink {
         self.meta_known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// This zone's version of a node for `lww`: (mtime, zone) of what it holds.
-    fn local_version(&self, node: &Read, meta: &Option<(Meta, i64)>) -> Option<(i64, String)> {
+    /// This zone's version of a node for `lww`: (mtime, zone, the zone's mzxid) of
+    /// what it holds. The mzxid orders two writes of one zone within one millisecond
+    /// (mtime has no finer grain): it is compared only when mtime and zone are equal,
+    /// so only between zxids of the same ensemble.
+    fn local_version(&self, node: &Read, meta: &Option<(Meta, i64)>) -> Option<(i64, String, i64)> {
         match (node, meta) {
-            (Some((_, st)), Some((m, mz))) if st.mzxid == *mz => Some((m.mtime, m.zone.clone())),
-            (Some((_, st)), _) => Some((st.mtime, self.zone.clone())),
-            (None, Some((m, _))) if m.deleted => Some((m.mtime, m.zone.clone())),
+            (Some((_, st)), Some((m, mz))) if st.mzxid == *mz => Some((m.mtime, m.zone.clone(), m.mzxid)),
+            (Some((_, st)), _) => Some((st.mtime, self.zone.clone(), st.mzxid)),
+            (None, Some((m, _))) if m.deleted => Some((m.mtime, m.zone.clone(), m.mzxid)),
             (None, _) => None,
         }
     }
@@ -254,7 +258,7 @@ impl ZkSink {
                 return Ok(()); // applied before (an ACL change moves no zxid: compared too)
             }
             if root.mode == ZkMode::Lww {
-                let theirs = (mtime, self.origin.clone());
+                let theirs = (mtime, self.origin.clone(), mzxid);
                 if let Some(mine) = self.local_version(&node, &meta) {
                     if theirs <= mine {
                         // this zone's is later: it is on its way to the origin
@@ -357,7 +361,8 @@ impl ZkSink {
             }
             if root.mode == ZkMode::Lww {
                 if let Some(mine) = self.local_version(&node, &meta) {
-                    if (at_ms, self.origin.clone()) <= mine {
+                    // (a delete has no zxid: it loses a tie with a write of its zone)
+                    if (at_ms, self.origin.clone(), 0) <= mine {
                         if mine.1 == self.zone {
                             self.conflict();
                         }

@@ -67,11 +67,21 @@ pub fn write_config(dir: &Path, zone: &str, port: u16, reader_server_id: u32, st
     path
 }
 
+/// `[<section>.tls]` of every test: TLS verified against the testenv's CA, for the
+/// name the server's certificate is issued for (127.0.0.1).
+pub fn tls_table(section: &str) -> String {
+    format!(
+        "[{section}.tls]\nmode = \"verify-full\"\nca = \"{}\"\n",
+        run_dir().join("tls/ca.pem").display()
+    )
+}
+
 /// The start of a drc config for a testenv zone: top-level keys `top` (e.g.
-/// `transport = "kafka"`), `[mysql]` as user drc on 127.0.0.1:`port`, and `[reader]`
-/// with `server_id`, a state directory and `start`; callers append `[reader]` keys
-/// and further tables.
+/// `transport = "kafka"`), `[mysql]` as user drc on 127.0.0.1:`port` over TLS
+/// (`verify-full`), and `[reader]` with `server_id`, a state directory and `start`;
+/// callers append `[reader]` keys and further tables.
 pub fn config_head(zone: &str, top: &str, port: u16, server_id: u32, start: &str) -> String {
+    let tls = tls_table("mysql");
     format!(
         r#"zone = "{zone}"
 {top}[mysql]
@@ -79,7 +89,7 @@ host = "127.0.0.1"
 port = {port}
 user = "drc"
 password = "drc"
-[reader]
+{tls}[reader]
 server_id = {server_id}
 state_dir = "state-{zone}"
 start = "{start}"
@@ -91,7 +101,12 @@ start = "{start}"
 /// 127.0.0.1:`port`) when the daemon reaches that zone's server.
 pub fn peer_section(zone: &str, port: Option<u16>) -> String {
     let mysql = port
-        .map(|p| format!("[peers.mysql]\nhost = \"127.0.0.1\"\nport = {p}\nuser = \"drc\"\npassword = \"drc\"\n"))
+        .map(|p| {
+            format!(
+                "[peers.mysql]\nhost = \"127.0.0.1\"\nport = {p}\nuser = \"drc\"\npassword = \"drc\"\n{}",
+                tls_table("peers.mysql")
+            )
+        })
         .unwrap_or_default();
     format!("[[peers]]\nzone = \"{zone}\"\n{mysql}")
 }

@@ -110,7 +110,14 @@ impl Pair {
         n: usize,
         audited: bool,
     ) -> Pair {
-        let db = format!("drc_aa_{name}_{}", std::process::id());
+        // (the process id alone repeats after a reboot, and drc's own state in the
+        // servers' `drc` schema and the broker's topics outlive a run: a second run
+        // with the same name found the first one's position; the time makes it unique)
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let db = format!("drc_aa_{name}_{}_{:x}", std::process::id(), t & 0xff_ffff);
         for &port in &PORTS[..n] {
             let mut stmts = vec![
                 format!("DROP DATABASE IF EXISTS `{db}`"),
@@ -211,6 +218,20 @@ impl Pair {
         }
     }
 
+    /// Sets every zone reader's `max_fragment_rows` (50 by default here, so that
+    /// tests meet fragments; a run of new rows needs longer ones to be loaded).
+    pub fn fragment_rows(&self, n: usize) {
+        for cfg in &self.cfg {
+            let text = std::fs::read_to_string(cfg).unwrap();
+            assert!(text.contains("max_fragment_rows = 50\n"));
+            std::fs::write(
+                cfg,
+                text.replacen("max_fragment_rows = 50\n", &format!("max_fragment_rows = {n}\n"), 1),
+            )
+            .unwrap();
+        }
+    }
+
     /// Adds `keys` under `[replication]` and `tables` (TOML tables such as
     /// `[replication.ddl_home]`, put before `[id_ranges.*]`) to every zone's config.
     pub fn configure(&self, keys: &str, tables: &str) {
@@ -273,8 +294,13 @@ impl Pair {
 
     /// Starts every zone's daemon and waits until all replicate.
     pub async fn start_both(&mut self) {
+        self.start_both_with_env(&[]).await;
+    }
+
+    /// [`Pair::start_both`] with extra environment variables for every daemon.
+    pub async fn start_both_with_env(&mut self, env: &[(&str, &str)]) {
         for z in 0..self.n {
-            self.start(z);
+            self.start_with_env(z, env);
         }
         for (z, name) in ZONES[..self.n].iter().enumerate() {
             let ok = wait_until(Duration::from_secs(30), || {
@@ -540,10 +566,27 @@ impl Pair {
         }
     }
 
+    /// Every zone's daemon log, then each zone's warnings, errors and full syncs
+    /// again (the last 40, cut to 400 characters): the end of a failure message is
+    /// what a truncated CI report still shows.
     pub fn logs(&self) -> String {
-        (0..self.n)
+        let mut out: String = (0..self.n)
             .map(|z| format!("--- zone {} daemon log ---\n{}", ZONES[z], self.log(z)))
-            .collect()
+            .collect();
+        for (z, zone) in ZONES.iter().enumerate().take(self.n) {
+            let log = self.log(z);
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("full sync"))
+                .collect();
+            out += &format!("--- zone {zone}: warnings, errors, full syncs ---\n");
+            for l in &notable[notable.len().saturating_sub(40)..] {
+                let cut = l.char_indices().nth(400).map_or(l.len(), |(i, _)| i);
+                out += &l[..cut];
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 

@@ -14,9 +14,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneRanges {
-    /// Inclusive `[first, last]` key intervals.
+    /// Inclusive `[first, last]` key intervals (TOML integers: up to 2^63 - 1).
     #[serde(default)]
-    pub intervals: Vec<[i128; 2]>,
+    pub intervals: Vec<[i64; 2]>,
     /// `auto_increment_increment` of the zone's server (with `offset`).
     #[serde(default)]
     pub increment: Option<u64>,
@@ -51,7 +51,7 @@ impl ZoneRanges {
 
     /// Does this zone own `id`?
     pub fn contains(&self, id: i128) -> bool {
-        if self.intervals.iter().any(|[a, b]| *a <= id && id <= *b) {
+        if self.intervals.iter().any(|&[a, b]| a as i128 <= id && id <= b as i128) {
             return true;
         }
         match (self.increment, self.offset) {
@@ -121,6 +121,14 @@ mod tests {
         .is_err());
         assert!(ZoneRanges::default().validate("x").is_err());
         assert!(c.validate("c").is_ok());
+    }
+
+    #[test]
+    fn intervals_parse_from_the_config() {
+        let r: ZoneRanges = toml::from_str("intervals = [[1, 1000000], [5000000, 9223372036854775807]]").unwrap();
+        assert!(r.validate("a").is_ok());
+        assert!(r.contains(1) && r.contains(1_000_000) && !r.contains(1_000_001));
+        assert!(r.contains(i64::MAX as i128) && !r.contains(i64::MAX as i128 + 1));
     }
 
     proptest! {

@@ -396,10 +396,24 @@ impl Assembler {
             }
             _ => {}
         }
-        let data = match ev.read_data() {
-            Ok(Some(d)) => d,
-            Ok(None) => return Ok(()), // an event type this version does not know and need not act on
-            Err(e) => return Err(self.err(offset, format!("cannot decode {:?} event: {e}", h.event_type()))),
+        if raw == EventType::PREVIOUS_GTIDS_EVENT as u8 {
+            previous_gtids_fit(ev.data()).map_err(|what| self.err(offset, what))?;
+        }
+        // mysql_common may panic on inconsistent bytes inside an event (found by
+        // fuzzing: a TRANSACTION_PAYLOAD whose lengths point past its end): corruption
+        let data = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.read_data())) {
+            Ok(Ok(Some(d))) => d,
+            Ok(Ok(None)) => return Ok(()), // an event type this version does not know and need not act on
+            Ok(Err(e)) => return Err(self.err(offset, format!("cannot decode {:?} event: {e}", h.event_type()))),
+            Err(_) => {
+                return Err(self.err(
+                    offset,
+                    format!(
+                        "corrupt {:?} event (inconsistent lengths inside the event)",
+                        h.event_type()
+                    ),
+                ))
+            }
         };
         match data {
             EventData::GtidEvent(g) => {
@@ -818,6 +832,54 @@ fn first_words(sql: &str) -> String {
 }
 
 /// Parses a MariaDB GTID_LIST event body: count (low 28 bits) then (domain, server, seq).
+/// A PREVIOUS_GTIDS event's counts (server UUIDs, and each one's intervals) fit in its
+/// bytes, walked as mysql_common reads them. mysql_common 0.37 reserves memory for a
+/// count before reading what it counts: a corrupt count of 2^56 was an allocation of
+/// that many (found by fuzzing).
+pub(crate) fn previous_gtids_fit(data: &[u8]) -> Result<(), String> {
+    let bad = |what: String| Err(format!("corrupt PREVIOUS_GTIDS event: {what}"));
+    let Some(head) = data.get(..8) else {
+        return bad("shorter than its 8-byte count".into());
+    };
+    let header = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    let tagged = header >> 56 != 0;
+    let n = if tagged {
+        (header >> 8) & ((1 << 48) - 1)
+    } else {
+        header & ((1 << 56) - 1)
+    };
+    if n.saturating_mul(24) > data.len() as u64 {
+        return bad(format!("{n} server UUIDs in {} bytes", data.len()));
+    }
+    let mut rest = &data[8..];
+    for _ in 0..n {
+        let Some(after) = rest.get(16..) else {
+            return bad("a server UUID past its end".into());
+        };
+        rest = after;
+        if tagged {
+            let mut pb = mysql_common::io::ParseBuf(rest);
+            let len = mysql_common::misc::read_varlen_uint(&mut pb)
+                .map_err(|e| format!("corrupt PREVIOUS_GTIDS event: {e}"))?;
+            rest = pb.0;
+            if len > rest.len() as u64 {
+                return bad(format!("a tag of {len} bytes in {}", rest.len()));
+            }
+            rest = &rest[len as usize..];
+        }
+        let Some(count) = rest.get(..8) else {
+            return bad("an interval count past its end".into());
+        };
+        let k = u64::from_le_bytes(count.try_into().expect("8 bytes"));
+        rest = &rest[8..];
+        if k.saturating_mul(16) > rest.len() as u64 {
+            return bad(format!("{k} intervals in {} bytes", rest.len()));
+        }
+        rest = &rest[(k * 16) as usize..];
+    }
+    Ok(())
+}
+
 pub fn parse_maria_gtid_list(d: &[u8]) -> Result<MariaGtidPos, String> {
     if d.len() < 4 {
         return Err("truncated GTID_LIST event".into());

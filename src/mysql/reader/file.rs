@@ -78,8 +78,7 @@ where
         if !(HEADER_LEN..=MAX_EVENT).contains(&size) {
             return Err(err(offset, format!("corrupt event header: event size {size}")));
         }
-        buf.resize(size, 0);
-        let got = read_full(&mut input, &mut buf[HEADER_LEN..]).map_err(|e| err(offset, format!("read error: {e}")))?;
+        let got = read_body(&mut input, &mut buf, size).map_err(|e| err(offset, format!("read error: {e}")))?;
         if got < size - HEADER_LEN {
             return Err(err(
                 offset,
@@ -110,6 +109,15 @@ where
     }
     summary.incomplete = asm.incomplete_groups;
     Ok(summary)
+}
+
+/// Reads the body of an event of `size` bytes after the header in `buf`, as the bytes
+/// come: the memory follows the bytes there are, never the size a header claims (found
+/// by fuzzing: an event size of 1 GiB in a short file was allocated whole). Returns how
+/// many body bytes there were.
+fn read_body(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> std::io::Result<usize> {
+    buf.truncate(HEADER_LEN);
+    r.take((size - HEADER_LEN) as u64).read_to_end(buf)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -171,8 +179,9 @@ fn feed_payload(
     asm: &mut Assembler,
     out: &mut Vec<Transaction>,
 ) -> Result<(), String> {
-    let tpe = ev
-        .read_event::<TransactionPayloadEvent<'_>>()
+    // (mysql_common may panic on inconsistent lengths inside the event: corruption)
+    let tpe = catch_unwind(AssertUnwindSafe(|| ev.read_event::<TransactionPayloadEvent<'_>>()))
+        .map_err(|_| "corrupt TRANSACTION_PAYLOAD event (inconsistent lengths inside the event)".to_string())?
         .map_err(|e| format!("TRANSACTION_PAYLOAD: {e}"))?;
     let mut rdr = tpe
         .decompressed()
@@ -192,11 +201,55 @@ fn feed_payload(
         if !(HEADER_LEN..=MAX_EVENT).contains(&size) {
             return Err(format!("TRANSACTION_PAYLOAD: corrupt inner event size {size}"));
         }
-        inner.resize(size, 0);
-        if read_full(&mut rdr, &mut inner[HEADER_LEN..]).map_err(|e| e.to_string())? < size - HEADER_LEN {
+        if read_body(&mut rdr, &mut inner, size).map_err(|e| e.to_string())? < size - HEADER_LEN {
             return Err("TRANSACTION_PAYLOAD: truncated inner event".into());
         }
         let iev = parse_event(esr, &inner, true)?;
         asm.push(&iev, at, out).map_err(|e| e.what)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: an event header claiming 1 GiB in a file of a few bytes was
+    /// allocated whole before reading; it is a truncated event, read with the memory of
+    /// the bytes there are. A PREVIOUS_GTIDS count of 2^56 (mysql_common reserved memory
+    /// for it) and a TRANSACTION_PAYLOAD whose lengths point past its end (mysql_common
+    /// panicked) are corrupt events naming the offset.
+    #[test]
+    fn hostile_lengths_are_errors_at_their_offset_not_allocations_or_panics() {
+        let dir = std::env::temp_dir().join(format!("drc-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hostile.000001");
+        let mut f = vec![0xfe, b'b', b'i', b'n'];
+        let mut header = vec![0u8; HEADER_LEN];
+        header[4] = 0x22; // GTID event type, any
+        header[9..13].copy_from_slice(&((1u32 << 30) - 1).to_le_bytes());
+        f.extend(&header);
+        f.extend(b"tiny");
+        std::fs::write(&path, &f).unwrap();
+        let e = read_file(&path, "z", Limits::default(), |_| Ok(())).unwrap_err();
+        assert_eq!(e.offset, 4);
+        assert!(e.what.contains("truncated event"), "{}", e.what);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // the count of a PREVIOUS_GTIDS event against its length
+        let mut ev = (1u64 << 55).to_le_bytes().to_vec();
+        ev.extend([0u8; 40]);
+        assert!(super::super::assembler::previous_gtids_fit(&ev)
+            .unwrap_err()
+            .contains("server UUIDs"));
+        let mut ev = 1u64.to_le_bytes().to_vec();
+        ev.extend([7u8; 16]);
+        ev.extend((1u64 << 40).to_le_bytes());
+        assert!(super::super::assembler::previous_gtids_fit(&ev)
+            .unwrap_err()
+            .contains("intervals"));
+        let mut ev = 1u64.to_le_bytes().to_vec();
+        ev.extend([7u8; 16]);
+        ev.extend(1u64.to_le_bytes());
+        ev.extend([0u8; 16]);
+        super::super::assembler::previous_gtids_fit(&ev).unwrap();
     }
 }

@@ -1,14 +1,12 @@
 //! ROWS events → [`RowChange`]s. The hot path of the reader.
 //!
-//! Cells are parsed with mysql_common's `BinlogValue` deserializer, but the row loop is
-//! ours: the table's metadata is resolved once per TABLE_MAP ([`TableSchema`]) instead
+//! Cells are decoded straight from the event bytes ([`super::cells`]); the table's metadata is resolved once per TABLE_MAP ([`TableSchema`]) instead
 //! of once per row, and full images share the table's column-name list.
 
+use super::cells::read_cell;
 use super::schema::TableSchema;
-use super::values::convert;
 use crate::model::{Op, RowChange, RowImage, Value};
 use mysql_common::binlog::events::RowsEventData;
-use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 use std::sync::Arc;
@@ -131,10 +129,7 @@ fn read_image<'a>(
         }
         let col = &schema.columns[i];
         let is_partial = partial_json.is_some_and(|p| p.get(i).copied().unwrap_or(false));
-        let cell: BinlogValue<'a> = buf
-            .parse((col.ty, col.meta.as_slice(), col.unsigned, is_partial))
-            .map_err(|e| format!("column `{}` ({:?}): {e}", col.name, col.ty))?;
-        values.push(convert(col, cell).map_err(|e| format!("column `{}`: {e}", col.name))?);
+        values.push(read_cell(buf, col, is_partial).map_err(|e| format!("column `{}`: {e}", col.name))?);
     }
     Ok(RowImage {
         columns: names.0.clone(),

@@ -23,6 +23,8 @@ pub struct ColumnInfo {
     pub unsigned: bool,
     /// Collation id for character, ENUM and SET columns, when known.
     pub collation: Option<u16>,
+    /// How its bytes become text (from `collation`, resolved once per table map).
+    pub charset: super::values::Charset,
     pub enum_labels: Option<Arc<[String]>>,
     pub set_labels: Option<Arc<[String]>>,
 }
@@ -183,6 +185,7 @@ impl TableSchema {
                 meta,
                 unsigned,
                 collation,
+                charset: super::values::Charset::of(collation),
                 enum_labels,
                 set_labels,
             });

@@ -168,54 +168,80 @@ fn utf8(b: Vec<u8>) -> Result<String, String> {
     String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
 }
 
+/// How a column's bytes become text, resolved once per column from its collation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Charset {
+    /// utf8mb4, utf8mb3, ascii, or no charset known: text when valid UTF-8, else bytes.
+    Utf8,
+    /// The binary collation: always bytes.
+    Binary,
+    /// A single- or multi-byte charset: text when the bytes are valid in it, else bytes.
+    Other(&'static encoding_rs::Encoding),
+    /// A charset drc does not decode: bytes.
+    Unknown,
+}
+
+impl Charset {
+    pub fn of(collation: Option<u16>) -> Charset {
+        let Some(id) = collation else {
+            return Charset::Utf8;
+        };
+        let encoding = match Collation::resolve(CollationId::from(id)).charset() {
+            "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => return Charset::Utf8,
+            "binary" => return Charset::Binary,
+            // MySQL's latin1 is Windows-1252 with the undefined bytes mapped to C1 controls,
+            // which is exactly the WHATWG windows-1252 decoder.
+            "latin1" => encoding_rs::WINDOWS_1252,
+            "latin2" => encoding_rs::ISO_8859_2,
+            "latin7" => encoding_rs::ISO_8859_13,
+            "greek" => encoding_rs::ISO_8859_7,
+            "hebrew" => encoding_rs::ISO_8859_8,
+            "cp1250" => encoding_rs::WINDOWS_1250,
+            "cp1251" => encoding_rs::WINDOWS_1251,
+            "cp1256" => encoding_rs::WINDOWS_1256,
+            "cp1257" => encoding_rs::WINDOWS_1257,
+            "cp866" => encoding_rs::IBM866,
+            "koi8r" => encoding_rs::KOI8_R,
+            "koi8u" => encoding_rs::KOI8_U,
+            "macroman" => encoding_rs::MACINTOSH,
+            "tis620" => encoding_rs::WINDOWS_874,
+            "gbk" | "gb2312" => encoding_rs::GBK,
+            "gb18030" => encoding_rs::GB18030,
+            "big5" => encoding_rs::BIG5,
+            "sjis" | "cp932" => encoding_rs::SHIFT_JIS,
+            "ujis" | "eucjpms" => encoding_rs::EUC_JP,
+            "euckr" => encoding_rs::EUC_KR,
+            "utf16" | "ucs2" => encoding_rs::UTF_16BE,
+            "utf16le" => encoding_rs::UTF_16LE,
+            _ => return Charset::Unknown,
+        };
+        Charset::Other(encoding)
+    }
+}
+
 /// Decodes character data by collation. Binary collation, unknown charsets and bytes
 /// that are not valid in the charset stay [`Value::Bytes`] (never a lossy string).
 pub fn decode_text(collation: Option<u16>, b: Vec<u8>) -> Value {
-    let coll = match collation {
-        None => {
-            return String::from_utf8(b)
-                .map(Value::Text)
-                .unwrap_or_else(|e| Value::Bytes(e.into_bytes()))
-        }
-        Some(id) => Collation::resolve(CollationId::from(id)),
-    };
-    let charset = coll.charset();
-    let encoding = match charset {
-        "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => {
-            return String::from_utf8(b)
-                .map(Value::Text)
-                .unwrap_or_else(|e| Value::Bytes(e.into_bytes()))
-        }
-        "binary" => return Value::Bytes(b),
-        // MySQL's latin1 is Windows-1252 with the undefined bytes mapped to C1 controls,
-        // which is exactly the WHATWG windows-1252 decoder.
-        "latin1" => encoding_rs::WINDOWS_1252,
-        "latin2" => encoding_rs::ISO_8859_2,
-        "latin7" => encoding_rs::ISO_8859_13,
-        "greek" => encoding_rs::ISO_8859_7,
-        "hebrew" => encoding_rs::ISO_8859_8,
-        "cp1250" => encoding_rs::WINDOWS_1250,
-        "cp1251" => encoding_rs::WINDOWS_1251,
-        "cp1256" => encoding_rs::WINDOWS_1256,
-        "cp1257" => encoding_rs::WINDOWS_1257,
-        "cp866" => encoding_rs::IBM866,
-        "koi8r" => encoding_rs::KOI8_R,
-        "koi8u" => encoding_rs::KOI8_U,
-        "macroman" => encoding_rs::MACINTOSH,
-        "tis620" => encoding_rs::WINDOWS_874,
-        "gbk" | "gb2312" => encoding_rs::GBK,
-        "gb18030" => encoding_rs::GB18030,
-        "big5" => encoding_rs::BIG5,
-        "sjis" | "cp932" => encoding_rs::SHIFT_JIS,
-        "ujis" | "eucjpms" => encoding_rs::EUC_JP,
-        "euckr" => encoding_rs::EUC_KR,
-        "utf16" | "ucs2" => encoding_rs::UTF_16BE,
-        "utf16le" => encoding_rs::UTF_16LE,
-        _ => return Value::Bytes(b),
-    };
-    match encoding.decode_without_bom_handling_and_without_replacement(&b) {
-        Some(s) => Value::Text(s.into_owned()),
-        None => Value::Bytes(b),
+    match Charset::of(collation) {
+        Charset::Utf8 => String::from_utf8(b)
+            .map(Value::Text)
+            .unwrap_or_else(|e| Value::Bytes(e.into_bytes())),
+        _ => decode_text_slice(Charset::of(collation), &b),
+    }
+}
+
+/// [`decode_text`] of borrowed bytes: one allocation, for the result.
+pub fn decode_text_slice(charset: Charset, b: &[u8]) -> Value {
+    match charset {
+        Charset::Utf8 => match std::str::from_utf8(b) {
+            Ok(s) => Value::Text(s.to_owned()),
+            Err(_) => Value::Bytes(b.to_vec()),
+        },
+        Charset::Binary | Charset::Unknown => Value::Bytes(b.to_vec()),
+        Charset::Other(encoding) => match encoding.decode_without_bom_handling_and_without_replacement(b) {
+            Some(s) => Value::Text(s.into_owned()),
+            None => Value::Bytes(b.to_vec()),
+        },
     }
 }
 
@@ -230,6 +256,7 @@ mod tests {
             meta: vec![],
             unsigned,
             collation: None,
+            charset: Charset::Utf8,
             enum_labels: None,
             set_labels: None,
         }

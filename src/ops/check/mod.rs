@@ -81,9 +81,94 @@ pub async fn run_checks_for(
     Ok(f)
 }
 
+/// What drc's user needs on each replicated database (docs/OPERATIONS.md, Grants).
+const APP_PRIVILEGES: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE TEMPORARY TABLES"];
+/// What drc's user needs on its own `drc` schema.
+const DRC_PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "ALTER",
+    "INDEX",
+    "CREATE TEMPORARY TABLES",
+];
+/// What it needs besides on a database whose schema changes it applies (`ddl_home`).
+const DDL_PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE TEMPORARY TABLES",
+    "CREATE",
+    "ALTER",
+    "INDEX",
+    "DROP",
+];
+
+/// The privileges of `needed` the connected user lacks on database `db`: `global`
+/// (its global privileges) and those of every schema grant whose pattern (`drc\_%`)
+/// matches `db` (roles are not looked at).
+async fn schema_grants(
+    conn: &mut Conn,
+    global: &[String],
+    db: &str,
+    needed: &[&str],
+) -> Result<Finding, mysql_async::Error> {
+    let mut have = global.to_vec();
+    let on_schema: Vec<String> = conn
+        .exec(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE ? LIKE TABLE_SCHEMA",
+            (db,),
+        )
+        .await?;
+    have.extend(on_schema);
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|p| !have.iter().any(|h| h.eq_ignore_ascii_case(p)))
+        .collect();
+    Ok(if missing.is_empty() {
+        Finding::ok("grants", format!("{} on `{db}`", needed.join(", ")))
+    } else {
+        Finding::bad(
+            Level::Problem,
+            "grants",
+            format!("the drc user lacks {} on `{db}`", missing.join(", ")),
+            format!("GRANT {} ON `{db}`.* TO <drc user>", missing.join(", ")),
+        )
+    })
+}
+
+/// The connection to this zone's server is encrypted as `[mysql.tls]` asks; without
+/// it, a warning when the server is not on this host (its traffic crosses a network).
+async fn tls_check(conn: &mut Conn, m: &crate::config::MysqlConfig) -> Result<Finding, mysql_async::Error> {
+    let version: Option<(String, String)> = conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_version'").await?;
+    let version = version.map(|(_, v)| v).filter(|v| !v.is_empty());
+    let local = m.host == "localhost" || m.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    Ok(match (&m.tls, version) {
+        (Some(t), Some(v)) => Finding::ok("tls", format!("{v}, mode {}", t.mode)),
+        (Some(t), None) if t.mode != crate::config::TlsMode::Disabled => Finding::bad(
+            Level::Problem,
+            "tls",
+            "[mysql.tls] is set but the connection is not encrypted",
+            "set ssl_cert and ssl_key on the server",
+        ),
+        (_, Some(v)) => Finding::ok("tls", v),
+        (_, None) if local => Finding::ok("tls", "not encrypted (the server is on this host)"),
+        (_, None) => Finding::bad(
+            Level::Warn,
+            "tls",
+            format!("the connection to {} is not encrypted", m.host),
+            "add [mysql.tls] with ca = the CA of the server's certificate (docs/OPERATIONS.md, TLS)",
+        ),
+    })
+}
+
 async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Result<Vec<Finding>, mysql_async::Error> {
     use Level::*;
-    let mut f = Vec::new();
+    let mut f = vec![tls_check(conn, &cfg.mysql).await?];
     let cnf = "in the server's my.cnf, then restart it";
     if let Some(r) = cfg.id_ranges.get(&cfg.zone) {
         if let (Some(inc), Some(off)) = (r.increment, r.offset) {
@@ -157,6 +242,20 @@ async fn replication_checks(conn: &mut Conn, cfg: &crate::config::Config) -> Res
         ));
     }
     if let Some(r) = &cfg.replication {
+        let global: Vec<String> = conn
+            .query("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES")
+            .await?;
+        for (db, needed) in r
+            .databases
+            .iter()
+            .map(|d| {
+                let ddl = r.ddl_home.contains_key(d);
+                (d.as_str(), if ddl { DDL_PRIVILEGES } else { APP_PRIVILEGES })
+            })
+            .chain([("drc", DRC_PRIVILEGES)])
+        {
+            f.push(schema_grants(conn, &global, db, needed).await?);
+        }
         for db in &r.databases {
             let rows: Vec<(String, u64, u64)> = conn
                 .exec(

@@ -8,21 +8,48 @@ pub(super) const BATCH_MAX_ROWS: usize = 1_000;
 pub(super) const BATCH_MAX_PARAMS: usize = 30_000;
 /// and about this many bytes of values (well under max_allowed_packet).
 pub(super) const BATCH_MAX_BYTES: usize = 4 << 20;
+/// A run of inserts only (a bulk load, a big transaction) may be longer: it is
+/// written with one `LOAD DATA` (see `load`), or as several statements under a
+/// savepoint; its keys are locked or looked up in one statement (at most this many
+/// keys' values, under the protocol's 65,535 parameters).
+pub(super) const RUN_MAX_ROWS: usize = 10_000;
+pub(super) const RUN_MAX_BYTES: usize = 16 << 20;
 
-/// What one multi-row statement may still take: rows, bound values, bytes.
-#[derive(Default)]
+/// What one multi-row statement (or run, [`Budget::run`]) may still take: rows,
+/// bound values, bytes.
 pub(super) struct Budget {
     pub(super) rows: usize,
     pub(super) params: usize,
     pub(super) bytes: usize,
+    max: (usize, usize, usize),
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            rows: 0,
+            params: 0,
+            bytes: 0,
+            max: (BATCH_MAX_ROWS, BATCH_MAX_PARAMS, BATCH_MAX_BYTES),
+        }
+    }
 }
 
 impl Budget {
+    /// The budget of a run of inserts (written by [`Applier::insert_rows`]).
+    pub(super) fn run() -> Self {
+        Budget {
+            max: (RUN_MAX_ROWS, 60_000, RUN_MAX_BYTES),
+            ..Budget::default()
+        }
+    }
+
     /// Takes `img` into the statement if it fits (a first row always does).
     pub(super) fn admits(&mut self, img: &RowImage) -> bool {
         let (p, b) = (img.values.len(), img.values.iter().map(approx_size).sum::<usize>());
-        let fits = self.rows == 0
-            || (self.rows < BATCH_MAX_ROWS && self.params + p <= BATCH_MAX_PARAMS && self.bytes + b <= BATCH_MAX_BYTES);
+        let (max_rows, max_params, max_bytes) = self.max;
+        let fits =
+            self.rows == 0 || (self.rows < max_rows && self.params + p <= max_params && self.bytes + b <= max_bytes);
         if fits {
             (self.rows, self.params, self.bytes) = (self.rows + 1, self.params + p, self.bytes + b);
         }
@@ -74,7 +101,8 @@ impl Applier {
     /// How many changes from the start of `changes` form one batch: consecutive
     /// inserts and key-preserving updates of one versioned table with an all-integer
     /// primary key, no other unique key and no foreign key, each key at most once,
-    /// within the batch limits. 0 or 1: apply row by row.
+    /// within one statement's limits, or a run's ([`Budget::run`]) while all are
+    /// inserts. 0 or 1: apply row by row.
     pub(super) async fn batch_len(&mut self, changes: &[Change]) -> Result<usize, Error> {
         let Some(Change::Row(first)) = changes.first() else {
             return Ok(0);
@@ -87,7 +115,7 @@ impl Applier {
             return Ok(0);
         }
         let mut keys = std::collections::HashSet::new();
-        let mut budget = Budget::default();
+        let (mut statement, mut run, mut inserts_only) = (Budget::default(), Budget::run(), true);
         let mut n = 0;
         for c in changes {
             let Change::Row(r) = c else { break };
@@ -95,7 +123,10 @@ impl Applier {
                 break;
             }
             let Some(key) = self.batch_key(&t, r) else { break };
-            if !budget.admits(r.after.as_ref().expect("batchable rows have an after image")) || !keys.insert(key) {
+            let after = r.after.as_ref().expect("batchable rows have an after image");
+            let (in_statement, in_run) = (statement.admits(after), run.admits(after));
+            inserts_only &= r.op == Op::Insert;
+            if !(if inserts_only { in_run } else { in_statement }) || !keys.insert(key) {
                 break;
             }
             n += 1;
@@ -386,7 +417,7 @@ impl Applier {
         if items.iter().all(|i| i.before.is_none() && i.chained) {
             let tombs = self.lock_tombstones(&t, &keys).await?;
             if items.iter().all(|i| tombs.get(&i.key).is_none_or(|&x| i.v > x))
-                && self.write_rows(&t, &images(&items), &[], changes(&items)).await?
+                && self.insert_rows(&t, &images(&items), changes(&items)).await?
             {
                 return Ok(());
             }
@@ -419,7 +450,7 @@ impl Applier {
             slow.append(&mut upserts);
         }
         // a key inserted here after the locking read: row by row decides and logs
-        if !inserts.is_empty() && !self.write_rows(&t, &images(&inserts), &[], changes(&inserts)).await? {
+        if !inserts.is_empty() && !self.insert_rows(&t, &images(&inserts), changes(&inserts)).await? {
             slow.append(&mut inserts);
         }
         // a unique key added since the table was read: row by row quarantines
@@ -480,12 +511,50 @@ impl Applier {
         Ok(())
     }
 
-    /// One multi-row `INSERT` of `images` into `t`, or with `update` columns an
-    /// upsert (`ON DUPLICATE KEY UPDATE c = VALUES(c)`), counting `changes` applied
-    /// rows. `Ok(false)` when it met a duplicate key (1062) or a missing parent row
-    /// (1452): the statement did
-    /// nothing and its rows are for the row path.
+    /// Multi-row `INSERT`s of `images` into `t`, or with `update` columns upserts
+    /// (`ON DUPLICATE KEY UPDATE c = VALUES(c)`), counting `changes` applied rows:
+    /// one statement when they fit one ([`Budget`]), else several under a savepoint.
+    /// `Ok(false)` when one met a duplicate key (1062) or a missing parent row
+    /// (1452): nothing was written and the rows are for the row path.
     pub(super) async fn write_rows(
+        &mut self,
+        t: &LocalTable,
+        images: &[&RowImage],
+        update: &[String],
+        changes: u64,
+    ) -> Result<bool, Error> {
+        let mut chunks: Vec<&[&RowImage]> = Vec::new();
+        let (mut from, mut budget) = (0, Budget::default());
+        for (i, img) in images.iter().enumerate() {
+            if !budget.admits(img) {
+                chunks.push(&images[from..i]);
+                (from, budget) = (i, Budget::default());
+                budget.admits(img);
+            }
+        }
+        chunks.push(&images[from..]);
+        if chunks.len() == 1 {
+            return self.write_statement(t, images, update, changes).await;
+        }
+        self.savepoint("SAVEPOINT drc_rows").await?;
+        for chunk in chunks {
+            if !self.write_statement(t, chunk, update, 0).await? {
+                self.savepoint("ROLLBACK TO SAVEPOINT drc_rows").await?;
+                return Ok(false);
+            }
+        }
+        self.stats.rows += changes;
+        self.uncommitted.batched_rows += changes;
+        Ok(true)
+    }
+
+    /// Sets or rolls back to a savepoint of the open transaction.
+    pub(super) async fn savepoint(&mut self, sql: &str) -> Result<(), Error> {
+        self.conn.query_drop(sql).await.map_err(|e| mysql_err(&self.s, sql, e))
+    }
+
+    /// One multi-row statement of [`Applier::write_rows`].
+    async fn write_statement(
         &mut self,
         t: &LocalTable,
         images: &[&RowImage],

@@ -84,17 +84,25 @@ impl Applier {
     /// Whether `after`'s key lies in the ID range of zone `origin` (or the table or
     /// zone has no range).
     pub(super) fn in_range(&self, origin: &str, t: &LocalTable, after: &RowImage) -> bool {
-        if !t.integer_pk() {
-            return true;
-        }
         let Some(ranges) = self.s.id_ranges.get(origin) else {
             return true;
         };
-        match after.get(&t.pk[0]) {
-            Some(crate::model::Value::Int(i)) => ranges.contains(*i as i128),
-            Some(crate::model::Value::UInt(u)) => ranges.contains(*u as i128),
-            _ => true,
-        }
+        integer_key(t, after).is_none_or(|id| ranges.contains(id))
+    }
+
+    /// Whether the integer key of `after` lies in the ID range of a zone that is neither
+    /// `origin` nor this one. With three zones or more, an update from `origin` of such a
+    /// row can arrive here before its owner's insert (each zone reads each peer on its
+    /// own): it is decided by last-writer-wins, and the owner's older insert loses to
+    /// it when it comes.
+    pub(super) fn owned_by_third_zone(&self, origin: &str, t: &LocalTable, after: &RowImage) -> bool {
+        let Some(id) = integer_key(t, after) else {
+            return false;
+        };
+        self.s
+            .id_ranges
+            .iter()
+            .any(|(zone, r)| zone != origin && *zone != self.s.zone && r.contains(id))
     }
 
     /// For a change that creates key `after` here (an insert, a key-changing update, an
@@ -195,5 +203,17 @@ impl Applier {
             .exec_drop(sql, p)
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.conflicts", e))
+    }
+}
+
+/// The integer primary key of `row`, when the table has one.
+fn integer_key(t: &LocalTable, row: &RowImage) -> Option<i128> {
+    if !t.integer_pk() {
+        return None;
+    }
+    match row.get(&t.pk[0]) {
+        Some(crate::model::Value::Int(i)) => Some(*i as i128),
+        Some(crate::model::Value::UInt(u)) => Some(*u as i128),
+        _ => None,
     }
 }

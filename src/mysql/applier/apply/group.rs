@@ -121,8 +121,7 @@ impl Applier {
     /// Writes the position of the group's last transaction and commits.
     pub(super) async fn commit_group(&mut self, g: &Group) -> Result<(), Error> {
         let last = g.txs.last().expect("a group holds a transaction");
-        self.write_position(&g.origin, last, g.counted()).await?;
-        self.commit().await
+        self.write_position_and_commit(&g.origin, last, g.counted()).await
     }
 
     /// Metrics and status after a group of origin transactions committed here.
@@ -131,6 +130,7 @@ impl Applier {
         d.metrics.commits.increment(1);
         let u = std::mem::take(&mut self.uncommitted);
         d.metrics.batched_rows.increment(u.batched_rows);
+        d.metrics.loaded_rows.increment(u.loaded_rows);
         d.metrics.id_range_violations.increment(u.id_range_violations);
         for (table, kind, resolution) in u.conflicts {
             metrics::counter!(m::CONFLICTS, "from_zone" => g.origin.clone(), "to_zone" => self.s.zone.clone(), "kind" => kind.clone())

@@ -35,7 +35,7 @@
 
 use super::id_range::{RangePolicy, ZoneRanges};
 use super::lww::{decide, Action, Conflict, Incoming, Local};
-use super::sql::{bind, ident, parse_decimal, version_of};
+use super::sql::{bind, ident, inline, parse_decimal, version_of};
 use super::table::{LocalTable, TablePatterns};
 use crate::error::Error;
 use crate::model::{Change, Op, RowChange, RowImage, Transaction};
@@ -55,6 +55,7 @@ mod ddl;
 mod global;
 mod group;
 mod heartbeat;
+mod load;
 mod parked;
 mod position;
 mod row;
@@ -176,6 +177,8 @@ pub struct Applier {
     /// tombstone.
     journal_through: Option<FilePos>,
     tables: HashMap<(String, String), Arc<LocalTable>>,
+    /// Whether this server takes `LOAD DATA LOCAL` (see `load`); None until asked.
+    local_infile: Option<bool>,
     /// Columns dropped in this zone, per table (`drc.dropped_columns`, lower case).
     dropped: HashMap<(String, String), Vec<String>>,
     /// When each table's metadata was read (read again when an image differs from it).
@@ -234,6 +237,7 @@ impl Drop for Applier {
 #[derive(Default)]
 struct Uncounted {
     batched_rows: u64,
+    loaded_rows: u64,
     /// (table, kind, resolution) of each logged conflict.
     conflicts: Vec<(String, String, String)>,
     id_range_violations: u64,
@@ -316,6 +320,7 @@ impl Applier {
             conn,
             s,
             tables: HashMap::new(),
+            local_infile: None,
             dropped: HashMap::new(),
             loaded: HashMap::new(),
             open: None,

@@ -22,6 +22,15 @@ pub const LOOP_MARKER: &str = "INSERT INTO `drc`.`marker` (origin_zone, applier_
      SELECT ?, ?, 1, w.f, w.p FROM (SELECT MAX(file) AS f, MAX(pos) AS p FROM `drc`.`journal` WHERE channel = ?) AS w \
      ON DUPLICATE KEY UPDATE n = n + 1, journal_file = VALUES(journal_file), journal_pos = VALUES(journal_pos)";
 
+/// The applied position of an origin (this channel), with the count of its
+/// transactions applied.
+const WRITE_POSITION: &str = "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, last_gtid, commit_ts_us, applied_txns) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
+     commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + ?, \
+     kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
+     kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)";
+
 impl Applier {
     /// Claims the application of `origin`'s transactions (this channel) into this
     /// server for the life of the applier's session ([`crate::mysql::claim`]): a
@@ -130,26 +139,23 @@ impl Applier {
 
     /// Opens the target transaction for an origin transaction: the loop marker first,
     /// so this zone's reader recognises it as an applier transaction.
+    /// Both in one round trip (START TRANSACTION and the marker with its values
+    /// inlined, [`super::super::sql::inline`]).
     pub(super) async fn begin(&mut self, origin: &str) -> Result<(), Error> {
-        self.conn
-            .query_drop("START TRANSACTION")
-            .await
-            .map_err(|e| mysql_err(&self.s, "START TRANSACTION", e))?;
-        self.open = Some(origin.to_string());
         // The marker row carries the journal's committed position as this transaction
         // sees it (its watermark): deletes the journal has not recorded yet are
         // re-checked by the journal against this transaction's inserts.
+        let params: [MyValue; 3] = [
+            self.s.channel_key(origin).into(),
+            self.s.zone.as_str().into(),
+            self.s.channel_key(&self.s.zone).into(),
+        ];
+        let marker = inline(LOOP_MARKER, &params).expect("marker parameters are strings");
+        self.open = Some(origin.to_string());
         self.conn
-            .exec_drop(
-                LOOP_MARKER,
-                (
-                    self.s.channel_key(origin),
-                    &self.s.zone,
-                    self.s.channel_key(&self.s.zone),
-                ),
-            )
+            .query_drop(format!("START TRANSACTION; {marker}"))
             .await
-            .map_err(|e| mysql_err(&self.s, "writing the loop marker", e))
+            .map_err(|e| mysql_err(&self.s, "opening a transaction with the loop marker", e))
     }
 
     /// `origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset` of
@@ -174,6 +180,33 @@ impl Applier {
         ]
     }
 
+    /// Records `last` (the last of `txns` origin transactions) as the position of
+    /// `origin` and commits, in one round trip (the values inlined).
+    pub(super) async fn write_position_and_commit(
+        &mut self,
+        origin: &str,
+        last: &Pending,
+        txns: u64,
+    ) -> Result<(), Error> {
+        let mut params = self.position_params(origin, &last.cp, &last.transport);
+        params.extend([
+            last.gtid.clone().into(),
+            last.commit_ts_us.into(),
+            txns.into(),
+            txns.into(),
+        ]);
+        let Some(position) = inline(WRITE_POSITION, &params) else {
+            self.write_position(origin, last, txns).await?;
+            return self.commit().await;
+        };
+        self.conn
+            .query_drop(format!("{position}; COMMIT"))
+            .await
+            .map_err(|e| mysql_err(&self.s, "writing drc.applied and committing", e))?;
+        self.open = None;
+        Ok(())
+    }
+
     /// Records `last` (the last of `txns` origin transactions) as the position of `origin`.
     pub(super) async fn write_position(&mut self, origin: &str, last: &Pending, txns: u64) -> Result<(), Error> {
         let mut params = self.position_params(origin, &last.cp, &last.transport);
@@ -184,15 +217,7 @@ impl Applier {
             txns.into(),
         ]);
         self.conn
-            .exec_drop(
-                "INSERT INTO `drc`.`applied` (origin_zone, gtid, file, pos, kafka_topic, kafka_partition, kafka_offset, last_gtid, commit_ts_us, applied_txns) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE gtid = VALUES(gtid), file = VALUES(file), pos = VALUES(pos), last_gtid = VALUES(last_gtid), \
-                 commit_ts_us = VALUES(commit_ts_us), applied_txns = applied_txns + ?, \
-                 kafka_topic = COALESCE(VALUES(kafka_topic), kafka_topic), kafka_partition = COALESCE(VALUES(kafka_partition), kafka_partition), \
-                 kafka_offset = COALESCE(VALUES(kafka_offset), kafka_offset)",
-                params,
-            )
+            .exec_drop(WRITE_POSITION, params)
             .await
             .map_err(|e| mysql_err(&self.s, "writing drc.applied", e))
     }

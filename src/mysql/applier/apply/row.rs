@@ -126,7 +126,9 @@ impl Applier {
                         None => false,
                     };
                     let creates = !same_key || !self.row_exists(t, after).await?;
-                    if creates && !self.range_ok(origin, tx, t, after).await? {
+                    // an update of a third zone's row whose insert has not arrived yet
+                    let owners_insert_due = same_key && self.owned_by_third_zone(origin, t, after);
+                    if creates && !owners_insert_due && !self.range_ok(origin, tx, t, after).await? {
                         return Ok(());
                     }
                 }
@@ -326,7 +328,11 @@ impl Applier {
                 }
             }
         }
-        if creates && !self.range_ok(origin, tx, t, img).await? {
+        // Past that barrier, an update of a missing row that a third zone owns is its
+        // owner's row whose insert has not arrived here yet: applied by last-writer-wins
+        // (the owner's insert, older, loses when it comes), never quarantined.
+        let owners_insert_due = before_version.is_some() && tomb.is_none() && self.owned_by_third_zone(origin, t, img);
+        if creates && !owners_insert_due && !self.range_ok(origin, tx, t, img).await? {
             return Ok(Written::Done);
         }
         let vals: Vec<MyValue> = img
@@ -379,6 +385,8 @@ impl Applier {
                 if concurrent {
                     let kind = if lv.is_some() {
                         "concurrent_update"
+                    } else if owners_insert_due {
+                        "update_before_insert"
                     } else {
                         "resurrected_after_delete"
                     };

@@ -35,6 +35,15 @@ fn budget_takes_a_first_row_always_then_stops_at_each_limit() {
 }
 
 #[test]
+fn a_run_of_inserts_takes_ten_statements_of_rows() {
+    let mut b = Budget::run();
+    let row = image(vec![V::Int(1), V::Text("x".repeat(20))]);
+    assert!((0..RUN_MAX_ROWS).all(|_| b.admits(&row)));
+    assert!(!b.admits(&row), "row limit of a run");
+    assert_eq!(RUN_MAX_ROWS, 10 * BATCH_MAX_ROWS);
+}
+
+#[test]
 fn integer_parameters_round_trip_across_the_i64_boundary() {
     for x in [
         0i128,

@@ -6,16 +6,20 @@
 //!
 //! Secrets: the MySQL password comes from exactly one of `password_env` (an environment
 //! variable), `password_file` (a file, trailing newline ignored) or `password` (inline,
-//! for throw-away test setups only).
+//! for throw-away test setups only). A file holding a secret must be readable by its
+//! owner only (`secret_files`). TLS to a server: its `tls` table ([`tls`]).
 //!
 //! (Over 600 lines on purpose: every top-level section's settings types with their
 //! documentation and strict validation in one place, the file a DBA reads beside
 //! their config; the parts' own sections live with them: `kafka`, `zookeeper`.)
 
+pub mod tls;
+
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub use crate::error::ConfigError;
+pub use tls::{SecretFiles, TlsConfig, TlsMode};
 
 /// Top level of a zone daemon's config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +62,10 @@ pub struct Config {
     /// token of its mutating calls. Without `[admin]` the daemon serves none.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// A file holding a secret (`password_file`, `token_file`, a TLS `key`) that its
+    /// group or others can read: `"refuse"` to start (default) or `"warn"`.
+    #[serde(default)]
+    pub secret_files: SecretFiles,
     /// Directory the file was loaded from (relative paths resolve against it).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -87,6 +95,10 @@ pub struct MysqlConfig {
     /// Seconds to wait for a TCP connection: `connect_timeout_secs = 5`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// TLS to this server (`[mysql.tls]`, `[peers.mysql.tls]`); without it the
+    /// connection is not encrypted ([`TlsConfig`]).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// The binlog reader.
@@ -242,6 +254,11 @@ pub struct AdminConfig {
     /// The token inline (test setups only).
     #[serde(default)]
     pub token: Option<String>,
+    /// The audit log (JSON lines: every pause, resume and fence, refused attempts
+    /// included): `audit_log = "/var/log/drc/audit.log"`. Default `audit.log` in
+    /// `[reader] state_dir`.
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
 }
 
 impl AdminConfig {
@@ -536,10 +553,60 @@ impl Config {
             what,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        cfg.validate().map_err(err)?;
+        Config::parse(&text, path.parent().unwrap_or(Path::new(""))).map_err(err)
+    }
+
+    /// Parses and validates the text of a config file whose directory is `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, String> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.base_dir = base_dir.to_path_buf();
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// This zone's MySQL server and the peers', with their sections' names.
+    fn mysql_servers(&self) -> impl Iterator<Item = (&'static str, &MysqlConfig)> {
+        std::iter::once(("mysql", &self.mysql)).chain(
+            self.peers
+                .iter()
+                .filter_map(|p| p.mysql.as_ref().map(|m| ("peers.mysql", m))),
+        )
+    }
+
+    /// Every file holding a secret is readable by its owner only
+    /// ([`tls::check_secret_file`]).
+    fn check_secret_files(&self) -> Result<(), String> {
+        let mut files: Vec<(String, &PathBuf)> = Vec::new();
+        for (section, m) in self.mysql_servers() {
+            if let Some(t) = &m.tls {
+                files.extend(t.secret_files().map(|f| (format!("[{section}.tls] key"), f)));
+            }
+            files.extend(
+                m.password_file
+                    .iter()
+                    .map(|f| (format!("[{section}] password_file"), f)),
+            );
+        }
+        let redis = self.redis.iter().map(|r| ("redis", &r.server));
+        let redis = redis.chain(
+            self.peers
+                .iter()
+                .filter_map(|p| p.redis.as_ref().map(|r| ("peers.redis", r))),
+        );
+        for (section, r) in redis {
+            files.extend(
+                r.password_file
+                    .iter()
+                    .map(|f| (format!("[{section}] password_file"), f)),
+            );
+        }
+        if let Some(a) = &self.admin {
+            files.extend(a.token_file.iter().map(|f| ("[admin] token_file".to_string(), f)));
+        }
+        for (setting, f) in files {
+            tls::check_secret_file(&self.base_dir, &setting, f, self.secret_files)?;
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -561,6 +628,12 @@ impl Config {
                 m.password.is_some(),
             ],
         )?;
+        for (section, m) in self.mysql_servers() {
+            if let Some(t) = &m.tls {
+                t.validate(&format!("{section}.tls"))?;
+            }
+        }
+        self.check_secret_files()?;
         if let Some(a) = &self.admin {
             one_secret_source(
                 "admin",
@@ -704,6 +777,11 @@ impl Config {
         if self.transport == TransportKind::Kafka && self.kafka.is_none() {
             return Err("transport = \"kafka\" needs a [kafka] section (brokers = \"host:9092\")".into());
         }
+        if self.kafka.as_ref().is_some_and(|k| k.max_message_txns == 0) {
+            return Err(
+                "[kafka] max_message_txns = 0: a message carries at least one transaction (1: each alone)".into(),
+            );
+        }
         if let Some(r) = &self.replication {
             if r.databases.is_empty() {
                 return Err("[replication] databases is empty".into());
@@ -745,6 +823,10 @@ impl MysqlConfig {
     /// mysql_async connection options for this server.
     pub fn opts(&self, base_dir: &Path) -> Result<mysql_async::Opts, String> {
         let pass = self.resolve_password(base_dir)?;
+        let ssl = match &self.tls {
+            Some(t) => t.mysql(base_dir, "mysql.tls")?,
+            None => None,
+        };
         Ok(mysql_async::OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
@@ -752,6 +834,7 @@ impl MysqlConfig {
             .pass(pass)
             .prefer_socket(false)
             .stmt_cache_size(0)
+            .ssl_opts(ssl)
             .into())
     }
 

@@ -1,0 +1,258 @@
+//! TLS to a server drc connects to (`[mysql.tls]`, `[[peers]]`' `[peers.mysql.tls]`),
+//! and the rule for files holding secrets.
+//!
+//! # Invariants
+//! * A `[… .tls]` table present means TLS, and by default the server's certificate is
+//!   verified against `ca` and checked to be issued for the host drc connects to
+//!   (`verify-full`). Weaker modes are spelled out in the config, never fallen into.
+//! * With `ca` set, only that CA is trusted (the built-in public roots are not): a
+//!   certificate from any other CA is refused.
+//! * Files are read when the connection settings are built (start-up), so a missing or
+//!   malformed file is an error naming the setting and the path, not a failed
+//!   handshake later.
+//! * A file holding a secret (password, token, private key) that its group or others
+//!   can read is refused (or only warned about, with `secret_files = "warn"`).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// How much of the server's identity is checked. The mysql client's names are accepted
+/// too (`DISABLED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS (as without the table).
+    #[serde(rename = "disabled", alias = "DISABLED")]
+    Disabled,
+    /// Encrypted; the certificate is not checked (protects against passive listeners
+    /// only).
+    #[serde(rename = "required", alias = "REQUIRED", alias = "require")]
+    Required,
+    /// The certificate must be signed by `ca` (any host name).
+    #[serde(rename = "verify-ca", alias = "VERIFY_CA")]
+    VerifyCa,
+    /// The certificate must be signed by `ca` and issued for the host connected to
+    /// (or `server_name`). The default.
+    #[default]
+    #[serde(rename = "verify-full", alias = "VERIFY_IDENTITY", alias = "verify-identity")]
+    VerifyFull,
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        })
+    }
+}
+
+/// `[mysql.tls]`: TLS to one server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// `mode = "verify-full"` (default), `"verify-ca"`, `"required"` or `"disabled"`.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM file of the CA certificate(s) the server's certificate must chain to:
+    /// `ca = "/etc/drc/tls/ca.pem"`. Without it, the public roots (Mozilla's list).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require one (`REQUIRE X509`):
+    /// `cert = "/etc/drc/tls/drc.pem"`; with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; a secret: mode 0600):
+    /// `key = "/etc/drc/tls/drc.key"`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name the server's certificate must be issued for, when it is not the host
+    /// connected to (an IP address, a load balancer): `server_name = "db1.zone-a"`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// What to do about a secret file its group or others can read.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretFiles {
+    /// Refuse to start, naming the file and the fix (default).
+    #[default]
+    Refuse,
+    /// Start, with a warning in the log.
+    Warn,
+}
+
+impl TlsConfig {
+    /// Checks the table's consistency (`section`: e.g. `mysql.tls`).
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(format!(
+                "[{section}] set both cert and key (a client certificate and its key), or neither"
+            ));
+        }
+        if self.mode == TlsMode::Disabled && (self.ca.is_some() || self.cert.is_some() || self.server_name.is_some()) {
+            return Err(format!(
+                "[{section}] mode = \"disabled\" with ca, cert or server_name set: remove them, or choose a mode"
+            ));
+        }
+        if self.mode == TlsMode::VerifyCa {
+            // mysql_async 0.37's skip_domain_validation looks for "NotValidForName" in
+            // rustls 0.23's message, which now reads "certificate not valid for name":
+            // the name is checked anyway (found 2026-12-07)
+            return Err(format!(
+                "[{section}] mode = \"verify-ca\" is not available with drc's MySQL client (it checks the name anyway): use mode = \"verify-full\" with server_name = a name the server's certificate lists"
+            ));
+        }
+        if self.mode == TlsMode::Required && self.ca.is_some() {
+            return Err(format!(
+                "[{section}] mode = \"required\" does not check the certificate, so ca would be ignored: use mode = \"verify-full\" (or \"verify-ca\")"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The secret files this table names (the private key).
+    pub fn secret_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.key.iter()
+    }
+
+    /// mysql_async's TLS settings; `None` when disabled. Reads the files now.
+    pub fn mysql(&self, base_dir: &Path, section: &str) -> Result<Option<mysql_async::SslOpts>, String> {
+        use mysql_async::{ClientIdentity, SslOpts};
+        if self.mode == TlsMode::Disabled {
+            return Ok(None);
+        }
+        // `what` and the PEM label its file must hold
+        let read = |(what, label): (&str, &str), p: &PathBuf| -> Result<Vec<u8>, String> {
+            let path = base_dir.join(p);
+            let bytes = std::fs::read(&path).map_err(|e| format!("[{section}] {what} {}: {e}", path.display()))?;
+            if !String::from_utf8_lossy(&bytes).contains(&format!("{label}-----")) {
+                return Err(format!(
+                    "[{section}] {what} {}: not a PEM file with a {} (expected a line like \"-----BEGIN {label}-----\")",
+                    path.display(),
+                    label.to_ascii_lowercase()
+                ));
+            }
+            Ok(bytes)
+        };
+        const CA: (&str, &str) = ("ca", "CERTIFICATE");
+        const CERT: (&str, &str) = ("cert", "CERTIFICATE");
+        const KEY: (&str, &str) = ("key", "PRIVATE KEY");
+        let mut ssl = SslOpts::default();
+        if let Some(ca) = &self.ca {
+            ssl = ssl
+                .with_root_certs(vec![read(CA, ca)?.into()])
+                .with_disable_built_in_roots(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            let id = ClientIdentity::new(read(CERT, cert)?.into(), read(KEY, key)?.into());
+            ssl = ssl.with_client_identity(Some(id));
+        }
+        ssl = match self.mode {
+            TlsMode::Disabled => unreachable!("returned above"),
+            TlsMode::Required => ssl
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+            TlsMode::VerifyCa => ssl.with_danger_skip_domain_validation(true),
+            TlsMode::VerifyFull => ssl.with_danger_tls_hostname_override(self.server_name.clone()),
+        };
+        Ok(Some(ssl))
+    }
+}
+
+/// Checks that `file` (relative to `base_dir`), holding a secret, is readable by its
+/// owner only; `setting` names it in the message. A file that does not exist is left
+/// to the reader (whose error names it).
+pub fn check_secret_file(base_dir: &Path, setting: &str, file: &Path, policy: SecretFiles) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = base_dir.join(file);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "{setting} {}: the file holds a secret and its group or others can read it (mode {mode:03o}); run `chmod 600 {}` (or set secret_files = \"warn\" to start anyway)",
+        path.display(),
+        path.display()
+    );
+    match policy {
+        SecretFiles::Refuse => Err(what),
+        SecretFiles::Warn => {
+            tracing::warn!("{what}");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<TlsConfig, String> {
+        let t: TlsConfig = toml::from_str(s).map_err(|e| e.to_string())?;
+        t.validate("mysql.tls")?;
+        Ok(t)
+    }
+
+    #[test]
+    fn modes_default_to_verify_full_and_take_the_mysql_clients_names() {
+        assert_eq!(parse("").unwrap().mode, TlsMode::VerifyFull);
+        assert_eq!(parse("mode = \"VERIFY_IDENTITY\"").unwrap().mode, TlsMode::VerifyFull);
+        assert!(parse("mode = \"VERIFY_CA\"").unwrap_err().contains("server_name"));
+        assert_eq!(parse("mode = \"require\"").unwrap().mode, TlsMode::Required);
+        assert!(parse("mode = \"prefer\"").unwrap_err().contains("unknown variant"));
+        assert!(parse("cafile = \"x\"").unwrap_err().contains("unknown field"));
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_the_fix() {
+        assert!(parse("cert = \"c.pem\"").unwrap_err().contains("both cert and key"));
+        assert!(parse("mode = \"disabled\"\nca = \"ca.pem\"")
+            .unwrap_err()
+            .contains("remove them"));
+        assert!(parse("mode = \"required\"\nca = \"ca.pem\"")
+            .unwrap_err()
+            .contains("verify-full"));
+    }
+
+    #[test]
+    fn files_are_read_at_once_and_must_be_pem() {
+        let dir = std::env::temp_dir().join(format!("drc-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("not.pem"), "hello").unwrap();
+        let t = parse("ca = \"missing.pem\"").unwrap();
+        let e = t.mysql(&dir, "mysql.tls").unwrap_err();
+        assert!(e.contains("[mysql.tls] ca") && e.contains("missing.pem"), "{e}");
+        let t = parse("ca = \"not.pem\"").unwrap();
+        let e = t.mysql(&dir, "mysql.tls").unwrap_err();
+        assert!(e.contains("not a PEM file with a certificate"), "{e}");
+        assert!(parse("mode = \"disabled\"")
+            .unwrap()
+            .mysql(&dir, "mysql.tls")
+            .unwrap()
+            .is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused_or_warned() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("drc-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "s3cret").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = check_secret_file(&dir, "[mysql] password_file", Path::new("pw"), SecretFiles::Refuse).unwrap_err();
+        assert!(e.contains("mode 640") && e.contains("chmod 600"), "{e}");
+        assert!(!e.contains("s3cret"));
+        check_secret_file(&dir, "[mysql] password_file", Path::new("pw"), SecretFiles::Warn).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_secret_file(&dir, "[mysql] password_file", Path::new("pw"), SecretFiles::Refuse).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
