@@ -545,7 +545,10 @@ async fn an_update_of_a_third_zones_row_arriving_before_its_insert_is_applied() 
             .unwrap();
         rows
     };
-    let ok = wait_until(Duration::from_secs(30), || async { in_b().await.iter().any(|(id, _)| *id == 1) }).await;
+    let ok = wait_until(Duration::from_secs(30), || async {
+        in_b().await.iter().any(|(id, _)| *id == 1)
+    })
+    .await;
     assert!(ok, "zone a's changes did not reach b\n{}", p.logs());
     let in_b = in_b().await;
     assert_eq!(
