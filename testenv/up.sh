@@ -79,6 +79,15 @@ daemonize no
 save ""
 appendonly no
 repl-backlog-size 16mb
+# TLS on port+10 (6391, 6392) with the test CA's server certificate (make_tls), and
+# an ACL user drc/drc-redis with exactly the grants docs/REDIS.md lists
+tls-port $((port + 10))
+tls-cert-file $RUN_DIR/tls/server.pem
+tls-key-file $RUN_DIR/tls/server.key
+tls-ca-cert-file $RUN_DIR/tls/ca.pem
+tls-auth-clients optional
+user default on nopass ~* &* +@all
+user drc on >drc-redis ~* -@all +psync +replconf +ping +select +get +set +multi +exec +watch +del +info +scan +smismember +sadd +incr +incrby +expire +pexpire +pexpireat +acl|dryrun +config|get
 CNF
   log "starting redis of zone $z on 127.0.0.1:$port"
   (exec setsid redis-server "$dir/redis.conf") >/dev/null 2>&1 < /dev/null &
@@ -259,6 +268,7 @@ if [ "$mariadb" = 1 ]; then
 fi
 if [ "$kafka" = 1 ]; then start_kafka; fi
 if [ "$redis" = 1 ]; then
+  make_tls
   ensure_pkg redis-server redis-server redis-tools
   for z in a b; do start_redis "$z"; done
 fi

@@ -14,6 +14,7 @@ mod common;
 
 use common::redis::redis_cli;
 use drc::redis::apply::{RedisApplier, RedisPos, SnapshotMark};
+use drc::redis::endpoint::Endpoint;
 use drc::redis::replica::{Replica, Sync};
 use drc::redis::snapshot::Snapshot;
 use drc::redis::stream::Grouper;
@@ -62,11 +63,15 @@ async fn run(r: &mut Replica, g: &mut Grouper, b: &mut RedisApplier, n: usize) -
 async fn a_direction_applies_exactly_once_across_a_restart_and_never_loops() {
     cli("6381", "FLUSHDB\n");
     cli("6382", "FLUSHDB\n");
-    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let mut b = RedisApplier::connect(&Endpoint::plain("127.0.0.1:6382")).await.unwrap();
     // b's own stream, to see what the applier wrote there
-    let (mut b_stream, _) = Replica::connect("127.0.0.1:6382", None, None).await.unwrap();
+    let (mut b_stream, _) = Replica::connect(&Endpoint::plain("127.0.0.1:6382"), None)
+        .await
+        .unwrap();
     b_stream.snapshot(|_| {}).await.unwrap();
-    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, None).await.unwrap();
+    let (mut a, sync) = Replica::connect(&Endpoint::plain("127.0.0.1:6381"), None)
+        .await
+        .unwrap();
     assert!(matches!(sync, Sync::Full { .. }));
     a.snapshot(|_| {}).await.unwrap();
 
@@ -87,7 +92,7 @@ async fn a_direction_applies_exactly_once_across_a_restart_and_never_loops() {
     drop(a); // the crash: nothing acknowledged beyond the stored position is trusted
 
     let pos = b.position("a").await.unwrap().expect("a stored position");
-    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, Some((&pos.replid, pos.offset)))
+    let (mut a, sync) = Replica::connect(&Endpoint::plain("127.0.0.1:6381"), Some((&pos.replid, pos.offset)))
         .await
         .unwrap();
     assert!(matches!(sync, Sync::Continue { .. }), "{sync:?}");
@@ -148,8 +153,10 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
     }
     cli12("6381", &writes);
 
-    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
-    let (mut a, sync) = Replica::connect("127.0.0.1:6381", None, None).await.unwrap();
+    let mut b = RedisApplier::connect(&Endpoint::plain("127.0.0.1:6382")).await.unwrap();
+    let (mut a, sync) = Replica::connect(&Endpoint::plain("127.0.0.1:6381"), None)
+        .await
+        .unwrap();
     let Sync::Full { replid, offset } = sync else {
         panic!("{sync:?}")
     };
@@ -260,7 +267,7 @@ async fn a_full_sync_copies_the_database_and_the_stream_goes_on_after_it() {
 async fn a_batch_applies_around_a_refused_command_and_stores_the_last_position() {
     let cli13 = |port: &str, commands: &str| redis_cli(port, 13, commands);
     cli13("6382", "FLUSHDB\nSET wt plain\n");
-    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let mut b = RedisApplier::connect(&Endpoint::plain("127.0.0.1:6382")).await.unwrap();
     let tx = |args: &[&str]| RedisTx {
         commands: vec![(13, args.iter().map(|a| a.as_bytes().to_vec()).collect())],
         ..Default::default()
@@ -293,7 +300,7 @@ async fn a_watched_batch_runs_only_when_its_keys_were_not_written_meanwhile() {
     let cli14 = |port: &str, commands: &str| redis_cli(port, 14, commands);
     cli14("6382", "FLUSHDB\n");
     redis_cli("6382", 0, "DEL drc:pos:watchtest\n");
-    let mut b = RedisApplier::connect("redis://127.0.0.1:6382/").await.unwrap();
+    let mut b = RedisApplier::connect(&Endpoint::plain("127.0.0.1:6382")).await.unwrap();
     let batch = vec![(
         RedisTx {
             commands: vec![(14, vec![b"SET".to_vec(), b"w".to_vec(), b"drc".to_vec()])],

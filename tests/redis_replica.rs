@@ -12,6 +12,7 @@
 mod common;
 
 use common::redis::redis_cli;
+use drc::redis::endpoint::Endpoint;
 use drc::redis::rdb::RdbItem;
 use drc::redis::replica::{Replica, StreamCommand, Sync};
 use drc::redis::stream::Grouper;
@@ -61,7 +62,7 @@ async fn full_sync_then_continue(diskless: bool) {
         "CONFIG SET repl-diskless-sync {}\nCONFIG SET repl-diskless-sync-delay 0\nFLUSHDB\nSET before:1 one\nRPUSH before:list a b c\n",
         if diskless { "yes" } else { "no" }
     ));
-    let (mut r, sync) = Replica::connect(ADDR, None, None).await.unwrap();
+    let (mut r, sync) = Replica::connect(&Endpoint::plain(ADDR), None).await.unwrap();
     let Sync::Full { replid, offset } = sync.clone() else {
         panic!("a first sync is full: {sync:?}")
     };
@@ -119,7 +120,9 @@ async fn full_sync_then_continue(diskless: bool) {
 
     // a reconnect from (replid, offset) continues after the last command read
     cli("SET gap:1 while-away\n");
-    let (mut r, sync) = Replica::connect(ADDR, None, Some((&replid, at))).await.unwrap();
+    let (mut r, sync) = Replica::connect(&Endpoint::plain(ADDR), Some((&replid, at)))
+        .await
+        .unwrap();
     assert!(
         matches!(sync, Sync::Continue { offset, .. } if offset == at),
         "{sync:?}"
@@ -150,7 +153,7 @@ async fn full_sync_commands_and_continuation_from_an_offset() {
 #[tokio::test]
 async fn a_restarted_server_continues_its_stream_for_a_replica_that_read_it_all() {
     cli("SET restart:before 1\n");
-    let (mut r, sync) = Replica::connect(ADDR, None, None).await.unwrap();
+    let (mut r, sync) = Replica::connect(&Endpoint::plain(ADDR), None).await.unwrap();
     assert!(matches!(sync, Sync::Full { .. }), "{sync:?}");
     r.snapshot(|_| {}).await.unwrap();
     cli("SET restart:last 2\n");
@@ -161,7 +164,9 @@ async fn a_restarted_server_continues_its_stream_for_a_replica_that_read_it_all(
     assert_eq!(at, master_offset(), "read to the end of the stream");
     drop(r);
     common::redis::restart_redis(6382);
-    let (mut r, sync) = Replica::connect(ADDR, None, Some((&replid, at))).await.unwrap();
+    let (mut r, sync) = Replica::connect(&Endpoint::plain(ADDR), Some((&replid, at)))
+        .await
+        .unwrap();
     assert!(
         matches!(sync, Sync::Continue { offset, .. } if offset == at),
         "a restarted server continues its stream: {sync:?}"

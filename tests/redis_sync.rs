@@ -33,7 +33,8 @@ const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, updated_at DATETIME(
 /// (the crate's 500 ms default fails reads of a million-member set on a busy machine).
 async fn con(zone: usize, db: u64) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/{db}", REDIS[zone])).unwrap();
-    drc::redis::apply::connection(&client).await.unwrap()
+    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    client.get_multiplexed_async_connection_with_config(&cfg).await.unwrap()
 }
 
 /// Empties the test's databases and forgets drc's positions (a fresh start: full sync).
@@ -970,4 +971,72 @@ async fn later_write(transport: Transport, name: &str, server_id: u32, admin_por
             "zone {z}: the earlier writes it got were not applied: {lost}\n{m}"
         );
     }
+}
+
+/// Both Redis directions over TLS (the testenv servers' TLS ports, 6391 and 6392,
+/// verify-full against the testenv's CA) as the ACL user `drc`, who has exactly the
+/// grants docs/REDIS.md lists: the full sync and the stream cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_over_tls_as_a_user_with_only_the_documented_grants() {
+    fresh().await;
+    let _: () = con(0, DB)
+        .await
+        .set("sync:tls:before", "in a before the start")
+        .await
+        .unwrap();
+    let mut p = Pair::new("redis_tls", &[TABLE], 6431).await;
+    let login = "user = \"drc\"\npassword = \"drc-redis\"\n";
+    p.with_redis_on([6391, 6392], login, true, &format!("[{DB}]"), KEYS, "");
+    p.start_both().await;
+    for z in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                let log = p.log(z);
+                async move { log.contains("Redis full sync applied") }
+            })
+            .await,
+            "zone {z}'s Redis direction did not apply its full sync:\n{}",
+            p.log(z)
+        );
+    }
+    let _: () = con(0, DB).await.set("sync:tls:a", "from a").await.unwrap();
+    let _: () = con(1, DB).await.set("sync:tls:b", "from b").await.unwrap();
+    for (zone, key, want) in [
+        (1, "sync:tls:before", "in a before the start"),
+        (1, "sync:tls:a", "from a"),
+        (0, "sync:tls:b", "from b"),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                con(zone, DB)
+                    .await
+                    .get::<_, Option<String>>(key)
+                    .await
+                    .unwrap()
+                    .as_deref()
+                    == Some(want)
+            })
+            .await,
+            "{key} did not reach zone {zone}:\n{}",
+            p.logs()
+        );
+    }
+    for z in 0..2 {
+        let log = p.log(z);
+        assert!(!log.contains(" ERROR ") && !log.contains("NOPERM"), "zone {z}:\n{log}");
+    }
+    // the servers saw drc's connections as TLS ones from user drc
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con(0, 0).await)
+        .await
+        .unwrap();
+    assert!(
+        clients
+            .lines()
+            .any(|l| l.contains("user=drc") && l.contains("laddr=127.0.0.1:6391")),
+        "{clients}"
+    );
+    assert_converged(&p, 30).await;
+    fresh().await;
 }

@@ -285,3 +285,64 @@ async fn check_names_every_missing_grant_and_the_documented_ones_suffice() {
         "{out}"
     );
 }
+
+/// `[redis.tls]`: `drc check` connects to the testenv's Redis TLS ports with
+/// verify-full; a CA that did not issue the server's certificate, and a host name it
+/// does not list, are refused with the setting to fix.
+#[test]
+fn redis_tls_is_verified_and_a_wrong_ca_or_host_is_refused_with_what_to_fix() {
+    let d = tmp("redis");
+    let with_redis = |local: &str, peer: &str| {
+        let cfg = config(&d, "127.0.0.1", &tls_ca("ca.pem"));
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text += &format!("[replication]\ndatabases = [\"drc_security\"]\n[redis]\n{local}");
+        text += &common::peer_section("b", Some(common::ZONE_B));
+        text += &format!("[peers.redis]\n{peer}");
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let server = |host: &str, port: u16, ca: &str| {
+        format!(
+            "host = \"{host}\"\nport = {port}\nuser = \"drc\"\npassword = \"drc-redis\"\n[TABLE.tls]\nca = \"{}\"\n",
+            tls(ca)
+        )
+    };
+    let cfg = with_redis(
+        &server("127.0.0.1", 6391, "ca.pem").replace("TABLE", "redis"),
+        &server("127.0.0.1", 6392, "ca.pem").replace("TABLE", "peers.redis"),
+    );
+    let (_, out) = check(&cfg);
+    assert!(out.contains("zone a's Redis 127.0.0.1:6391 answers"), "{out}");
+    assert!(out.contains("zone b's Redis 127.0.0.1:6392 answers"), "{out}");
+    // the peer's certificate checked against another CA
+    let cfg = with_redis(
+        &server("127.0.0.1", 6391, "ca.pem").replace("TABLE", "redis"),
+        &server("127.0.0.1", 6392, "other-ca.pem").replace("TABLE", "peers.redis"),
+    );
+    let (code, out) = check(&cfg);
+    assert_eq!(code, 3, "{out}"); // problems found
+    assert!(
+        out.contains("127.0.0.1:6392")
+            && out.contains("not signed by the CA drc trusts")
+            && out.contains("[peers.redis.tls] ca"),
+        "{out}"
+    );
+    // connected by a name the certificate does not list
+    let cfg = with_redis(
+        &server("localhost", 6391, "ca.pem").replace("TABLE", "redis"),
+        &server("127.0.0.1", 6392, "ca.pem").replace("TABLE", "peers.redis"),
+    );
+    let (code, out) = check(&cfg);
+    assert_eq!(code, 3, "{out}"); // problems found
+    assert!(
+        out.contains("not issued for the host \"localhost\"") && out.contains("[redis.tls] server_name"),
+        "{out}"
+    );
+    // ...which server_name fixes
+    let cfg = with_redis(
+        &(server("localhost", 6391, "ca.pem").replace("TABLE", "redis") + "server_name = \"zone.drc.test\"\n"),
+        &server("127.0.0.1", 6392, "ca.pem").replace("TABLE", "peers.redis"),
+    );
+    let (_, out) = check(&cfg);
+    assert!(out.contains("zone a's Redis localhost:6391 answers"), "{out}");
+}

@@ -41,8 +41,8 @@ pub async fn verify_cmd(a: VerifyArgs) -> i32 {
     };
     let scope = Scope::new(&r.databases, &r.keys);
     let homes = Homes::new(&r.homes);
-    let url = match r.server.url(&cfg.base_dir, "redis") {
-        Ok(u) => u,
+    let local_server = match r.server.endpoint(&cfg.base_dir, "redis") {
+        Ok(e) => e,
         Err(e) => return super::fail(e),
     };
     let mut remaining = 0usize;
@@ -54,14 +54,14 @@ pub async fn verify_cmd(a: VerifyArgs) -> i32 {
     {
         let Some(ps) = &p.redis else { continue };
         let run = async {
-            let mut local = Side::connect(&cfg.zone, &url, &r.server.addr()).await?;
-            let purl = ps
-                .url(&cfg.base_dir, "peers.redis")
-                .map_err(|what| drc::redis::verify::VerifyError {
-                    addr: ps.addr(),
-                    source: redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "config", what)),
-                })?;
-            let mut peer = Side::connect(&p.zone, &purl, &ps.addr()).await?;
+            let mut local = Side::connect(&cfg.zone, &local_server).await?;
+            let peer_server =
+                ps.endpoint(&cfg.base_dir, "peers.redis")
+                    .map_err(|what| drc::redis::verify::VerifyError {
+                        addr: ps.addr(),
+                        source: redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "config", what)),
+                    })?;
+            let mut peer = Side::connect(&p.zone, &peer_server).await?;
             verify(
                 &mut local,
                 &mut peer,

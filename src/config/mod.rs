@@ -373,6 +373,10 @@ pub struct RedisServer {
     /// Inline password, for test setups only.
     #[serde(default)]
     pub password: Option<String>,
+    /// TLS to this server (`[redis.tls]`, `[peers.redis.tls]`): the same table as
+    /// `[mysql.tls]`, every mode available. The server's `tls-port` goes in `port`.
+    #[serde(default)]
+    pub tls: Option<tls::TlsConfig>,
 }
 
 /// `[redis]`: this zone's Redis (the applier writes peers' transactions and the
@@ -452,11 +456,16 @@ impl RedisServer {
         Ok(pass.map(|p| (self.user.clone().unwrap_or_else(|| "default".into()), p)))
     }
 
-    /// The `redis` crate's URL for this server (credentials included).
-    pub fn url(&self, base_dir: &Path, section: &str) -> Result<String, String> {
-        Ok(match self.auth(base_dir, section)? {
-            Some((u, p)) => format!("redis://{}:{}@{}/", url_escape(&u), url_escape(&p), self.addr()),
-            None => format!("redis://{}/", self.addr()),
+    /// The server as drc connects to it: address, credentials, TLS (files read now).
+    pub fn endpoint(&self, base_dir: &Path, section: &str) -> Result<crate::redis::endpoint::Endpoint, String> {
+        let tls = match &self.tls {
+            Some(t) => t.rustls(base_dir, &format!("{section}.tls"), &self.host)?,
+            None => None,
+        };
+        Ok(crate::redis::endpoint::Endpoint {
+            addr: self.addr(),
+            auth: self.auth(base_dir, section)?,
+            tls,
         })
     }
 
@@ -471,16 +480,6 @@ impl RedisServer {
             ],
         )
     }
-}
-
-/// Percent-encodes a URL user or password.
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// See [`Config::transport`].
@@ -573,6 +572,16 @@ impl Config {
         )
     }
 
+    /// This zone's Redis and the peers', with their sections' names.
+    fn redis_servers(&self) -> impl Iterator<Item = (&'static str, &RedisServer)> {
+        let local = self.redis.iter().map(|r| ("redis", &r.server));
+        local.chain(
+            self.peers
+                .iter()
+                .filter_map(|p| p.redis.as_ref().map(|r| ("peers.redis", r))),
+        )
+    }
+
     /// Every file holding a secret is readable by its owner only
     /// ([`tls::check_secret_file`]).
     fn check_secret_files(&self) -> Result<(), String> {
@@ -587,13 +596,10 @@ impl Config {
                     .map(|f| (format!("[{section}] password_file"), f)),
             );
         }
-        let redis = self.redis.iter().map(|r| ("redis", &r.server));
-        let redis = redis.chain(
-            self.peers
-                .iter()
-                .filter_map(|p| p.redis.as_ref().map(|r| ("peers.redis", r))),
-        );
-        for (section, r) in redis {
+        for (section, r) in self.redis_servers() {
+            if let Some(t) = &r.tls {
+                files.extend(t.secret_files().map(|f| (format!("[{section}.tls] key"), f)));
+            }
             files.extend(
                 r.password_file
                     .iter()
@@ -630,6 +636,11 @@ impl Config {
         )?;
         for (section, m) in self.mysql_servers() {
             if let Some(t) = &m.tls {
+                t.validate_mysql(&format!("{section}.tls"))?;
+            }
+        }
+        for (section, r) in self.redis_servers() {
+            if let Some(t) = &r.tls {
                 t.validate(&format!("{section}.tls"))?;
             }
         }

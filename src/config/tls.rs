@@ -15,6 +15,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How much of the server's identity is checked. The mysql client's names are accepted
 /// too (`DISABLED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`).
@@ -97,17 +98,23 @@ impl TlsConfig {
                 "[{section}] mode = \"disabled\" with ca, cert or server_name set: remove them, or choose a mode"
             ));
         }
+        if self.mode == TlsMode::Required && self.ca.is_some() {
+            return Err(format!(
+                "[{section}] mode = \"required\" does not check the certificate, so ca would be ignored: use mode = \"verify-full\" (or \"verify-ca\")"
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`], and what drc's MySQL client cannot do.
+    pub fn validate_mysql(&self, section: &str) -> Result<(), String> {
+        self.validate(section)?;
         if self.mode == TlsMode::VerifyCa {
             // mysql_async 0.37's skip_domain_validation looks for "NotValidForName" in
             // rustls 0.23's message, which now reads "certificate not valid for name":
             // the name is checked anyway (found 2026-12-07)
             return Err(format!(
                 "[{section}] mode = \"verify-ca\" is not available with drc's MySQL client (it checks the name anyway): use mode = \"verify-full\" with server_name = a name the server's certificate lists"
-            ));
-        }
-        if self.mode == TlsMode::Required && self.ca.is_some() {
-            return Err(format!(
-                "[{section}] mode = \"required\" does not check the certificate, so ca would be ignored: use mode = \"verify-full\" (or \"verify-ca\")"
             ));
         }
         Ok(())
@@ -124,22 +131,7 @@ impl TlsConfig {
         if self.mode == TlsMode::Disabled {
             return Ok(None);
         }
-        // `what` and the PEM label its file must hold
-        let read = |(what, label): (&str, &str), p: &PathBuf| -> Result<Vec<u8>, String> {
-            let path = base_dir.join(p);
-            let bytes = std::fs::read(&path).map_err(|e| format!("[{section}] {what} {}: {e}", path.display()))?;
-            if !String::from_utf8_lossy(&bytes).contains(&format!("{label}-----")) {
-                return Err(format!(
-                    "[{section}] {what} {}: not a PEM file with a {} (expected a line like \"-----BEGIN {label}-----\")",
-                    path.display(),
-                    label.to_ascii_lowercase()
-                ));
-            }
-            Ok(bytes)
-        };
-        const CA: (&str, &str) = ("ca", "CERTIFICATE");
-        const CERT: (&str, &str) = ("cert", "CERTIFICATE");
-        const KEY: (&str, &str) = ("key", "PRIVATE KEY");
+        let read = |what, p: &PathBuf| read_pem(base_dir, section, what, p);
         let mut ssl = SslOpts::default();
         if let Some(ca) = &self.ca {
             ssl = ssl
@@ -159,6 +151,178 @@ impl TlsConfig {
             TlsMode::VerifyFull => ssl.with_danger_tls_hostname_override(self.server_name.clone()),
         };
         Ok(Some(ssl))
+    }
+}
+
+// The settings naming PEM files, and the label each file must hold.
+const CA: (&str, &str) = ("ca", "CERTIFICATE");
+const CERT: (&str, &str) = ("cert", "CERTIFICATE");
+const KEY: (&str, &str) = ("key", "PRIVATE KEY");
+
+/// Reads the PEM file of setting `what` (with the label it must hold), relative to
+/// `base_dir`; the error names the section, the setting and the path.
+fn read_pem(base_dir: &Path, section: &str, (what, label): (&str, &str), p: &Path) -> Result<Vec<u8>, String> {
+    let path = base_dir.join(p);
+    let bytes = std::fs::read(&path).map_err(|e| format!("[{section}] {what} {}: {e}", path.display()))?;
+    if !String::from_utf8_lossy(&bytes).contains(&format!("{label}-----")) {
+        return Err(format!(
+            "[{section}] {what} {}: not a PEM file with a {} (expected a line like \"-----BEGIN {label}-----\")",
+            path.display(),
+            label.to_ascii_lowercase()
+        ));
+    }
+    Ok(bytes)
+}
+
+impl TlsConfig {
+    /// A rustls client configuration for a connection to `host` (the Redis
+    /// connections); `None` when disabled. Reads the files now. With `ca`, only that
+    /// CA is trusted; without it, the public roots (Mozilla's list, as for MySQL).
+    pub fn rustls(
+        &self,
+        base_dir: &Path,
+        section: &str,
+        host: &str,
+    ) -> Result<Option<crate::redis::endpoint::Tls>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        if self.mode == TlsMode::Disabled {
+            return Ok(None);
+        }
+        let bad = |what: &str, e: &dyn std::fmt::Display| format!("[{section}] {what}: {e}");
+        // ring, as mysql_async's TLS (aws-lc-rs, which rustls now prefers for its
+        // post-quantum key exchange, would add a C and CMake build)
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca {
+            Some(ca) => {
+                let pem = read_pem(base_dir, section, CA, ca)?;
+                for c in CertificateDer::pem_slice_iter(&pem) {
+                    let c = c.map_err(|e| bad("ca", &e))?;
+                    roots.add(c).map_err(|e| bad("ca", &e))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let full = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| bad("ca", &e))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match self.mode {
+            TlsMode::VerifyFull => full,
+            TlsMode::VerifyCa => Arc::new(NameNotChecked(full)),
+            TlsMode::Required => Arc::new(NothingChecked(provider.clone())),
+            TlsMode::Disabled => unreachable!("returned above"),
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("mode", &e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_slice_iter(&read_pem(base_dir, section, CERT, cert)?)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad("cert", &e))?;
+                let key = PrivateKeyDer::from_pem_slice(&read_pem(base_dir, section, KEY, key)?)
+                    .map_err(|e| bad("key", &e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| bad("cert", &e))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let name = self.server_name.as_deref().unwrap_or(host).to_string();
+        let server_name =
+            ServerName::try_from(name.clone()).map_err(|e| bad("server_name", &format!("{name:?}: {e}")))?;
+        Ok(Some(crate::redis::endpoint::Tls {
+            config: Arc::new(config),
+            server_name,
+            section: section.to_string(),
+        }))
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted CA; the name is not checked.
+#[derive(Debug)]
+struct NameNotChecked(Arc<rustls::client::WebPkiServerVerifier>);
+
+/// `required`: encrypted, the certificate not checked (the handshake's signatures are).
+#[derive(Debug)]
+struct NothingChecked(Arc<rustls::crypto::CryptoProvider>);
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+impl ServerCertVerifier for NameNotChecked {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+impl ServerCertVerifier for NothingChecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

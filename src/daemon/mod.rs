@@ -197,10 +197,10 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
     // Redis: per peer its Redis → this zone's, beside MySQL (docs/REDIS.md); over
     // Kafka this zone's Redis → its topic, and per peer its topic → this zone's Redis.
     if let Some(r) = &cfg.redis {
-        let (dirs, url) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
+        let (dirs, local) = redis::directions(&cfg, r).map_err(|e| cfg_err(path, e))?;
         let peer_redis = dirs
             .iter()
-            .map(|d| (d.capture.url.clone(), d.capture.origin.clone()))
+            .map(|d| (d.capture.server.clone(), d.capture.origin.clone()))
             .collect();
         if let (TransportKind::Kafka, Some(k)) = (cfg.transport, &cfg.kafka) {
             let p = redis::publishing(&cfg, r, k).map_err(|e| cfg_err(path, e))?;
@@ -214,7 +214,6 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                     format!("Redis anti-entropy with zone {}", d.capture.origin),
                     redis::anti_entropy(
                         d.clone(),
-                        d.capture.url.clone(),
                         crate::redis::verify::Homes::new(&r.homes),
                         Duration::from_secs(r.verify_interval_secs),
                         shutdown.clone(),
@@ -232,7 +231,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
         tasks.spawn(
             "Redis heartbeat writer",
             redis::heartbeats(
-                (url, cfg.zone.clone()),
+                (local, cfg.zone.clone()),
                 peer_redis,
                 Duration::from_millis(r.heartbeat_ms),
                 shutdown.clone(),

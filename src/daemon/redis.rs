@@ -20,6 +20,7 @@ use crate::kafka::KafkaConfig;
 use crate::mysql::reader::checkpoint::CheckpointStore;
 use crate::pipeline::{self, Shutdown};
 use crate::redis::apply::{RedisApplier, Stored};
+use crate::redis::endpoint::Endpoint;
 use crate::redis::fullsync::Local;
 use crate::redis::scope::Scope;
 use crate::redis::sink::{Delivery, RedisSink};
@@ -35,17 +36,13 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Direction {
     pub capture: CaptureSettings,
-    /// This zone's Redis, for reading its own stream during a full sync.
+    /// This zone's Redis: the applier writes there, and a full sync reads its stream.
     pub local: Local,
-    /// This zone's Redis (`redis://…`, credentials included: never logged).
-    pub local_url: String,
-    pub local_addr: String,
 }
 
-/// The Redis directions of `cfg` (one per peer), and this zone's Redis URL; `None`
-/// without `[redis]`.
-pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, String), String> {
-    let local_url = r.server.url(&cfg.base_dir, "redis")?;
+/// The Redis directions of `cfg` (one per peer), and this zone's Redis.
+pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Endpoint), String> {
+    let local = r.server.endpoint(&cfg.base_dir, "redis")?;
     let scope = Scope::new(&r.databases, &r.keys);
     let mut out = Vec::new();
     for p in &cfg.peers {
@@ -55,9 +52,7 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
                 origin: p.zone.clone(),
                 zone: cfg.zone.clone(),
                 receivers: vec![cfg.zone.clone()],
-                addr: server.addr(),
-                url: server.url(&cfg.base_dir, "peers.redis")?,
-                auth: server.auth(&cfg.base_dir, "peers.redis")?,
+                server: server.endpoint(&cfg.base_dir, "peers.redis")?,
                 scope: scope.clone(),
                 homes: Homes::new(&r.homes),
                 conflicts: r.conflicts,
@@ -66,14 +61,11 @@ pub fn directions(cfg: &Config, r: &RedisConfig) -> Result<(Vec<Direction>, Stri
             },
             local: Local {
                 zone: cfg.zone.clone(),
-                addr: r.server.addr(),
-                auth: r.server.auth(&cfg.base_dir, "redis")?,
+                server: local.clone(),
             },
-            local_url: local_url.clone(),
-            local_addr: r.server.addr(),
         });
     }
-    Ok((out, local_url))
+    Ok((out, local))
 }
 
 /// This zone's Redis published to Kafka.
@@ -92,9 +84,7 @@ pub fn publishing(cfg: &Config, r: &RedisConfig, k: &KafkaConfig) -> Result<Publ
             origin: cfg.zone.clone(),
             zone: "kafka".into(),
             receivers: cfg.peers.iter().map(|p| p.zone.clone()).collect(),
-            addr: r.server.addr(),
-            url: r.server.url(&cfg.base_dir, "redis")?,
-            auth: r.server.auth(&cfg.base_dir, "redis")?,
+            server: r.server.endpoint(&cfg.base_dir, "redis")?,
             scope: Scope::new(&r.databases, &r.keys),
             homes: Homes::new(&r.homes),
             conflicts: r.conflicts,
@@ -134,7 +124,7 @@ async fn publish(
     };
     let durable = Arc::new(AtomicU64::new(from.as_ref().map_or(0, |p| p.offset)));
     tracing::info!(
-        zone = %p.capture.origin, redis = %p.capture.addr, topic = %p.kafka.redis_topic(&p.capture.origin),
+        zone = %p.capture.origin, redis = %p.capture.server.addr, topic = %p.kafka.redis_topic(&p.capture.origin),
         resume = %from.as_ref().map_or("a full sync".to_string(), |p| format!("{} {} (db {})", p.replid, p.offset, p.db)),
         "Redis publishing starting"
     );
@@ -155,7 +145,7 @@ pub async fn run_consumer(d: Direction, k: KafkaConfig, shutdown: Shutdown) -> R
 async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;
     let status = crate::telemetry::status::registry().redis_direction(origin);
-    let mut applier = RedisApplier::connect(&d.local_url).await?;
+    let mut applier = RedisApplier::connect(&d.local.server).await?;
     let stored = applier.stored(origin).await?;
     let topic = k.redis_topic(origin);
     let at = stored.kafka().map(|offset| crate::kafka::source::Stored {
@@ -164,7 +154,7 @@ async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<
         checkpoint: stored.position().map(|p| (p.replid.clone(), p.offset)),
     });
     tracing::info!(
-        from = %origin, to = %d.capture.zone, %topic, local_redis = %d.local_addr,
+        from = %origin, to = %d.capture.zone, %topic, local_redis = %d.local.server.addr,
         resume = %match &stored {
             Stored::Nothing => "the topic's start".to_string(),
             Stored::Snapshot(_) => "the start of the full sync under way".to_string(),
@@ -191,13 +181,13 @@ pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let origin = &d.capture.origin;
     let status = crate::telemetry::status::registry().redis_direction(origin);
-    let mut applier = RedisApplier::connect(&d.local_url).await?;
+    let mut applier = RedisApplier::connect(&d.local.server).await?;
     let stored = applier.stored(origin).await?;
     let from = stored.position().cloned();
     let interrupted = matches!(stored, Stored::Snapshot(_));
     let durable = Arc::new(AtomicU64::new(from.as_ref().map_or(0, |p| p.offset)));
     tracing::info!(
-        from = %origin, to = %d.capture.zone, origin_redis = %d.capture.addr, local_redis = %d.local_addr,
+        from = %origin, to = %d.capture.zone, origin_redis = %d.capture.server.addr, local_redis = %d.local.server.addr,
         resume = %from.as_ref().map_or("a full sync".to_string(), |p| format!("{} {} (db {})", p.replid, p.offset, p.db)),
         "Redis sync starting"
     );
@@ -215,22 +205,22 @@ async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
 const STAND_IN_AFTER_MS: i64 = 1_000;
 
 /// Writes `SET drc:hb:<zone> <ms since the epoch>` into this zone's Redis (database
-/// 0, `own`: URL and zone) every `every` until `shutdown`. The heartbeat is the clock of
+/// 0, `own`: server and zone) every `every` until `shutdown`. The heartbeat is the clock of
 /// the zone's writes (later-write-wins, docs/REDIS.md) and the peers' lag measure.
 ///
-/// It also stands in for a peer's daemon that is down (`peers`: URL and zone of each
+/// It also stands in for a peer's daemon that is down (`peers`: server and zone of each
 /// peer's Redis): a peer heartbeat older than [`STAND_IN_AFTER_MS`] (and
 /// `3 × every`) is written by this daemon, so that the writes made in that zone
 /// meanwhile carry their real time rather than the time its daemon stopped. An
 /// unreachable Redis is retried quietly (the lag gauges grow meanwhile).
 pub async fn heartbeats(
-    own: (String, String),
-    peers: Vec<(String, String)>,
+    own: (Endpoint, String),
+    peers: Vec<(Endpoint, String)>,
     every: Duration,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let stale = STAND_IN_AFTER_MS.max(3 * every.as_millis() as i64);
-    let mut targets: Vec<(String, Vec<u8>, bool, Option<redis::aio::MultiplexedConnection>)> =
+    let mut targets: Vec<(Endpoint, Vec<u8>, bool, Option<redis::aio::MultiplexedConnection>)> =
         std::iter::once((own.0, own.1, false))
             .chain(peers.into_iter().map(|(u, z)| (u, z, true)))
             .map(|(u, z, stand_in)| (u, [HEARTBEAT_PREFIX, z.as_bytes()].concat(), stand_in, None))
@@ -247,12 +237,9 @@ pub async fn heartbeats(
             _ = tick.tick() => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        for (i, (url, key, stand_in, con)) in targets.iter_mut().enumerate() {
+        for (i, (server, key, stand_in, con)) in targets.iter_mut().enumerate() {
             if con.is_none() {
-                *con = match redis::Client::open(url.as_str()) {
-                    Ok(c) => crate::redis::apply::connection(&c).await.ok(),
-                    Err(_) => None,
-                };
+                *con = server.connection().await.ok();
             }
             let Some(c) = con.as_mut() else { continue };
             let ms = crate::telemetry::status::now_us() / 1000;
@@ -299,13 +286,7 @@ pub async fn heartbeats(
 /// [`crate::redis::verify::verify`] with repair of keys with a home zone; what stays
 /// different is counted (`drc_redis_verify_differences`) and logged. A pass that fails
 /// (a server away) is logged and tried again at the next interval.
-pub async fn anti_entropy(
-    d: Direction,
-    peer_url: String,
-    homes: Homes,
-    every: Duration,
-    shutdown: Shutdown,
-) -> Result<(), Error> {
+pub async fn anti_entropy(d: Direction, homes: Homes, every: Duration, shutdown: Shutdown) -> Result<(), Error> {
     use crate::telemetry::metrics as m;
     let origin = d.capture.origin.clone();
     let labels = [("from_zone", origin.clone()), ("to_zone", d.capture.zone.clone())];
@@ -317,8 +298,8 @@ pub async fn anti_entropy(
             _ = shutdown.wait() => return Ok(()),
         }
         let pass = async {
-            let mut local = crate::redis::verify::Side::connect(&d.capture.zone, &d.local_url, &d.local_addr).await?;
-            let mut peer = crate::redis::verify::Side::connect(&origin, &peer_url, &d.capture.addr).await?;
+            let mut local = crate::redis::verify::Side::connect(&d.capture.zone, &d.local.server).await?;
+            let mut peer = crate::redis::verify::Side::connect(&origin, &d.capture.server).await?;
             crate::redis::verify::verify(
                 &mut local,
                 &mut peer,

@@ -13,6 +13,7 @@
 //! the transaction's other commands and the position; the refusal is counted and
 //! logged, and the zones differ on that key until it is written again.
 
+use super::endpoint::Endpoint;
 use super::stream::{RedisTx, MARKER_PREFIX};
 use redis::aio::MultiplexedConnection;
 
@@ -256,16 +257,6 @@ fn queue<'a>(p: &mut redis::Pipeline, commands: impl Iterator<Item = &'a (u64, V
     }
 }
 
-/// Connections drc writes through: no response timeout (a large key's DEL or a
-/// server stalled by a fork answers late, not never; the connection's own failure is
-/// what ends a session).
-pub async fn connection(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(None)
-        .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
-    client.get_multiplexed_async_connection_with_config(&cfg).await
-}
-
 /// `WATCH` of `keys` (database, name), each after the `SELECT` of its database.
 fn watching(keys: &[(u64, Vec<u8>)]) -> redis::Pipeline {
     let mut p = redis::pipe();
@@ -290,22 +281,16 @@ pub struct RedisApplier {
 }
 
 impl RedisApplier {
-    /// Connects to `url` (`redis://[user:password@]host:port/`).
-    pub async fn connect(url: &str) -> Result<RedisApplier, ApplyError> {
-        let addr = url
-            .rsplit('@')
-            .next()
-            .unwrap_or(url)
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_string();
+    /// Connects to `server`. A refused TLS certificate is definite (the config must
+    /// change), other connection failures transient.
+    pub async fn connect(server: &Endpoint) -> Result<RedisApplier, ApplyError> {
+        let addr = server.addr.clone();
         let err = |e: redis::RedisError| ApplyError {
             addr: addr.clone(),
             what: e.to_string(),
-            transient: is_connection(&e),
+            transient: is_connection(&e) && !super::endpoint::is_refused(&e),
         };
-        let client = redis::Client::open(url).map_err(err)?;
-        let con = connection(&client).await.map_err(err)?;
+        let con = server.connection().await.map_err(err)?;
         Ok(RedisApplier { con, addr, refused: 0 })
     }
 

@@ -58,8 +58,7 @@ pub const SEEN_PREFIX: &[u8] = b"drc:seen:";
 pub struct Local {
     /// This zone's name (its heartbeat key is `drc:hb:<zone>`).
     pub zone: String,
-    pub addr: String,
-    pub auth: Option<(String, String)>,
+    pub server: super::endpoint::Endpoint,
 }
 
 /// A key: (database, name).

@@ -256,7 +256,7 @@ impl Window {
                     let mut o = OwnStream::after(&self.local, &p)
                         .await?
                         .ok_or_else(|| Error::Transient {
-                            addr: self.local.addr.clone(),
+                            addr: self.local.server.addr.clone(),
                             what: "this zone's Redis refused to continue its own stream from its current offset".into(),
                         })?;
                     o.db_unknown();
@@ -378,8 +378,7 @@ mod tests {
     fn window(writes: &[(&str, u64, i64, bool)]) -> Window {
         let local = Local {
             zone: "b".into(),
-            addr: String::new(),
-            auth: None,
+            server: crate::redis::endpoint::Endpoint::plain(""),
         };
         let mut w = Window::new("a", local, rules());
         w.replid = "own".into();
@@ -457,8 +456,7 @@ mod tests {
         // ...and judged from zone a's side (origin b, this zone a) b's is applied
         let local = Local {
             zone: "a".into(),
-            addr: String::new(),
-            auth: None,
+            server: crate::redis::endpoint::Endpoint::plain(""),
         };
         let mut wa = Window::new("b", local, rules());
         wa.replid = "own".into();

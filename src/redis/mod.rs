@@ -11,6 +11,7 @@
 //! repairs keys with a home zone.
 
 pub mod apply;
+pub mod endpoint;
 pub mod fullsync;
 pub mod lww;
 pub mod own;

@@ -55,10 +55,9 @@ impl OwnStream {
     /// This zone's stream after `from` (replid, offset, database, clock); `None` when
     /// its backlog no longer holds that point.
     pub async fn after(local: &Local, from: &RedisPos) -> Result<Option<OwnStream>, Error> {
-        let auth = local.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-        let (replica, sync) = Replica::connect(&local.addr, auth, Some((&from.replid, from.offset)))
+        let (replica, sync) = Replica::connect(&local.server, Some((&from.replid, from.offset)))
             .await
-            .map_err(|e| transient(&local.addr, format!("reading this zone's Redis stream: {e}")))?;
+            .map_err(|e| transient(&local.server.addr, format!("reading this zone's Redis stream: {e}")))?;
         Ok(match sync {
             Sync::Continue { .. } => Some(OwnStream {
                 replica,

@@ -19,9 +19,9 @@
 //! sends once the snapshot is read); the server also asks with
 //! `REPLCONF GETACK *`, which [`Replica::next_command`] hands on like any command.
 
+use super::endpoint::{Endpoint, Io};
 use super::rdb::{Rdb, RdbError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
@@ -68,7 +68,7 @@ enum Framing {
 /// A replication connection to one Redis server.
 pub struct Replica {
     addr: String,
-    io: BufReader<TcpStream>,
+    io: BufReader<Box<dyn Io>>,
     /// The replication id and the offset after the last command read.
     pub replid: String,
     pub offset: u64,
@@ -85,16 +85,12 @@ const ACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 impl Replica {
     /// Connects to `addr` (`host:port`) and asks for the stream after `from`
     /// (`(replid, offset)`), or for everything (`None`).
-    pub async fn connect(
-        addr: &str,
-        auth: Option<(&str, &str)>,
-        from: Option<(&str, u64)>,
-    ) -> Result<(Replica, Sync), ReplicaError> {
-        let io = TcpStream::connect(addr).await.map_err(|source| ReplicaError::Io {
+    pub async fn connect(server: &Endpoint, from: Option<(&str, u64)>) -> Result<(Replica, Sync), ReplicaError> {
+        let addr = &server.addr;
+        let io = server.stream().await.map_err(|source| ReplicaError::Io {
             addr: addr.to_string(),
             source,
         })?;
-        io.set_nodelay(true).ok();
         let mut r = Replica {
             addr: addr.to_string(),
             io: BufReader::new(io),
@@ -105,7 +101,7 @@ impl Replica {
             framing: None,
             durable: None,
         };
-        if let Some((user, pass)) = auth {
+        if let Some((user, pass)) = &server.auth {
             r.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()]).await?;
         }
         r.call(&[b"REPLCONF", b"listening-port", b"0"]).await?;

@@ -99,12 +99,8 @@ pub struct CaptureSettings {
     /// The zones that receive the capture: with a full sync goes where the origin had
     /// applied each one's stream (this zone; over Kafka every peer).
     pub receivers: Vec<String>,
-    /// `host:port` of the origin's Redis.
-    pub addr: String,
-    /// Its `redis://` URL, credentials included (never logged).
-    pub url: String,
-    /// (user, password) for `AUTH`.
-    pub auth: Option<(String, String)>,
+    /// The origin's Redis (its `addr` names it in logs; credentials never logged).
+    pub server: super::endpoint::Endpoint,
     pub scope: Scope,
     /// Home zones of key patterns: a homed key takes its home's writes only.
     pub homes: Homes,
@@ -171,6 +167,11 @@ impl Source for RedisSource {
 
 fn err(e: ReplicaError) -> Error {
     match e {
+        // a refused certificate: the config must change
+        ReplicaError::Io { addr, source } if super::endpoint::is_refused(&source) => Error::Server {
+            addr,
+            what: format!("Redis replication stream: {source}"),
+        },
         ReplicaError::Io { addr, source } => Error::Transient {
             addr,
             what: format!("Redis replication stream: {source}"),
@@ -207,9 +208,8 @@ async fn capture(
     status: &RedisDirection,
 ) -> Result<(), Error> {
     let labels = [("from_zone", s.origin.clone()), ("to_zone", s.zone.clone())];
-    let auth = s.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
     // where the origin had applied the receivers' streams, before the sync starts
-    let mut origin_redis = super::apply::RedisApplier::connect(&s.url).await?;
+    let mut origin_redis = super::apply::RedisApplier::connect(&s.server).await?;
     let mut peer_pos = Vec::new();
     for z in &s.receivers {
         if let Some(p) = origin_redis.position(z).await? {
@@ -217,7 +217,7 @@ async fn capture(
         }
     }
     drop(origin_redis);
-    let (mut r, sync) = Replica::connect(&s.addr, auth, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
+    let (mut r, sync) = Replica::connect(&s.server, from.as_ref().map(|p| (p.replid.as_str(), p.offset)))
         .await
         .map_err(err)?;
     r.follow(durable.clone());

@@ -97,16 +97,14 @@ pub struct Side {
 }
 
 impl Side {
-    pub async fn connect(zone: &str, url: &str, addr: &str) -> Result<Side, VerifyError> {
-        let err = |source| VerifyError {
-            addr: addr.to_string(),
+    pub async fn connect(zone: &str, server: &super::endpoint::Endpoint) -> Result<Side, VerifyError> {
+        let con = server.connection().await.map_err(|source| VerifyError {
+            addr: server.addr.clone(),
             source,
-        };
-        let client = redis::Client::open(url).map_err(err)?;
-        let con = super::apply::connection(&client).await.map_err(err)?;
+        })?;
         Ok(Side {
             zone: zone.to_string(),
-            addr: addr.to_string(),
+            addr: server.addr.clone(),
             con,
         })
     }

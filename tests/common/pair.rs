@@ -184,18 +184,27 @@ impl Pair {
     /// 6381, zone b 6382), databases `dbs` and key patterns `keys` (TOML arrays),
     /// and `tables` after `[redis]` (e.g. `[redis.homes]`).
     pub fn with_redis(&self, dbs: &str, keys: &str, tables: &str) {
-        const REDIS: [u16; 2] = [6381, 6382];
+        self.with_redis_on([6381, 6382], "", false, dbs, keys, tables)
+    }
+
+    /// [`Self::with_redis`] on the servers' `ports` (zone a, zone b), with `login`
+    /// (e.g. `user = …`) in every Redis section and, with `tls`, `[*.redis.tls]`
+    /// trusting the testenv's CA (verify-full).
+    pub fn with_redis_on(&self, ports: [u16; 2], login: &str, tls: bool, dbs: &str, keys: &str, tables: &str) {
+        let tls_for = |section: &str| if tls { super::tls_table(section) } else { String::new() };
         for (z, cfg) in self.cfg.iter().enumerate() {
             let text = std::fs::read_to_string(cfg).unwrap();
             let redis = format!(
-                "[redis]\nhost = \"127.0.0.1\"\nport = {}\ndatabases = {dbs}\nkeys = {keys}\nheartbeat_ms = 200\n{tables}",
-                REDIS[z]
+                "[redis]\nhost = \"127.0.0.1\"\nport = {}\n{login}databases = {dbs}\nkeys = {keys}\nheartbeat_ms = 200\n{tables}{}",
+                ports[z],
+                tls_for("redis")
             );
             let at = text.find("[[peers]]").expect("a generated config has [[peers]]");
             let mut text = format!("{}{redis}{}", &text[..at], &text[at..]);
             text.push_str(&format!(
-                "[peers.redis]\nhost = \"127.0.0.1\"\nport = {}\n",
-                REDIS[1 - z]
+                "[peers.redis]\nhost = \"127.0.0.1\"\nport = {}\n{login}{}",
+                ports[1 - z],
+                tls_for("peers.redis")
             ));
             std::fs::write(cfg, text).unwrap();
         }

@@ -21,18 +21,14 @@ pub async fn redis_checks(cfg: &crate::config::Config) -> Vec<Finding> {
     let mut f = Vec::new();
     for (section, zone, s) in servers {
         let addr = s.addr();
-        let url = match s.url(&cfg.base_dir, section) {
-            Ok(u) => u,
+        let server = match s.endpoint(&cfg.base_dir, section) {
+            Ok(e) => e,
             Err(e) => {
                 f.push(Finding::bad(Problem, "redis_connect", e, format!("fix [{section}]")));
                 continue;
             }
         };
-        let con = async {
-            redis::Client::open(url.as_str())?
-                .get_multiplexed_async_connection()
-                .await
-        };
+        let con = server.connection();
         let mut con = match tokio::time::timeout(std::time::Duration::from_secs(5), con).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
@@ -40,7 +36,10 @@ pub async fn redis_checks(cfg: &crate::config::Config) -> Vec<Finding> {
                     Problem,
                     "redis_connect",
                     format!("zone {zone}'s Redis {addr}: {e}"),
-                    format!("check [{section}] host/port/user/password and that the server runs"),
+                    match crate::redis::endpoint::is_refused(&e) {
+                        true => format!("fix [{section}.tls]"),
+                        false => format!("check [{section}] host/port/user/password and that the server runs"),
+                    },
                 ));
                 continue;
             }
