@@ -346,3 +346,52 @@ fn redis_tls_is_verified_and_a_wrong_ca_or_host_is_refused_with_what_to_fix() {
     let (_, out) = check(&cfg);
     assert!(out.contains("zone a's Redis localhost:6391 answers"), "{out}");
 }
+
+/// `[admin] tls_cert`/`tls_key`: the endpoint speaks HTTPS only; drc's CLI calls it
+/// trusting `tls_ca`, and refuses it under another CA with what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_over_https_serves_the_cli_and_refuses_plain_http() {
+    use common::pair::{Pair, ORDERS};
+    let mut p = Pair::new("admin_tls", &[ORDERS], 7321).await;
+    p.with_admin(9741, "admin-tls-token");
+    let admin_tls = |ca: &str| {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
+            tls("server.pem"),
+            tls("server.key"),
+            tls(ca)
+        )
+    };
+    for cfg in &p.cfg {
+        let text = std::fs::read_to_string(cfg).unwrap() + &admin_tls("ca.pem");
+        std::fs::write(cfg, text).unwrap();
+    }
+    p.start_both().await;
+    let cfg = p.cfg[0].display().to_string();
+    let (code, out) = drc(&["status", "--config", &cfg]);
+    assert_eq!(code, 0, "{out}\n{}", p.logs());
+    assert!(out.contains("zone a"), "{out}");
+    let (code, out) = drc(&["pause", "--config", &cfg]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = drc(&["resume", "--config", &cfg]);
+    assert_eq!(code, 0, "{out}");
+    // plain HTTP gets no answer
+    let plain = tokio::task::spawn_blocking(|| {
+        ureq::get("http://127.0.0.1:9741/status")
+            .timeout(Duration::from_secs(3))
+            .call()
+            .map(|r| r.status())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
+    assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+    // the CLI trusting another CA refuses the endpoint, naming the setting
+    let other = p.cfg[0].with_file_name("other-ca.toml");
+    let text = std::fs::read_to_string(&p.cfg[0]).unwrap();
+    std::fs::write(&other, text.replace(&tls("ca.pem"), &tls("other-ca.pem"))).unwrap();
+    let (code, out) = drc(&["status", "--config", other.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("UnknownIssuer") && out.contains("[admin] tls_ca"), "{out}");
+    assert!(p.log(0).contains("https=true"), "{}", p.log(0));
+}

@@ -88,8 +88,9 @@ pub(super) fn cfg_err(cfg: &Config, what: String) -> Error {
     })
 }
 
-/// The admin endpoint's base URL and token from the config.
-fn admin(cfg: &Config) -> Result<(String, Option<String>), Error> {
+/// The admin endpoint's base URL, token, and an HTTP agent for it (trusting
+/// `[admin] tls_ca` when the endpoint speaks HTTPS).
+fn admin(cfg: &Config) -> Result<(String, Option<String>, ureq::Agent), Error> {
     let a = cfg.admin.as_ref().ok_or_else(|| {
         cfg_err(
             cfg,
@@ -97,7 +98,12 @@ fn admin(cfg: &Config) -> Result<(String, Option<String>), Error> {
         )
     })?;
     let token = a.token(&cfg.base_dir).map_err(|e| cfg_err(cfg, e))?;
-    Ok((format!("http://{}", a.listen), token))
+    let (base, tls) = a.client(&cfg.base_dir).map_err(|e| cfg_err(cfg, e))?;
+    let mut agent = ureq::AgentBuilder::new();
+    if let Some(t) = tls {
+        agent = agent.tls_config(t);
+    }
+    Ok((base, token, agent.build()))
 }
 
 fn http_err(url: &str, e: ureq::Error) -> Error {
@@ -105,6 +111,11 @@ fn http_err(url: &str, e: ureq::Error) -> Error {
         ureq::Error::Status(code, r) => Error::Server {
             addr: url.to_string(),
             what: format!("HTTP {code}: {}", r.into_string().unwrap_or_default().trim()),
+        },
+        // (ureq keeps rustls' error only as text)
+        other if other.to_string().contains("certificate") => Error::Server {
+            addr: url.to_string(),
+            what: format!("{other}: set [admin] tls_ca to the CA that issued the endpoint's tls_cert"),
         },
         other => Error::Transient {
             addr: url.to_string(),
@@ -136,9 +147,9 @@ fn print(format: &str, json: &serde_json::Value, text: impl FnOnce() -> String) 
 pub fn status(a: CommonArgs) -> i32 {
     let r = (|| {
         let cfg = load(&a.config)?;
-        let (base, _) = admin(&cfg)?;
+        let (base, _, agent) = admin(&cfg)?;
         let url = format!("{base}/status");
-        let v = call(ureq::get(&url), &url)?;
+        let v = call(agent.get(&url), &url)?;
         print(&a.format, &v, || {
             let mut out = format!("zone {}\n", v["zone"].as_str().unwrap_or("?"));
             for d in v["directions"].as_array().into_iter().flatten() {
@@ -199,12 +210,12 @@ pub fn status(a: CommonArgs) -> i32 {
 pub fn pause(a: PauseArgs, on: bool) -> i32 {
     let r = (|| {
         let cfg = load(&a.common.config)?;
-        let (base, token) = admin(&cfg)?;
+        let (base, token, agent) = admin(&cfg)?;
         let mut url = format!("{base}/{}", if on { "pause" } else { "resume" });
         if let Some(f) = &a.from {
             url += &format!("?from={f}");
         }
-        let mut req = ureq::post(&url);
+        let mut req = agent.post(&url);
         if let Some(t) = &token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }

@@ -17,6 +17,7 @@ pub mod tls;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use crate::error::ConfigError;
 pub use tls::{SecretFiles, TlsConfig, TlsMode};
@@ -259,9 +260,59 @@ pub struct AdminConfig {
     /// `[reader] state_dir`.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
+    /// HTTPS: the endpoint's certificate chain (PEM), with `tls_key`:
+    /// `tls_cert = "/etc/drc/tls/admin.pem"`. Without it the endpoint speaks plain
+    /// HTTP, and drc warns when `listen` is not a loopback address.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM; a secret: mode 0600).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that issued `tls_cert`: drc's own CLI (`drc status`, `pause`, `resume`)
+    /// trusts it when it calls the endpoint. Default: the public roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl AdminConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("[admin] set both tls_cert and tls_key, or neither".into());
+        }
+        if self.tls_ca.is_some() && self.tls_cert.is_none() {
+            return Err(
+                "[admin] tls_ca without tls_cert: the endpoint speaks plain HTTP; set tls_cert and tls_key".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The endpoint's TLS settings (files read now); `None`: plain HTTP.
+    pub fn server_tls(&self, base_dir: &Path) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => tls::server_config(base_dir, "admin", cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// What drc's CLI calls the endpoint with: its base URL (`https://` with TLS) and,
+    /// with TLS, the client settings (trusting `tls_ca`, the name checked).
+    pub fn client(&self, base_dir: &Path) -> Result<(String, Option<Arc<rustls::ClientConfig>>), String> {
+        if self.tls_cert.is_none() {
+            return Ok((format!("http://{}", self.listen), None));
+        }
+        let host = match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip().to_string(),
+            Err(e) => return Err(format!("[admin] listen = {:?}: {e}", self.listen)),
+        };
+        let t = tls::TlsConfig {
+            ca: self.tls_ca.clone(),
+            ..Default::default()
+        };
+        let tls = t.rustls(base_dir, "admin", &host)?.map(|t| t.config);
+        Ok((format!("https://{}", self.listen), tls))
+    }
+
     /// The configured token, if any (`None`: mutating calls are refused).
     pub fn token(&self, base_dir: &Path) -> Result<Option<String>, String> {
         secret(
@@ -608,6 +659,7 @@ impl Config {
         }
         if let Some(a) = &self.admin {
             files.extend(a.token_file.iter().map(|f| ("[admin] token_file".to_string(), f)));
+            files.extend(a.tls_key.iter().map(|f| ("[admin] tls_key".to_string(), f)));
         }
         for (setting, f) in files {
             tls::check_secret_file(&self.base_dir, &setting, f, self.secret_files)?;
@@ -657,6 +709,7 @@ impl Config {
                     a.listen
                 )
             })?;
+            a.validate()?;
         }
         if let Some(r) = &self.replication {
             if r.heartbeat_ms == 0 {

@@ -154,6 +154,34 @@ impl TlsConfig {
     }
 }
 
+/// A TLS server configuration (the admin endpoint's): the certificate chain in
+/// `cert` and its key in `key`, PEM files relative to `base_dir`; `section` names
+/// the table in errors. No client certificate is asked for.
+pub fn server_config(
+    base_dir: &Path,
+    section: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| format!("[{section}] {what}: {e}");
+    let chain = CertificateDer::pem_slice_iter(&read_pem(base_dir, section, ("tls_cert", "CERTIFICATE"), cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("tls_cert", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(base_dir, section, ("tls_key", "PRIVATE KEY"), key)?)
+        .map_err(|e| bad("tls_key", &e))?;
+    #[allow(deprecated)] // ring: see TlsConfig::rustls
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("tls_cert", &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("tls_key", &format!("does not match tls_cert or cannot be used: {e}")))?;
+    Ok(Arc::new(config))
+}
+
 // The settings naming PEM files, and the label each file must hold.
 const CA: (&str, &str) = ("ca", "CERTIFICATE");
 const CERT: (&str, &str) = ("cert", "CERTIFICATE");

@@ -91,12 +91,20 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
                 ),
             )
         })?;
-        tracing::info!(listen = %admin.listen, "admin endpoint: /metrics /status /pause /resume");
+        let tls = admin.server_tls(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
+        let loopback = admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if tls.is_none() && !loopback {
+            tracing::warn!(listen = %admin.listen, "the admin endpoint listens beyond this host without TLS: the pause/resume token and /status cross the network in clear; set [admin] tls_cert and tls_key (docs/OPERATIONS.md)");
+        }
+        tracing::info!(listen = %admin.listen, https = tls.is_some(), "admin endpoint: /metrics /status /pause /resume");
         let sd = shutdown.clone();
         let audit = crate::ops::audit::path(&cfg);
         tracing::info!(audit_log = %audit.display(), "mutating admin calls are audited");
         tasks.spawn("admin endpoint", async move {
-            crate::ops::admin::serve(listener, prometheus, token, audit, sd)
+            crate::ops::admin::serve(listener, prometheus, token, audit, tls, sd)
                 .await
                 .map_err(Error::Output)
         });

@@ -7,6 +7,8 @@
 //! | `POST /pause[?from=ZONE]` | pause applying (every direction, or the one from ZONE) at the next transaction boundary |
 //! | `POST /resume[?from=ZONE]` | resume |
 //!
+//! With `[admin] tls_cert` and `tls_key` the endpoint speaks HTTPS only.
+//!
 //! Mutating calls need `Authorization: Bearer <token>` with the token of `[admin]`
 //! (`token_env`, `token_file` or `token`, compared in constant time); without a
 //! configured token they are refused. Every mutating call, refused or not, is written
@@ -35,12 +37,14 @@ struct Which {
     from: Option<String>,
 }
 
-/// Serves the admin endpoint on `listener` until the process ends.
+/// Serves the admin endpoint on `listener` until `shutdown`: over HTTPS with `tls`
+/// (`[admin] tls_cert`), plain HTTP without.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     token: Option<String>,
     audit_log: PathBuf,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: crate::pipeline::Shutdown,
 ) -> std::io::Result<()> {
     let state = AppState {
@@ -54,9 +58,27 @@ pub async fn serve(
         .route("/pause", post(|s, c, h, q| set_paused(s, c, h, q, true)))
         .route("/resume", post(|s, c, h, q| set_paused(s, c, h, q, false)))
         .with_state(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        return axum::serve(listener, service)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await;
+    };
+    // each connection's handshake runs in its own task (a client that never
+    // completes one holds up nobody), bounded by the acceptor's timeout
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.wait().await;
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(
+        listener.into_std()?,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle)
+    .serve(service)
+    .await
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
