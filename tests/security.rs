@@ -345,6 +345,22 @@ fn redis_tls_is_verified_and_a_wrong_ca_or_host_is_refused_with_what_to_fix() {
     );
     let (_, out) = check(&cfg);
     assert!(out.contains("zone a's Redis localhost:6391 answers"), "{out}");
+    // verify-ca: the chain checked, not the name; required: encrypted, nothing checked
+    let cfg = with_redis(
+        &(server("localhost", 6391, "ca.pem").replace("TABLE", "redis") + "mode = \"verify-ca\"\n"),
+        &server("127.0.0.1", 6392, "other-ca.pem")
+            .replace("TABLE", "peers.redis")
+            .replace(&format!("ca = \"{}\"\n", tls("other-ca.pem")), "mode = \"required\"\n"),
+    );
+    let (_, out) = check(&cfg);
+    assert!(out.contains("zone a's Redis localhost:6391 answers"), "{out}");
+    assert!(out.contains("zone b's Redis 127.0.0.1:6392 answers"), "{out}");
+    let cfg = with_redis(
+        &(server("localhost", 6391, "other-ca.pem").replace("TABLE", "redis") + "mode = \"verify-ca\"\n"),
+        &server("127.0.0.1", 6392, "ca.pem").replace("TABLE", "peers.redis"),
+    );
+    let (code, out) = check(&cfg);
+    assert_eq!(code, 3, "verify-ca still checks the CA: {out}");
 }
 
 /// `[admin] tls_cert`/`tls_key`: the endpoint speaks HTTPS only; drc's CLI calls it

@@ -387,7 +387,7 @@ mod tests {
 
     fn parse(s: &str) -> Result<TlsConfig, String> {
         let t: TlsConfig = toml::from_str(s).map_err(|e| e.to_string())?;
-        t.validate("mysql.tls")?;
+        t.validate_mysql("mysql.tls")?;
         Ok(t)
     }
 
@@ -396,6 +396,10 @@ mod tests {
         assert_eq!(parse("").unwrap().mode, TlsMode::VerifyFull);
         assert_eq!(parse("mode = \"VERIFY_IDENTITY\"").unwrap().mode, TlsMode::VerifyFull);
         assert!(parse("mode = \"VERIFY_CA\"").unwrap_err().contains("server_name"));
+        // (drc's own TLS path, Redis's, has it)
+        let t: TlsConfig = toml::from_str("mode = \"verify-ca\"").unwrap();
+        assert!(t.validate("redis.tls").is_ok());
+        assert!(t.rustls(Path::new("."), "redis.tls", "127.0.0.1").unwrap().is_some());
         assert_eq!(parse("mode = \"require\"").unwrap().mode, TlsMode::Required);
         assert!(parse("mode = \"prefer\"").unwrap_err().contains("unknown variant"));
         assert!(parse("cafile = \"x\"").unwrap_err().contains("unknown field"));
