@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(binlog_file kafka_message rdb config)
+[ ${#targets[@]} -gt 0 ] || targets=(binlog_file kafka_message rdb config resp_stream)
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "[fuzz] installing cargo-fuzz (cargo install cargo-fuzz --locked)"
   cargo install cargo-fuzz --locked >/dev/null 2>&1

@@ -18,6 +18,14 @@
 //! server sends nothing until the first acknowledgement, which [`Replica::snapshot`]
 //! sends once the snapshot is read); the server also asks with
 //! `REPLCONF GETACK *`, which [`Replica::next_command`] hands on like any command.
+//!
+//! # Hostile bytes
+//! Nothing the server sends is trusted for a size: a header line is read up to
+//! [`MAX_LINE`] bytes, a bulk string's length is at most [`MAX_BULK`] (Redis' own
+//! `proto-max-bulk-len` limit) and its bytes are allocated as they arrive, and an
+//! array's element count reserves no more than [`RESERVE`] slots ahead. A stream
+//! breaking these rules is a protocol error, never an allocation it asked for
+//! (fuzzed: `fuzz/fuzz_targets/resp_stream.rs`).
 
 use super::endpoint::{Endpoint, Io};
 use super::rdb::{Rdb, RdbError};
@@ -79,19 +87,21 @@ pub struct Replica {
     durable: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
+/// The longest header or status line read (a `*<n>`/`$<len>` header is a few bytes).
+pub const MAX_LINE: u64 = 64 << 10;
+/// The longest bulk string accepted: Redis' `proto-max-bulk-len` default, 512 MB.
+pub const MAX_BULK: usize = 512 << 20;
+/// Slots reserved ahead for an array's elements (it grows as they arrive).
+const RESERVE: usize = 1024;
+
 /// How often a replica with nothing to read acknowledges again.
 const ACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Replica {
-    /// Connects to `addr` (`host:port`) and asks for the stream after `from`
-    /// (`(replid, offset)`), or for everything (`None`).
-    pub async fn connect(server: &Endpoint, from: Option<(&str, u64)>) -> Result<(Replica, Sync), ReplicaError> {
-        let addr = &server.addr;
-        let io = server.stream().await.map_err(|source| ReplicaError::Io {
-            addr: addr.to_string(),
-            source,
-        })?;
-        let mut r = Replica {
+    /// A replica reading `io` (`addr` names it in errors); [`Replica::connect`] speaks
+    /// the handshake on it, tests and fuzzing feed a command stream under way.
+    pub fn streaming(io: Box<dyn Io>, addr: &str) -> Replica {
+        Replica {
             addr: addr.to_string(),
             io: BufReader::new(io),
             replid: String::new(),
@@ -100,7 +110,18 @@ impl Replica {
             last_ack: std::time::Instant::now(),
             framing: None,
             durable: None,
-        };
+        }
+    }
+
+    /// Connects to `server` and asks for the stream after `from` (`(replid, offset)`),
+    /// or for everything (`None`).
+    pub async fn connect(server: &Endpoint, from: Option<(&str, u64)>) -> Result<(Replica, Sync), ReplicaError> {
+        let addr = &server.addr;
+        let io = server.stream().await.map_err(|source| ReplicaError::Io {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let mut r = Replica::streaming(io, addr);
         if let Some((user, pass)) = &server.auth {
             r.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()]).await?;
         }
@@ -255,11 +276,16 @@ impl Replica {
         }
         let mut used = head.len() as u64;
         let n = self.header(&head, b'*', "a command array")?;
-        let mut args = Vec::with_capacity(n);
+        let mut args = Vec::with_capacity(n.min(RESERVE));
         for i in 0..n {
             let h = self.raw_line().await?;
             used += h.len() as u64;
             let len = self.header(&h, b'$', "a bulk string")?;
+            if len > MAX_BULK {
+                return Err(self.bad(&format!(
+                    "a bulk string of {len} bytes, over the {MAX_BULK} Redis allows (proto-max-bulk-len)"
+                )));
+            }
             if light
                 && i > 0
                 && !args
@@ -276,8 +302,16 @@ impl Replica {
                 used += skip;
                 continue;
             }
-            let mut b = vec![0u8; len + 2];
-            self.io.read_exact(&mut b).await.map_err(|e| self.io_err(e))?;
+            // allocated as the bytes arrive, not as the header says
+            let mut b = Vec::with_capacity((len + 2).min(64 << 10));
+            let got = (&mut self.io)
+                .take(len as u64 + 2)
+                .read_to_end(&mut b)
+                .await
+                .map_err(|e| self.io_err(e))?;
+            if got != len + 2 {
+                return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into()));
+            }
             used += b.len() as u64;
             b.truncate(len);
             args.push(b);
@@ -343,9 +377,16 @@ impl Replica {
 
     async fn raw_line(&mut self) -> Result<Vec<u8>, ReplicaError> {
         let mut l = Vec::new();
-        let n = self.io.read_until(b'\n', &mut l).await.map_err(|e| self.io_err(e))?;
+        let n = (&mut self.io)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut l)
+            .await
+            .map_err(|e| self.io_err(e))?;
         if n == 0 {
             return Err(self.io_err(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if n as u64 == MAX_LINE && l.last() != Some(&b'\n') {
+            return Err(self.bad(&format!("a line longer than {MAX_LINE} bytes")));
         }
         Ok(l)
     }
@@ -381,4 +422,52 @@ impl Replica {
 fn trim_crlf(b: &[u8]) -> &[u8] {
     let b = b.strip_suffix(b"\n").unwrap_or(b);
     b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica reading `bytes` (its acknowledgements go nowhere).
+    fn over(bytes: &[u8]) -> Replica {
+        let io = tokio::io::join(std::io::Cursor::new(bytes.to_vec()), tokio::io::sink());
+        Replica::streaming(Box::new(io), "test")
+    }
+
+    #[tokio::test]
+    async fn commands_read_with_their_offsets() {
+        let mut r = over(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n*1\r\n$4\r\nPING\r\n");
+        let c = r.next_command().await.unwrap();
+        assert_eq!(c.args, vec![b"SET".to_vec(), b"k".to_vec(), b"v1".to_vec()]);
+        assert_eq!(c.offset, 28);
+        assert_eq!(r.next_command().await.unwrap().name(), "PING");
+        assert!(r.next_command().await.is_err(), "end of the bytes");
+    }
+
+    /// Sizes a hostile stream announces are not allocated (found by reading, fuzzed
+    /// since): each is an error naming what was wrong.
+    #[tokio::test]
+    async fn announced_sizes_are_never_allocated_ahead() {
+        // 10^11 elements, then a 10 GB bulk string: errors, not allocations
+        let e = over(b"*99999999999\r\n$3\r\nSET\r\n").next_command().await.unwrap_err();
+        assert!(
+            e.to_string().contains("end of file") || e.to_string().contains("eof"),
+            "{e}"
+        );
+        let e = over(b"*1\r\n$9999999999\r\nabc").next_command().await.unwrap_err();
+        assert!(e.to_string().contains("proto-max-bulk-len"), "{e}");
+        let e = over(b"*1\r\n$18446744073709551615\r\n")
+            .next_command()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("proto-max-bulk-len"), "{e}");
+        // a bulk string shorter than announced
+        let e = over(b"*1\r\n$100\r\nabc").next_command().await.unwrap_err();
+        assert!(matches!(e, ReplicaError::Io { .. }), "{e}");
+        // a header line without end
+        let mut long = b"*1".to_vec();
+        long.extend(std::iter::repeat_n(b'1', MAX_LINE as usize + 10));
+        let e = over(&long).next_command().await.unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+    }
 }
