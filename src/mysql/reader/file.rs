@@ -252,4 +252,16 @@ mod tests {
         ev.extend([0u8; 16]);
         super::super::assembler::previous_gtids_fit(&ev).unwrap();
     }
+
+    /// The fuzzer's open finding of 2026-12-07 (one allocation of 5.5–8 GiB from 581
+    /// bytes): a rows event whose images take no bytes repeated its first row until
+    /// memory ran out. Now a corrupt event at its offset.
+    #[test]
+    fn a_rows_event_of_empty_rows_is_an_error_not_endless_rows() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/binlog_rows_of_no_bytes.000001");
+        let e = read_file(&path, "z", Limits::default(), |_| Ok(())).unwrap_err();
+        assert_eq!(e.offset, 275);
+        assert!(e.what.contains("a row of no bytes"), "{}", e.what);
+    }
 }

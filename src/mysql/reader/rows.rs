@@ -65,6 +65,9 @@ pub fn decode_rows<'a>(
 
     let mut buf = ParseBuf(ev.rows_data());
     while !buf.is_empty() {
+        // every row takes bytes: an event whose images are empty (no column in either
+        // bitmap, or no image at all) would otherwise repeat its first row without end
+        let left = buf.len();
         let before = match (&before_cols, &before_names) {
             (Some(cols), Some(names)) => Some(read_image(&mut buf, schema, cols, names, None)?),
             _ => None,
@@ -80,6 +83,12 @@ pub fn decode_rows<'a>(
             }
             _ => None,
         };
+        if buf.len() == left {
+            return Err(format!(
+                "corrupt rows event of `{}`.`{}`: a row of no bytes ({} bytes left)",
+                schema.db, schema.table, left
+            ));
+        }
         out.push(RowChange {
             db: schema.db.clone(),
             table: schema.table.clone(),
