@@ -171,15 +171,21 @@ pub fn server_config(
         .map_err(|e| bad("tls_cert", &e))?;
     let key = PrivateKeyDer::from_pem_slice(&read_pem(base_dir, section, ("tls_key", "PRIVATE KEY"), key)?)
         .map_err(|e| bad("tls_key", &e))?;
-    #[allow(deprecated)] // ring: see TlsConfig::rustls
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("tls_cert", &e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| bad("tls_key", &format!("does not match tls_cert or cannot be used: {e}")))?;
     Ok(Arc::new(config))
+}
+
+/// The crypto provider of every TLS connection drc makes itself: ring, as
+/// mysql_async's (aws-lc-rs, which rustls now prefers for its post-quantum key
+/// exchange, would add a C and CMake build).
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 // The settings naming PEM files, and the label each file must hold.
@@ -218,10 +224,7 @@ impl TlsConfig {
             return Ok(None);
         }
         let bad = |what: &str, e: &dyn std::fmt::Display| format!("[{section}] {what}: {e}");
-        // ring, as mysql_async's TLS (aws-lc-rs, which rustls now prefers for its
-        // post-quantum key exchange, would add a C and CMake build)
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = ring();
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca {
             Some(ca) => {
