@@ -28,6 +28,11 @@ stop_kafka() {
     fi
   fi
   rm -f "$pidf"
+  local f
+  for f in "$RUN_DIR/kafka-secured/socat.pid" "$RUN_DIR/kafka-secured/tansu.pid"; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
 }
 
 stop_redis() {

@@ -39,6 +39,28 @@ ensure_pkg() {
   command -v "$cmd" >/dev/null 2>&1 || { log "could not install $*"; return 1; }
 }
 
+# What building drc needs from Debian: OpenSSL's headers for librdkafka's TLS and SASL
+# (rdkafka's "ssl" feature), found with pkg-config.
+ensure_build_deps() {
+  if pkg-config --exists openssl 2>/dev/null; then return 0; fi
+  log "installing libssl-dev pkg-config (librdkafka's TLS and SASL)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null 2>&1; then
+    apt-get update >/dev/null 2>&1 || true
+    apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null
+  fi
+}
+
+# Free space under the build and test directories, in GiB; a warning when low (a debug
+# build of drc and its tests takes about 5 GiB, the test servers' data ~3 GiB).
+check_disk() {
+  local free
+  free=$(df -Pk "${CARGO_TARGET_DIR:-$PWD/target}" "$RUN_DIR" 2>/dev/null | awk 'NR>1 {print int($4/1048576)}' | sort -n | head -1)
+  if [ -n "$free" ] && [ "$free" -lt 12 ]; then
+    log "warning: only ${free} GiB free; the build and the test servers need about 12 GiB (free some, or set CARGO_TARGET_DIR elsewhere)"
+  fi
+}
+
 mariadb_bin() {
   for b in mariadbd mysqld; do
     for d in /usr/sbin /usr/libexec /usr/bin; do

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testenv/lib.sh
+mkdir -p "$RUN_DIR"
+check_disk
+ensure_build_deps
 
 # The test broker starts from empty storage: tansu's SQLite store slows down as it
 # grows (docs/KAFKA.md), and every test uses its own topics anyway.

@@ -61,6 +61,48 @@ start_kafka() {
   done
 }
 
+# The secured broker, for the TLS and SASL tests: a second tansu on 127.0.0.1:9094 that
+# requires SASL (SCRAM; user drc, password in secrets/kafka.password, created while it
+# first runs without authentication), behind TLS on 127.0.0.1:9095 (socat with the test
+# CA's server certificate, make_tls) - tansu 0.6 takes --cert/--key but does not serve
+# TLS itself. It advertises 127.0.0.1:9095, so clients reach it only through TLS.
+start_kafka_secured() {
+  local dir="$RUN_DIR/kafka-secured" pass
+  mkdir -p "$dir"
+  [ -s "$RUN_DIR/secrets/kafka.password" ] || printf 'drc-kafka-%s' "$(od -An -N6 -tx8 /dev/urandom | tr -d ' ')" > "$RUN_DIR/secrets/kafka.password"
+  chmod 600 "$RUN_DIR/secrets/kafka.password"
+  pass="$(cat "$RUN_DIR/secrets/kafka.password")"
+  ensure_pkg socat socat
+  if [ -f "$dir/tansu.pid" ] && kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null; then
+    log "secured kafka broker already running on 127.0.0.1:9094 (TLS on 9095)"
+  else
+    secured_broker() {
+      (cd "$dir" && exec setsid tansu broker --listener-url tcp://127.0.0.1:9094 \
+         --advertised-listener-url tcp://127.0.0.1:9095 --storage-engine "sqlite://tansu.db" "$@") \
+         >>"$dir/tansu.log" 2>&1 < /dev/null &
+      echo $! > "$dir/tansu.pid"
+      for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9094) 2>/dev/null && return 0; sleep 0.2; done
+      log "secured tansu did not start:"; tail -20 "$dir/tansu.log" >&2; exit 1
+    }
+    if [ ! -f "$dir/user.created" ]; then
+      secured_broker
+      tansu user create --broker tcp://127.0.0.1:9094 --mechanism scram512 drc "$pass" >/dev/null
+      tansu user create --broker tcp://127.0.0.1:9094 --mechanism scram256 drc "$pass" >/dev/null
+      kill "$(cat "$dir/tansu.pid")"
+      for _ in $(seq 1 50); do kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null || break; sleep 0.2; done
+      touch "$dir/user.created"
+    fi
+    log "starting secured kafka broker (tansu, SASL) on 127.0.0.1:9094, TLS on 127.0.0.1:9095"
+    secured_broker --authentication
+  fi
+  if ! { [ -f "$dir/socat.pid" ] && kill -0 "$(cat "$dir/socat.pid")" 2>/dev/null; }; then
+    setsid socat "openssl-listen:9095,bind=127.0.0.1,reuseaddr,fork,cert=$RUN_DIR/tls/server.pem,key=$RUN_DIR/tls/server.key,verify=0" \
+      tcp:127.0.0.1:9094 >"$dir/socat.log" 2>&1 < /dev/null &
+    echo $! > "$dir/socat.pid"
+    for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9095) 2>/dev/null && break; sleep 0.1; done
+  fi
+}
+
 # One Redis per zone (Debian's redis-server) on 127.0.0.1:6381 (a) and :6382 (b), each
 # with its own directory, as a plain local process. Replication is allowed (drc
 # captures as a replica); the backlog is 16 MB.
@@ -266,7 +308,7 @@ if [ "$mariadb" = 1 ]; then
   make_tls
   for z in $zones; do start_zone "$z"; done
 fi
-if [ "$kafka" = 1 ]; then start_kafka; fi
+if [ "$kafka" = 1 ]; then start_kafka; make_tls; start_kafka_secured; fi
 if [ "$redis" = 1 ]; then
   make_tls
   ensure_pkg redis-server redis-server redis-tools

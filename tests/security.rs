@@ -411,3 +411,91 @@ async fn the_admin_endpoint_over_https_serves_the_cli_and_refuses_plain_http() {
     assert!(out.contains("UnknownIssuer") && out.contains("[admin] tls_ca"), "{out}");
     assert!(p.log(0).contains("https=true"), "{}", p.log(0));
 }
+
+/// The secured testenv broker (testenv/up.sh `start_kafka_secured`): tansu requiring
+/// SASL SCRAM, behind TLS on 127.0.0.1:9095 with the test CA's certificate.
+const SECURED_BROKER: &str = "127.0.0.1:9095";
+
+/// `[kafka.tls]` (verify-full against the CA file `ca`) and `[kafka.sasl]` as user drc
+/// with the password in `password_file`.
+fn kafka_security(ca: &str, mechanism: &str, password_file: &Path) -> String {
+    format!(
+        "[kafka.tls]\nca = \"{}\"\n[kafka.sasl]\nmechanism = \"{mechanism}\"\nusername = \"drc\"\npassword_file = \"{}\"\n",
+        tls(ca),
+        password_file.display()
+    )
+}
+
+/// A file of mode 0600 holding `text`.
+fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    f
+}
+
+/// Both zones replicate through a broker reached only over TLS (verify-full) with
+/// SASL SCRAM; `drc check` passes there, and names `[kafka.sasl]` for a wrong password
+/// and `[kafka.tls]` for a CA that did not sign the broker's certificate; the password
+/// appears in no log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_sasl_ssl_replicates_and_check_names_a_wrong_password_or_ca() {
+    use common::pair::{Pair, Transport, ORDERS};
+    use common::wait_until;
+    let pass = std::fs::read_to_string(run_dir().join("secrets/kafka.password"))
+        .expect("testenv/up.sh --kafka writes secrets/kafka.password");
+    let d = tmp("kafka");
+    let good = secret_file(&d, "kafka.password", &pass);
+    let wrong = secret_file(&d, "wrong.password", "not-the-password");
+
+    // drc check, before and after each mistake
+    let check_with = |security: String| {
+        let cfg = write_config(&d, "a", ZONE_A, 7341, "now");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text += &format!("[kafka]\nbrokers = \"{SECURED_BROKER}\"\n{security}");
+        std::fs::write(&cfg, text).unwrap();
+        check(&cfg)
+    };
+    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256"] {
+        let (_, out) = check_with(kafka_security("ca.pem", mechanism, &good));
+        assert!(
+            out.contains("ok      kafka_connect") && out.contains("over SASL_SSL"),
+            "{mechanism}: {out}"
+        );
+    }
+    let (code, out) = check_with(kafka_security("ca.pem", "SCRAM-SHA-512", &wrong));
+    assert_eq!(code, 3, "a problem: {out}");
+    assert!(
+        out.contains("PROBLEM kafka_connect") && out.contains("[kafka.sasl]"),
+        "{out}"
+    );
+    let (code, out) = check_with(kafka_security("other-ca.pem", "SCRAM-SHA-512", &good));
+    assert_eq!(code, 3, "a problem: {out}");
+    assert!(out.contains("PROBLEM kafka_connect") && out.contains("[kafka.tls]"), "{out}");
+    assert!(!out.contains(pass.trim()), "{out}");
+
+    // both directions through the secured broker
+    let mut p = Pair::with("kafka_sasl_ssl", &[ORDERS], 7351, Transport::Kafka).await;
+    p.with_kafka_at(SECURED_BROKER, &kafka_security("ca.pem", "SCRAM-SHA-512", &good));
+    p.start_both_with_env(&[("DRC_LOG", "debug")]).await;
+    let db = p.db.clone();
+    exec(ZONE_A, &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from a')")]).await;
+    exec(
+        common::ZONE_B,
+        &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from b')")],
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            p.rows(0, "orders").await.len() == 2 && p.rows(1, "orders").await.len() == 2
+        })
+        .await,
+        "not replicated through {SECURED_BROKER}:\n{}",
+        p.logs()
+    );
+    p.assert_converged("orders", 10, 0).await;
+    p.kill9(0);
+    p.kill9(1);
+    let logs = p.logs();
+    assert!(!logs.contains(pass.trim()), "the Kafka password appears in the logs");
+}

@@ -45,6 +45,7 @@ pub async fn run(a: CheckArgs) -> i32 {
     let mut findings = findings;
     findings.extend(drc::ops::check::redis_checks(&cfg).await);
     findings.extend(drc::ops::check::zk_checks(&cfg).await);
+    findings.extend(drc::ops::check::kafka_checks(&cfg).await);
     let problems = findings.iter().filter(|f| f.level == Level::Problem).count();
     for f in &findings {
         if a.format == "json" {

@@ -611,6 +611,21 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.base_dir = base_dir.to_path_buf();
         cfg.validate()?;
+        if let Some(k) = cfg.kafka.as_mut() {
+            k.prepare(
+                |p| base_dir.join(p),
+                |a| {
+                    secret(
+                        base_dir,
+                        "kafka.sasl",
+                        "password",
+                        &a.password_env,
+                        &a.password_file,
+                        &a.password,
+                    )
+                },
+            )?;
+        }
         Ok(cfg)
     }
 
@@ -656,6 +671,18 @@ impl Config {
                     .iter()
                     .map(|f| (format!("[{section}] password_file"), f)),
             );
+        }
+        if let Some(k) = &self.kafka {
+            if let Some(t) = &k.tls {
+                files.extend(t.secret_files().map(|f| ("[kafka.tls] key".to_string(), f)));
+            }
+            if let Some(a) = &k.sasl {
+                files.extend(
+                    a.password_file
+                        .iter()
+                        .map(|f| ("[kafka.sasl] password_file".to_string(), f)),
+                );
+            }
         }
         if let Some(a) = &self.admin {
             files.extend(a.token_file.iter().map(|f| ("[admin] token_file".to_string(), f)));

@@ -37,6 +37,7 @@
 pub mod publish;
 pub mod redis;
 pub mod sink;
+pub mod security;
 pub mod source;
 pub mod zk;
 /// The message format lives with the model (`drc.parked` stores transactions in it too).
@@ -73,6 +74,16 @@ pub struct KafkaConfig {
     /// `linger.ms` is set to 0 for drc's producers).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// TLS to the brokers (`[kafka.tls]`): the same table as `[mysql.tls]`
+    /// (`server_name` aside); docs/KAFKA.md.
+    #[serde(default)]
+    pub tls: Option<crate::config::TlsConfig>,
+    /// SASL to the brokers (`[kafka.sasl]`): SCRAM-SHA-512 by default.
+    #[serde(default)]
+    pub sasl: Option<security::KafkaSasl>,
+    /// What `tls` and `sasl` make, built by [`Self::prepare`] at config load.
+    #[serde(skip)]
+    pub security: security::Security,
 }
 
 fn default_linger_ms() -> u64 {
@@ -117,7 +128,22 @@ impl KafkaConfig {
         for (k, v) in &self.options {
             c.set(k, v);
         }
+        for (k, v) in self.security.settings() {
+            c.set(k, v);
+        }
         c
+    }
+
+    /// Validates `[kafka.tls]` / `[kafka.sasl]` against `options`, reads the files and
+    /// the password, and keeps the settings (config load).
+    pub fn prepare(
+        &mut self,
+        resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
+        password: impl FnOnce(&security::KafkaSasl) -> Result<Option<String>, String>,
+    ) -> Result<(), String> {
+        self.security =
+            security::Security::build(self.tls.as_ref(), self.sasl.as_ref(), &self.options, resolve, password)?;
+        Ok(())
     }
 }
 
@@ -141,7 +167,11 @@ impl ClientContext for RateLimitedLog {
     fn error(&self, error: KafkaError, reason: &str) {
         let key = format!("error {:?}", error.rdkafka_error_code());
         if let Some(repeats) = self.allow(&key) {
-            tracing::warn!(target: "librdkafka", %error, repeats, "{reason}");
+            match security::hint(reason) {
+                // a TLS or SASL refusal does not heal by retrying: say what to fix
+                Some(fix) => tracing::error!(target: "librdkafka", %error, repeats, fix, "{reason}"),
+                None => tracing::warn!(target: "librdkafka", %error, repeats, "{reason}"),
+            }
         }
     }
 }

@@ -241,6 +241,23 @@ impl Pair {
         }
     }
 
+    /// Points every zone's `[kafka]` at `brokers`, with `tables` (`[kafka.tls]`,
+    /// `[kafka.sasl]`) after its keys.
+    pub fn with_kafka_at(&self, brokers: &str, tables: &str) {
+        for cfg in &self.cfg {
+            let text = std::fs::read_to_string(cfg).unwrap();
+            let prefix = format!("topic_prefix = \"{}.\"\n", self.db);
+            assert!(
+                text.contains(&prefix) && text.contains("brokers = \"127.0.0.1:9092\""),
+                "a Kafka pair's config"
+            );
+            let text = text
+                .replacen("brokers = \"127.0.0.1:9092\"", &format!("brokers = \"{brokers}\""), 1)
+                .replacen(&prefix, &format!("{prefix}{tables}\n"), 1);
+            std::fs::write(cfg, text).unwrap();
+        }
+    }
+
     /// Adds `keys` under `[replication]` and `tables` (TOML tables such as
     /// `[replication.ddl_home]`, put before `[id_ranges.*]`) to every zone's config.
     pub fn configure(&self, keys: &str, tables: &str) {

@@ -7,8 +7,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::Serialize;
 
+mod kafka;
 mod redis;
 mod zookeeper;
+pub use kafka::kafka_checks;
 pub use redis::redis_checks;
 pub use zookeeper::zk_checks;
 
