@@ -471,7 +471,10 @@ async fn kafka_over_sasl_ssl_replicates_and_check_names_a_wrong_password_or_ca()
     );
     let (code, out) = check_with(kafka_security("other-ca.pem", "SCRAM-SHA-512", &good));
     assert_eq!(code, 3, "a problem: {out}");
-    assert!(out.contains("PROBLEM kafka_connect") && out.contains("[kafka.tls]"), "{out}");
+    assert!(
+        out.contains("PROBLEM kafka_connect") && out.contains("[kafka.tls]"),
+        "{out}"
+    );
     assert!(!out.contains(pass.trim()), "{out}");
 
     // both directions through the secured broker
@@ -479,7 +482,11 @@ async fn kafka_over_sasl_ssl_replicates_and_check_names_a_wrong_password_or_ca()
     p.with_kafka_at(SECURED_BROKER, &kafka_security("ca.pem", "SCRAM-SHA-512", &good));
     p.start_both_with_env(&[("DRC_LOG", "debug")]).await;
     let db = p.db.clone();
-    exec(ZONE_A, &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from a')")]).await;
+    exec(
+        ZONE_A,
+        &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from a')")],
+    )
+    .await;
     exec(
         common::ZONE_B,
         &[&format!("INSERT INTO `{db}`.orders (customer) VALUES ('from b')")],

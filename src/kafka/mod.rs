@@ -36,8 +36,8 @@
 
 pub mod publish;
 pub mod redis;
-pub mod sink;
 pub mod security;
+pub mod sink;
 pub mod source;
 pub mod zk;
 /// The message format lives with the model (`drc.parked` stores transactions in it too).

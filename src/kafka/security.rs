@@ -161,7 +161,11 @@ impl Security {
             if a.username.is_empty() {
                 return Err("[kafka.sasl] username is empty".into());
             }
-            let set = [a.password_env.is_some(), a.password_file.is_some(), a.password.is_some()];
+            let set = [
+                a.password_env.is_some(),
+                a.password_file.is_some(),
+                a.password.is_some(),
+            ];
             if set.iter().filter(|x| **x).count() != 1 {
                 return Err("[kafka.sasl] set exactly one of password_env, password_file, password".into());
             }
@@ -259,13 +263,23 @@ mod tests {
         let e = build("[tls]\nca = \"no-such-ca-file.pem\"\n").unwrap_err();
         assert!(e.contains("[kafka.tls] ca"), "{e}");
         // without tables, plain options stay as they were
-        assert_eq!(build("[options]\n\"security.protocol\" = \"ssl\"\n").unwrap().settings().count(), 0);
+        assert_eq!(
+            build("[options]\n\"security.protocol\" = \"ssl\"\n")
+                .unwrap()
+                .settings()
+                .count(),
+            0
+        );
     }
 
     #[test]
     fn hints_name_the_table_to_fix() {
-        assert!(hint("SASL authentication error: Authentication failed").unwrap().contains("[kafka.sasl]"));
-        assert!(hint("SSL handshake failed: certificate verify failed").unwrap().contains("[kafka.tls]"));
+        assert!(hint("SASL authentication error: Authentication failed")
+            .unwrap()
+            .contains("[kafka.sasl]"));
+        assert!(hint("SSL handshake failed: certificate verify failed")
+            .unwrap()
+            .contains("[kafka.tls]"));
         // librdkafka's words for both, with the broker's address in them
         let sasl = "Global error: Authentication (Local: Authentication failure): sasl_ssl://127.0.0.1:9095/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with invalid-proof";
         assert!(hint(sasl).unwrap().contains("[kafka.sasl]"));

@@ -57,7 +57,12 @@ pub async fn kafka_checks(cfg: &crate::config::Config) -> Vec<Finding> {
             let fix = crate::kafka::security::hint(&reason)
                 .unwrap_or("fix [kafka] brokers, or start the brokers")
                 .to_string();
-            Finding::bad(Level::Problem, "kafka_connect", format!("{brokers} over {protocol}: {reason}"), fix)
+            Finding::bad(
+                Level::Problem,
+                "kafka_connect",
+                format!("{brokers} over {protocol}: {reason}"),
+                fix,
+            )
         }
     };
     vec![finding]
