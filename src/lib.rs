@@ -35,4 +35,5 @@ pub mod pipeline;
 pub mod position;
 pub mod redis;
 pub mod telemetry;
+pub mod tls;
 pub mod zookeeper;

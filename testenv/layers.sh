@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exec python3 - <<'PY'
 import re, pathlib, sys, collections
-LAYER = {"error": 0, "position": 0, "model": 0, "telemetry": 0, "pipeline": 1,
+LAYER = {"error": 0, "position": 0, "model": 0, "telemetry": 0, "tls": 0, "pipeline": 1,
          "mysql": 2, "kafka": 2, "output": 2, "redis": 2, "zookeeper": 2,
          "config": 3, "ops": 4, "daemon": 5}
 bad, edges = [], collections.defaultdict(set)

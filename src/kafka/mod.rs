@@ -77,7 +77,7 @@ pub struct KafkaConfig {
     /// TLS to the brokers (`[kafka.tls]`): the same table as `[mysql.tls]`
     /// (`server_name` aside); docs/KAFKA.md.
     #[serde(default)]
-    pub tls: Option<crate::config::TlsConfig>,
+    pub tls: Option<crate::tls::TlsConfig>,
     /// SASL to the brokers (`[kafka.sasl]`): SCRAM-SHA-512 by default.
     #[serde(default)]
     pub sasl: Option<security::KafkaSasl>,

@@ -15,7 +15,7 @@
 //! * The settings are built once, at config load (files read, password resolved), and
 //!   never printed: [`Security`]'s `Debug` shows the keys, not the values.
 
-use crate::config::{TlsConfig, TlsMode};
+use crate::tls::{TlsConfig, TlsMode};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
