@@ -87,6 +87,7 @@ enum BinlogCmd {
 }
 
 fn main() {
+    drc::tls::install_default_provider();
     let args = Args::parse();
     init_logging(&args.log_format);
     let code = match args.cmd {

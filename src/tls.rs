@@ -121,3 +121,39 @@ impl TlsConfig {
         self.key.iter()
     }
 }
+
+/// Makes ring the process's rustls provider, once. drc's own TLS names ring itself,
+/// but some clients build their TLS from the process default (mysql_async, the
+/// ZooKeeper client), and with a second provider compiled in (the ZooKeeper client's
+/// rustls brings aws-lc-rs) rustls has no default until one is installed.
+pub fn install_default_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // (an Err means another provider was installed first: that one serves)
+        let _ = std::sync::Arc::unwrap_or_clone(ring()).install_default();
+    });
+}
+
+/// The crypto provider of every TLS connection drc makes itself: ring, as
+/// mysql_async's (rustls now prefers aws-lc-rs for its post-quantum key exchange; drc
+/// keeps one provider for all its connections).
+pub fn ring() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A PEM file's bytes, at most 1 MiB: a certificate, key or CA bundle is far smaller,
+/// and a path to a device or a huge file is an error, not an endless read.
+pub fn read_pem_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX: u64 = 1 << 20;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?.take(MAX + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "over 1 MiB: not a PEM certificate or key",
+        ));
+    }
+    Ok(out)
+}

@@ -136,7 +136,9 @@ zk_serving() { zk_4lw "$1" srvr | grep -q '^Mode: '; }
 zk_ctl() {
   local dir cp=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar j
   dir="$(zk_dir "$1")"
-  for j in slf4j-log4j12 log4j-1.2; do
+  # (netty-codec and netty-resolver: the TLS port's Netty handlers need them, and
+  # Debian's zookeeper.jar manifest does not list them)
+  for j in slf4j-log4j12 log4j-1.2 netty-codec netty-resolver; do
     [ -f "/usr/share/java/$j.jar" ] && cp="$cp:/usr/share/java/$j.jar"
   done
   ZOO_LOG_DIR="$dir" ZOOPIDFILE="$dir/zk.pid" JMXDISABLE=true \

@@ -9,7 +9,8 @@
 # app/app (DML on shop only: an application, for the failover drill).
 # --kafka also starts the Kafka-protocol broker (tansu) on 127.0.0.1:9092; --redis one
 # redis-server per zone on 127.0.0.1:6381 (a) and 127.0.0.1:6382 (b); --zk one standalone
-# ZooKeeper 3.8 per zone on 127.0.0.1:21811 (a) and 127.0.0.1:21812 (b); --no-mariadb
+# ZooKeeper 3.8 per zone on 127.0.0.1:21811 (a) and 127.0.0.1:21812 (b), TLS on 22811 and
+# 22812; --no-mariadb
 # starts only the servers named by the other flags (e.g. `up.sh --zk --no-mariadb`).
 # Idempotent: a zone already running is left alone. Data in $DRC_TESTENV_DIR
 # (default testenv/.run). Stop with testenv/down.sh.
@@ -161,7 +162,19 @@ admin.enableServer=false
 4lw.commands.whitelist=*
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
+# TLS on port+1000 (22811, 22812) with the test CA's server certificate (make_tls):
+# Netty serves both ports; PEM key store = key + certificate, trust store = the CA.
+serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory
+secureClientPort=$((port + 1000))
+secureClientPortAddress=127.0.0.1
+ssl.keyStore.location=$dir/keystore.pem
+ssl.keyStore.type=PEM
+ssl.trustStore.location=$RUN_DIR/tls/ca.pem
+ssl.trustStore.type=PEM
+ssl.clientAuth=none
 CNF
+  cat "$RUN_DIR/tls/server.key" "$RUN_DIR/tls/server.pem" > "$dir/keystore.pem"
+  chmod 600 "$dir/keystore.pem"
   pid="$(cat "$dir/zk.pid" 2>/dev/null || true)"
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     log "zookeeper of zone $z (pid $pid) is up but not serving yet: waiting"
@@ -315,10 +328,11 @@ if [ "$redis" = 1 ]; then
   for z in a b; do start_redis "$z"; done
 fi
 if [ "$zk" = 1 ]; then
+  make_tls
   ensure_pkg "$ZK_BIN/zkServer.sh" zookeeper
   for z in a b; do start_zk "$z"; done
 fi
 if [ "$mariadb" = 1 ]; then
   log "ready: $(for z in $zones; do printf 'zone %s=127.0.0.1:%s ' "$z" "$(zone_port "$z")"; done)"
 fi
-if [ "$zk" = 1 ]; then log "zookeeper ready: zone a=127.0.0.1:21811 zone b=127.0.0.1:21812"; fi
+if [ "$zk" = 1 ]; then log "zookeeper ready: zone a=127.0.0.1:21811 zone b=127.0.0.1:21812 (TLS on 22811, 22812)"; fi

@@ -526,3 +526,74 @@ async fn partitioned(t: Transport, root: &str, name: &str, server_id: u32, admin
     }
     fresh(root).await;
 }
+
+/// The TLS client (`secureClientPort` 22811/22812, the test CA) the daemons use.
+async fn tls_client(zone: usize) -> zk::Client {
+    let ca = std::fs::read_to_string(common::run_dir().join("tls/ca.pem")).unwrap();
+    let tls = zk::TlsOptions::new().with_pem_ca(&ca).unwrap();
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_tls(tls)
+        .secure_connect(["127.0.0.1:22811", "127.0.0.1:22812"][zone])
+        .await
+        .unwrap_or_else(|e| panic!("ZooKeeper of zone {zone} over TLS: {e} (testenv/up.sh --zk)"))
+}
+
+/// Both zones' daemons reach both ensembles only over TLS (verify-full against the
+/// test CA): a partitioned root's registrations cross both ways; `drc check` says
+/// the session is over TLS, and names `[zookeeper.tls]` when the CA is not the one
+/// that issued the servers' certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_partitioned_roots_cross_both_ways_and_check_names_a_wrong_ca() {
+    drc::tls::install_default_provider();
+    let root = "/drc-it/part-tls";
+    fresh(root).await;
+    let mut p = Pair::with("zk_tls", &[TABLE], 6301, Transport::Direct).await;
+    let ca = common::run_dir().join("tls/ca.pem");
+    p.with_zk_tls(
+        &ca,
+        &format!("[[zookeeper.roots]]\npath = \"{root}\"\nmode = \"partitioned\"\n"),
+    );
+    let cfg = p.cfg[0].clone();
+    let (_, out) = common::drc(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.contains("ok      zk_tls") && out.contains("ok      zk_connect") && !out.contains("PROBLEM zk_"),
+        "{out}"
+    );
+    p.start_both().await;
+    let register = |zone: usize, name: &'static str| async move {
+        let c = tls_client(zone).await;
+        for i in 0..50 {
+            put(&c, &format!("{root}/{name}/svc{}/i{i}", i % 5), name.as_bytes()).await;
+        }
+    };
+    tokio::join!(register(0, "a"), register(1, "b"));
+    let same = assert_same(&p, root, 60).await;
+    assert_eq!(
+        same.len(),
+        2 * 55 + 2 + 1,
+        "both zones' registrations, their parents and the root"
+    );
+    for z in 0..2 {
+        assert!(
+            p.log(z).contains("127.0.0.1:2281"),
+            "zone {z} used the TLS ports:\n{}",
+            p.log(z)
+        );
+    }
+    p.kill9(0);
+    p.kill9(1);
+    // a CA that did not issue the servers' certificates
+    let other = common::run_dir().join("tls/other-ca.pem");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&ca.display().to_string(), &other.display().to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out) = common::drc(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 3, "a problem: {out}");
+    assert!(
+        out.contains("PROBLEM zk_connect") && out.contains("[zookeeper.tls] ca"),
+        "{out}"
+    );
+    fresh(root).await;
+}

@@ -611,6 +611,14 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.base_dir = base_dir.to_path_buf();
         cfg.validate()?;
+        if let Some(z) = cfg.zookeeper.as_mut() {
+            z.prepare(base_dir)?;
+        }
+        for p in cfg.peers.iter_mut() {
+            if let Some(z) = p.zookeeper.as_mut() {
+                z.prepare(base_dir)?;
+            }
+        }
         if let Some(k) = cfg.kafka.as_mut() {
             k.prepare(
                 |p| base_dir.join(p),
@@ -671,6 +679,15 @@ impl Config {
                     .iter()
                     .map(|f| (format!("[{section}] password_file"), f)),
             );
+        }
+        let zk_tls = self
+            .zookeeper
+            .iter()
+            .filter_map(|z| z.tls.as_ref().map(|t| ("zookeeper", t)));
+        let peer_zk_tls =
+            (self.peers.iter()).filter_map(|p| p.zookeeper.as_ref()?.tls.as_ref().map(|t| ("peers.zookeeper", t)));
+        for (section, t) in zk_tls.chain(peer_zk_tls) {
+            files.extend(t.secret_files().map(|f| (format!("[{section}.tls] key"), f)));
         }
         if let Some(k) = &self.kafka {
             if let Some(t) = &k.tls {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 impl TlsConfig {
     /// mysql_async's TLS settings; `None` when disabled. Reads the files now.
     pub fn mysql(&self, base_dir: &Path, section: &str) -> Result<Option<mysql_async::SslOpts>, String> {
+        crate::tls::install_default_provider();
         use mysql_async::{ClientIdentity, SslOpts};
         if self.mode == TlsMode::Disabled {
             return Ok(None);
@@ -73,12 +74,8 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The crypto provider of every TLS connection drc makes itself: ring, as
-/// mysql_async's (aws-lc-rs, which rustls now prefers for its post-quantum key
-/// exchange, would add a C and CMake build).
 fn ring() -> Arc<rustls::crypto::CryptoProvider> {
-    #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    crate::tls::ring()
 }
 
 // The settings naming PEM files, and the label each file must hold.
@@ -90,7 +87,7 @@ const KEY: (&str, &str) = ("key", "PRIVATE KEY");
 /// `base_dir`; the error names the section, the setting and the path.
 fn read_pem(base_dir: &Path, section: &str, (what, label): (&str, &str), p: &Path) -> Result<Vec<u8>, String> {
     let path = base_dir.join(p);
-    let bytes = std::fs::read(&path).map_err(|e| format!("[{section}] {what} {}: {e}", path.display()))?;
+    let bytes = crate::tls::read_pem_file(&path).map_err(|e| format!("[{section}] {what} {}: {e}", path.display()))?;
     if !String::from_utf8_lossy(&bytes).contains(&format!("{label}-----")) {
         return Err(format!(
             "[{section}] {what} {}: not a PEM file with a {} (expected a line like \"-----BEGIN {label}-----\")",

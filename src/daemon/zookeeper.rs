@@ -23,6 +23,8 @@ pub struct Direction {
     pub capture: ZkCapture,
     /// This zone's ensemble.
     pub local: String,
+    /// TLS to it (`[zookeeper.tls]`).
+    pub local_tls: Option<zookeeper_client::TlsOptions>,
     /// Paths created here when missing (the configured roots, a partitioned root's
     /// sub-path of this zone).
     pub own_paths: Vec<String>,
@@ -43,11 +45,13 @@ pub fn directions(cfg: &Config, z: &ZkConfig) -> Vec<Direction> {
                     origin: p.zone.clone(),
                     zone: cfg.zone.clone(),
                     connect: server.connect.clone(),
+                    tls: server.client_tls.clone(),
                     session_timeout: Duration::from_millis(z.session_timeout_ms),
                     roots,
                     reconcile_every: Duration::from_secs(z.reconcile_interval_secs),
                 },
                 local: z.connect.clone(),
+                local_tls: z.client_tls.clone(),
                 own_paths: crate::zookeeper::own_paths(&z.roots, &cfg.zone),
                 max_deletes: z.max_deletes_per_pass,
             })
@@ -86,7 +90,7 @@ pub async fn run(d: Direction, shutdown: Shutdown) -> Result<(), Error> {
 
 async fn session(d: &Direction, shutdown: &Shutdown) -> Result<(), Error> {
     let c = &d.capture;
-    let local = crate::zookeeper::connect(&d.local, c.session_timeout).await?;
+    let local = crate::zookeeper::connect(&d.local, d.local_tls.as_ref(), c.session_timeout).await?;
     prepare(&local, &d.local, &d.own_paths).await?;
     tracing::info!(
         from = %c.origin, to = %c.zone, origin_ensemble = %c.connect, local_ensemble = %d.local,
@@ -123,6 +127,7 @@ pub fn publishing(cfg: &Config, z: &ZkConfig, k: &KafkaConfig) -> Publishing {
             origin: cfg.zone.clone(),
             zone: "kafka".into(),
             connect: z.connect.clone(),
+            tls: z.client_tls.clone(),
             session_timeout: Duration::from_millis(z.session_timeout_ms),
             roots: crate::zookeeper::direction_roots(&z.roots, &cfg.zone),
             reconcile_every: Duration::from_secs(z.reconcile_interval_secs),
@@ -139,7 +144,7 @@ pub async fn run_publisher(p: Publishing, shutdown: Shutdown) -> Result<(), Erro
 
 async fn publish(p: &Publishing, shutdown: &Shutdown) -> Result<(), Error> {
     let c = &p.capture;
-    let local = crate::zookeeper::connect(&c.connect, c.session_timeout).await?;
+    let local = crate::zookeeper::connect(&c.connect, c.tls.as_ref(), c.session_timeout).await?;
     for path in &p.own_paths {
         crate::zookeeper::ensure_path(&local, &c.connect, path).await?;
     }
@@ -160,7 +165,7 @@ pub async fn run_consumer(d: Direction, k: KafkaConfig, shutdown: Shutdown) -> R
 async fn consume(d: &Direction, k: &KafkaConfig, shutdown: &Shutdown) -> Result<(), Error> {
     use crate::zookeeper::sink::{position_path, stored_offset};
     let c = &d.capture;
-    let local = crate::zookeeper::connect(&d.local, c.session_timeout).await?;
+    let local = crate::zookeeper::connect(&d.local, d.local_tls.as_ref(), c.session_timeout).await?;
     prepare(&local, &d.local, &d.own_paths).await?;
     // (the position node exists before any change's multi writes it)
     crate::zookeeper::ensure_path(&local, &d.local, &position_path(&c.origin)).await?;

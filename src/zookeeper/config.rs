@@ -2,7 +2,10 @@
 //! this zone's ensemble, the mirrored roots and their modes (docs/ZOOKEEPER.md).
 
 use super::{ZkMode, ZkRoot};
+use crate::tls::TlsConfig;
 use serde::Deserialize;
+use std::path::Path;
+use zookeeper_client as zk;
 
 /// `[zookeeper]`: this zone's ensemble and the mirrored subtrees.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +26,14 @@ pub struct ZkConfig {
     pub max_deletes_per_pass: usize,
     /// The mirrored subtrees.
     pub roots: Vec<ZkRoot>,
+    /// TLS to this zone's ensemble (`[zookeeper.tls]`): the `[mysql.tls]` table, `ca`
+    /// required, mode `verify-full` (default) or `verify-ca`; `connect` then names the
+    /// servers' `secureClientPort`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// The client's TLS built from `tls` at config load ([`Self::prepare`]).
+    #[serde(skip)]
+    pub client_tls: Option<zk::TlsOptions>,
 }
 
 /// A peer's ZooKeeper ensemble.
@@ -30,6 +41,23 @@ pub struct ZkConfig {
 #[serde(deny_unknown_fields)]
 pub struct ZkServer {
     pub connect: String,
+    /// TLS to the peer's ensemble (`[peers.zookeeper.tls]`), as `[zookeeper.tls]`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// The client's TLS built from `tls` at config load ([`Self::prepare`]).
+    #[serde(skip)]
+    pub client_tls: Option<zk::TlsOptions>,
+}
+
+impl ZkServer {
+    /// Builds the client's TLS from `[peers.zookeeper.tls]` (reads the files).
+    pub fn prepare(&mut self, base_dir: &Path) -> Result<(), String> {
+        self.client_tls = match &self.tls {
+            Some(t) => super::tls_options(t, base_dir, "peers.zookeeper.tls")?,
+            None => None,
+        };
+        Ok(())
+    }
 }
 
 fn default_zk_session() -> u64 {
@@ -45,6 +73,15 @@ fn default_zk_max_deletes() -> usize {
 }
 
 impl ZkConfig {
+    /// Builds the client's TLS from `[zookeeper.tls]` (reads the files).
+    pub fn prepare(&mut self, base_dir: &Path) -> Result<(), String> {
+        self.client_tls = match &self.tls {
+            Some(t) => super::tls_options(t, base_dir, "zookeeper.tls")?,
+            None => None,
+        };
+        Ok(())
+    }
+
     /// Checks the section (`peers`: the peer zones' names).
     pub fn validate(&self, zone: &str, peers: &[&str]) -> Result<(), String> {
         if self.connect.trim().is_empty() {

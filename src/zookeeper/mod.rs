@@ -29,6 +29,7 @@ pub mod source;
 pub mod wire;
 
 use crate::error::Error;
+use crate::tls::{TlsConfig, TlsMode};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use zookeeper_client as zk;
@@ -169,14 +170,76 @@ pub async fn read_with_meta(c: &zk::Client, addr: &str, path: &str) -> Result<(R
     Ok((node, meta))
 }
 
-/// Connects to the ensemble `connect` (`host:port[,host:port]`).
-pub async fn connect(connect: &str, session_timeout: Duration) -> Result<zk::Client, Error> {
-    zk::Client::connector()
+/// Connects to the ensemble `connect` (`host:port[,host:port]`), over TLS to every
+/// server when `tls` is set (their `secureClientPort`).
+pub async fn connect(
+    connect: &str,
+    tls: Option<&zk::TlsOptions>,
+    session_timeout: Duration,
+) -> Result<zk::Client, Error> {
+    let c = zk::Client::connector()
         .with_session_timeout(session_timeout)
-        .with_connection_timeout(Duration::from_secs(5))
-        .connect(connect)
-        .await
-        .map_err(|e| zerr(connect, "connecting", e))
+        .with_connection_timeout(Duration::from_secs(5));
+    let r = match tls {
+        Some(t) => c.with_tls(t.clone()).secure_connect(connect).await,
+        None => c.connect(connect).await,
+    };
+    r.map_err(|e| {
+        let what = match tls {
+            Some(_) => "connecting over TLS (if it never connects: the servers' secureClientPort in connect, and [zookeeper.tls] ca the CA that issued their certificates, for the host names in connect)",
+            None => "connecting",
+        };
+        zerr(connect, what, e)
+    })
+}
+
+/// The ZooKeeper client's TLS from a `[zookeeper.tls]` / `[peers.zookeeper.tls]`
+/// table (`section`); `None` when disabled. Reads the files now. The client always
+/// checks the certificate against `ca`: `verify-full` (default) also checks it was
+/// issued for the host in `connect`, `verify-ca` does not; `required` and
+/// `server_name` are refused, naming what to use instead.
+pub fn tls_options(t: &TlsConfig, base_dir: &std::path::Path, section: &str) -> Result<Option<zk::TlsOptions>, String> {
+    t.validate(section)?;
+    match t.mode {
+        TlsMode::Disabled => return Ok(None),
+        TlsMode::Required => {
+            return Err(format!(
+                "[{section}] mode = \"required\": drc's ZooKeeper client always checks the certificate; set ca and mode = \"verify-ca\" (or \"verify-full\")"
+            ))
+        }
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {}
+    }
+    if t.server_name.is_some() {
+        return Err(format!(
+            "[{section}] server_name: drc's ZooKeeper client checks each server against its host in connect; remove server_name and use names the certificates list, or mode = \"verify-ca\""
+        ));
+    }
+    let Some(ca) = &t.ca else {
+        return Err(format!(
+            "[{section}] ca: set the CA (PEM) that issued the ensemble's certificates"
+        ));
+    };
+    crate::tls::install_default_provider();
+    let read = |key: &str, p: &std::path::Path| {
+        let path = base_dir.join(p);
+        crate::tls::read_pem_file(&path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| format!("[{section}] {key} {}: {e}", path.display()))
+    };
+    let mut o = zk::TlsOptions::new()
+        .with_pem_ca(&read("ca", ca)?)
+        .map_err(|e| format!("[{section}] ca {}: {e}", base_dir.join(ca).display()))?;
+    if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
+        o = o
+            .with_pem_identity(&read("cert", cert)?, &read("key", key)?)
+            .map_err(|e| format!("[{section}] cert/key: {e}"))?;
+    }
+    if t.mode == TlsMode::VerifyCa {
+        // SAFETY (the crate's marker for a weaker check): the mode the operator chose;
+        // the chain is still verified against ca
+        o = unsafe { o.with_no_hostname_verification() };
+    }
+    Ok(Some(o))
 }
 
 /// A ZooKeeper error as drc's: connection, session and throttling problems are
@@ -229,6 +292,26 @@ pub async fn ensure_path(c: &zk::Client, addr: &str, path: &str) -> Result<(), E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tls(text: &str) -> Result<Option<zk::TlsOptions>, String> {
+        let t: TlsConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        tls_options(&t, std::path::Path::new("/nonexistent"), "zookeeper.tls")
+    }
+
+    #[test]
+    fn tls_modes_the_client_cannot_honour_are_refused_with_what_to_use() {
+        let e = tls("mode = \"required\"").unwrap_err();
+        assert!(e.contains("verify-ca"), "{e}");
+        let e = tls("ca = \"ca.pem\"\nserver_name = \"zk1\"").unwrap_err();
+        assert!(e.contains("server_name") && e.contains("connect"), "{e}");
+        let e = tls("mode = \"verify-full\"").unwrap_err();
+        assert!(e.contains("[zookeeper.tls] ca"), "{e}");
+        let e = tls("ca = \"ca.pem\"").unwrap_err();
+        assert!(e.contains("[zookeeper.tls] ca /nonexistent/ca.pem"), "{e}");
+        assert!(tls("mode = \"disabled\"").unwrap().is_none());
+        let e = tls("ca = \"/dev/zero\"").unwrap_err();
+        assert!(e.contains("1 MiB"), "{e}");
+    }
 
     #[test]
     fn directions_carry_the_roots_their_origin_writes() {

@@ -79,6 +79,8 @@ pub struct ZkCapture {
     pub zone: String,
     /// The origin's ensemble.
     pub connect: String,
+    /// TLS to it (`[peers.zookeeper.tls]`, or `[zookeeper.tls]` when publishing).
+    pub tls: Option<zookeeper_client::TlsOptions>,
     pub session_timeout: Duration,
     pub roots: Vec<Root>,
     pub reconcile_every: Duration,
@@ -151,7 +153,7 @@ async fn capture(s: &ZkCapture, out: &Out) -> Result<(), Error> {
         ephemeral: metrics::counter!(m::ZK_SKIPPED, "from_zone" => s.origin.clone(), "to_zone" => s.zone.clone(), "reason" => "ephemeral"),
         sequential: metrics::counter!(m::ZK_SKIPPED, "from_zone" => s.origin.clone(), "to_zone" => s.zone.clone(), "reason" => "sequential"),
     };
-    let c = super::connect(addr, s.session_timeout).await?;
+    let c = super::connect(addr, s.tls.as_ref(), s.session_timeout).await?;
     let mut states = c.state_watcher();
     let mut reason = "start";
     loop {

@@ -213,16 +213,34 @@ impl Pair {
     /// Adds ZooKeeper sync to every zone's config: the testenv's servers (zone a
     /// 21811, zone b 21812) and `roots` (TOML `[[zookeeper.roots]]` tables).
     pub fn with_zk(&self, roots: &str) {
-        const ZK: [u16; 2] = [21811, 21812];
+        self.with_zk_on([21811, 21812], None, roots)
+    }
+
+    /// [`Self::with_zk`] over TLS: the servers' `secureClientPort`s (22811, 22812) and
+    /// `[zookeeper.tls]` / `[peers.zookeeper.tls]` trusting the CA file `ca`.
+    pub fn with_zk_tls(&self, ca: &Path, roots: &str) {
+        self.with_zk_on([22811, 22812], Some(ca), roots)
+    }
+
+    fn with_zk_on(&self, ports: [u16; 2], ca: Option<&Path>, roots: &str) {
+        let tls = |section: &str| match ca {
+            Some(ca) => format!("[{section}.tls]\nca = \"{}\"\n", ca.display()),
+            None => String::new(),
+        };
         for (z, cfg) in self.cfg.iter().enumerate() {
             let text = std::fs::read_to_string(cfg).unwrap();
             let zk = format!(
-                "[zookeeper]\nconnect = \"127.0.0.1:{}\"\nsession_timeout_ms = 4000\nreconcile_interval_secs = 5\n{roots}\n",
-                ZK[z]
+                "[zookeeper]\nconnect = \"127.0.0.1:{}\"\nsession_timeout_ms = 4000\nreconcile_interval_secs = 5\n{roots}\n{}",
+                ports[z],
+                tls("zookeeper")
             );
             let at = text.find("[[peers]]").expect("a generated config has [[peers]]");
             let mut text = format!("{}{zk}{}", &text[..at], &text[at..]);
-            text.push_str(&format!("[peers.zookeeper]\nconnect = \"127.0.0.1:{}\"\n", ZK[1 - z]));
+            text.push_str(&format!(
+                "[peers.zookeeper]\nconnect = \"127.0.0.1:{}\"\n{}",
+                ports[1 - z],
+                tls("peers.zookeeper")
+            ));
             std::fs::write(cfg, text).unwrap();
         }
     }

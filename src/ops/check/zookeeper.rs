@@ -13,17 +13,22 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
     let Some(z) = &cfg.zookeeper else {
         return f;
     };
-    let mut ensembles = vec![("zookeeper", cfg.zone.clone(), z.connect.clone())];
+    let mut ensembles = vec![("zookeeper", cfg.zone.clone(), z.connect.clone(), z.client_tls.clone())];
     for p in &cfg.peers {
         if let Some(s) = &p.zookeeper {
-            ensembles.push(("peers.zookeeper", p.zone.clone(), s.connect.clone()));
+            ensembles.push((
+                "peers.zookeeper",
+                p.zone.clone(),
+                s.connect.clone(),
+                s.client_tls.clone(),
+            ));
         }
     }
-    for (section, zone, connect) in ensembles {
+    for (section, zone, connect, tls) in ensembles {
         let session = std::time::Duration::from_millis(z.session_timeout_ms);
         let c = match tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            crate::zookeeper::connect(&connect, session),
+            crate::zookeeper::connect(&connect, tls.as_ref(), session),
         )
         .await
         {
@@ -34,6 +39,15 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
                     "zk_connect",
                     format!("zone {zone}: {e}"),
                     format!("fix [{section}] connect, or start the ensemble"),
+                ));
+                continue;
+            }
+            Err(_) if tls.is_some() => {
+                f.push(Finding::bad(
+                    Problem,
+                    "zk_connect",
+                    format!("zone {zone}: {connect}: no session over TLS within 10 s"),
+                    format!("check that connect names the servers' secureClientPort, and that [{section}.tls] ca is the CA that issued their certificates, for the host names in connect"),
                 ));
                 continue;
             }
@@ -51,7 +65,13 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
             "zk_connect",
             format!("zone {zone}: {connect}, session timeout {:?}", c.session_timeout()),
         ));
-        for server in connect.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let plain = if tls.is_none() { connect.as_str() } else { "" };
+        // (srvr is asked in plain text; over TLS, zk_watch below is the 3.6+ check)
+        f.extend(
+            tls.is_some()
+                .then(|| Finding::ok("zk_tls", format!("zone {zone}: session over TLS ({section}.tls)"))),
+        );
+        for server in plain.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match zk_version(server).await {
                 Some(v) if zk_at_least_3_6(&v) => f.push(Finding::ok(
                     "zk_version",
