@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# testenv/down.sh [ZONE...] [--kafka] [--redis] [--zk] — stop the local test servers
+# testenv/down.sh [ZONE...] [--kafka] [--kafka-secured] [--redis] [--zk] — stop the local test servers
 # started by up.sh (no argument: every zone, the Kafka broker, the Redis and the
 # ZooKeeper servers).
 # Safe to run twice; data stays in $DRC_TESTENV_DIR (rm -rf it for a clean slate).
@@ -28,6 +28,12 @@ stop_kafka() {
     fi
   fi
   rm -f "$pidf"
+}
+
+# The secured broker (tansu requiring SASL, and socat's TLS in front): stopped only by a
+# full down.sh or --kafka-secured, so that tests restarting the plain broker (--kafka)
+# leave it to the tests using it meanwhile.
+stop_kafka_secured() {
   local f
   for f in "$RUN_DIR/kafka-secured/socat.pid" "$RUN_DIR/kafka-secured/tansu.pid"; do
     [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
@@ -62,6 +68,6 @@ stop_zk() {
 }
 
 zones=()
-for a in "$@"; do case "$a" in --kafka) stop_kafka ;; --redis) stop_redis ;; --zk) stop_zk ;; *) zones+=("$a") ;; esac; done
-if [ "$#" = 0 ]; then stop_kafka; stop_redis; stop_zk; zones=($ZONES c d e f); fi
+for a in "$@"; do case "$a" in --kafka) stop_kafka ;; --kafka-secured) stop_kafka_secured ;; --redis) stop_redis ;; --zk) stop_zk ;; *) zones+=("$a") ;; esac; done
+if [ "$#" = 0 ]; then stop_kafka; stop_kafka_secured; stop_redis; stop_zk; zones=($ZONES c d e f); fi
 for z in "${zones[@]}"; do stop_zone "$z"; done

@@ -585,9 +585,13 @@ async fn over_tls_partitioned_roots_cross_both_ways_and_check_names_a_wrong_ca()
     p.kill9(1);
     // a CA that did not issue the servers' certificates
     let other = common::run_dir().join("tls/other-ca.pem");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(&ca.display().to_string(), &other.display().to_string());
+    let (good, wrong) = (
+        format!("[zookeeper.tls]\nca = \"{}\"", ca.display()),
+        format!("[zookeeper.tls]\nca = \"{}\"", other.display()),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(&good), "{text}");
+    let text = text.replace(&good, &wrong);
     std::fs::write(&cfg, text).unwrap();
     let (code, out) = common::drc(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 3, "a problem: {out}");

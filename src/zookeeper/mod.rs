@@ -186,7 +186,8 @@ pub async fn connect(
     };
     r.map_err(|e| {
         let what = match tls {
-            Some(_) => "connecting over TLS (if it never connects: the servers' secureClientPort in connect, and [zookeeper.tls] ca the CA that issued their certificates, for the host names in connect)",
+            // (a refused certificate, like a plain port, ends in a timeout)
+            Some(_) => "connecting over TLS (a timeout here is also what a certificate the CA in [zookeeper.tls] / [peers.zookeeper.tls] did not issue, or a plain port, looks like)",
             None => "connecting",
         };
         zerr(connect, what, e)

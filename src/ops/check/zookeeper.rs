@@ -38,7 +38,7 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
                     Problem,
                     "zk_connect",
                     format!("zone {zone}: {e}"),
-                    format!("fix [{section}] connect, or start the ensemble"),
+                    fix(section, tls.is_some()),
                 ));
                 continue;
             }
@@ -47,7 +47,7 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
                     Problem,
                     "zk_connect",
                     format!("zone {zone}: {connect}: no session over TLS within 10 s"),
-                    format!("check that connect names the servers' secureClientPort, and that [{section}.tls] ca is the CA that issued their certificates, for the host names in connect"),
+                    fix(section, true),
                 ));
                 continue;
             }
@@ -156,6 +156,15 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
         }
     }
     f
+}
+
+/// What to fix when no session comes (`tls`: over TLS).
+fn fix(section: &str, tls: bool) -> String {
+    if tls {
+        format!("set [{section}] connect to the servers' secureClientPort, and [{section}.tls] ca to the CA that issued their certificates (for the host names in connect)")
+    } else {
+        format!("fix [{section}] connect, or start the ensemble")
+    }
 }
 
 /// The version a ZooKeeper server reports to the four-letter command `srvr`
