@@ -146,7 +146,15 @@ CNF
 start_zk() {
   local z="$1" dir port pid
   dir="$(zk_dir "$z")"; port="$(zk_port "$z")"
-  if zk_serving "$z"; then log "zookeeper of zone $z already running on 127.0.0.1:$port"; return 0; fi
+  if zk_serving "$z"; then
+    if grep -q '^secureClientPort=' "$dir/zoo.cfg" 2>/dev/null; then
+      log "zookeeper of zone $z already running on 127.0.0.1:$port"; return 0
+    fi
+    # started by an older testenv, without the TLS port the tests now use
+    log "zookeeper of zone $z runs without TLS: restarting it with the current zoo.cfg"
+    zk_ctl "$z" stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 40); do zk_serving "$z" || break; sleep 0.25; done
+  fi
   mkdir -p "$dir/data"
   cat > "$dir/zoo.cfg" <<CNF
 tickTime=500
