@@ -275,6 +275,16 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
+    /// `listen` as an address; the error says how to write it.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, String> {
+        self.listen.parse().map_err(|e| {
+            format!(
+                "[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)",
+                self.listen
+            )
+        })
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("[admin] set both tls_cert and tls_key, or neither".into());
@@ -301,10 +311,7 @@ impl AdminConfig {
         if self.tls_cert.is_none() {
             return Ok((format!("http://{}", self.listen), None));
         }
-        let host = match self.listen.parse::<std::net::SocketAddr>() {
-            Ok(a) => a.ip().to_string(),
-            Err(e) => return Err(format!("[admin] listen = {:?}: {e}", self.listen)),
-        };
+        let host = self.listen_addr()?.ip().to_string();
         let t = tls::TlsConfig {
             ca: self.tls_ca.clone(),
             ..Default::default()
@@ -611,13 +618,12 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.base_dir = base_dir.to_path_buf();
         cfg.validate()?;
+        use crate::zookeeper::tls_options;
         if let Some(z) = cfg.zookeeper.as_mut() {
-            z.prepare(base_dir)?;
+            z.client_tls = tls_options(z.tls.as_ref(), base_dir, "zookeeper.tls")?;
         }
-        for p in cfg.peers.iter_mut() {
-            if let Some(z) = p.zookeeper.as_mut() {
-                z.prepare(base_dir)?;
-            }
+        for z in cfg.peers.iter_mut().filter_map(|p| p.zookeeper.as_mut()) {
+            z.client_tls = tls_options(z.tls.as_ref(), base_dir, "peers.zookeeper.tls")?;
         }
         if let Some(k) = cfg.kafka.as_mut() {
             k.prepare(
@@ -747,12 +753,7 @@ impl Config {
                 "token",
                 [a.token_env.is_some(), a.token_file.is_some(), a.token.is_some()],
             )?;
-            a.listen.parse::<std::net::SocketAddr>().map_err(|e| {
-                format!(
-                    "[admin] listen = {:?}: {e} (use IP:PORT, e.g. 127.0.0.1:9451)",
-                    a.listen
-                )
-            })?;
+            a.listen_addr()?;
             a.validate()?;
         }
         if let Some(r) = &self.replication {

@@ -65,17 +65,13 @@ pub fn server_config(
         .map_err(|e| bad("tls_cert", &e))?;
     let key = PrivateKeyDer::from_pem_slice(&read_pem(base_dir, section, ("tls_key", "PRIVATE KEY"), key)?)
         .map_err(|e| bad("tls_key", &e))?;
-    let config = rustls::ServerConfig::builder_with_provider(ring())
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::ring())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("tls_cert", &e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| bad("tls_key", &format!("does not match tls_cert or cannot be used: {e}")))?;
     Ok(Arc::new(config))
-}
-
-fn ring() -> Arc<rustls::crypto::CryptoProvider> {
-    crate::tls::ring()
 }
 
 // The settings naming PEM files, and the label each file must hold.
@@ -114,7 +110,7 @@ impl TlsConfig {
             return Ok(None);
         }
         let bad = |what: &str, e: &dyn std::fmt::Display| format!("[{section}] {what}: {e}");
-        let provider = ring();
+        let provider = crate::tls::ring();
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca {
             Some(ca) => {

@@ -92,10 +92,7 @@ pub async fn run(cfg: Config, path: &Path, stop: impl Future<Output = ()>) -> Re
             )
         })?;
         let tls = admin.server_tls(&cfg.base_dir).map_err(|e| cfg_err(path, e))?;
-        let loopback = admin
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback());
+        let loopback = admin.listen_addr().is_ok_and(|a| a.ip().is_loopback());
         if tls.is_none() && !loopback {
             tracing::warn!(listen = %admin.listen, "the admin endpoint listens beyond this host without TLS: the pause/resume token and /status cross the network in clear; set [admin] tls_cert and tls_key (docs/OPERATIONS.md)");
         }

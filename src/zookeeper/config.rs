@@ -4,7 +4,6 @@
 use super::{ZkMode, ZkRoot};
 use crate::tls::TlsConfig;
 use serde::Deserialize;
-use std::path::Path;
 use zookeeper_client as zk;
 
 /// `[zookeeper]`: this zone's ensemble and the mirrored subtrees.
@@ -31,7 +30,7 @@ pub struct ZkConfig {
     /// servers' `secureClientPort`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// The client's TLS built from `tls` at config load ([`Self::prepare`]).
+    /// The client's TLS built from `tls` at config load ([`super::tls_options`]).
     #[serde(skip)]
     pub client_tls: Option<zk::TlsOptions>,
 }
@@ -44,20 +43,9 @@ pub struct ZkServer {
     /// TLS to the peer's ensemble (`[peers.zookeeper.tls]`), as `[zookeeper.tls]`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// The client's TLS built from `tls` at config load ([`Self::prepare`]).
+    /// The client's TLS built from `tls` at config load ([`super::tls_options`]).
     #[serde(skip)]
     pub client_tls: Option<zk::TlsOptions>,
-}
-
-impl ZkServer {
-    /// Builds the client's TLS from `[peers.zookeeper.tls]` (reads the files).
-    pub fn prepare(&mut self, base_dir: &Path) -> Result<(), String> {
-        self.client_tls = match &self.tls {
-            Some(t) => super::tls_options(t, base_dir, "peers.zookeeper.tls")?,
-            None => None,
-        };
-        Ok(())
-    }
 }
 
 fn default_zk_session() -> u64 {
@@ -73,15 +61,6 @@ fn default_zk_max_deletes() -> usize {
 }
 
 impl ZkConfig {
-    /// Builds the client's TLS from `[zookeeper.tls]` (reads the files).
-    pub fn prepare(&mut self, base_dir: &Path) -> Result<(), String> {
-        self.client_tls = match &self.tls {
-            Some(t) => super::tls_options(t, base_dir, "zookeeper.tls")?,
-            None => None,
-        };
-        Ok(())
-    }
-
     /// Checks the section (`peers`: the peer zones' names).
     pub fn validate(&self, zone: &str, peers: &[&str]) -> Result<(), String> {
         if self.connect.trim().is_empty() {

@@ -195,11 +195,18 @@ pub async fn connect(
 }
 
 /// The ZooKeeper client's TLS from a `[zookeeper.tls]` / `[peers.zookeeper.tls]`
-/// table (`section`); `None` when disabled. Reads the files now. The client always
+/// table (`section`); `None` without one, or when disabled. Reads the files now. The client always
 /// checks the certificate against `ca`: `verify-full` (default) also checks it was
 /// issued for the host in `connect`, `verify-ca` does not; `required` and
 /// `server_name` are refused, naming what to use instead.
-pub fn tls_options(t: &TlsConfig, base_dir: &std::path::Path, section: &str) -> Result<Option<zk::TlsOptions>, String> {
+pub fn tls_options(
+    t: Option<&TlsConfig>,
+    base_dir: &std::path::Path,
+    section: &str,
+) -> Result<Option<zk::TlsOptions>, String> {
+    let Some(t) = t else {
+        return Ok(None);
+    };
     t.validate(section)?;
     match t.mode {
         TlsMode::Disabled => return Ok(None),
@@ -296,7 +303,7 @@ mod tests {
 
     fn tls(text: &str) -> Result<Option<zk::TlsOptions>, String> {
         let t: TlsConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        tls_options(&t, std::path::Path::new("/nonexistent"), "zookeeper.tls")
+        tls_options(Some(&t), std::path::Path::new("/nonexistent"), "zookeeper.tls")
     }
 
     #[test]

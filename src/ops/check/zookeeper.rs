@@ -65,13 +65,18 @@ pub async fn zk_checks(cfg: &crate::config::Config) -> Vec<Finding> {
             "zk_connect",
             format!("zone {zone}: {connect}, session timeout {:?}", c.session_timeout()),
         ));
-        let plain = if tls.is_none() { connect.as_str() } else { "" };
         // (srvr is asked in plain text; over TLS, zk_watch below is the 3.6+ check)
-        f.extend(
-            tls.is_some()
-                .then(|| Finding::ok("zk_tls", format!("zone {zone}: session over TLS ({section}.tls)"))),
-        );
-        for server in plain.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let servers = match tls {
+            Some(_) => {
+                f.push(Finding::ok(
+                    "zk_tls",
+                    format!("zone {zone}: session over TLS ({section}.tls)"),
+                ));
+                ""
+            }
+            None => connect.as_str(),
+        };
+        for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match zk_version(server).await {
                 Some(v) if zk_at_least_3_6(&v) => f.push(Finding::ok(
                     "zk_version",
